@@ -1,0 +1,36 @@
+# Two commands are the whole set-up on a fresh clone: `make test` and `make demo`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup test test-slow demo bench lint clean
+
+setup: $(STAMP)
+
+# torch/torchvision are pinned here (they install from the local wheel cache); pyproject keeps ranges.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+# exit code 5 (no test selected) is not a failure here
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
+demo: setup
+	$(BIN)/retarget video --source examples/source.jpg --driver examples/driver.mp4 \
+		-o out/demo.mp4 --overwrite
+
+bench: setup
+	$(BIN)/python bench/video.py
+
+lint: setup
+	$(BIN)/ruff check retarget densepose_adapter tests bench
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,3 @@
+from retarget.cli.app import main
+
+main()

@@ -1,0 +1,77 @@
+"""The typer application and the error model shared by all commands.
+
+Exit codes: 0 success, 1 input/processing error, 2 usage error. Errors are printed as one line on
+stderr (``error: ...``); ``--debug`` (before the command) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from retarget.errors import RetargetError
+
+app = typer.Typer(
+    name="retarget",
+    help=(
+        "Make the person in a photo perform the motion of a driving video.\n\n"
+        "Example:\n\n"
+        "  retarget video --source photo.jpg --driver dance.mp4\n\n"
+        "  retarget image --source S.jpg --source-uv S.npy --target-uv T.npy --out O.png"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+# Every other module in this package defines commands and registers them on `app` when imported.
+def _register_commands() -> None:
+    import pkgutil
+
+    import retarget.cli as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name not in ("app", "__main__") and not info.name.startswith("_"):
+            importlib.import_module(f"retarget.cli.{info.name}")
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point.
+
+    Usage errors are reported by typer itself (exit 2). :class:`RetargetError` becomes one line on
+    stderr and its exit code. Returns the exit code when ``argv`` is given (tests), else exits.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="retarget")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except RetargetError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        code = 130
+    if argv is None:
+        sys.exit(code)
+    return code

@@ -1,0 +1,1 @@
+"""I/O at the edges: images, UV files, videos, safe checkpoint reading, atomic writes."""
