@@ -28,3 +28,10 @@ def require_shared(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"missing shared fixture {path} (set RETARGET_SHARED to the shared/ folder)")
     return path
+
+
+def fixture_dirs(prefix: str, marker: str) -> list[Path]:
+    """Every ``../shared/fixtures/<prefix>*`` folder holding ``marker`` (more fixtures may be dropped in)."""
+    root = SHARED / "fixtures"
+    found = sorted(p for p in root.glob(f"{prefix}*") if (p / marker).exists()) if root.is_dir() else []
+    return found or [root / prefix]  # a missing fixture then fails loudly in require_shared

@@ -1,0 +1,27 @@
+"""Pure tensor functions for coordinate-based texture warping (no I/O, no printing).
+
+Conventions are documented in :mod:`retarget.ops.coords`.
+"""
+
+from retarget.ops.coords import BACKGROUND_UV, batched_meshgrid, make_meshgrid, split_uv_mask
+from retarget.ops.fill import nearest_fill
+from retarget.ops.warp import (
+    colour_texture_from_source,
+    coordinates_to_target,
+    inverse_grid_sample,
+    render_target,
+    sample_texture,
+)
+
+__all__ = [
+    "BACKGROUND_UV",
+    "batched_meshgrid",
+    "colour_texture_from_source",
+    "coordinates_to_target",
+    "inverse_grid_sample",
+    "make_meshgrid",
+    "nearest_fill",
+    "render_target",
+    "sample_texture",
+    "split_uv_mask",
+]

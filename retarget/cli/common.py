@@ -1,0 +1,76 @@
+"""Option handling shared by several commands (device, weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from retarget.errors import UsageError
+
+
+def resolve_device(device: str) -> str:
+    """Validate ``--device``; a CUDA device without CUDA is a one-line error suggesting cpu."""
+    import torch
+
+    if device == "cpu":
+        return device
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        return device
+    if device == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UsageError("--device mps: MPS is not available on this machine; use --device cpu")
+        return device
+    raise UsageError(f"--device {device}: expected cpu, cuda, cuda:N or mps")
+
+
+def resolve_models(checkpoint_dir: Path | None, device: str):
+    """Load the coordinate-inpainting models, or return ``None`` (weight-free path).
+
+    ``checkpoint_dir`` given: both ``inpainter.pth`` and ``refiner.pth`` must load from it. Otherwise
+    installed weights are used when present; when absent, one stderr line says the weight-free path
+    runs and how to install weights.
+    """
+    from retarget.pipeline import Models
+
+    if checkpoint_dir is not None:
+        folder = Path(checkpoint_dir)
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: --checkpoint-dir is not a folder")
+        return Models.from_checkpoint_dir(folder, device)
+    paths = _installed_checkpoints()
+    if paths is None:
+        _warn_weight_free_once()
+        return None
+    from retarget.models.loading import load_official_inpainter, load_official_refiner
+
+    return Models(load_official_inpainter(paths[0]), load_official_refiner(paths[1])).to(device)
+
+
+def _installed_checkpoints() -> tuple[Path, Path] | None:
+    try:
+        from retarget.weights import resolve_coordinpaint_checkpoints
+    except ImportError:
+        from retarget.paths import weights_dir
+
+        pair = (weights_dir() / "inpainter.pth", weights_dir() / "refiner.pth")
+        return pair if all(p.is_file() for p in pair) else None
+    return resolve_coordinpaint_checkpoints(None)
+
+
+_warned = False
+
+
+def _warn_weight_free_once() -> None:
+    global _warned
+    try:
+        from retarget.weights import warn_weight_free_once
+    except ImportError:
+        if not _warned:
+            import sys
+
+            print("note: coordinate-inpainting weights not installed; using the weight-free path "
+                  "(install them with `retarget weights import PATH`)", file=sys.stderr)
+            _warned = True
+        return
+    warn_weight_free_once()

@@ -1,0 +1,75 @@
+"""``retarget image``: one source photo, one target pose, one output image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from retarget.cli.app import app
+from retarget.cli.common import resolve_device, resolve_models
+from retarget.errors import InputError, UsageError
+
+
+@app.command(
+    "image",
+    help=(
+        "Render the person of a source photo in the pose of a target UV map.\n\n"
+        "Example:\n\n"
+        "  retarget image --source S.jpg --source-uv S.npy --target-uv T.npy --out O.png\n\n"
+        "UV files are (H, W, 2) float .npy maps of SMPL-UV in [-1, 1] with NaN background (make them from "
+        "DensePose IUV renders with `retarget convert-iuv`). Without weights the weight-free path runs."
+    ),
+)
+def image_command(
+    source: Path = typer.Option(..., "--source", help="Source photo (RGB image)."),
+    source_uv: Path = typer.Option(..., "--source-uv", help="UV map of the source photo (.npy)."),
+    target_uv: Path = typer.Option(..., "--target-uv", help="UV map of the target pose (.npy)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output image (.png/.jpg)."),
+    checkpoint_dir: Optional[Path] = typer.Option(None, "--checkpoint-dir",
+                                                  help="Folder with inpainter.pth and refiner.pth."),
+    weight_free: bool = typer.Option(False, "--weight-free", help="Ignore weights: nearest fill + warp."),
+    dump_stages: Optional[Path] = typer.Option(None, "--dump-stages",
+                                               help="Also write every stage to this .npz."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+) -> None:
+    from retarget.io.atomic import atomic_output, check_output_path
+    from retarget.io.image import read_image_rgb, to_uint8, write_image_rgb
+    from retarget.io.uv import read_uv_npy
+    from retarget.pipeline import run_pair, stage_arrays
+    from retarget.pipeline.pair import MIN_SIDE
+
+    inputs = [source, source_uv, target_uv]
+    check_output_path(out, overwrite=overwrite, inputs=inputs)
+    if dump_stages is not None:
+        if dump_stages.suffix != ".npz":
+            raise UsageError(f"{dump_stages}: --dump-stages needs a .npz file name")
+        check_output_path(dump_stages, overwrite=overwrite, inputs=inputs + [out])
+    torch_device = resolve_device(device)
+
+    image = read_image_rgb(source)
+    suv = read_uv_npy(source_uv)
+    tuv = read_uv_npy(target_uv)
+    if suv.shape[:2] != image.shape[:2]:
+        raise InputError(f"{source_uv}: UV map is {suv.shape[1]}x{suv.shape[0]} but the photo is "
+                         f"{image.shape[1]}x{image.shape[0]}; they must come from the same image")
+    if tuv.shape != suv.shape:
+        raise InputError(f"{target_uv}: target UV is {tuv.shape[1]}x{tuv.shape[0]}, source UV is "
+                         f"{suv.shape[1]}x{suv.shape[0]}; use maps of the same size")
+    if image.shape[0] % 4 or image.shape[1] % 4 or min(image.shape[:2]) < MIN_SIDE:
+        raise InputError(f"{source}: width and height must be multiples of 4 and at least {MIN_SIDE}, "
+                         f"got {image.shape[1]}x{image.shape[0]}")
+
+    models = None if weight_free else resolve_models(checkpoint_dir, torch_device)
+    result = run_pair(image, suv, tuv, models, device=torch_device)
+    output = result.target.output[0].permute(1, 2, 0).cpu().numpy()
+    write_image_rgb(out, to_uint8(output))
+    if dump_stages is not None:
+        arrays = stage_arrays(result)
+        with atomic_output(dump_stages) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+    typer.echo(f"wrote {out}" + (f" and {dump_stages}" if dump_stages else ""), err=True)

@@ -1,0 +1,283 @@
+"""Source-once / targets-many pipeline on tensors: coordinate texture → inpaint → warp → refine.
+
+:func:`prepare_source` does everything that depends only on the source (coordinate texture,
+inpainting or weight-free completion, colour texture, refiner source branch) and returns a
+:class:`SourceState` to be reused for any number of targets; :func:`render_targets` handles a batch of
+target UV maps. :func:`run_pair` chains both for one photo/pose pair.
+
+All tensors are channel-first; images are RGB float in ``[0, 1]``; UV/xy conventions are those of
+:mod:`retarget.ops.coords`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retarget import ops
+from retarget.models import Inpainter, Refiner, SourceFeatures
+
+
+@dataclass
+class Models:
+    """The learned networks; either may be ``None`` (weight-free path)."""
+
+    inpainter: Inpainter | None = None
+    refiner: Refiner | None = None
+
+    @property
+    def learned(self) -> bool:
+        return self.inpainter is not None and self.refiner is not None
+
+    def to(self, device: torch.device | str) -> "Models":
+        for model in (self.inpainter, self.refiner):
+            if model is not None:
+                model.to(device)
+        return self
+
+    @classmethod
+    def from_checkpoint_dir(cls, folder: str | Path, device: str = "cpu") -> "Models":
+        """Load ``inpainter.pth`` and ``refiner.pth`` (official format) from a folder."""
+        from retarget.models.loading import load_official_inpainter, load_official_refiner
+
+        folder = Path(folder)
+        return cls(load_official_inpainter(folder / "inpainter.pth"),
+                   load_official_refiner(folder / "refiner.pth")).to(device)
+
+
+@dataclass
+class SourceState:
+    """Everything derived from the source alone. Tensors have batch size 1.
+
+    Attributes:
+        image: ``(1, 3, H, W)`` source RGB in [0, 1].
+        uv: ``(1, 2, H, W)`` source UV (u, v), background = -10.
+        mask: ``(1, 1, H, W)`` source person mask.
+        source_xy_textures: ``(1, 2, Ht, Wt)`` partial coordinate texture (x, y), 0 in holes.
+        source_textures: ``(1, 3, Ht, Wt)`` partial colour texture.
+        coverage: ``(1, 1, Ht, Wt)`` texels that received source pixels.
+        inpainter_input: ``(1, 5, Ht, Wt)`` = [xy texture, coverage, meshgrid].
+        inpainter_raw: ``(1, 2, Ht, Wt)`` inpainter output before tanh (learned path only).
+        completed_xy: ``(1, 2, Ht, Wt)`` completed coordinate texture (tanh of the inpainter output,
+            or the nearest-texel fill on the weight-free path).
+        pred_textures: ``(1, 3, Ht, Wt)`` colour texture read from the source through ``completed_xy``.
+        refiner_source_input: ``(1, 8, H, W)`` (learned path only).
+        refiner_source_features: refiner source branch output (learned path only).
+        background_rgb: ``(3,)`` median colour of the source background, for weight-free output.
+    """
+
+    image: torch.Tensor
+    uv: torch.Tensor
+    mask: torch.Tensor
+    source_xy_textures: torch.Tensor
+    source_textures: torch.Tensor
+    coverage: torch.Tensor
+    inpainter_input: torch.Tensor
+    completed_xy: torch.Tensor
+    pred_textures: torch.Tensor
+    background_rgb: torch.Tensor
+    inpainter_raw: torch.Tensor | None = None
+    refiner_source_input: torch.Tensor | None = None
+    refiner_source_features: SourceFeatures | None = None
+
+    @property
+    def learned(self) -> bool:
+        return self.refiner_source_features is not None
+
+
+@dataclass
+class TargetBatch:
+    """Results for a batch of N target poses.
+
+    Attributes:
+        target_uv: ``(N, 2, H, W)`` target UV, background = -10.
+        target_mask: ``(N, 1, H, W)``.
+        target_xy: ``(N, 2, H, W)`` source coordinates (x, y) of every target pixel (0 off-person).
+        pred_img: ``(N, 3, H, W)`` coarse warped image (0 off-person).
+        output: ``(N, 3, H, W)`` final crop: refiner output (sigmoid) on the learned path; on the
+            weight-free path the coarse image over the source background colour.
+        refiner_target_input: ``(N, 10, H, W)`` (learned path only).
+        refined: ``(N, 3, H, W)`` refiner output after sigmoid (learned path only).
+    """
+
+    target_uv: torch.Tensor
+    target_mask: torch.Tensor
+    target_xy: torch.Tensor
+    pred_img: torch.Tensor
+    output: torch.Tensor
+    refiner_target_input: torch.Tensor | None = None
+    refined: torch.Tensor | None = None
+
+
+#: Smallest side the networks accept: the inpainter's dilation-8 reflect padding runs at 1/4 scale.
+MIN_SIDE = 36
+
+
+def _check_size(height: int, width: int) -> None:
+    if height % 4 or width % 4 or min(height, width) < MIN_SIDE:
+        raise ValueError(f"image size must be a multiple of 4 and at least {MIN_SIDE} on both sides, "
+                         f"got {height}x{width}")
+
+
+@torch.no_grad()
+def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None = None,
+                   texture_hw: tuple[int, int] | None = None) -> SourceState:
+    """Do the source-only work once.
+
+    Args:
+        image: ``(1, 3, H, W)`` RGB in [0, 1].
+        uv: ``(1, 2, H, W)`` source UV with NaN background.
+        models: learned networks; without both of them the weight-free path runs (nearest-texel
+            completion, no refiner).
+        texture_hw: texture size; defaults to the image size (what the official weights expect).
+    """
+    if image.dim() != 4 or image.shape[:1] != (1,) or image.shape[1] != 3:
+        raise ValueError(f"source image must be (1, 3, H, W), got {tuple(image.shape)}")
+    if uv.shape[0] != 1 or uv.shape[2:] != image.shape[2:]:
+        raise ValueError(f"source UV {tuple(uv.shape)} does not match the source image {tuple(image.shape)}")
+    _, _, h, w = image.shape
+    _check_size(h, w)
+    th, tw = texture_hw or (h, w)
+    uv, mask = ops.split_uv_mask(uv)
+    image_grid = ops.batched_meshgrid(1, h, w, like=image)
+    texture_grid = ops.batched_meshgrid(1, th, tw, like=image)
+
+    xy_texture, coverage = ops.inverse_grid_sample(image_grid, uv, (th, tw))
+    source_fg = image * mask
+    colour_texture, _ = ops.inverse_grid_sample(source_fg, uv, (th, tw))
+    inpainter_input = torch.cat([xy_texture, coverage, texture_grid], dim=1)
+
+    learned = models is not None and models.learned
+    inpainter_raw = None
+    if learned:
+        inpainter_raw = models.inpainter(inpainter_input)
+        completed = torch.tanh(inpainter_raw)
+    else:
+        completed = ops.nearest_fill(xy_texture, coverage)
+    pred_textures = ops.colour_texture_from_source(source_fg, completed)
+
+    background = image[0].flatten(1)[:, mask[0, 0].flatten() < 0.5]
+    background_rgb = background.median(dim=1).values if background.shape[1] else image.new_ones(3)
+
+    state = SourceState(image=image, uv=uv, mask=mask, source_xy_textures=xy_texture,
+                        source_textures=colour_texture, coverage=coverage, inpainter_input=inpainter_input,
+                        completed_xy=completed, pred_textures=pred_textures, background_rgb=background_rgb,
+                        inpainter_raw=inpainter_raw)
+    if learned:
+        state.refiner_source_input = torch.cat([image, uv, mask, image_grid], dim=1)
+        state.refiner_source_features = models.refiner.encode_source(state.refiner_source_input)
+    return state
+
+
+@torch.no_grad()
+def render_targets(state: SourceState, target_uv: torch.Tensor, models: Models | None = None) -> TargetBatch:
+    """Warp (and refine) the source into a batch of target poses.
+
+    Args:
+        state: from :func:`prepare_source`.
+        target_uv: ``(N, 2, H, W)`` target UV with NaN background, same ``H, W`` as the source.
+        models: must hold the refiner when ``state`` was prepared on the learned path.
+    """
+    if target_uv.dim() != 4 or target_uv.shape[1] != 2 or target_uv.shape[2:] != state.image.shape[2:]:
+        raise ValueError(f"target UV must be (N, 2, {state.image.shape[2]}, {state.image.shape[3]}), "
+                         f"got {tuple(target_uv.shape)}")
+    n, _, h, w = target_uv.shape
+    uv, mask = ops.split_uv_mask(target_uv.to(state.image.dtype))
+    completed = state.completed_xy.expand(n, -1, -1, -1)
+    pred_img = ops.render_target(state.pred_textures.expand(n, -1, -1, -1), uv, mask)
+
+    if not state.learned:
+        output = pred_img + state.background_rgb.view(1, 3, 1, 1) * (1 - mask)
+        return TargetBatch(target_uv=uv, target_mask=mask, target_xy=ops.coordinates_to_target(completed, uv, mask),
+                           pred_img=pred_img, output=output)
+
+    if models is None or models.refiner is None:
+        raise ValueError("the source was prepared with learned models; pass the same models here")
+    target_xy = ops.coordinates_to_target(completed, uv, mask)
+    grid = ops.batched_meshgrid(n, h, w, like=pred_img)
+    target_input = torch.cat([pred_img, uv, mask, target_xy, grid], dim=1)
+    refined = torch.sigmoid(models.refiner.decode(state.refiner_source_features, target_input, target_xy, mask))
+    return TargetBatch(target_uv=uv, target_mask=mask, target_xy=target_xy, pred_img=pred_img, output=refined,
+                       refiner_target_input=target_input, refined=refined)
+
+
+@dataclass
+class PairResult:
+    """One source/target pair with every stage (see :func:`stage_arrays`)."""
+
+    source: SourceState
+    target: TargetBatch
+
+
+def run_pair(source_image: np.ndarray, source_uv: np.ndarray, target_uv: np.ndarray,
+             models: Models | None = None, device: str = "cpu") -> PairResult:
+    """Python API for one pair of numpy arrays.
+
+    Args:
+        source_image: ``(H, W, 3)`` RGB, float in [0, 1] or uint8.
+        source_uv: ``(H, W, 2)`` UV, NaN background.
+        target_uv: ``(H, W, 2)`` or ``(N, H, W, 2)`` UV, NaN background.
+        models: learned networks or ``None`` for the weight-free path.
+        device: torch device.
+    """
+    image = np.asarray(source_image)
+    image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    image_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device)
+    source_uv_t = torch.from_numpy(np.ascontiguousarray(source_uv, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+    target = np.asarray(target_uv, dtype=np.float32)
+    target = target[None] if target.ndim == 3 else target
+    target_t = torch.from_numpy(np.ascontiguousarray(target)).permute(0, 3, 1, 2).to(device)
+    state = prepare_source(image_t, source_uv_t, models)
+    return PairResult(state, render_targets(state, target_t, models))
+
+
+#: Stage names as in the reference fixture (``expected.npz``), and where each lives.
+_SOURCE_STAGES = {
+    "inpainter_input": "inpainter_input",
+    "inpainter_raw": "inpainter_raw",
+    "source_xy_textures": "source_xy_textures",
+    "source_textures": "source_textures",
+    "pred_textures": "pred_textures",
+    "refiner_source_input": "refiner_source_input",
+}
+_TARGET_STAGES = {
+    "pred_img": "pred_img",
+    "target_xy": "target_xy",
+    "target_mask": "target_mask",
+    "refiner_target_input": "refiner_target_input",
+    "refined": "refined",
+}
+
+
+def stage_arrays(result: PairResult, index: int = 0) -> dict[str, np.ndarray]:
+    """The stages that ran, as float32 channel-first arrays without batch dim, under reference names.
+
+    Learned path: every key of the reference ``expected.npz`` except ``classical_*``. Weight-free path:
+    ``inpainter_input``, ``source_xy_textures``, ``source_textures``, ``target_mask``, and
+    ``pred_textures`` / ``pred_img`` computed from the nearest-texel completion (they correspond to
+    the reference's ``classical_pred_textures`` / ``classical_pred_img``); ``target_xy`` is only a
+    stage of the learned path (the refiner's warp field) and is not dumped here.
+    """
+    out: dict[str, np.ndarray] = {}
+    source, target = result.source, result.target
+    for name, attr in _SOURCE_STAGES.items():
+        value = getattr(source, attr)
+        if value is not None:
+            out[name] = value[0].detach().cpu().float().numpy()
+    if source.learned:
+        out["inpainted_xy"] = source.completed_xy[0].detach().cpu().float().numpy()
+    for name, attr in _TARGET_STAGES.items():
+        value = getattr(target, attr)
+        if value is None or (name == "target_xy" and not source.learned):
+            continue
+        out[name] = value[index].detach().cpu().float().numpy()
+    return out
+
+
+__all__ = [
+    "Models", "PairResult", "SourceState", "TargetBatch", "prepare_source", "render_targets", "run_pair",
+    "stage_arrays",
+]

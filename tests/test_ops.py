@@ -1,0 +1,142 @@
+"""Coordinate ops on tiny tensors: conventions, reference equivalence, non-square sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from retarget import ops
+
+
+def reference_meshgrid(h: int, w: int) -> torch.Tensor:
+    """The reference implementation's meshgrid (only meaningful for h == w)."""
+    x, y = torch.arange(0, w), torch.arange(0, h)
+    xx, yy = torch.meshgrid([x, y], indexing="ij")
+    grid = torch.stack([yy, xx], dim=0).float()
+    grid[0] = (2 * grid[0] / (h - 1)) - 1
+    grid[1] = (2 * grid[1] / (w - 1)) - 1
+    return grid
+
+
+def naive_splat(values: np.ndarray, uv: np.ndarray, th: int, tw: int):
+    """Pixel-by-pixel bilinear splat following the reference's description.
+
+    Texel positions are computed in float32 like the reference (it matters at the clamped border);
+    accumulation is float64.
+    """
+    n, c, h, w = values.shape
+    f32 = np.float32
+    rows = np.clip((uv[:, 1].astype(f32) + f32(1)) / f32(2) * f32(th) + f32(1), 0, f32(th + 1 - 2e-10))
+    cols = np.clip((uv[:, 0].astype(f32) + f32(1)) / f32(2) * f32(tw) + f32(1), 0, f32(tw + 1 - 2e-10))
+    num = np.zeros((n, c, th + 3, tw + 3))
+    den = np.zeros((n, 1, th + 3, tw + 3))
+    for b in range(n):
+        for i in range(h):
+            for j in range(w):
+                r, k = float(rows[b, i, j]), float(cols[b, i, j])
+                r0, k0 = int(r), int(k)
+                for dr in (0, 1):
+                    for dc in (0, 1):
+                        wt = max(0, 1 - abs(r - (r0 + dr))) * max(0, 1 - abs(k - (k0 + dc)))
+                        num[b, :, r0 + dr, k0 + dc] += wt * values[b, :, i, j]
+                        den[b, 0, r0 + dr, k0 + dc] += wt
+    num, den = num[..., 1:th + 1, 1:tw + 1], den[..., 1:th + 1, 1:tw + 1]
+    tex = np.where(den > 1e-10, num / (den + 1e-10), 0.0)
+    return tex, (den > 1e-10).astype(np.float64)
+
+
+@pytest.mark.parametrize("size", [2, 5, 256])
+def test_meshgrid_matches_reference_when_square(size):
+    assert torch.equal(ops.make_meshgrid(size, size), reference_meshgrid(size, size))
+
+
+def test_meshgrid_non_square_is_x_then_y():
+    grid = ops.make_meshgrid(3, 5)
+    assert grid.shape == (2, 3, 5)
+    assert torch.allclose(grid[0, 0], torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0]))
+    assert torch.allclose(grid[1, :, 0], torch.tensor([-1.0, 0.0, 1.0]))
+    assert torch.equal(grid[0, 0], grid[0, 2]) and torch.equal(grid[1, :, 0], grid[1, :, 4])
+    assert ops.make_meshgrid(1, 4).shape == (2, 1, 4)
+
+
+def test_split_uv_mask_replaces_nan_and_masks_any_valid_channel():
+    uv = torch.tensor([[[[0.5, float("nan")], [float("nan"), 0.1]],
+                        [[0.2, float("nan")], [0.3, float("nan")]]]])
+    filled, mask = ops.split_uv_mask(uv)
+    assert mask.shape == (1, 1, 2, 2)
+    assert mask.flatten().tolist() == [1.0, 0.0, 1.0, 1.0]
+    assert not torch.isnan(filled).any()
+    assert filled[0, 0, 0, 1] == ops.BACKGROUND_UV and filled[0, 1, 1, 0] == 0.3
+
+
+@pytest.mark.parametrize("image_hw,texture_hw", [((6, 6), None), ((4, 7), None), ((5, 3), (8, 6))])
+def test_inverse_grid_sample_matches_pixelwise_splat(image_hw, texture_hw):
+    gen = torch.Generator().manual_seed(0)
+    h, w = image_hw
+    values = torch.rand(2, 3, h, w, generator=gen)
+    uv = torch.rand(2, 2, h, w, generator=gen) * 2.2 - 1.1  # some points outside the texture
+    uv[0, :, 0, 0] = ops.BACKGROUND_UV
+    th, tw = texture_hw or image_hw
+    texture, coverage = ops.inverse_grid_sample(values, uv, texture_hw)
+    expected_tex, expected_cov = naive_splat(values.double().numpy(), uv.numpy(), th, tw)
+    assert texture.shape == (2, 3, th, tw) and coverage.shape == (2, 1, th, tw)
+    np.testing.assert_allclose(texture.numpy(), expected_tex, atol=1e-5)
+    np.testing.assert_array_equal(coverage.numpy(), expected_cov)
+    assert 0 < coverage.mean() < 1  # the test really has both holes and covered texels
+
+
+def test_splat_then_sample_recovers_values_on_texel_centres():
+    # A pixel whose uv lands exactly on a texel centre puts its whole value there, and grid_sample
+    # at the same uv reads it back.
+    th = tw = 8
+    rows, cols = torch.tensor([1, 4, 6]), torch.tensor([2, 5, 7])
+    u = (2 * cols.float() + 1) / tw - 1
+    v = (2 * rows.float() + 1) / th - 1
+    # splat puts value at accumulator index (v+1)/2*th + 1 → texel (v+1)/2*th, i.e. the centre uses +0.5
+    uv_splat = torch.stack([2 * cols.float() / tw - 1, 2 * rows.float() / th - 1])[None, :, None, :]
+    values = torch.tensor([0.2, 0.5, 0.9])[None, None, None, :]
+    texture, coverage = ops.inverse_grid_sample(values, uv_splat, (th, tw))
+    assert coverage.sum() == 3
+    assert torch.allclose(texture[0, 0, rows, cols], values.flatten())
+    sampled = ops.sample_texture(texture, torch.stack([u, v])[None, :, None, :])
+    assert torch.allclose(sampled.flatten(), values.flatten(), atol=1e-6)
+
+
+def test_sample_texture_with_identity_grid_is_identity_and_background_is_zero():
+    tex = torch.rand(1, 3, 4, 6)
+    # align_corners=False: texel centres are at (2*i + 1)/size - 1
+    xs = (2 * torch.arange(6) + 1) / 6 - 1
+    ys = (2 * torch.arange(4) + 1) / 4 - 1
+    uv = torch.stack([xs.expand(4, 6), ys[:, None].expand(4, 6)])[None]
+    assert torch.allclose(ops.sample_texture(tex, uv), tex, atol=1e-6)
+    uv_bg = torch.full((1, 2, 2, 2), ops.BACKGROUND_UV)
+    assert torch.count_nonzero(ops.sample_texture(tex, uv_bg)) == 0
+
+
+def test_nearest_fill_takes_nearest_covered_texel():
+    tex = torch.zeros(1, 2, 5, 5)
+    cov = torch.zeros(1, 1, 5, 5)
+    tex[0, :, 0, 0] = torch.tensor([1.0, -1.0])
+    tex[0, :, 4, 4] = torch.tensor([0.5, 0.25])
+    cov[0, 0, 0, 0] = cov[0, 0, 4, 4] = 1
+    out = ops.nearest_fill(tex, cov)
+    assert torch.equal(out[0, :, 1, 0], tex[0, :, 0, 0])
+    assert torch.equal(out[0, :, 3, 4], tex[0, :, 4, 4])
+    assert torch.equal(out[0, :, 4, 3], tex[0, :, 4, 4])
+    assert torch.equal(out[0, :, 0, 1], tex[0, :, 0, 0])
+    # nothing covered: unchanged
+    assert torch.equal(ops.nearest_fill(tex, torch.zeros_like(cov)), tex)
+
+
+def test_forward_warps_zero_off_person_and_batch():
+    coord = torch.rand(2, 2, 8, 8) * 2 - 1
+    uv = torch.rand(2, 2, 4, 4) * 2 - 1
+    mask = torch.ones(2, 1, 4, 4)
+    mask[:, :, 0] = 0
+    target_xy = ops.coordinates_to_target(coord, uv, mask)
+    assert target_xy.shape == (2, 2, 4, 4)
+    assert torch.count_nonzero(target_xy[:, :, 0]) == 0
+    colour = ops.colour_texture_from_source(torch.rand(2, 3, 6, 10), coord)
+    assert colour.shape == (2, 3, 8, 8)
+    assert ops.render_target(colour, uv, mask).shape == (2, 3, 4, 4)
