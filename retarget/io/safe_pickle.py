@@ -24,6 +24,9 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "scalar"),
     ("collections", "OrderedDict"),
+    # Python 3 pickles at protocol 2 store bytes (the array data) as _codecs.encode(str, "latin1");
+    # it only converts text to bytes (torch's weights_only unpickler admits it for the same reason).
+    ("_codecs", "encode"),
 }
 
 
@@ -32,7 +35,7 @@ class UnsafePickleError(WeightsError):
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D401 - pickle API
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
         if module.startswith("numpy") and name.endswith("DType") and module.endswith("dtypes"):
