@@ -1,0 +1,233 @@
+"""Safe checkpoint reading and recognition of a checkpoint by its content.
+
+- ``.pth`` files are read with ``torch.load(weights_only=True)``: tensors and plain containers only,
+  nothing is executed.
+- detectron2 ``.pkl`` files are read with :func:`retarget.io.safe_pickle.load_restricted_pickle`.
+
+Recognition (what slot a file belongs to) looks at state-dict keys, never at file names:
+
+- inpainter: ``gate1.conv_f.weight`` and ``sequence.0.conv_f.weight`` (the official GatedHourglass
+  registers each gated conv twice);
+- refiner: keys ending ``.conv.module.weight_bar`` (spectral-normalised convs), e.g.
+  ``source_enc1.conv.module.weight_bar``;
+- DensePose R-CNN: ``{"model": {...}}`` with ``roi_heads.densepose_predictor.*`` keys; ResNet-50 has 6
+  ``backbone.bottom_up.res4.<i>`` blocks, ResNet-101 has 23.
+
+Every failure is a one-line :class:`WeightsError`.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from retarget.errors import WeightsError
+from retarget.io.safe_pickle import load_restricted_pickle
+
+INPAINTER = "coordinpaint-inpainter"
+REFINER = "coordinpaint-refiner"
+DENSEPOSE_R50 = "densepose-r50-fpn-s1x"
+DENSEPOSE_R101 = "densepose-r101-fpn-s1x"
+
+_SLOT_NAMES = {"inpainter": INPAINTER, "refiner": REFINER}
+_RES4_BLOCK = re.compile(r"^backbone\.bottom_up\.res4\.(\d+)\.")
+_RES4_BLOCKS = {6: DENSEPOSE_R50, 23: DENSEPOSE_R101}
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------
+# classification of loaded contents
+
+
+def classify_state_dict(keys: Any) -> str | None:
+    """``coordinpaint-inpainter``, ``coordinpaint-refiner`` or ``None`` for a collection of keys."""
+    keys = {k for k in keys if isinstance(k, str)}
+    if "gate1.conv_f.weight" in keys and "sequence.0.conv_f.weight" in keys:
+        return INPAINTER
+    if any(k.endswith(".conv.module.weight_bar") for k in keys) and any(
+        k.startswith("source_enc") for k in keys
+    ):
+        return REFINER
+    return None
+
+
+def classify_densepose(checkpoint: Any) -> str | None:
+    """``densepose-r50-fpn-s1x``, ``densepose-r101-fpn-s1x`` or ``None`` for an unpickled object."""
+    model = checkpoint.get("model") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(model, Mapping):
+        return None
+    keys = [k for k in model if isinstance(k, str)]
+    if not any(k.startswith("roi_heads.densepose_predictor.") for k in keys):
+        return None
+    blocks = {int(m.group(1)) for k in keys if (m := _RES4_BLOCK.match(k))}
+    return _RES4_BLOCKS.get(len(blocks))
+
+
+# ---------------------------------------------------------------------------------------------
+# safe loading
+
+
+def _torch_load(path: Path) -> Any:
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise WeightsError(f"{path}: is a folder, not a checkpoint file") from None
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot read ({exc.strerror or _one_line(exc)})") from None
+    except pickle.UnpicklingError as exc:
+        found = _UNSUPPORTED_GLOBAL.search(str(exc))
+        if found:
+            raise WeightsError(
+                f"{path}: refused: the file references {found.group(1)}, beyond tensors and plain "
+                "containers (it could execute code); only plain state dicts are loaded"
+            ) from None
+        raise WeightsError(f"{path}: not a readable torch checkpoint (truncated or corrupt)") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError, IndexError,
+            AttributeError, TypeError, MemoryError):
+        raise WeightsError(f"{path}: not a readable torch checkpoint (truncated or corrupt)") from None
+
+
+def _as_state_dict(obj: Any, path: Path) -> dict:
+    import torch
+
+    if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        for wrapper in ("state_dict", "model"):  # common {"state_dict": sd} wrappers
+            if isinstance(obj.get(wrapper), Mapping):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise WeightsError(f"{path}: not a state dict (expected a mapping of names to tensors)")
+    return dict(obj)
+
+
+def torch_load_checkpoint(path: str | Path, expected: str) -> dict:
+    """Load an official coordinate-inpainting checkpoint safely and check it fits its slot.
+
+    Args:
+        path: a ``.pth`` file written by ``torch.save(model.state_dict())``.
+        expected: ``"inpainter"`` or ``"refiner"``.
+
+    Returns:
+        The state dict (name → CPU tensor), keys as in the official file.
+
+    Raises:
+        WeightsError: one line, for a missing, unreadable, truncated or corrupt file, a file that is not
+            a plain state dict (anything needing code to unpickle is refused), or a checkpoint of the
+            other network (e.g. ``refiner.pth`` given as the inpainter).
+    """
+    if expected not in _SLOT_NAMES:
+        raise ValueError(f"expected must be 'inpainter' or 'refiner', not {expected!r}")
+    path = Path(path)
+    state = _as_state_dict(_torch_load(path), path)
+    kind = classify_state_dict(state)
+    if kind != _SLOT_NAMES[expected]:
+        what = {INPAINTER: "an inpainter", REFINER: "a refiner"}.get(kind, "not a coordinate-inpainting")
+        raise WeightsError(f"{path}: {what} checkpoint, but the {expected} was expected "
+                           f"(files swapped or wrong file?)")
+    return state
+
+
+def load_densepose_checkpoint(path: str | Path) -> tuple[dict, str]:
+    """Read a detectron2 DensePose ``.pkl`` with the restricted unpickler.
+
+    Returns:
+        ``(weights, name)``: ``weights`` maps parameter names to numpy arrays (``checkpoint["model"]``);
+        ``name`` is ``densepose-r50-fpn-s1x`` or ``densepose-r101-fpn-s1x``.
+
+    Raises:
+        WeightsError: missing/corrupt/truncated file, a pickle that references anything beyond numpy
+            arrays and plain containers (refused before anything runs), or not a DensePose R-CNN.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder, not a checkpoint file")
+    if not path.exists():
+        raise WeightsError(f"{path}: file not found")
+    checkpoint = load_restricted_pickle(path)
+    name = classify_densepose(checkpoint)
+    if name is None:
+        raise WeightsError(f"{path}: not a DensePose R-CNN (R50/R101 FPN) checkpoint")
+    return dict(checkpoint["model"]), name
+
+
+# ---------------------------------------------------------------------------------------------
+# sniffing a file of unknown kind
+
+
+def _is_torch_zip(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(n.endswith("/data.pkl") or n == "data.pkl" for n in names) and len(
+        {n.split("/", 1)[0] for n in names}) == 1
+
+
+def sniff_format(path: Path) -> str | None:
+    """``torch``, ``pickle``, ``zip``, ``tar`` or ``None``, from the bytes (not the name)."""
+    import tarfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    if head.startswith(b"PK"):
+        return "torch" if _is_torch_zip(path) else "zip"
+    if head[:1] == b"\x80":
+        # legacy torch.save files are pickles too: they start with a magic number pickle
+        return "torch-or-pickle"
+    try:
+        if tarfile.is_tarfile(path):
+            return "tar"
+    except OSError:
+        return None
+    return None
+
+
+TORCH_SUFFIXES = (".pth", ".pt")
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+
+
+def identify_checkpoint(path: str | Path, suffix: str | None = None) -> str | None:
+    """The manifest name a checkpoint file is, judged by its content; ``None`` if not recognised.
+
+    ``.pth``/``.pt`` (or torch zip content) is read with ``torch.load(weights_only=True)``; ``.pkl``
+    (or other pickle content) with the restricted unpickler. ``suffix`` overrides the file's own
+    (e.g. for a ``.part`` download).
+
+    Raises:
+        WeightsError: the file is corrupt, truncated or unsafe (one line).
+    """
+    path = Path(path)
+    suffix = (suffix if suffix is not None else path.suffix).lower()
+    kind = sniff_format(path)
+    if suffix in TORCH_SUFFIXES or kind == "torch":
+        return classify_state_dict(_as_state_dict(_torch_load(path), path))
+    if suffix in PICKLE_SUFFIXES:
+        return classify_densepose(load_restricted_pickle(path))
+    if kind == "torch-or-pickle":
+        try:
+            state = _torch_load(path)
+        except WeightsError:
+            return classify_densepose(load_restricted_pickle(path))
+        return classify_state_dict(_as_state_dict(state, path))
+    return None

@@ -1,0 +1,119 @@
+"""Finding the weights a command should use: explicit options first, then the installed ones.
+
+Commands call these instead of looking at folders themselves, so every command behaves the same:
+
+- :func:`resolve_coordinpaint_checkpoints` → ``(inpainter.pth, refiner.pth)`` or ``None`` (weight-free
+  path; then call :func:`warn_weight_free_once`);
+- :func:`resolve_densepose_weights` → the DensePose ``.pkl`` or a one-line error naming the command that
+  installs it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from retarget.errors import UsageError, WeightsError
+from retarget.weights.manifest import load_manifest
+from retarget.weights.recognize import DENSEPOSE_R50, DENSEPOSE_R101, INPAINTER, REFINER
+from retarget.weights.store import MISMATCH, MISSING, model_status
+
+_DENSEPOSE_CONFIG = re.compile(r"r[-_ ]?(50|101)", re.IGNORECASE)
+_warned = {"weight_free": False}
+
+
+def densepose_model_name(config: str = "r50") -> str:
+    """Manifest name for a DensePose config: ``r50``/``r101`` (or e.g. ``densepose_rcnn_R_101_FPN_s1x``)."""
+    match = _DENSEPOSE_CONFIG.search(config or "")
+    if not match:
+        raise UsageError(f"unknown DensePose config {config!r}; use r50 or r101")
+    return DENSEPOSE_R50 if match.group(1) == "50" else DENSEPOSE_R101
+
+
+def _installed_or_error(name: str) -> Path | None:
+    """Installed path of ``name``; ``None`` when missing; WeightsError when it fails its hash."""
+    status = model_status(load_manifest().get(name))
+    if status.state == MISSING:
+        return None
+    if status.state == MISMATCH:
+        raise WeightsError(f"installed {name} at {status.path} is damaged ({status.detail}); "
+                           f"reinstall it: `retarget weights fetch {name}` or "
+                           "`retarget weights import PATH`")
+    return status.path
+
+
+def resolve_coordinpaint_checkpoints(checkpoint_dir: Path | None) -> tuple[Path, Path] | None:
+    """The coordinate-inpainting checkpoints to use.
+
+    Args:
+        checkpoint_dir: ``--checkpoint-dir`` (a folder holding ``inpainter.pth`` and ``refiner.pth``,
+            the official layout), or ``None`` to use the installed weights.
+
+    Returns:
+        ``(inpainter_path, refiner_path)``, or ``None`` when no folder is given and the weights are not
+        (both) installed — the caller then runs the weight-free path and calls
+        :func:`warn_weight_free_once`.
+
+    Raises:
+        WeightsError: the given folder is missing or lacks a file (named), or an installed file fails
+            its hash check.
+    """
+    if checkpoint_dir is not None:
+        folder = Path(checkpoint_dir).expanduser()
+        if not folder.is_dir():
+            raise WeightsError(f"--checkpoint-dir {folder}: not a folder")
+        files = (folder / "inpainter.pth", folder / "refiner.pth")
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise WeightsError(f"--checkpoint-dir {folder}: missing {' and '.join(missing)} "
+                               "(expected inpainter.pth and refiner.pth)")
+        return files
+    inpainter, refiner = _installed_or_error(INPAINTER), _installed_or_error(REFINER)
+    if inpainter is None or refiner is None:
+        return None
+    return inpainter, refiner
+
+
+def resolve_densepose_weights(explicit: Path | None, config: str = "r50") -> Path:
+    """The DensePose R-CNN checkpoint to use.
+
+    Args:
+        explicit: ``--densepose-weights`` (any detectron2 DensePose ``.pkl``), or ``None``.
+        config: ``r50`` or ``r101`` — which installed model to use when ``explicit`` is ``None``.
+
+    Raises:
+        WeightsError: one line: the explicit file does not exist, or the model is not installed
+            (naming ``retarget weights fetch <name>`` and ``retarget weights import PATH``), or the
+            installed file fails its hash check.
+    """
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"--densepose-weights {path}: file not found")
+        return path
+    name = densepose_model_name(config)
+    path = _installed_or_error(name)
+    if path is None:
+        raise WeightsError(f"DensePose weights are not installed: run `retarget weights fetch {name}` "
+                           "(or download them elsewhere and `retarget weights import PATH`), "
+                           "or give precomputed DensePose IUV instead")
+    return path
+
+
+def weight_free_message() -> str:
+    """The one-line notice printed when the coordinate-inpainting weights are missing."""
+    manifest = load_manifest()
+    hint = manifest.download_hint(manifest.get(INPAINTER))
+    return ("note: coordinate-inpainting weights not installed, using the weight-free path "
+            "(nearest-texel texture fill, no refiner); for full quality run "
+            f"`retarget weights fetch coordinpaint-inpainter` or download {hint} and run "
+            "`retarget weights import FILE`")
+
+
+def warn_weight_free_once() -> None:
+    """Print :func:`weight_free_message` on stderr, at most once per process."""
+    if _warned["weight_free"]:
+        return
+    _warned["weight_free"] = True
+    print(weight_free_message(), file=sys.stderr)
