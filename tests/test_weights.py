@@ -1,0 +1,538 @@
+"""Weights: manifest, fetch (local HTTP server), import, verify, safe loading, resolution, CLI."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import http.server
+import os
+import pickle
+import re
+import shutil
+import socket
+import threading
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomllib
+import torch
+from conftest import COORDINPAINT, DENSEPOSE_FIXTURE, REPO, require_shared
+
+from retarget.cli import main
+from retarget.errors import UsageError, WeightsError
+from retarget.paths import weights_dir
+from retarget.weights import (
+    fetch_model,
+    identify_checkpoint,
+    import_weights,
+    load_densepose_checkpoint,
+    load_manifest,
+    model_status,
+    resolve_coordinpaint_checkpoints,
+    resolve_densepose_weights,
+    torch_load_checkpoint,
+    warn_weight_free_once,
+)
+from retarget.weights import resolve as resolve_module
+from retarget.weights.manifest import Manifest
+from retarget.weights.store import MISMATCH, MISSING, VERIFIED, read_state
+
+INPAINTER = "coordinpaint-inpainter"
+REFINER = "coordinpaint-refiner"
+R50 = "densepose-r50-fpn-s1x"
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves ``server.files``; honours ``Range`` unless ``server.ranges`` is False; cuts the
+    connection halfway through the body while ``server.cuts[path]`` > 0."""
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def do_GET(self):
+        server = self.server
+        server.log.append((self.path, self.headers.get("Range")))
+        data = server.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        start = 0
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        if match and server.ranges:
+            start = int(match.group(1))
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Type", server.types.get(self.path, "application/octet-stream"))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if server.cuts.get(self.path, 0) > 0:
+            server.cuts[self.path] -= 1
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.files, httpd.types, httpd.cuts, httpd.log, httpd.ranges = {}, {}, {}, [], True
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _fixture_bytes(name: str) -> bytes:
+    return require_shared(COORDINPAINT / name).read_bytes()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _manifest_with(**changes_by_name) -> Manifest:
+    """The shipped manifest with some entries changed (e.g. URLs pointed at the test server)."""
+    manifest = load_manifest()
+    models = tuple(replace(m, **changes_by_name[m.name]) if m.name in changes_by_name else m
+                   for m in manifest.models)
+    return replace(manifest, models=models)
+
+
+def _direct_inpainter(server, sha256: str = "", path: str = "/inpainter.pth") -> Manifest:
+    return _manifest_with(**{INPAINTER: {"urls": (server.url + path,), "archive": "", "sha256": sha256}})
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/model.pkl"
+
+
+def _fixture_zip(tmp_path: Path, folder: str = "checkpoint") -> Path:
+    archive = tmp_path / "coordinpaint-checkpoints.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in ("inpainter.pth", "refiner.pth"):
+            z.write(require_shared(COORDINPAINT / name), f"{folder}/{name}")
+        z.writestr(f"{folder}/README.txt", "not a checkpoint")
+        z.writestr("__MACOSX/._inpainter.pth", b"junk")
+    return archive
+
+
+class _Evil:
+    """Unpickling this opens (creates) the marker file: code execution."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (builtins.open, (str(self.marker), "w"))
+
+
+def _densepose_like(n_res4_blocks: int) -> dict:
+    model = {f"backbone.bottom_up.res4.{i}.conv1.weight": np.zeros((2, 2), np.float32)
+             for i in range(n_res4_blocks)}
+    model["roi_heads.densepose_predictor.ann_index_lowres.weight"] = np.zeros(3, np.float32)
+    return {"model": model, "__author__": "test"}
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+# ---------------------------------------------------------------------------------------------
+# manifest
+
+
+def test_manifest_lists_the_models_with_sources_and_terms():
+    manifest = load_manifest()
+    assert manifest.names == [INPAINTER, REFINER, R50, "densepose-r101-fpn-s1x"]
+    assert manifest.get(R50).urls == (
+        "https://dl.fbaipublicfiles.com/densepose/densepose_rcnn_R_50_FPN_s1x/165712039/model_final_162be9.pkl",)
+    assert manifest.get("densepose-r101-fpn-s1x").urls[0].endswith(
+        "/densepose_rcnn_R_101_FPN_s1x/165712084/model_final_c6ab63.pkl")
+    assert manifest.get(R50).md5_prefix == "162be9"
+    for entry in manifest.models:
+        assert entry.license and entry.paper and entry.loader and entry.approx_size
+        assert entry.urls or manifest.archive_of(entry)
+    archive = manifest.archive_of(manifest.get(INPAINTER))
+    assert set(archive.members) == {INPAINTER, REFINER}
+    assert "10k4_JTVTVADyR2YGcnc8Z-dF58jpFffn" in archive.page
+    with pytest.raises(UsageError, match="known:"):
+        manifest.get("nope")
+
+
+def test_manifest_is_package_data_and_can_be_overridden(tmp_path, monkeypatch):
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "manifest.toml" in pyproject["tool"]["setuptools"]["package-data"]["retarget.weights"]
+    custom = tmp_path / "m.toml"
+    custom.write_text('[[models]]\nname = "x"\npath = "x.pth"\nformat = "torch-state-dict"\n')
+    monkeypatch.setenv("RETARGET_WEIGHTS_MANIFEST", str(custom))
+    assert load_manifest().names == ["x"]
+
+
+# ---------------------------------------------------------------------------------------------
+# fetch
+
+
+def test_fetch_installs_verified_file(server, monkeypatch):
+    data = _fixture_bytes("inpainter.pth")
+    server.files["/inpainter.pth"] = data
+    manifest = _direct_inpainter(server, sha256=_sha(data))
+    dest = manifest.get(INPAINTER).installed_path()
+    replaced = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        replaced.append((Path(src), Path(dst), Path(dst).exists()))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    results = fetch_model(INPAINTER, manifest, progress=True, retries=0)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert [(r.name, r.action, r.path) for r in results] == [(INPAINTER, "installed", dest)]
+    assert dest.read_bytes() == data
+    # placed by one rename of the complete .part file in the same folder; nothing existed before
+    assert (dest.with_name(dest.name + ".part"), dest, False) in replaced
+    assert not list(dest.parent.glob("*.part"))
+    assert read_state()[INPAINTER]["sha256"] == _sha(data)
+    assert model_status(manifest.get(INPAINTER), rehash=True).state == VERIFIED
+    again = fetch_model(INPAINTER, manifest, progress=False)
+    assert again[0].action == "already installed" and len(server.log) == 1
+
+
+def test_fetch_resumes_after_cut_connection(server):
+    server.files["/inpainter.pth"] = _fixture_bytes("inpainter.pth")
+    server.cuts["/inpainter.pth"] = 1
+    manifest = _direct_inpainter(server, sha256=_sha(server.files["/inpainter.pth"]))
+    fetch_model(INPAINTER, manifest, progress=False, retries=2, backoff_s=0)
+    half = len(server.files["/inpainter.pth"]) // 2
+    assert server.log == [("/inpainter.pth", None), ("/inpainter.pth", f"bytes={half}-")]
+    assert manifest.get(INPAINTER).installed_path().read_bytes() == server.files["/inpainter.pth"]
+
+
+def test_interrupted_fetch_leaves_part_and_next_fetch_resumes(server):
+    data = _fixture_bytes("inpainter.pth")
+    server.files["/inpainter.pth"] = data
+    server.cuts["/inpainter.pth"] = 1
+    manifest = _direct_inpainter(server, sha256=_sha(data))
+    dest = manifest.get(INPAINTER).installed_path()
+    with pytest.raises(WeightsError, match="retarget weights import PATH"):
+        fetch_model(INPAINTER, manifest, progress=False, retries=0)
+    part = dest.with_name(dest.name + ".part")
+    assert not dest.exists() and part.stat().st_size == len(data) // 2
+    fetch_model(INPAINTER, manifest, progress=False, retries=0)
+    assert server.log[-1] == ("/inpainter.pth", f"bytes={len(data) // 2}-")
+    assert dest.read_bytes() == data and not part.exists()
+
+
+def test_fetch_restarts_when_server_ignores_range(server):
+    data = _fixture_bytes("inpainter.pth")
+    server.files["/inpainter.pth"], server.ranges = data, False
+    manifest = _direct_inpainter(server, sha256=_sha(data))
+    dest = manifest.get(INPAINTER).installed_path()
+    dest.parent.mkdir(parents=True)
+    dest.with_name(dest.name + ".part").write_bytes(b"stale bytes from another file")
+    fetch_model(INPAINTER, manifest, progress=False, retries=0)
+    assert dest.read_bytes() == data
+
+
+def test_fetch_rejects_hash_mismatch_and_keeps_old_file(server):
+    data = _fixture_bytes("inpainter.pth")
+    server.files["/inpainter.pth"] = data
+    manifest = _direct_inpainter(server, sha256="0" * 64)
+    dest = manifest.get(INPAINTER).installed_path()
+    with pytest.raises(WeightsError, match="not the published file.*nothing was installed"):
+        fetch_model(INPAINTER, manifest, progress=False, retries=0)
+    assert not dest.exists() and not list(dest.parent.glob("*.part"))
+    dest.write_bytes(b"old install")  # a damaged install: refetch replaces it only when verified
+    with pytest.raises(WeightsError):
+        fetch_model(INPAINTER, manifest, progress=False, retries=0, force=True)
+    assert dest.read_bytes() == b"old install"
+
+
+def test_fetch_without_published_hash_checks_content_and_records_hash(server):
+    server.files["/inpainter.pth"] = _fixture_bytes("refiner.pth")  # wrong file at that URL
+    manifest = _direct_inpainter(server, sha256="")
+    with pytest.raises(WeightsError, match="coordinpaint-refiner"):
+        fetch_model(INPAINTER, manifest, progress=False, retries=0)
+    assert not manifest.get(INPAINTER).installed_path().exists()
+    data = _fixture_bytes("inpainter.pth")
+    server.files["/inpainter.pth"] = data
+    fetch_model(INPAINTER, manifest, progress=False, retries=0)
+    record = read_state()[INPAINTER]
+    assert record["sha256"] == _sha(data) and record["origin"].startswith("fetched from http")
+    assert model_status(manifest.get(INPAINTER)).reference == "recorded"
+
+
+def test_fetch_checks_md5_prefix_of_model_zoo_name(server):
+    data = pickle.dumps(_densepose_like(6), protocol=2)
+    server.files["/model_final_162be9.pkl"] = data
+    manifest = _manifest_with(**{R50: {"urls": (server.url + "/model_final_162be9.pkl",)}})
+    with pytest.raises(WeightsError, match="md5"):
+        fetch_model(R50, manifest, progress=False, retries=0)
+    prefix = hashlib.md5(data).hexdigest()[:6]
+    fetch_model(R50, _manifest_with(**{R50: {"urls": (server.url + "/model_final_162be9.pkl",),
+                                                 "md5_prefix": prefix}}), progress=False, retries=0)
+    assert resolve_densepose_weights(None) == manifest.get(R50).installed_path()
+
+
+def test_fetch_archive_installs_both_checkpoints(server, tmp_path):
+    server.files["/drive"] = _fixture_zip(tmp_path).read_bytes()
+    manifest = load_manifest()
+    archive = replace(manifest.archives[0], urls=(server.url + "/drive",))
+    manifest = replace(manifest, archives=(archive,))
+    results = fetch_model(REFINER, manifest, progress=False, retries=0)
+    assert sorted(r.name for r in results) == [INPAINTER, REFINER]
+    assert resolve_coordinpaint_checkpoints(None) is not None
+    assert not (weights_dir() / ".downloads" / (archive.file + ".part")).exists()
+
+
+def test_fetch_drive_web_page_explains_browser_download(server):
+    server.files["/drive"] = b"<html>Google Drive can't scan this file for viruses</html>"
+    server.types["/drive"] = "text/html; charset=utf-8"
+    manifest = load_manifest()
+    manifest = replace(manifest, archives=(replace(manifest.archives[0], urls=(server.url + "/drive",)),))
+    with pytest.raises(WeightsError) as info:
+        fetch_model(INPAINTER, manifest, progress=False, retries=0)
+    message = str(info.value)
+    assert "web page" in message and "drive.google.com/file/d/" in message
+    assert "retarget weights import PATH" in message and "\n" not in message
+
+
+def test_fetch_without_network_fails_in_one_line(capsys, tmp_path, monkeypatch):
+    url = _closed_port_url()
+    manifest_file = tmp_path / "m.toml"
+    manifest_file.write_text(f'[[models]]\nname = "{R50}"\npath = "dp.pkl"\nformat = "detectron2-pickle"\n'
+                             f'urls = ["{url}"]\n')
+    monkeypatch.setenv("RETARGET_WEIGHTS_MANIFEST", str(manifest_file))
+    assert main(["weights", "fetch", R50, "--retries", "0", "--no-progress"]) == 1
+    err = _one_line_error(capsys)
+    assert url in err and "retarget weights import PATH" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# import
+
+
+def test_import_zip_of_fixture_checkpoints(tmp_path, capsys):
+    archive = _fixture_zip(tmp_path)
+    assert main(["weights", "import", str(archive)]) == 0
+    out = capsys.readouterr().out
+    assert f"{INPAINTER}: installed" in out and f"{REFINER}: installed" in out
+    inpainter, refiner = resolve_coordinpaint_checkpoints(None)
+    assert inpainter.read_bytes() == _fixture_bytes("inpainter.pth")
+    assert refiner.read_bytes() == _fixture_bytes("refiner.pth")
+    assert inpainter == weights_dir() / "coordinpaint" / "inpainter.pth"
+    assert read_state()[REFINER]["origin"].endswith("checkpoint/refiner.pth")
+    again = import_weights(archive)
+    assert {o.action for o in again if o.name} == {"already installed"}
+
+
+def test_import_folder_recognises_files_by_content(tmp_path):
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    shutil.copy(require_shared(COORDINPAINT / "refiner.pth"), folder / "a.pth")  # names swapped
+    shutil.copy(require_shared(COORDINPAINT / "inpainter.pth"), folder / "refiner.pth")
+    (folder / "notes.pth").write_bytes(b"garbage")
+    outcomes = {Path(o.source).name: o for o in import_weights(folder)}
+    assert outcomes["a.pth"].name == REFINER and outcomes["a.pth"].action == "installed"
+    assert outcomes["refiner.pth"].name == INPAINTER
+    assert outcomes["notes.pth"].action == "skipped" and "corrupt" in outcomes["notes.pth"].detail
+    manifest = load_manifest()
+    assert manifest.get(REFINER).installed_path().read_bytes() == _fixture_bytes("refiner.pth")
+
+
+def test_identify_densepose_r50_and_r101(tmp_path):
+    assert identify_checkpoint(require_shared(DENSEPOSE_FIXTURE / "model_tiny.pkl")) == R50
+    for blocks, name in ((6, R50), (23, "densepose-r101-fpn-s1x"), (4, None)):
+        path = tmp_path / f"m{blocks}.pkl"
+        path.write_bytes(pickle.dumps(_densepose_like(blocks), protocol=2))
+        assert identify_checkpoint(path) == name
+    weights, name = load_densepose_checkpoint(require_shared(DENSEPOSE_FIXTURE / "model_tiny.pkl"))
+    assert name == R50 and any(k.startswith("roi_heads.densepose_predictor.") for k in weights)
+
+
+def test_import_refuses_unpublished_densepose_file(capsys):
+    tiny = require_shared(DENSEPOSE_FIXTURE / "model_tiny.pkl")
+    assert main(["weights", "import", str(tiny)]) == 1
+    err = _one_line_error(capsys)
+    assert "not the published file" in err and "--densepose-weights" in err
+    assert not load_manifest().get(R50).installed_path().exists()
+
+
+def test_import_unknown_or_missing_path_errors(tmp_path):
+    with pytest.raises(WeightsError, match="not found"):
+        import_weights(tmp_path / "nothing.zip")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsError, match="no checkpoint"):
+        import_weights(tmp_path / "empty")
+    odd = tmp_path / "odd.pth"
+    torch.save({"layer.weight": torch.zeros(1)}, odd)
+    with pytest.raises(WeightsError, match="not a checkpoint retarget uses"):
+        import_weights(odd)
+
+
+# ---------------------------------------------------------------------------------------------
+# verify / list
+
+
+def test_verify_exit_code_on_tampered_file(tmp_path, capsys):
+    assert main(["weights", "import", str(_fixture_zip(tmp_path))]) == 0
+    assert main(["weights", "verify"]) == 0
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"{INPAINTER}\s+verified\*", out) and re.search(rf"{R50}\s+missing", out)
+    path = load_manifest().get(INPAINTER).installed_path()
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert main(["weights", "verify"]) == 1
+    captured = capsys.readouterr()
+    assert f"{INPAINTER}: HASH MISMATCH" in captured.out
+    assert "Traceback" not in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert model_status(load_manifest().get(INPAINTER)).state == MISMATCH
+    with pytest.raises(WeightsError, match="damaged"):
+        resolve_coordinpaint_checkpoints(None)
+
+
+def test_cli_list_fetch_unknown_name(capsys):
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in load_manifest().names:
+        assert name in out
+    assert "CC-BY-SA-3.0" in out and "MIT" in out
+    assert main(["weights", "fetch", "no-such-model"]) == 2
+    assert main(["weights", "verify"]) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# safety
+
+
+def test_restricted_unpickler_refuses_code_execution(tmp_path, capsys):
+    marker = tmp_path / "executed"
+    evil = tmp_path / "model_final_162be9.pkl"
+    payload = _densepose_like(6)
+    payload["model"]["roi_heads.densepose_predictor.x"] = _Evil(marker)
+    evil.write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(WeightsError, match="refusing to load.*open"):
+        load_densepose_checkpoint(evil)
+    assert main(["weights", "import", str(evil)]) == 1
+    assert "refusing" in _one_line_error(capsys)
+    assert not marker.exists()
+
+
+def test_torch_checkpoint_with_code_is_refused(tmp_path, capsys):
+    marker = tmp_path / "executed"
+    evil = tmp_path / "inpainter.pth"
+    torch.save({"gate1.conv_f.weight": torch.zeros(1), "payload": _Evil(marker)}, evil)
+    assert not marker.exists()  # saving pickles the call, it does not run it
+    with pytest.raises(WeightsError, match="refused"):
+        torch_load_checkpoint(evil, expected="inpainter")
+    assert main(["weights", "import", str(evil)]) == 1
+    _one_line_error(capsys)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["inpainter.pth", "model_tiny.pkl"])
+def test_truncated_or_corrupt_checkpoint_gives_one_line(tmp_path, capsys, name):
+    source = require_shared((COORDINPAINT if name.endswith(".pth") else DENSEPOSE_FIXTURE) / name)
+    data = source.read_bytes()
+    truncated, corrupt = tmp_path / f"truncated_{name}", tmp_path / f"corrupt_{name}"
+    truncated.write_bytes(data[: len(data) // 3])
+    corrupt.write_bytes(os.urandom(4096))
+    for path in (truncated, corrupt):
+        with pytest.raises(WeightsError) as info:
+            if name.endswith(".pth"):
+                torch_load_checkpoint(path, expected="inpainter")
+            else:
+                load_densepose_checkpoint(path)
+        assert "\n" not in str(info.value) and str(path) in str(info.value)
+        assert main(["weights", "import", str(path)]) == 1
+        _one_line_error(capsys)
+
+
+def test_torch_load_checkpoint_checks_slot():
+    state = torch_load_checkpoint(require_shared(COORDINPAINT / "inpainter.pth"), expected="inpainter")
+    assert "gate1.conv_f.weight" in state and "sequence.0.conv_f.weight" in state
+    refiner = torch_load_checkpoint(COORDINPAINT / "refiner.pth", expected="refiner")
+    assert "source_enc1.conv.module.weight_bar" in refiner
+    with pytest.raises(WeightsError, match="a refiner checkpoint, but the inpainter was expected"):
+        torch_load_checkpoint(COORDINPAINT / "refiner.pth", expected="inpainter")
+    with pytest.raises(WeightsError, match="not found"):
+        torch_load_checkpoint(COORDINPAINT / "missing.pth", expected="inpainter")
+
+
+def test_torch_load_checkpoint_rejects_non_state_dict(tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], path)
+    with pytest.raises(WeightsError, match="not a state dict"):
+        torch_load_checkpoint(path, expected="refiner")
+
+
+# ---------------------------------------------------------------------------------------------
+# resolution used by the commands
+
+
+def test_resolve_coordinpaint_explicit_and_missing(tmp_path):
+    assert resolve_coordinpaint_checkpoints(None) is None
+    assert resolve_coordinpaint_checkpoints(require_shared(COORDINPAINT)) == (
+        COORDINPAINT / "inpainter.pth", COORDINPAINT / "refiner.pth")
+    partial = tmp_path / "ck"
+    partial.mkdir()
+    shutil.copy(COORDINPAINT / "inpainter.pth", partial)
+    with pytest.raises(WeightsError, match="missing refiner.pth"):
+        resolve_coordinpaint_checkpoints(partial)
+    with pytest.raises(WeightsError, match="not a folder"):
+        resolve_coordinpaint_checkpoints(tmp_path / "nope")
+
+
+def test_resolve_densepose_names_the_install_command(tmp_path):
+    with pytest.raises(WeightsError) as info:
+        resolve_densepose_weights(None)
+    assert "retarget weights fetch densepose-r50-fpn-s1x" in str(info.value)
+    assert "retarget weights import PATH" in str(info.value)
+    with pytest.raises(WeightsError, match="fetch densepose-r101-fpn-s1x"):
+        resolve_densepose_weights(None, config="R_101")
+    explicit = require_shared(DENSEPOSE_FIXTURE / "model_tiny.pkl")
+    assert resolve_densepose_weights(explicit) == explicit
+    with pytest.raises(WeightsError, match="file not found"):
+        resolve_densepose_weights(tmp_path / "x.pkl")
+    with pytest.raises(UsageError):
+        resolve_densepose_weights(None, config="r18")
+
+
+def test_weight_free_notice_is_printed_once(capsys, monkeypatch):
+    monkeypatch.setitem(resolve_module._warned, "weight_free", False)
+    warn_weight_free_once()
+    warn_weight_free_once()
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "weight-free" in err and "retarget weights import" in err
+
+
+def test_status_of_missing_model():
+    assert model_status(load_manifest().get(R50)).state == MISSING
