@@ -1,0 +1,157 @@
+"""DensePose IUV PNGs and SMPL-UV ``.npy`` files in the reference formats.
+
+- IUV PNG, as DensePose writes it: 8-bit, 3 channels; on disk B = I (part 0..24, 0 = background),
+  G = U·255, R = V·255. In memory we use ``(H, W, 3) uint8`` with channels ``[I, U, V]`` — exactly the
+  channel order ``cv2.imread`` returns.
+- UV ``.npy``: float ``(H, W, 2)``, channel 0 = u, channel 1 = v of the global SMPL-UV in [-1, 1], NaN
+  (in both channels) on the background.
+
+Writers are atomic: the data goes to a temporary file beside the target, renamed on success.
+User-fixable problems raise :class:`retarget.errors.InputError` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from retarget.errors import InputError
+
+_UV_TOLERANCE = 1e-4
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"{path}: output folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_iuv(iuv: np.ndarray, name: str = "IUV array") -> np.ndarray:
+    """Validate an in-memory IUV image; returns it as ``(H, W, 3) uint8 [I, U, V]``.
+
+    Raises:
+        InputError: wrong shape or dtype, or a part index above 24.
+    """
+    iuv = np.asarray(iuv)
+    if iuv.ndim != 3 or iuv.shape[2] != 3 or iuv.shape[0] == 0 or iuv.shape[1] == 0:
+        raise InputError(f"{name}: expected an (H, W, 3) IUV image, got shape {iuv.shape}")
+    if iuv.dtype != np.uint8:
+        raise InputError(f"{name}: expected an 8-bit IUV image, got {iuv.dtype}")
+    top = int(iuv[..., 0].max())
+    if top > 24:
+        raise InputError(f"{name}: not a DensePose IUV image (part index I up to 24 expected in the "
+                         f"blue channel, found {top})")
+    return iuv
+
+
+def read_iuv_png(path: str | Path) -> np.ndarray:
+    """Read a DensePose IUV PNG.
+
+    Returns:
+        ``(H, W, 3) uint8`` with channels ``[I, U, V]`` (I = part 0..24, U and V 0..255).
+
+    Raises:
+        InputError: missing/unreadable file, not 8-bit 3-channel, or part index above 24.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: IUV file not found")
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)  # also handles names OpenCV cannot open
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    if image is None:
+        raise InputError(f"{path}: not a readable image")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        raise InputError(f"{path}: an IUV PNG must be 8-bit with 3 channels, got {image.dtype} with "
+                         f"{channels} channel(s)")
+    return check_iuv(image, str(path))
+
+
+def write_iuv_png(path: str | Path, iuv: np.ndarray) -> None:
+    """Write ``(H, W, 3) uint8 [I, U, V]`` as a DensePose IUV PNG (B = I, G = U, R = V), atomically."""
+    path = Path(path)
+    iuv = check_iuv(iuv, str(path))
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(iuv))
+    if not ok:
+        raise InputError(f"{path}: PNG encoding failed")
+    _write_atomic(path, encoded.tobytes())
+
+
+def check_uv(uv: np.ndarray, name: str = "UV array") -> np.ndarray:
+    """Validate a UV map; returns it as ``(H, W, 2) float32``.
+
+    A pixel NaN in one channel only (the reference converter can write such pixels when a value is
+    exactly -1) is treated as background: both channels become NaN.
+
+    Raises:
+        InputError: wrong shape/dtype, infinite values, or values outside [-1, 1].
+    """
+    uv = np.asarray(uv)
+    if uv.ndim != 3 or uv.shape[2] != 2:
+        raise InputError(f"{name}: expected a float (H, W, 2) UV array, got {uv.dtype} {uv.shape}")
+    if not np.issubdtype(uv.dtype, np.floating):
+        raise InputError(f"{name}: expected a float UV array, got {uv.dtype}")
+    uv = uv.astype(np.float32, copy=False)
+    if np.isinf(uv).any():
+        raise InputError(f"{name}: UV map contains infinite values")
+    nan = np.isnan(uv)
+    half = nan[..., 0] != nan[..., 1]
+    if half.any():
+        uv = uv.copy()
+        uv[half] = np.nan
+        nan = np.isnan(uv)
+    finite = uv[~nan]
+    if finite.size and (finite.min() < -1 - _UV_TOLERANCE or finite.max() > 1 + _UV_TOLERANCE):
+        raise InputError(f"{name}: UV values must lie in [-1, 1] (NaN = background), "
+                         f"found [{finite.min():.3g}, {finite.max():.3g}]")
+    return uv
+
+
+def read_uv_npy(path: str | Path) -> np.ndarray:
+    """Read a SMPL-UV ``.npy``; returns ``(H, W, 2) float32``, channels (u, v) in [-1, 1], NaN background.
+
+    Raises:
+        InputError: missing/unreadable file (pickled objects are refused) or content failing
+            :func:`check_uv`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: UV file not found")
+    try:
+        uv = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:100]
+        raise InputError(f"{path}: not a readable .npy file ({reason})") from None
+    return check_uv(uv, str(path))
+
+
+def write_uv_npy(path: str | Path, uv: np.ndarray) -> None:
+    """Validate (:func:`check_uv`) and write a ``(H, W, 2)`` UV map as float32 ``.npy``, atomically."""
+    import io
+
+    path = Path(path)
+    uv = check_uv(uv, str(path))
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(uv, dtype=np.float32))
+    _write_atomic(path, buffer.getvalue())
