@@ -96,7 +96,10 @@ def fetch_command(
             if len(names) == 1:
                 raise
             print(f"error: {exc}", file=sys.stderr)
-            failures.append(model)
+            archive = manifest.archive_of(manifest.get(model))
+            failed = list(archive.members) if archive else [model]  # one archive, one attempt
+            failures.extend(failed)
+            done.update(failed)
             continue
         for result in results:
             done.add(result.name)

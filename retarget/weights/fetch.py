@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import socket
 import sys
 import time
 import urllib.error
@@ -130,8 +131,9 @@ def download(url: str, part: Path, *, label: str = "", progress: bool = True, re
                                "this when it wants a browser to confirm the download)") from None
         except (_Retryable, urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            offline = isinstance(reason, (socket.gaierror, ConnectionRefusedError))
             attempt += 1
-            if attempt > retries:
+            if offline or attempt > retries:  # no name resolution / nobody listening: no retry
                 raise WeightsError(f"{reason}") from None
             time.sleep(min(backoff_s * 2 ** (attempt - 1), 10.0))
 
