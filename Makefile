@@ -23,8 +23,9 @@ test-slow: setup
 	$(BIN)/python -m pytest -q -m slow; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 demo: setup
-	$(BIN)/retarget video --source examples/source.jpg --driver examples/driver.mp4 \
-		-o out/demo.mp4 --overwrite
+	@mkdir -p out
+	$(BIN)/retarget video --source examples/source.jpg --driver examples/driver.mp4 -o out/demo.mp4 --overwrite
+	@echo "demo output: $(CURDIR)/out/demo.mp4"
 
 bench: setup
 	$(BIN)/python bench/video.py

@@ -192,7 +192,9 @@ def test_uv_npy_round_trip_and_validation(tmp_path):
     np.testing.assert_array_equal(read_uv_npy(path), uv)
     half = uv.copy()
     half[2, 2] = (np.nan, 0.1)
-    assert np.isnan(read_uv_npy(_save(tmp_path / "half.npy", half))[2, 2]).all()
+    # kept as in the reference pipeline: a person pixel whose NaN channel samples as -10
+    read_back = read_uv_npy(_save(tmp_path / "half.npy", half))[2, 2]
+    assert np.isnan(read_back[0]) and read_back[1] == np.float32(0.1)
     with pytest.raises(InputError, match="big.npy.*\\[-1, 1\\]"):
         read_uv_npy(_save(tmp_path / "big.npy", np.full((2, 2, 2), 3.0)))
     with pytest.raises(InputError, match="shape.npy"):

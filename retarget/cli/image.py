@@ -38,7 +38,7 @@ def image_command(
 ) -> None:
     from retarget.io.atomic import atomic_output, check_output_path
     from retarget.io.image import read_image_rgb, to_uint8, write_image_rgb
-    from retarget.io.uv import read_uv_npy
+    from retarget.io.iuv import read_uv_npy
     from retarget.pipeline import run_pair, stage_arrays
     from retarget.pipeline.pair import MIN_SIDE
 

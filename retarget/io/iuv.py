@@ -102,7 +102,8 @@ def check_uv(uv: np.ndarray, name: str = "UV array") -> np.ndarray:
     """Validate a UV map; returns it as ``(H, W, 2) float32``.
 
     A pixel NaN in one channel only (the reference converter can write such pixels when a value is
-    exactly -1) is treated as background: both channels become NaN.
+    exactly -1) is kept as it is: the reference pipeline counts it as a person pixel (its mask is
+    "any channel not NaN") and samples the NaN channel as -10, and so do we.
 
     Raises:
         InputError: wrong shape/dtype, infinite values, or values outside [-1, 1].
@@ -115,13 +116,7 @@ def check_uv(uv: np.ndarray, name: str = "UV array") -> np.ndarray:
     uv = uv.astype(np.float32, copy=False)
     if np.isinf(uv).any():
         raise InputError(f"{name}: UV map contains infinite values")
-    nan = np.isnan(uv)
-    half = nan[..., 0] != nan[..., 1]
-    if half.any():
-        uv = uv.copy()
-        uv[half] = np.nan
-        nan = np.isnan(uv)
-    finite = uv[~nan]
+    finite = uv[~np.isnan(uv)]
     if finite.size and (finite.min() < -1 - _UV_TOLERANCE or finite.max() > 1 + _UV_TOLERANCE):
         raise InputError(f"{name}: UV values must lie in [-1, 1] (NaN = background), "
                          f"found [{finite.min():.3g}, {finite.max():.3g}]")

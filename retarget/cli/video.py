@@ -1,0 +1,69 @@
+"""``retarget video``: the main job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from retarget.cli.app import app
+from retarget.cli.common import resolve_device, resolve_models
+
+
+@app.command(
+    "video",
+    help=(
+        "Make the person in a photo perform the motion of a driving video.\n\n"
+        "Example:\n\n"
+        "  retarget video --source photo.jpg --driver dance.mp4\n\n"
+        "writes dance_as_photo.mp4 next to the driver. DensePose for the photo comes from --source-iuv or "
+        "photo_IUV.png beside it; for the driver from --driver-iuv, a dance.iuv/ folder or dance.iuv.npz "
+        "beside it, or the DensePose model (weights needed). Without coordinate-inpainting weights the "
+        "weight-free path runs."
+    ),
+)
+def video_command(
+    source: Path = typer.Option(..., "--source", help="Source photo of the person to animate."),
+    driver: Path = typer.Option(..., "--driver", help="Driving video."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Output .mp4 (default: <driver-stem>_as_<source-stem>.mp4)."),
+    checkpoint_dir: Optional[Path] = typer.Option(None, "--checkpoint-dir",
+                                                  help="Folder with inpainter.pth and refiner.pth."),
+    weight_free: bool = typer.Option(False, "--weight-free", help="Ignore installed weights."),
+    source_iuv: Optional[Path] = typer.Option(None, "--source-iuv",
+                                              help="DensePose IUV PNG (or UV .npy) of the photo."),
+    driver_iuv: Optional[Path] = typer.Option(None, "--driver-iuv",
+                                              help="Per-frame IUV: folder of *_IUV.png or an .npz."),
+    densepose_backend: str = typer.Option("auto", "--densepose-backend",
+                                          help="auto, precomputed, torchvision or detectron2."),
+    densepose_weights: Optional[Path] = typer.Option(None, "--densepose-weights",
+                                                     help="DensePose .pkl (official model zoo file)."),
+    densepose_size: int = typer.Option(800, "--densepose-size", help="DensePose input shortest side."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Frames per refiner batch."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    size: int = typer.Option(256, "--size", help="Person crop side (the official weights use 256)."),
+    background: str = typer.Option("scene", "--background", help="scene, source or #RRGGBB."),
+    output_mode: str = typer.Option("frame", "--output-mode", help="frame (pasted back) or crop."),
+    on_missing: str = typer.Option("hold", "--on-missing",
+                                   help="Frames without a person: hold (last pose ≤0.5 s), background, skip."),
+    table: str = typer.Option("training", "--table", help="IUV→UV table: training or released."),
+    side_by_side: bool = typer.Option(False, "--side-by-side", help="Write driver | result side by side."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    from retarget.pipeline.job import VideoJob, run_video_job
+    from retarget.pipeline.video import VideoOptions
+
+    options = VideoOptions(batch_size=batch_size, device=resolve_device(device), background=background,
+                           output_mode=output_mode, on_missing=on_missing, table=table,
+                           side_by_side=side_by_side, quiet=quiet)
+    job = VideoJob(source=source, driver=driver, output=output, source_iuv=source_iuv, driver_iuv=driver_iuv,
+                   size=size, overwrite=overwrite, densepose_backend=densepose_backend,
+                   densepose_weights=densepose_weights, densepose_size=densepose_size, options=options)
+    options.validate()
+    models = None if weight_free else resolve_models(checkpoint_dir, options.device)
+    summary = run_video_job(job, models)
+    if not quiet:
+        typer.echo(summary.line(), err=True)
+    typer.echo(str(summary.output))

@@ -1,0 +1,234 @@
+"""Streaming video I/O with PyAV: probe, decode frame by frame, encode H.264 with audio pass-through.
+
+Frames are ``(H, W, 3) uint8`` RGB numpy arrays. Nothing here holds more than a few frames.
+Timing is kept exactly: every output frame reuses its input frame's ``pts`` in the input stream's
+time base, so variable frame rates survive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from retarget.errors import InputError
+
+
+def _av():
+    import av
+
+    return av
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the pipeline needs to know about a driver video before decoding it.
+
+    Attributes:
+        width, height: display size (after rotation metadata is applied).
+        fps: average frame rate (frames per second) as a fraction.
+        time_base: time base of the video stream's ``pts``.
+        frame_count: frames announced by the container (0 when unknown).
+        duration: seconds (0 when unknown).
+        has_audio: the file has an audio stream.
+        rotation: clockwise degrees the frames are rotated by on display (0/90/180/270).
+    """
+
+    width: int
+    height: int
+    fps: Fraction
+    time_base: Fraction
+    frame_count: int
+    duration: float
+    has_audio: bool
+    rotation: int
+
+
+@dataclass
+class VideoFrame:
+    """One decoded frame: ``index`` counts from 0; ``pts`` is in the stream time base (may be None)."""
+
+    index: int
+    pts: int | None
+    time: float
+    rgb: np.ndarray
+
+
+def _open(path: Path):
+    av = _av()
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a video file")
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable video ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:120]
+
+
+def _rotation_of(stream, first_frame=None) -> int:
+    angle = 0
+    if first_frame is not None and getattr(first_frame, "rotation", None) is not None:
+        angle = int(first_frame.rotation)
+    return (-angle) % 360  # PyAV reports the counter-clockwise display-matrix angle
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Read a video's metadata (decodes at most its first frame to learn the rotation)."""
+    path = Path(path)
+    with contextlib.closing(_open(path)) as container:
+        if not container.streams.video:
+            kind = "an audio-only file" if container.streams.audio else "a file without streams"
+            raise InputError(f"{path}: no video stream ({kind}); give a video as --driver")
+        stream = container.streams.video[0]
+        first = None
+        try:
+            for first in container.decode(stream):
+                break
+        except _av().FFmpegError as exc:
+            raise InputError(f"{path}: cannot decode the first video frame ({_reason(exc)})") from None
+        if first is None:
+            raise InputError(f"{path}: the video stream has no frames")
+        rotation = _rotation_of(stream, first)
+        width, height = first.width, first.height
+        if rotation in (90, 270):
+            width, height = height, width
+        fps = stream.average_rate or stream.guessed_rate or Fraction(25)
+        duration = float(stream.duration * stream.time_base) if stream.duration else (
+            float(container.duration / 1e6) if container.duration else 0.0)
+        return VideoInfo(width=width, height=height, fps=Fraction(fps), time_base=Fraction(stream.time_base),
+                         frame_count=int(stream.frames or 0), duration=duration,
+                         has_audio=bool(container.streams.audio), rotation=rotation)
+
+
+def _apply_rotation(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    if rotation == 90:
+        return np.ascontiguousarray(np.rot90(rgb, k=-1))
+    if rotation == 180:
+        return np.ascontiguousarray(rgb[::-1, ::-1])
+    if rotation == 270:
+        return np.ascontiguousarray(np.rot90(rgb, k=1))
+    return rgb
+
+
+def iter_frames(path: str | Path, rotation: int | None = None, *, on_error: str = "raise") -> Iterator[VideoFrame]:
+    """Decode a video frame by frame (threaded decoding), applying rotation metadata.
+
+    Args:
+        path: video file.
+        rotation: clockwise display rotation from :func:`probe_video` (probed when ``None``).
+        on_error: ``"raise"``: a decoding error mid-stream raises :class:`InputError` naming the frame.
+
+    Yields:
+        :class:`VideoFrame` with ``rgb`` of shape ``(H, W, 3) uint8``.
+    """
+    path = Path(path)
+    if rotation is None:
+        rotation = probe_video(path).rotation
+    av = _av()
+    with contextlib.closing(_open(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                rgb = _apply_rotation(frame.to_ndarray(format="rgb24"), rotation)
+                yield VideoFrame(index=index, pts=frame.pts, time=float(frame.time or 0.0), rgb=rgb)
+                index += 1
+        except av.FFmpegError as exc:
+            raise InputError(f"{path}: video is corrupt or truncated after frame {index} ({_reason(exc)}); "
+                             "re-encode or repair it") from None
+
+
+class VideoWriter:
+    """Encode RGB frames to H.264 (``yuv420p``) in an mp4, copying an input's audio stream.
+
+    Odd frame sizes are cropped by one pixel to the even size ``yuv420p`` needs. Frame ``pts`` are
+    given by the caller in ``time_base`` (use the driver's), so the input timing is preserved.
+
+    Use as a context manager; :meth:`close` flushes the encoder and muxes the audio.
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: Fraction, time_base: Fraction,
+                 audio_from: str | Path | None = None, crf: int = 18, preset: str = "veryfast",
+                 codec: str = "libx264"):
+        av = _av()
+        self.path = Path(path)
+        self.width, self.height = width - width % 2, height - height % 2
+        self.time_base = time_base
+        self._container = av.open(str(self.path), "w", format="mp4")
+        self._stream = self._container.add_stream(codec, rate=fps)
+        self._stream.width, self._stream.height = self.width, self.height
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.time_base = time_base
+        self._stream.codec_context.time_base = time_base
+        self._stream.options = {"crf": str(crf), "preset": preset}
+        self._audio_in = None
+        self._audio_out = None
+        if audio_from is not None:
+            source = av.open(str(audio_from))
+            if source.streams.audio:
+                self._audio_in = source
+                self._audio_out = self._container.add_stream_from_template(source.streams.audio[0])
+            else:
+                source.close()
+        self._last_pts: int | None = None
+        self.frames_written = 0
+
+    def write(self, rgb: np.ndarray, pts: int | None = None) -> None:
+        """Encode one ``(H, W, 3) uint8`` RGB frame at ``pts`` (in ``time_base``)."""
+        av = _av()
+        rgb = np.ascontiguousarray(rgb[: self.height, : self.width])
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        if pts is None or (self._last_pts is not None and pts <= self._last_pts):
+            step = max(1, round(1 / (float(self._stream.average_rate or 25) * float(self.time_base))))
+            pts = 0 if self._last_pts is None else self._last_pts + step
+        frame.pts, frame.time_base = pts, self.time_base
+        self._last_pts = pts
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoder, copy the audio packets and finish the file (errors propagate)."""
+        if self._container is None:
+            return
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+            if self._audio_in is not None:
+                for packet in self._audio_in.demux(self._audio_in.streams.audio[0]):
+                    if packet.dts is None:
+                        continue
+                    packet.stream = self._audio_out
+                    self._container.mux(packet)
+            container, self._container = self._container, None
+            container.close()
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Release every handle without finishing the file (the caller discards it)."""
+        for handle in (self._audio_in, self._container):
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    handle.close()
+        self._audio_in = self._container = None
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

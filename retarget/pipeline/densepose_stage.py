@@ -1,0 +1,128 @@
+"""The per-frame DensePose stage: a backend (model or precomputed) behind a content-keyed disk cache.
+
+Cache layout: ``cache_dir()/densepose/<driver-sha256[:20]>-<settings-sha256[:12]>/<frame:07d>.npz``,
+one file per frame, written atomically as soon as the frame is computed, so an interrupted run
+resumes where it stopped. Each entry stores the full-frame IUV, boxes and scores plus a SHA-256 of
+them; an entry whose checksum does not match (or that cannot be read) is recomputed, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from densepose_adapter.types import DensePoseResult
+from retarget.paths import cache_dir
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file's content, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checksum(iuv: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in (iuv, boxes, scores):
+        array = np.ascontiguousarray(array)
+        digest.update(str(array.dtype).encode() + str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+class DensePoseCache:
+    """Per-frame result store for one driver video and one backend configuration."""
+
+    def __init__(self, driver: str | Path, backend_key: str, root: Path | None = None):
+        settings = hashlib.sha256(backend_key.encode()).hexdigest()[:12]
+        self.folder = (root or cache_dir() / "densepose") / f"{file_sha256(driver)[:20]}-{settings}"
+        self.hits = 0
+        self.corrupt = 0
+
+    def _path(self, index: int) -> Path:
+        return self.folder / f"{index:07d}.npz"
+
+    def load(self, index: int) -> DensePoseResult | None:
+        """The cached result of frame ``index``, or ``None`` (missing, unreadable or corrupt)."""
+        path = self._path(index)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                iuv, boxes, scores = data["iuv"], data["boxes"], data["scores"]
+                stored = str(data["checksum"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            self.corrupt += 1
+            return None
+        if stored != _checksum(iuv, boxes, scores):
+            self.corrupt += 1
+            return None
+        self.hits += 1
+        return DensePoseResult(image_hw=(iuv.shape[0], iuv.shape[1]), boxes=boxes, scores=scores, iuv=iuv)
+
+    def store(self, index: int, result: DensePoseResult) -> None:
+        """Write frame ``index`` atomically."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        boxes = np.asarray(result.boxes, np.float32).reshape(-1, 4)
+        scores = np.asarray(result.scores, np.float32).reshape(-1)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, iuv=result.iuv, boxes=boxes, scores=scores,
+                            checksum=np.array(_checksum(result.iuv, boxes, scores)))
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(buffer.getvalue())
+            os.replace(tmp, self._path(index))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class FrameDensePose:
+    """DensePose results per driver frame, from a precomputed source or a model backend (+ cache).
+
+    Args:
+        backend: a :class:`densepose_adapter.DensePoseBackend` (model) or a
+            :class:`densepose_adapter.precomputed.PrecomputedIUV`.
+        cache: disk cache for model backends (precomputed sources are read directly).
+    """
+
+    def __init__(self, backend, cache: DensePoseCache | None = None):
+        self.backend = backend
+        self.cache = cache
+        self.calls = 0  # frames actually computed by a model backend
+
+    @property
+    def precomputed(self) -> bool:
+        return getattr(self.backend, "name", "") == "precomputed"
+
+    def results(self, indices: Sequence[int], images: Sequence[np.ndarray]) -> list[DensePoseResult]:
+        """Results for frames ``indices`` whose RGB images are ``images`` (``(H, W, 3) uint8``)."""
+        if self.precomputed:
+            return [self.backend.get(i, img.shape[:2]) for i, img in zip(indices, images)]
+        out: list[DensePoseResult | None] = [None] * len(indices)
+        todo = []
+        for k, index in enumerate(indices):
+            cached = self.cache.load(index) if self.cache is not None else None
+            if cached is not None and tuple(cached.image_hw) == tuple(images[k].shape[:2]):
+                out[k] = cached
+            else:
+                todo.append(k)
+        if todo:
+            computed = self.backend.predict([np.ascontiguousarray(images[k][..., ::-1]) for k in todo])
+            self.calls += len(todo)
+            for k, result in zip(todo, computed):
+                out[k] = result
+                if self.cache is not None:
+                    self.cache.store(indices[k], result)
+        return out  # type: ignore[return-value]

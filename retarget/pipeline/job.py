@@ -1,0 +1,158 @@
+"""One ``retarget video`` job: resolve inputs (sidecars, weights, DensePose), prepare the source, render.
+
+Used by the ``video`` command and by batch workers, which pass already-loaded models and DensePose
+backends so that they are loaded once per worker.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from retarget.errors import InputError, UsageError
+from retarget.pipeline.densepose_stage import DensePoseCache, FrameDensePose
+from retarget.pipeline.pair import Models
+from retarget.pipeline.video import VideoOptions, VideoSummary, render_video
+
+
+@dataclass
+class VideoJob:
+    """Everything one output video depends on."""
+
+    source: Path
+    driver: Path
+    output: Path | None = None
+    source_iuv: Path | None = None
+    driver_iuv: Path | None = None
+    size: int = 256
+    overwrite: bool = False
+    densepose_backend: str = "auto"  # auto | precomputed | torchvision | detectron2
+    densepose_weights: Path | None = None
+    densepose_size: int = 800
+    options: VideoOptions = field(default_factory=VideoOptions)
+
+    def output_path(self) -> Path:
+        """``--output`` or ``<driver-stem>_as_<source-stem>.mp4`` next to the driver."""
+        if self.output is not None:
+            return Path(self.output)
+        return self.driver.with_name(f"{self.driver.stem}_as_{self.source.stem}.mp4")
+
+
+def driver_iuv_sidecar(driver: Path) -> Path | None:
+    """``<driver-stem>.iuv/`` or ``<driver-stem>.iuv.npz`` beside the driver, if present."""
+    for candidate in (driver.with_name(driver.stem + ".iuv"), driver.with_name(driver.stem + ".iuv.npz")):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def source_iuv_sidecar(photo: Path) -> Path | None:
+    """``<photo-stem>_IUV.png`` beside the photo, if present."""
+    candidate = photo.with_name(photo.stem + "_IUV.png")
+    return candidate if candidate.is_file() else None
+
+
+def open_model_backend(name: str, weights: Path | None, densepose_size: int, device: str):
+    """Create a DensePose model backend (``torchvision`` port or ``detectron2``), weights resolved."""
+    if name == "detectron2":
+        from densepose_adapter.detectron2_backend import Detectron2DensePose
+
+        return Detectron2DensePose(weights=weights, device=device)
+    try:
+        from densepose_adapter.torchvision_backend import TorchvisionDensePose
+    except ImportError as exc:  # pragma: no cover - the port ships with the package
+        raise UsageError(f"the torchvision DensePose backend is unavailable ({exc})") from None
+    try:
+        from retarget.weights import resolve_densepose_weights
+    except ImportError:
+        resolve_densepose_weights = None
+    if weights is None and resolve_densepose_weights is not None:
+        weights = resolve_densepose_weights(None)
+    if weights is None:
+        raise InputError("no DensePose weights: pass --densepose-weights PATH, run "
+                         "`retarget weights fetch densepose-r50-fpn-s1x`, or give precomputed IUV (--driver-iuv)")
+    return TorchvisionDensePose(weights=weights, densepose_size=densepose_size, device=device)
+
+
+def driver_densepose(job: VideoJob, model_backend=None) -> FrameDensePose:
+    """The DensePose stage for the driver: precomputed IUV when given/found, else a cached model."""
+    iuv_path = job.driver_iuv or (driver_iuv_sidecar(job.driver) if job.densepose_backend in ("auto", "precomputed")
+                                  else None)
+    if job.densepose_backend == "precomputed" and iuv_path is None:
+        raise UsageError(f"--densepose-backend precomputed needs --driver-iuv or a sidecar "
+                         f"{job.driver.stem}.iuv/ or {job.driver.stem}.iuv.npz next to the driver")
+    if iuv_path is not None:
+        from densepose_adapter.precomputed import PrecomputedIUV
+
+        try:
+            return FrameDensePose(PrecomputedIUV(iuv_path))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    backend = model_backend or open_model_backend(
+        "torchvision" if job.densepose_backend == "auto" else job.densepose_backend,
+        job.densepose_weights, job.densepose_size, job.options.device)
+    return FrameDensePose(backend, DensePoseCache(job.driver, backend.cache_key()))
+
+
+def load_source(job: VideoJob, model_backend=None):
+    """Read and frame the source photo (IUV from ``--source-iuv``, its sidecar or the DensePose model)."""
+    from retarget.io.image import MIN_SIDE, read_image_rgb
+    from retarget.pipeline.source import frame_source
+
+    photo = read_image_rgb(job.source, min_side=MIN_SIDE)
+    iuv_path = job.source_iuv or source_iuv_sidecar(job.source)
+    iuv = uv = None
+    if iuv_path is not None:
+        if Path(iuv_path).suffix == ".npy":
+            from retarget.io.iuv import read_uv_npy
+
+            uv = read_uv_npy(iuv_path)
+        else:
+            from retarget.io.iuv import read_iuv_png
+
+            iuv = read_iuv_png(iuv_path)
+        dense = iuv if iuv is not None else uv
+        if dense.shape[:2] != photo.shape[:2]:
+            raise InputError(f"{iuv_path}: DensePose map is {dense.shape[1]}x{dense.shape[0]} but the photo "
+                             f"is {photo.shape[1]}x{photo.shape[0]}; it must be computed on the same image")
+    else:
+        backend = model_backend or open_model_backend(
+            "torchvision" if job.densepose_backend in ("auto", "precomputed") else job.densepose_backend,
+            job.densepose_weights, job.densepose_size, job.options.device)
+        result = backend.predict([np.ascontiguousarray(photo[..., ::-1])])[0]
+        if len(result.boxes) > 1:
+            print(f"note: {job.source}: {len(result.boxes)} people found; using the largest", file=sys.stderr)
+        iuv = result.iuv
+        if len(result.boxes) > 1:
+            from retarget.pipeline.video import person_mask
+
+            areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in result.boxes]
+            iuv = iuv * person_mask(iuv, np.asarray(result.boxes[int(np.argmax(areas))]))[..., None]
+    try:
+        return frame_source(photo, iuv=iuv, uv=uv, size=job.size, table=job.options.table)
+    except ValueError as exc:
+        raise InputError(f"{job.source}: {exc}") from None
+
+
+def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_frame=None) -> VideoSummary:
+    """Run one job end to end; ``models=None`` is the weight-free path."""
+    from retarget.io.atomic import check_output_path
+    from retarget.io.video import probe_video
+    from retarget.pipeline.source import prepare_source_crop
+
+    job.options.validate()
+    if job.size % 4 or job.size < 64:
+        raise UsageError(f"--size must be a multiple of 4 and at least 64, got {job.size}")
+    output = job.output_path()
+    inputs = [job.source, job.driver, job.source_iuv, job.driver_iuv]
+    check_output_path(output, overwrite=job.overwrite, inputs=[p for p in inputs if p is not None])
+    if output.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+        raise UsageError(f"{output}: output must be an .mp4 file")
+    probe_video(job.driver)  # fail fast on a bad driver, before any model work
+    source = load_source(job, model_backend)
+    state = prepare_source_crop(source, models, job.options.device)
+    densepose = driver_densepose(job, model_backend)
+    return render_video(source, state, job.driver, output, densepose, models, job.options, on_frame=on_frame)

@@ -1,0 +1,74 @@
+"""From a source photo and its DensePose IUV (or UV) to a prepared :class:`SourceState` at ``size``²."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from retarget.pipeline.framing import SquareCrop, box_to_crop_params, crop_image, mask_box
+from retarget.pipeline.pair import Models, SourceState, prepare_source
+
+
+@dataclass
+class SourceCrop:
+    """The source photo framed like the training data.
+
+    Attributes:
+        photo: ``(h, w, 3) uint8`` the full photo.
+        person_mask: ``(h, w)`` bool person pixels in the full photo.
+        crop: square window of the photo.
+        image: ``(S, S, 3) uint8`` cropped, resized photo.
+        uv: ``(S, S, 2) float32`` SMPL-UV of the crop, NaN background.
+        iuv: ``(S, S, 3) uint8`` cropped IUV when the source came with IUV, else ``None``.
+    """
+
+    photo: np.ndarray
+    person_mask: np.ndarray
+    crop: SquareCrop
+    image: np.ndarray
+    uv: np.ndarray
+    iuv: np.ndarray | None = None
+
+
+def frame_source(photo: np.ndarray, *, iuv: np.ndarray | None = None, uv: np.ndarray | None = None,
+                 size: int = 256, table: str = "training") -> SourceCrop:
+    """Crop the photo around its person (square, person filling 90 %) and resize to ``size``.
+
+    Exactly one of ``iuv`` (``(h, w, 3) uint8 [I, U, V]``) or ``uv`` (``(h, w, 2)`` NaN background)
+    must describe the photo, at the photo's size.
+
+    Raises:
+        ValueError: no person pixels, or sizes that do not match.
+    """
+    if (iuv is None) == (uv is None):
+        raise ValueError("give exactly one of iuv or uv")
+    dense = iuv if iuv is not None else uv
+    if dense.shape[:2] != photo.shape[:2]:
+        raise ValueError(f"DensePose map is {dense.shape[1]}x{dense.shape[0]} but the photo is "
+                         f"{photo.shape[1]}x{photo.shape[0]}")
+    person = iuv[..., 0] > 0 if iuv is not None else ~np.isnan(uv).all(axis=2)
+    box = mask_box(person)
+    if box is None:
+        raise ValueError("no person found in the source photo's DensePose map")
+    cx, cy, side = box_to_crop_params(box)
+    crop = SquareCrop.around(cx, cy, side)
+    image = crop_image(photo, crop, size, replicate=True)
+    if iuv is not None:
+        from retarget.uvmap import iuv_to_uv
+
+        iuv_crop = crop_image(iuv, crop, size, nearest=True)
+        uv_crop = iuv_to_uv(iuv_crop, table=table)
+    else:
+        iuv_crop = None
+        uv_crop = crop_image(np.nan_to_num(uv, nan=-2.0), crop, size, nearest=True, border_value=(-2.0, -2.0))
+        uv_crop = np.where(uv_crop <= -1.5, np.nan, uv_crop).astype(np.float32)
+    return SourceCrop(photo=photo, person_mask=person, crop=crop, image=image, uv=uv_crop, iuv=iuv_crop)
+
+
+def prepare_source_crop(source: SourceCrop, models: Models | None, device: str = "cpu") -> SourceState:
+    """Run the source-only pipeline work (coordinate texture, inpainting, refiner source branch) once."""
+    image = torch.from_numpy(source.image.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
+    uv = torch.from_numpy(np.ascontiguousarray(source.uv)).permute(2, 0, 1)[None].to(device)
+    return prepare_source(image, uv, models)

@@ -1,0 +1,410 @@
+"""The video runner: source once, driver streamed in two passes with bounded memory.
+
+Pass 1 (analysis) decodes the driver, gets every frame's DensePose result (cached on disk per
+frame), follows one person, smooths the crop track over time and, for ``--background scene``,
+feeds a bounded set of frames to the background-plate estimator.
+
+Pass 2 (render) decodes again in a thread, converts each frame's IUV crop to SMPL-UV, runs the
+warp/refiner on batches, composites the person back into the frame and hands frames to an encoder
+thread. Queues are bounded, so decode, compute and encode overlap and memory does not grow with
+video length. The output is written to a temporary file and renamed only on success.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from retarget.errors import InputError, UsageError
+from retarget.io.atomic import atomic_output
+from retarget.io.video import VideoFrame, VideoInfo, VideoWriter, iter_frames, probe_video
+from retarget.pipeline.background import ScenePlateEstimator, parse_colour, source_background
+from retarget.pipeline.densepose_stage import FrameDensePose
+from retarget.pipeline.framing import (
+    SquareCrop,
+    box_to_crop_params,
+    crop_image,
+    feather,
+    paste_crop,
+    pick_person,
+    smooth_track,
+)
+from retarget.pipeline.pair import Models, SourceState, render_targets
+from retarget.pipeline.source import SourceCrop
+
+BACKGROUNDS = ("scene", "source")
+OUTPUT_MODES = ("frame", "crop")
+ON_MISSING = ("hold", "background", "skip")
+
+
+@dataclass
+class VideoOptions:
+    """Settings of :func:`render_video` (the CLI flags of ``retarget video``)."""
+
+    batch_size: int = 4
+    device: str = "cpu"
+    background: str = "scene"  # scene | source | #RRGGBB
+    output_mode: str = "frame"  # frame | crop
+    on_missing: str = "hold"  # hold | background | skip
+    hold_seconds: float = 0.5
+    table: str = "training"
+    smooth_sigma_seconds: float = 0.08
+    feather_px: float = 1.5  # at crop resolution
+    side_by_side: bool = False
+    quiet: bool = False
+    keep_partial: bool = False
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.background not in BACKGROUNDS and parse_colour(self.background) is None:
+            raise UsageError(f"--background {self.background!r}: expected scene, source or #RRGGBB")
+        if self.output_mode not in OUTPUT_MODES:
+            raise UsageError(f"--output-mode {self.output_mode!r}: expected one of {', '.join(OUTPUT_MODES)}")
+        if self.on_missing not in ON_MISSING:
+            raise UsageError(f"--on-missing {self.on_missing!r}: expected one of {', '.join(ON_MISSING)}")
+
+
+@dataclass
+class DriverTrack:
+    """Result of pass 1: which person is followed and where the crop goes, per frame."""
+
+    info: VideoInfo
+    boxes: np.ndarray  # (T, 4) followed person's box, NaN rows where none
+    crops: np.ndarray  # (T, 3) smoothed [cx, cy, side], NaN rows where none
+    plate: np.ndarray | None  # (H, W, 3) float32 scene plate
+    frame_count: int = 0
+
+    def crop(self, index: int) -> SquareCrop | None:
+        if index >= len(self.crops) or np.isnan(self.crops[index]).any():
+            return None
+        return SquareCrop.around(*self.crops[index])
+
+
+@dataclass
+class VideoSummary:
+    """What :func:`render_video` did."""
+
+    frames: int
+    seconds: float
+    output: Path
+    densepose_calls: int = 0
+    missing_frames: int = 0
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        return (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.2f} frames/s) → {self.output}")
+
+
+def _progress(total: int | None, desc: str, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total or None, desc=desc, unit="frame", disable=quiet, file=sys.stderr, leave=False,
+                dynamic_ncols=True)
+
+
+def person_mask(iuv: np.ndarray, box: np.ndarray | None, margin: float = 0.02) -> np.ndarray:
+    """``(H, W)`` bool pixels of the person in ``box`` (all person pixels when ``box`` is None)."""
+    fg = iuv[..., 0] > 0
+    if box is None:
+        return fg
+    h, w = fg.shape
+    pad_x, pad_y = margin * (box[2] - box[0]), margin * (box[3] - box[1])
+    x0, y0 = max(0, int(np.floor(box[0] - pad_x))), max(0, int(np.floor(box[1] - pad_y)))
+    x1, y1 = min(w, int(np.ceil(box[2] + pad_x))), min(h, int(np.ceil(box[3] + pad_y)))
+    keep = np.zeros_like(fg)
+    keep[y0:y1, x0:x1] = fg[y0:y1, x0:x1]
+    return keep
+
+
+def _batched(frames: Iterator[VideoFrame], size: int) -> Iterator[list[VideoFrame]]:
+    batch: list[VideoFrame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOptions,
+                   info: VideoInfo | None = None) -> DriverTrack:
+    """Pass 1: DensePose for every frame (cached), person following, smoothed crops, scene plate."""
+    info = info or probe_video(driver)
+    plate = ScenePlateEstimator(info.height, info.width) if options.background == "scene" else None
+    boxes: list[np.ndarray] = []
+    previous = None
+    bar = _progress(info.frame_count, "densepose", options.quiet)
+    count = 0
+    try:
+        for batch in _batched(iter_frames(driver, info.rotation), options.batch_size):
+            results = densepose.results([f.index for f in batch], [f.rgb for f in batch])
+            for frame, result in zip(batch, results):
+                chosen = pick_person(np.asarray(result.boxes).reshape(-1, 4), previous) if result.has_person else None
+                box = np.asarray(result.boxes[chosen], np.float64) if chosen is not None else None
+                if box is not None:
+                    mask = person_mask(result.iuv, box)
+                    if not mask.any():
+                        box = None
+                boxes.append(box if box is not None else np.full(4, np.nan))
+                previous = box if box is not None else previous
+                if plate is not None:
+                    plate.add(frame.rgb, result.iuv[..., 0] > 0)
+                count += 1
+                bar.update(1)
+    finally:
+        bar.close()
+    if count == 0:
+        raise InputError(f"{driver}: the video has no decodable frames")
+    box_array = np.stack(boxes)
+    params = np.array([box_to_crop_params(b) if not np.isnan(b).any() else np.full(3, np.nan) for b in box_array])
+    sigma = options.smooth_sigma_seconds * float(info.fps)
+    return DriverTrack(info=info, boxes=box_array, crops=smooth_track(params, sigma),
+                       plate=plate.plate() if plate is not None else None, frame_count=count)
+
+
+class _Worker(threading.Thread):
+    """A daemon thread whose exception is re-raised by :meth:`check`."""
+
+    def __init__(self, target: Callable[[], None], name: str):
+        super().__init__(name=name, daemon=True)
+        self._fn = target
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.error = exc
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+_END = object()
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def render_video(source: SourceCrop, state: SourceState, driver: Path, output: Path, densepose: FrameDensePose,
+                 models: Models | None, options: VideoOptions,
+                 on_frame: Callable[[int, np.ndarray], None] | None = None) -> VideoSummary:
+    """Render ``driver`` with the source person and write ``output`` atomically.
+
+    Args:
+        source: the framed source photo (for ``--background source``).
+        state: the prepared source (from :func:`retarget.pipeline.source.prepare_source_crop`).
+        driver: driver video.
+        output: output ``.mp4`` path (its folder must exist).
+        densepose: per-frame DensePose stage (precomputed or model, cached).
+        models: learned models, or ``None`` (weight-free path).
+        options: settings.
+        on_frame: called with ``(frame_index, rgb_uint8)`` for every output frame before encoding.
+    """
+    options.validate()
+    start = time.perf_counter()
+    info = probe_video(driver)
+    track = analyse_driver(driver, densepose, options, info)
+    t_analysis = time.perf_counter() - start
+    size = state.image.shape[-1]
+    height, width = info.height, info.width
+
+    if options.background == "scene":
+        background = track.plate
+    elif options.background == "source":
+        background = source_background(source.photo, source.person_mask, height, width)
+    else:
+        background = np.broadcast_to(parse_colour(options.background), (height, width, 3)).astype(np.float32)
+
+    if options.output_mode == "crop":
+        out_w, out_h = size, size
+    else:
+        out_w, out_h = width, height
+    if options.side_by_side:
+        out_w *= 2
+    hold_frames = int(round(options.hold_seconds * float(info.fps)))
+
+    stop = threading.Event()
+    decoded: queue.Queue = queue.Queue(maxsize=2 * options.batch_size)
+    encoded: queue.Queue = queue.Queue(maxsize=2 * options.batch_size)
+
+    def decode() -> None:
+        for frame in iter_frames(driver, info.rotation):
+            if not _put(decoded, frame, stop):
+                return
+        _put(decoded, _END, stop)
+
+    summary = VideoSummary(frames=0, seconds=0.0, output=output)
+    bar = _progress(track.frame_count, "render", options.quiet)
+    try:
+        with atomic_output(output) as tmp:
+            writer = VideoWriter(tmp, out_w, out_h, info.fps, info.time_base, audio_from=driver)
+
+            def encode() -> None:
+                while not stop.is_set():
+                    try:
+                        item = encoded.get(timeout=0.1)
+                    except queue.Empty:
+                        continue
+                    if item is _END:
+                        return
+                    writer.write(*item)
+
+            decoder, encoder = _Worker(decode, "retarget-decode"), _Worker(encode, "retarget-encode")
+            decoder.start()
+            encoder.start()
+            try:
+                last_valid: tuple[int, SquareCrop, np.ndarray] | None = None
+                pending: list[VideoFrame] = []
+                finished = False
+                while not finished:
+                    while len(pending) < options.batch_size:
+                        try:
+                            item = decoded.get(timeout=0.2)
+                        except queue.Empty:
+                            decoder.check()
+                            encoder.check()
+                            continue
+                        if item is _END:
+                            finished = True
+                            break
+                        pending.append(item)
+                    if not pending:
+                        break
+                    batch, pending = pending, []
+                    jobs, last_valid = _frame_jobs(batch, track, densepose, size, options, hold_frames, last_valid)
+                    rendered = _render_batch(state, models, [j[2] for j in jobs if j[2] is not None], options)
+                    k = 0
+                    for frame, (index, crop, uv) in zip(batch, jobs):
+                        person = None
+                        if uv is not None:
+                            person = rendered[k]
+                            k += 1
+                        if person is None and options.on_missing == "skip":
+                            summary.missing_frames += 1
+                            bar.update(1)
+                            continue
+                        summary.missing_frames += person is None
+                        rgb = _composite(frame, crop, person, background, options, size)
+                        if on_frame is not None:
+                            on_frame(frame.index, rgb)
+                        if not _put(encoded, (rgb, frame.pts), stop):
+                            encoder.check()
+                        encoder.check()
+                        summary.frames += 1
+                        bar.update(1)
+                decoder.check()
+                _put(encoded, _END, stop)
+                encoder.join()
+                encoder.check()
+                writer.close()
+            except BaseException:
+                stop.set()
+                encoder.join(timeout=5)
+                writer.abort()
+                raise
+            finally:
+                stop.set()
+    finally:
+        bar.close()
+    if summary.frames == 0:
+        raise InputError(f"{driver}: no frame had a person to render (with --on-missing skip)")
+    summary.seconds = time.perf_counter() - start
+    summary.densepose_calls = densepose.calls
+    summary.timings = {"analysis_s": t_analysis, "total_s": summary.seconds}
+    return summary
+
+
+def _frame_jobs(batch: list[VideoFrame], track: DriverTrack, densepose: FrameDensePose, size: int,
+                options: VideoOptions, hold_frames: int, last_valid):
+    """Per frame: ``(index, crop, target_uv (S, S, 2) or None)``, applying the on-missing policy."""
+    from retarget.uvmap import iuv_to_uv
+
+    results = densepose.results([f.index for f in batch], [f.rgb for f in batch])
+    crops, iuvs = [], []
+    for frame, result in zip(batch, results):
+        crop = track.crop(frame.index)
+        if crop is None:
+            crops.append(None)
+            iuvs.append(None)
+            continue
+        box = track.boxes[frame.index]
+        iuv = result.iuv * person_mask(result.iuv, box)[..., None]
+        crops.append(crop)
+        iuvs.append(crop_image(iuv, crop, size, nearest=True))
+    valid = [i for i, v in enumerate(iuvs) if v is not None]
+    uvs = iuv_to_uv(np.stack([iuvs[i] for i in valid]), table=options.table) if valid else []
+    jobs = []
+    for frame, crop in zip(batch, crops):
+        if crop is not None:
+            uv = uvs[valid.index(len(jobs))]
+            last_valid = (frame.index, crop, uv)
+            jobs.append((frame.index, crop, uv))
+        elif (options.on_missing == "hold" and last_valid is not None
+              and frame.index - last_valid[0] <= hold_frames):
+            jobs.append((frame.index, last_valid[1], last_valid[2]))
+        else:
+            jobs.append((frame.index, None, None))
+    return jobs, last_valid
+
+
+def _render_batch(state: SourceState, models: Models | None, uvs: list[np.ndarray], options: VideoOptions):
+    """Warp/refine a list of ``(S, S, 2)`` target UVs → list of (rgb ``(S,S,3)``, mask ``(S,S)``) numpy."""
+    if not uvs:
+        return []
+    target = torch.from_numpy(np.stack(uvs)).permute(0, 3, 1, 2).to(state.image.device)
+    result = render_targets(state, target, models)
+    rgb = result.output.permute(0, 2, 3, 1).float().cpu().numpy()
+    masks = result.target_mask[:, 0].float().cpu().numpy()
+    return list(zip(rgb, masks))
+
+
+def _composite(frame: VideoFrame, crop: SquareCrop | None, person, background: np.ndarray,
+               options: VideoOptions, size: int) -> np.ndarray:
+    """One output frame as ``uint8`` RGB."""
+    if options.output_mode == "crop":
+        if crop is not None:
+            base = crop_image(background, crop, size, replicate=True).astype(np.float32)
+        else:
+            base = crop_image(background, SquareCrop.around(background.shape[1] / 2, background.shape[0] / 2,
+                                                            min(background.shape[:2])), size)
+        canvas = base.copy()
+        if person is not None:
+            rgb, mask = person
+            alpha = feather(mask, options.feather_px)[..., None]
+            canvas = canvas * (1 - alpha) + rgb * alpha
+    else:
+        canvas = np.array(background, dtype=np.float32, copy=True)
+        if person is not None and crop is not None:
+            rgb, mask = person
+            paste_crop(canvas, crop, rgb, feather(mask, options.feather_px))
+    out = np.clip(np.round(canvas * 255.0), 0, 255).astype(np.uint8)
+    if options.side_by_side:
+        driver = frame.rgb if options.output_mode == "frame" else (
+            crop_image(frame.rgb, crop, size, replicate=True) if crop is not None
+            else crop_image(frame.rgb, SquareCrop.around(frame.rgb.shape[1] / 2, frame.rgb.shape[0] / 2,
+                                                         min(frame.rgb.shape[:2])), size))
+        out = np.concatenate([driver, out], axis=1)
+    return out
