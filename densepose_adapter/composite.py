@@ -17,7 +17,7 @@ On disk (OpenCV ``imwrite``) the array gives DensePose's ``*_IUV.png`` layout: B
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +59,8 @@ _BASE_OPTIONS: dict[str, Any] = {
 
 def _import_detectron2():
     try:
-        import detectron2  # noqa: F401
         import densepose  # noqa: F401
+        import detectron2  # noqa: F401
     except Exception:  # noqa: BLE001 - ImportError or a broken build (undefined symbols ...)
         raise UsageError(INSTALL_HINT) from None
     from densepose import add_densepose_config
@@ -147,6 +148,11 @@ class Detectron2DensePoseBackend:
 
 
 def _read_override(config: str | os.PathLike | None, key: str) -> Any:
-    data = json.loads(open(config).read())
+    with open(config) as f:
+        data = json.load(f)
     overrides = data.get("overrides", data)
     return overrides[key]
+
+
+#: Name used by the video pipeline (``retarget.pipeline.job``).
+Detectron2DensePose = Detectron2DensePoseBackend

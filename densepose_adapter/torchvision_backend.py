@@ -24,8 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -45,8 +45,9 @@ def weights_name_for(cfg: DensePoseRCNNConfig) -> str:
 
 
 def resolve_weights(weights: str | os.PathLike | None, cfg: DensePoseRCNNConfig) -> Path:
-    """``weights`` if given, else the installed manifest file for the config; :class:`WeightsError`
-    with the fetch command otherwise."""
+    """``weights`` if given, else the installed manifest file for the config's depth
+    (:func:`retarget.weights.resolve_densepose_weights`); :class:`WeightsError` naming the fetch
+    command otherwise."""
     name = weights_name_for(cfg)
     if weights is not None:
         path = Path(weights).expanduser()
@@ -54,15 +55,15 @@ def resolve_weights(weights: str | os.PathLike | None, cfg: DensePoseRCNNConfig)
             raise WeightsError(f"{path}: weights file not found")
         return path
     try:
-        from retarget.weights.manifest import load_manifest
-
-        path = load_manifest().get(name).installed_path()
-        if path.is_file():
-            return path
+        from retarget.weights import resolve_densepose_weights
     except ImportError:
-        pass
-    except Exception:  # noqa: BLE001 - any manifest problem ends in the same advice
-        pass
+        resolve_densepose_weights = None
+    if resolve_densepose_weights is not None:
+        try:
+            return resolve_densepose_weights(None, "r101" if cfg.depth == 101 else "r50")
+        except WeightsError as exc:
+            if "damaged" in str(exc):
+                raise
     raise WeightsError(f"no DensePose weights installed: pass --weights PATH or run "
                        f"`retarget weights fetch {name}`")
 
@@ -225,3 +226,7 @@ def _check_image(image: np.ndarray, index: int) -> np.ndarray:
         raise InputError(f"DensePose input {index}: expected an (H, W, 3) uint8 BGR image, "
                          f"got {arr.shape} {arr.dtype}")
     return np.ascontiguousarray(arr)
+
+
+#: Name used by the video pipeline (``retarget.pipeline.job``).
+TorchvisionDensePose = TorchvisionDensePoseBackend

@@ -134,7 +134,7 @@ class FPN(nn.Module):
 
     in_features = ("res2", "res3", "res4", "res5")
     out_features = ("p2", "p3", "p4", "p5", "p6")
-    strides = {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
+    strides = (4, 8, 16, 32, 64)
 
     def __init__(self, cfg: DensePoseRCNNConfig):
         super().__init__()

@@ -109,7 +109,7 @@ class DensePoseRCNNConfig:
             raise ConfigError("the RPN head needs the same number of anchors on every level")
         return sizes.pop() * ratios.pop()
 
-    def replace(self, **changes: Any) -> "DensePoseRCNNConfig":
+    def replace(self, **changes: Any) -> DensePoseRCNNConfig:
         """A copy with some fields changed (validated)."""
         cfg = dataclasses.replace(self, **changes)
         cfg.validate()
@@ -119,8 +119,8 @@ class DensePoseRCNNConfig:
         """Raise :class:`ConfigError` for values the port does not implement."""
         if self.depth not in _DEPTH_BLOCKS:
             raise ConfigError(f"MODEL.RESNETS.DEPTH {self.depth} is not supported (50 or 101)")
-        if self.res5_dilation not in (1, 2):
-            raise ConfigError("MODEL.RESNETS.RES5_DILATION must be 1 or 2")
+        if self.res5_dilation != 1:
+            raise ConfigError("MODEL.RESNETS.RES5_DILATION must be 1 with an FPN backbone")
         if self.fpn_fuse_type not in ("sum", "avg"):
             raise ConfigError(f"MODEL.FPN.FUSE_TYPE {self.fpn_fuse_type!r} is not 'sum' or 'avg'")
         for name in ("box_pooler_type", "dp_pooler_type"):

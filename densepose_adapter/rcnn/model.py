@@ -17,7 +17,7 @@ Pipeline for a batch of BGR uint8 images (official ``DefaultPredictor`` conventi
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -79,7 +79,7 @@ class DensePoseRCNN(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
-    def fuse_frozen_bn(self) -> "DensePoseRCNN":
+    def fuse_frozen_bn(self) -> DensePoseRCNN:
         """Fold every frozen batch norm into its conv (≈1e-6 relative change, faster on CPU).
 
         After this the state dict no longer has ``*.norm.*`` keys; load weights first."""

@@ -37,8 +37,8 @@ class ROIPooler(nn.Module):
         self.scales = tuple(1.0 / s for s in strides)
         self.sampling_ratio = sampling_ratio
         self.aligned = pooler_aligned(pooler_type)
-        self.min_level = int(round(math.log2(strides[0])))
-        self.max_level = int(round(math.log2(strides[-1])))
+        self.min_level = round(math.log2(strides[0]))
+        self.max_level = round(math.log2(strides[-1]))
         self.canonical_box_size = canonical_box_size
         self.canonical_level = canonical_level
 

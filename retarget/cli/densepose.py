@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -34,23 +34,25 @@ Examples:
 
 @app.command("densepose", help=_HELP)
 def densepose_command(
-    input: Path = typer.Argument(..., help="Image or video file.", show_default=False),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder, or a .npz file.", show_default=False),
-    weights: Optional[Path] = typer.Option(
-        None, "--weights", help="detectron2 DensePose .pkl (default: the installed official file)."),
-    config: str = typer.Option(
-        "r50", "--config", help="r50, r101, or a JSON file {config, overrides: {detectron2 option: value}}."),
-    min_score: Optional[float] = typer.Option(
-        None, "--min-score", help="Detection score threshold [default: 0.8, or the JSON config's]."),
-    densepose_size: int = typer.Option(
-        800, "--densepose-size", help="Shortest side of the network input (800 official; 512 is faster)."),
-    backend_name: str = typer.Option(
-        "torchvision", "--densepose-backend", help="torchvision (port, default) or detectron2."),
-    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda."),
-    track: bool = typer.Option(
-        True, "--track/--no-track",
-        help="Videos: run on a crop around the previous frame's person (faster; single performer)."),
-    max_frames: int = typer.Option(0, "--max-frames", help="Videos: stop after this many frames (0 = all)."),
+    input: Annotated[Path, typer.Argument(help="Image or video file.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder, or a .npz file.",
+                                      show_default=False)],
+    weights: Annotated[Path | None, typer.Option(
+        "--weights", help="detectron2 DensePose .pkl (default: the installed official file).")] = None,
+    config: Annotated[str, typer.Option(
+        "--config", help="r50, r101, or a JSON file {config, overrides: {detectron2 option: value}}.")] = "r50",
+    min_score: Annotated[float | None, typer.Option(
+        "--min-score", help="Detection score threshold [default: 0.8, or the JSON config's].")] = None,
+    densepose_size: Annotated[int, typer.Option(
+        "--densepose-size", help="Shortest side of the network input (800 official; 512 is faster).")] = 800,
+    backend_name: Annotated[str, typer.Option(
+        "--densepose-backend", help="torchvision (port) or detectron2.")] = "torchvision",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
+    track: Annotated[bool, typer.Option(
+        "--track/--no-track",
+        help="Videos: run on a crop around the previous frame's person (faster; single performer).")] = True,
+    max_frames: Annotated[int, typer.Option(
+        "--max-frames", help="Videos: stop after this many frames (0 = all).")] = 0,
 ) -> None:
     from densepose_adapter.backends import make_backend
 
@@ -63,8 +65,8 @@ def densepose_command(
         raise UsageError(f"--out {out}: exists and is not a folder (use a folder or a .npz file)")
     is_video = _is_video(input)
 
-    kwargs = dict(weights=weights, config=config, min_score=min_score, densepose_size=densepose_size,
-                  device=device)
+    kwargs = {"weights": weights, "config": config, "min_score": min_score, "densepose_size": densepose_size,
+                  "device": device}
     if backend_name == "torchvision":
         kwargs["track"] = bool(track and is_video)
     backend = make_backend(backend_name, **kwargs)
