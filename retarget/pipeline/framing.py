@@ -90,8 +90,13 @@ def smooth_track(params: np.ndarray, sigma_frames: float) -> np.ndarray:
     radius = int(np.ceil(3 * sigma_frames))
     kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2)
     values = np.where(valid[:, None], params, 0.0)
-    num = np.stack([np.convolve(values[:, k], kernel, mode="same") for k in range(params.shape[1])], axis=1)
-    den = np.convolve(valid.astype(np.float64), kernel, mode="same")[:, None]
+    n = len(params)
+
+    def conv(signal: np.ndarray) -> np.ndarray:  # "same" length even for clips shorter than the kernel
+        return np.convolve(signal, kernel, mode="full")[radius:radius + n]
+
+    num = np.stack([conv(values[:, k]) for k in range(params.shape[1])], axis=1)
+    den = conv(valid.astype(np.float64))[:, None]
     out = num / np.maximum(den, 1e-12)
     out[~valid] = np.nan
     return out
