@@ -1,0 +1,127 @@
+"""Synthetic media for tests: small driver clips with a moving 'person', their IUV, and a fake DensePose."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from densepose_adapter.types import DensePoseResult
+from tests.conftest import SAMPLES
+
+SOURCE_ID = "WOMEN#Blouses_Shirts#id_00007424#02_7_additional"
+DRIVER_ID = "WOMEN#Dresses#id_00000106#03_7_additional"
+
+
+def sample_source(folder: Path) -> tuple[Path, Path]:
+    """Copy a reference sample photo and its IUV render into ``folder`` (photo, photo_IUV.png)."""
+    photo = folder / "photo.jpg"
+    photo.write_bytes((SAMPLES / "source_img" / f"{SOURCE_ID}.jpg").read_bytes())
+    iuv = folder / "photo_IUV.png"
+    iuv.write_bytes((SAMPLES / "source_iuv" / f"{SOURCE_ID}_IUV.png").read_bytes())
+    return photo, iuv
+
+
+def person_track(n: int, width: int) -> np.ndarray:
+    """Centre x of the person per frame: left to right."""
+    return np.linspace(0.3 * width, 0.7 * width, n)
+
+
+def make_driver(path: Path, *, n: int = 12, width: int = 160, height: int = 120, fps: int = 10,
+                audio: bool = True, sidecar: bool = True, person_scale: float = 0.42,
+                missing: tuple[int, ...] = ()) -> np.ndarray:
+    """Write a driver clip whose person (a reference sample cut out by its IUV) moves left to right.
+
+    Returns the per-frame IUV ``(n, H, W, 3)``; with ``sidecar`` also writes ``<stem>.iuv/`` PNGs.
+    Frames listed in ``missing`` show no person.
+    """
+    person = cv2.imread(str(SAMPLES / "source_img" / f"{DRIVER_ID}.jpg"))[..., ::-1]
+    iuv_src = cv2.imread(str(SAMPLES / "source_iuv" / f"{DRIVER_ID}_IUV.png"), cv2.IMREAD_UNCHANGED)
+    scale = person_scale * height / 256
+    background = np.full((height, width, 3), (90, 110, 130), np.uint8)
+    xs = person_track(n, width)
+    frames, iuvs = [], []
+    for i in range(n):
+        m = np.array([[scale, 0, xs[i] - 128 * scale], [0, scale, height / 2 - 128 * scale]], np.float32)
+        iuv = cv2.warpAffine(iuv_src, m, (width, height), flags=cv2.INTER_NEAREST)
+        body = cv2.warpAffine(person, m, (width, height), flags=cv2.INTER_LINEAR)
+        if i in missing:
+            iuv[:] = 0
+        mask = (iuv[..., :1] > 0)
+        frames.append(np.where(mask, body, background))
+        iuvs.append(iuv)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if audio:
+            astream = container.add_stream("aac", rate=16000)
+            astream.layout = "mono"
+        for i, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, fps)
+            for packet in stream.encode(vf):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+        if audio:
+            total = int(16000 * n / fps)
+            tone = (0.1 * np.sin(2 * np.pi * 440 * np.arange(total) / 16000)).astype(np.float32)
+            for start in range(0, total, 1024):
+                af = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="fltp", layout="mono")
+                af.sample_rate, af.pts = 16000, start
+                for packet in astream.encode(af):
+                    container.mux(packet)
+            for packet in astream.encode(None):
+                container.mux(packet)
+    iuv_stack = np.stack(iuvs)
+    if sidecar:
+        folder = path.with_name(path.stem + ".iuv")
+        folder.mkdir(exist_ok=True)
+        for i, iuv in enumerate(iuv_stack):
+            cv2.imwrite(str(folder / f"frame_{i:05d}_IUV.png"), iuv)
+    return iuv_stack
+
+
+class LookupDensePose:
+    """A stand-in DensePose *model* backend for tests: returns known IUVs in call order, counts calls.
+
+    ``predict`` is given frames in decode order; the lookup is by the frame's mean colour signature
+    (robust to codec noise), falling back to call order.
+    """
+
+    name = "lookup"
+
+    def __init__(self, iuvs: np.ndarray, fail_after: int | None = None):
+        self.iuvs = iuvs
+        self.calls = 0
+        self.fail_after = fail_after
+        self._next = 0
+
+    def cache_key(self) -> str:
+        return f"lookup:{self.iuvs.shape}:{int(self.iuvs.sum())}"
+
+    def predict(self, images_bgr):
+        out = []
+        for image in images_bgr:
+            if self.fail_after is not None and self.calls >= self.fail_after:
+                raise RuntimeError("injected DensePose failure")
+            # find the IUV whose person mask best matches the non-background pixels of this frame
+            fg = np.abs(image.astype(np.int16) - np.array([130, 110, 90])).sum(axis=2) > 40
+            scores = [(fg & (iuv[..., 0] > 0)).sum() - (fg ^ (iuv[..., 0] > 0)).sum() for iuv in self.iuvs]
+            self.calls += 1
+            out.append(DensePoseResult.from_iuv(self.iuvs[int(np.argmax(scores))]))
+        return out
+
+
+def read_video(path: Path) -> tuple[list[np.ndarray], dict]:
+    """All frames (RGB) and stream facts of a video."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        info = {"fps": float(stream.average_rate), "width": stream.width, "height": stream.height,
+                "duration": float(stream.duration * stream.time_base) if stream.duration else None,
+                "audio": len(container.streams.audio) > 0}
+    return frames, info
