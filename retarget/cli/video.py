@@ -39,7 +39,12 @@ def video_command(
                                           help="auto, precomputed, torchvision or detectron2."),
     densepose_weights: Optional[Path] = typer.Option(None, "--densepose-weights",
                                                      help="DensePose .pkl (official model zoo file)."),
-    densepose_size: int = typer.Option(800, "--densepose-size", help="DensePose input shortest side."),
+    densepose_size: int = typer.Option(800, "--densepose-size",
+                                       help="DensePose input shortest side (800 official; 512 is much faster)."),
+    densepose_config: Optional[str] = typer.Option(None, "--densepose-config",
+                                                   help="r50 (default), r101 or a JSON config file."),
+    densepose_track: bool = typer.Option(True, "--densepose-track/--no-densepose-track",
+                                         help="Run the detector around the previous frame's person."),
     batch_size: int = typer.Option(4, "--batch-size", help="Frames per refiner batch."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     size: int = typer.Option(256, "--size", help="Person crop side (the official weights use 256)."),
@@ -60,7 +65,8 @@ def video_command(
                            side_by_side=side_by_side, quiet=quiet)
     job = VideoJob(source=source, driver=driver, output=output, source_iuv=source_iuv, driver_iuv=driver_iuv,
                    size=size, overwrite=overwrite, densepose_backend=densepose_backend,
-                   densepose_weights=densepose_weights, densepose_size=densepose_size, options=options)
+                   densepose_weights=densepose_weights, densepose_size=densepose_size,
+                   densepose_config=densepose_config, densepose_track=densepose_track, options=options)
     options.validate()
     models = None if weight_free else resolve_models(checkpoint_dir, options.device)
     summary = run_video_job(job, models)

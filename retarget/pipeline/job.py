@@ -32,6 +32,8 @@ class VideoJob:
     densepose_backend: str = "auto"  # auto | precomputed | torchvision | detectron2
     densepose_weights: Path | None = None
     densepose_size: int = 800
+    densepose_config: str | None = None
+    densepose_track: bool = True
     options: VideoOptions = field(default_factory=VideoOptions)
 
     def output_path(self) -> Path:
@@ -55,26 +57,19 @@ def source_iuv_sidecar(photo: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def open_model_backend(name: str, weights: Path | None, densepose_size: int, device: str):
-    """Create a DensePose model backend (``torchvision`` port or ``detectron2``), weights resolved."""
-    if name == "detectron2":
-        from densepose_adapter.detectron2_backend import Detectron2DensePose
+def open_model_backend(name: str, weights: Path | None, densepose_size: int, device: str,
+                       config: str | None = None, track: bool = True):
+    """Create a DensePose model backend (``torchvision`` port or ``detectron2``), weights resolved.
 
-        return Detectron2DensePose(weights=weights, device=device)
-    try:
-        from densepose_adapter.torchvision_backend import TorchvisionDensePose
-    except ImportError as exc:  # pragma: no cover - the port ships with the package
-        raise UsageError(f"the torchvision DensePose backend is unavailable ({exc})") from None
-    try:
-        from retarget.weights import resolve_densepose_weights
-    except ImportError:
-        resolve_densepose_weights = None
-    if weights is None and resolve_densepose_weights is not None:
-        weights = resolve_densepose_weights(None)
-    if weights is None:
-        raise InputError("no DensePose weights: pass --densepose-weights PATH, run "
-                         "`retarget weights fetch densepose-r50-fpn-s1x`, or give precomputed IUV (--driver-iuv)")
-    return TorchvisionDensePose(weights=weights, densepose_size=densepose_size, device=device)
+    ``track`` enables the port's tracked-region mode (detector run on a crop around the previous
+    frame's person), a large CPU speed-up for single-performer videos.
+    """
+    from densepose_adapter.backends import make_backend
+
+    kwargs = {"weights": weights, "config": config, "densepose_size": densepose_size, "device": device}
+    if name == "torchvision":
+        kwargs["track"] = track
+    return make_backend(name, **kwargs)
 
 
 def driver_densepose(job: VideoJob, model_backend=None) -> FrameDensePose:
@@ -91,10 +86,16 @@ def driver_densepose(job: VideoJob, model_backend=None) -> FrameDensePose:
             return FrameDensePose(PrecomputedIUV(iuv_path))
         except ValueError as exc:
             raise InputError(str(exc)) from None
-    backend = model_backend or open_model_backend(
-        "torchvision" if job.densepose_backend == "auto" else job.densepose_backend,
-        job.densepose_weights, job.densepose_size, job.options.device)
+    backend = model_backend or _model_backend(job)
+    if hasattr(backend, "reset_tracking"):
+        backend.reset_tracking()
     return FrameDensePose(backend, DensePoseCache(job.driver, backend.cache_key()))
+
+
+def _model_backend(job: VideoJob, track: bool | None = None):
+    name = "torchvision" if job.densepose_backend in ("auto", "precomputed") else job.densepose_backend
+    return open_model_backend(name, job.densepose_weights, job.densepose_size, job.options.device,
+                              job.densepose_config, job.densepose_track if track is None else track)
 
 
 def load_source(job: VideoJob, model_backend=None):
@@ -119,9 +120,9 @@ def load_source(job: VideoJob, model_backend=None):
             raise InputError(f"{iuv_path}: DensePose map is {dense.shape[1]}x{dense.shape[0]} but the photo "
                              f"is {photo.shape[1]}x{photo.shape[0]}; it must be computed on the same image")
     else:
-        backend = model_backend or open_model_backend(
-            "torchvision" if job.densepose_backend in ("auto", "precomputed") else job.densepose_backend,
-            job.densepose_weights, job.densepose_size, job.options.device)
+        backend = model_backend or _model_backend(job, track=False)
+        if hasattr(backend, "reset_tracking"):
+            backend.reset_tracking()
         result = backend.predict([np.ascontiguousarray(photo[..., ::-1])])[0]
         if len(result.boxes) > 1:
             print(f"note: {job.source}: {len(result.boxes)} people found; using the largest", file=sys.stderr)
