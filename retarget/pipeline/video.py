@@ -82,6 +82,7 @@ class DriverTrack:
     crops: np.ndarray  # (T, 3) smoothed [cx, cy, side], NaN rows where none
     plate: np.ndarray | None  # (H, W, 3) float32 scene plate
     frame_count: int = 0
+    times: dict = field(default_factory=dict)  # pass-1 seconds per stage
 
     def crop(self, index: int) -> SquareCrop | None:
         if index >= len(self.crops) or np.isnan(self.crops[index]).any():
@@ -144,6 +145,7 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
                    info: VideoInfo | None = None) -> DriverTrack:
     """Pass 1: DensePose for every frame (cached), person following, smoothed crops, scene plate."""
     info = info or probe_video(driver)
+    times = StageTimes()
     plate = ScenePlateEstimator(info.height, info.width) if options.background == "scene" else None
     boxes: list[np.ndarray] = []
     previous = None
@@ -151,7 +153,10 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
     count = 0
     try:
         for batch in _batched(iter_frames(driver, info.rotation), options.batch_size):
+            tick = time.perf_counter()
             results = densepose.results([f.index for f in batch], [f.rgb for f in batch])
+            times.add("densepose", time.perf_counter() - tick)
+            tick = time.perf_counter()
             for frame, result in zip(batch, results):
                 chosen = pick_person(np.asarray(result.boxes).reshape(-1, 4), previous) if result.has_person else None
                 box = np.asarray(result.boxes[chosen], np.float64) if chosen is not None else None
@@ -165,6 +170,7 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
                     plate.add(frame.rgb, result.iuv[..., 0] > 0)
                 count += 1
                 bar.update(1)
+            times.add("track_and_plate", time.perf_counter() - tick)
     finally:
         bar.close()
     if count == 0:
@@ -172,8 +178,18 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
     box_array = np.stack(boxes)
     params = np.array([box_to_crop_params(b) if not np.isnan(b).any() else np.full(3, np.nan) for b in box_array])
     sigma = options.smooth_sigma_seconds * float(info.fps)
-    return DriverTrack(info=info, boxes=box_array, crops=smooth_track(params, sigma),
-                       plate=plate.plate() if plate is not None else None, frame_count=count)
+    tick = time.perf_counter()
+    plate_image = plate.plate() if plate is not None else None
+    times.add("track_and_plate", time.perf_counter() - tick)
+    return DriverTrack(info=info, boxes=box_array, crops=smooth_track(params, sigma), plate=plate_image,
+                       frame_count=count, times=times)
+
+
+class StageTimes(dict):
+    """Seconds spent per stage, summed over frames (threads add to their own keys)."""
+
+    def add(self, stage: str, seconds: float) -> None:
+        self[stage] = self.get(stage, 0.0) + seconds
 
 
 class _Worker(threading.Thread):
@@ -250,10 +266,16 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
     decoded: queue.Queue = queue.Queue(maxsize=2 * options.batch_size)
     encoded: queue.Queue = queue.Queue(maxsize=2 * options.batch_size)
 
+    times = StageTimes(track.times)
+
     def decode() -> None:
-        for frame in iter_frames(driver, info.rotation):
-            if not _put(decoded, frame, stop):
-                return
+        frames = iter_frames(driver, info.rotation)
+        while True:
+            tick = time.perf_counter()
+            frame = next(frames, None)
+            times.add("decode", time.perf_counter() - tick)
+            if frame is None or not _put(decoded, frame, stop):
+                break
         _put(decoded, _END, stop)
 
     summary = VideoSummary(frames=0, seconds=0.0, output=output)
@@ -270,7 +292,9 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
                         continue
                     if item is _END:
                         return
+                    tick = time.perf_counter()
                     writer.write(*item)
+                    times.add("encode", time.perf_counter() - tick)
 
             decoder, encoder = _Worker(decode, "retarget-decode"), _Worker(encode, "retarget-encode")
             decoder.start()
@@ -294,8 +318,12 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
                     if not pending:
                         break
                     batch, pending = pending, []
+                    tick = time.perf_counter()
                     jobs, last_valid = _frame_jobs(batch, track, densepose, size, options, hold_frames, last_valid)
+                    times.add("iuv_crop_to_uv", time.perf_counter() - tick)
+                    tick = time.perf_counter()
                     rendered = _render_batch(state, models, [j[2] for j in jobs if j[2] is not None], options)
+                    times.add("warp_and_refine", time.perf_counter() - tick)
                     k = 0
                     for frame, (index, crop, uv) in zip(batch, jobs):
                         person = None
@@ -307,7 +335,9 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
                             bar.update(1)
                             continue
                         summary.missing_frames += person is None
+                        tick = time.perf_counter()
                         rgb = _composite(frame, crop, person, background, options, size)
+                        times.add("composite", time.perf_counter() - tick)
                         if on_frame is not None:
                             on_frame(frame.index, rgb)
                         if not _put(encoded, (rgb, frame.pts), stop):
@@ -333,7 +363,7 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
         raise InputError(f"{driver}: no frame had a person to render (with --on-missing skip)")
     summary.seconds = time.perf_counter() - start
     summary.densepose_calls = densepose.calls
-    summary.timings = {"analysis_s": t_analysis, "total_s": summary.seconds}
+    summary.timings = {"analysis_s": t_analysis, "total_s": summary.seconds, **times}
     return summary
 
 
