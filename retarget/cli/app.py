@@ -52,26 +52,34 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point.
+    """Console-script entry point: every failure becomes one ``error: ...`` line on stderr.
 
-    Usage errors are reported by typer itself (exit 2). :class:`RetargetError` becomes one line on
-    stderr and its exit code. Returns the exit code when ``argv`` is given (tests), else exits.
+    Exit codes: 0 success, 2 usage errors (bad options, typer/click parse errors, :class:`UsageError`),
+    1 input/processing errors (:class:`RetargetError`, and at this boundary also ``OSError`` such as a
+    full disk or a folder without write permission, video-library errors, ``MemoryError``), 130 when
+    interrupted. Any other exception is a bug: one line naming it, and ``--debug`` (before the
+    command) shows the traceback instead. Returns the exit code when ``argv`` is given (tests), else
+    exits.
     """
+    from retarget.cli._errors import describe_exception
+
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="retarget")
-        code = 0
+        result = app(args=args, prog_name="retarget", standalone_mode=False)
+        code = result if isinstance(result, int) and not isinstance(result, bool) else 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except RetargetError as exc:
-        if debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        code = exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         code = 130
+    except BaseException as exc:  # noqa: BLE001 - the one place where errors become messages
+        described = describe_exception(exc)
+        if described is None or (debug and described.traceback_in_debug):
+            raise
+        if described.text is not None:
+            print(described.text, file=sys.stderr)
+        code = described.exit_code
     if argv is None:
         sys.exit(code)
     return code

@@ -36,23 +36,42 @@ def check_output_path(path: str | Path, *, overwrite: bool = False, inputs: Iter
     return path
 
 
+def _blame_final_path(exc: BaseException, tmp: str | Path | None, path: Path) -> None:
+    """Make an ``OSError`` about the temporary file name the real output instead (messages show it)."""
+    if not isinstance(exc, OSError):
+        return
+    name = getattr(exc, "filename", None)
+    if name is None or (tmp is not None and str(name) == str(tmp)) or Path(str(name)).name.startswith(f".{path.stem}."):
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.filename = str(path)
+            exc.filename2 = None
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success it is renamed to ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left untouched. The temporary name
-    keeps ``path``'s suffix so that writers that look at the extension (OpenCV, PyAV) still work.
+    On any exception the temporary file is removed and ``path`` is left untouched; an ``OSError``
+    (disk full, permission denied, ...) is re-raised naming ``path`` rather than the temporary file.
+    The temporary name keeps ``path``'s suffix so that writers that look at the extension (OpenCV,
+    PyAV) still work.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent or ".")
-    os.close(fd)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}",
+                                        dir=path.parent or ".")
+        os.close(fd)
+    except OSError as exc:
+        _blame_final_path(exc, None, path)
+        raise
     tmp = Path(tmp_name)
     try:
         yield tmp
         if not tmp.exists() or tmp.stat().st_size == 0:
             raise InputError(f"{path}: nothing was written")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        _blame_final_path(exc, tmp, path)
         raise
