@@ -85,8 +85,10 @@ def _person_pixel_diff(ours_iuv: np.ndarray, exp_iuv: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------------------------
 def test_meta_sizes(run: Run):
-    assert list(run.image.shape[:2]) == list(run.meta["image_hw"])
-    assert list(run.ours("image_size")) == list(run.meta["resized_hw"])
+    if "image_hw" in run.meta:
+        assert list(run.image.shape[:2]) == list(run.meta["image_hw"])
+    if "resized_hw" in run.meta:
+        assert list(run.ours("image_size")) == list(run.meta["resized_hw"])
 
 
 def test_resized_input_exact(run: Run):
@@ -124,6 +126,7 @@ def test_detections(run: Run):
     assert _maxabs(run.ours("scores"), run.exp["scores"]) <= SCORE_TOL
     np.testing.assert_array_equal(run.ours("classes"), run.exp["classes"])
     assert len(run.exp["scores"]) == run.meta.get("n_instances", len(run.exp["scores"]))
+    assert len(run.exp["scores"]) > 0, "the fixture should contain detections"
 
 
 def test_detections_resized_frame(run: Run):
@@ -207,5 +210,6 @@ def test_config_matches_meta():
     for folder in FIXTURES:
         meta = json.loads((folder / "meta.json").read_text())
         cfg = load_config(folder / "meta.json")
-        assert cfg.depth == 50 if "R_50" in meta["config"] else cfg.depth == 101
-        assert cfg.min_size_test == 800 or "INPUT.MIN_SIZE_TEST" in meta["overrides"]
+        assert cfg.depth == (101 if "R_101" in meta.get("config", "") else 50) or \
+            "MODEL.RESNETS.DEPTH" in meta.get("overrides", {})
+        assert cfg.min_size_test == 800 or "INPUT.MIN_SIZE_TEST" in meta.get("overrides", {})
