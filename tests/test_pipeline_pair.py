@@ -126,3 +126,23 @@ def test_help_shows_examples(capsys):
     assert "retarget video --source" in capsys.readouterr().out
     assert main(["image", "--help"]) == 0
     assert "retarget image --source" in capsys.readouterr().out
+
+
+def test_cli_image_accepts_iuv_renders(tmp_path):
+    from tests.conftest import SAMPLES
+
+    sample = "WOMEN#Blouses_Shirts#id_00007424#02_7_additional"
+    photo = require_shared(SAMPLES / "source_img" / f"{sample}.jpg")
+    iuv = SAMPLES / "source_iuv" / f"{sample}_IUV.png"
+    via_iuv, via_uv = tmp_path / "a.npz", tmp_path / "b.npz"
+    common = ["image", "--source", str(photo), "--weight-free"]
+    assert main(common + ["--source-iuv", str(iuv), "--target-iuv", str(iuv), "--out", str(tmp_path / "a.png"),
+                          "--dump-stages", str(via_iuv)]) == 0
+    uv = SAMPLES / "source_uv" / f"{sample}.npy"  # made from the same render with the training table
+    assert main(common + ["--source-uv", str(uv), "--target-uv", str(uv), "--out", str(tmp_path / "b.png"),
+                          "--dump-stages", str(via_uv)]) == 0
+    a, b = np.load(via_iuv), np.load(via_uv)
+    np.testing.assert_array_equal(a["target_mask"], b["target_mask"])
+    assert np.mean(np.abs(a["pred_img"] - b["pred_img"]) < 1e-3) > 0.99
+    assert main(common + ["--source-iuv", str(iuv), "--source-uv", str(uv), "--target-iuv", str(iuv),
+                          "--out", str(tmp_path / "c.png")]) == 2

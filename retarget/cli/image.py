@@ -19,14 +19,21 @@ from retarget.errors import InputError, UsageError
         "Render the person of a source photo in the pose of a target UV map.\n\n"
         "Example:\n\n"
         "  retarget image --source S.jpg --source-uv S.npy --target-uv T.npy --out O.png\n\n"
-        "UV files are (H, W, 2) float .npy maps of SMPL-UV in [-1, 1] with NaN background (make them from "
-        "DensePose IUV renders with `retarget convert-iuv`). Without weights the weight-free path runs."
+        "  retarget image --source S.jpg --source-iuv S_IUV.png --target-iuv T_IUV.png --out O.png\n\n"
+        "UV files are (H, W, 2) float .npy maps of SMPL-UV in [-1, 1] with NaN background; DensePose IUV "
+        "PNGs are converted with --table (see `retarget convert-iuv`). Without weights the weight-free "
+        "path runs."
     ),
 )
 def image_command(
     source: Path = typer.Option(..., "--source", help="Source photo (RGB image)."),
-    source_uv: Path = typer.Option(..., "--source-uv", help="UV map of the source photo (.npy)."),
-    target_uv: Path = typer.Option(..., "--target-uv", help="UV map of the target pose (.npy)."),
+    source_uv: Optional[Path] = typer.Option(None, "--source-uv", help="UV map of the source photo (.npy)."),
+    target_uv: Optional[Path] = typer.Option(None, "--target-uv", help="UV map of the target pose (.npy)."),
+    source_iuv: Optional[Path] = typer.Option(None, "--source-iuv",
+                                              help="DensePose IUV PNG of the source (instead of --source-uv)."),
+    target_iuv: Optional[Path] = typer.Option(None, "--target-iuv",
+                                              help="DensePose IUV PNG of the target (instead of --target-uv)."),
+    table: str = typer.Option("training", "--table", help="IUV→UV table for IUV inputs: training or released."),
     out: Path = typer.Option(..., "--out", "-o", help="Output image (.png/.jpg)."),
     checkpoint_dir: Optional[Path] = typer.Option(None, "--checkpoint-dir",
                                                   help="Folder with inpainter.pth and refiner.pth."),
@@ -42,7 +49,11 @@ def image_command(
     from retarget.pipeline import run_pair, stage_arrays
     from retarget.pipeline.pair import MIN_SIDE
 
-    inputs = [source, source_uv, target_uv]
+    if (source_uv is None) == (source_iuv is None):
+        raise UsageError("give exactly one of --source-uv or --source-iuv")
+    if (target_uv is None) == (target_iuv is None):
+        raise UsageError("give exactly one of --target-uv or --target-iuv")
+    inputs = [p for p in (source, source_uv, target_uv, source_iuv, target_iuv) if p is not None]
     check_output_path(out, overwrite=overwrite, inputs=inputs)
     if dump_stages is not None:
         if dump_stages.suffix != ".npz":
@@ -51,8 +62,9 @@ def image_command(
     torch_device = resolve_device(device)
 
     image = read_image_rgb(source)
-    suv = read_uv_npy(source_uv)
-    tuv = read_uv_npy(target_uv)
+    suv = read_uv_npy(source_uv) if source_uv is not None else _iuv_to_uv(source_iuv, table)
+    tuv = read_uv_npy(target_uv) if target_uv is not None else _iuv_to_uv(target_iuv, table)
+    source_uv, target_uv = source_uv or source_iuv, target_uv or target_iuv
     if suv.shape[:2] != image.shape[:2]:
         raise InputError(f"{source_uv}: UV map is {suv.shape[1]}x{suv.shape[0]} but the photo is "
                          f"{image.shape[1]}x{image.shape[0]}; they must come from the same image")
@@ -73,3 +85,12 @@ def image_command(
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
     typer.echo(f"wrote {out}" + (f" and {dump_stages}" if dump_stages else ""), err=True)
+
+
+def _iuv_to_uv(path: Path, table: str) -> np.ndarray:
+    from retarget.io.iuv import read_iuv_png
+    from retarget.uvmap import TABLES, iuv_to_uv
+
+    if table not in TABLES:
+        raise UsageError(f"--table {table!r}: expected one of {', '.join(TABLES)}")
+    return iuv_to_uv(read_iuv_png(path), table=table)
