@@ -42,6 +42,7 @@ def image_command(
                                                help="Also write every stage to this .npz."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    allow_large: bool = typer.Option(False, "--allow-large", help="Accept a source photo above 50 megapixels."),
 ) -> None:
     from retarget.io.atomic import atomic_output, check_output_path
     from retarget.io.image import read_image_rgb, to_uint8, write_image_rgb
@@ -61,7 +62,7 @@ def image_command(
         check_output_path(dump_stages, overwrite=overwrite, inputs=inputs + [out])
     torch_device = resolve_device(device)
 
-    image = read_image_rgb(source)
+    image = read_image_rgb(source, allow_large=allow_large)
     suv = read_uv_npy(source_uv) if source_uv is not None else _iuv_to_uv(source_iuv, table)
     tuv = read_uv_npy(target_uv) if target_uv is not None else _iuv_to_uv(target_iuv, table)
     source_uv, target_uv = source_uv or source_iuv, target_uv or target_iuv

@@ -55,6 +55,10 @@ def video_command(
     table: str = typer.Option("training", "--table", help="IUV→UV table: training or released."),
     side_by_side: bool = typer.Option(False, "--side-by-side", help="Write driver | result side by side."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    allow_large: bool = typer.Option(False, "--allow-large", help="Accept a source photo above 50 megapixels."),
+    keep_partial: bool = typer.Option(False, "--keep-partial",
+                                      help="Driver corrupt or truncated: still render the frames before the damage "
+                                           "to <output-stem>.partial.mp4 (exit code stays 1)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     from retarget.pipeline.job import VideoJob, run_video_job
@@ -62,11 +66,12 @@ def video_command(
 
     options = VideoOptions(batch_size=batch_size, device=resolve_device(device), background=background,
                            output_mode=output_mode, on_missing=on_missing, table=table,
-                           side_by_side=side_by_side, quiet=quiet)
+                           side_by_side=side_by_side, quiet=quiet, keep_partial=keep_partial)
     job = VideoJob(source=source, driver=driver, output=output, source_iuv=source_iuv, driver_iuv=driver_iuv,
                    size=size, overwrite=overwrite, densepose_backend=densepose_backend,
                    densepose_weights=densepose_weights, densepose_size=densepose_size,
-                   densepose_config=densepose_config, densepose_track=densepose_track, options=options)
+                   densepose_config=densepose_config, densepose_track=densepose_track, allow_large=allow_large,
+                   options=options)
     options.validate()
     models = None if weight_free else resolve_models(checkpoint_dir, options.device)
     summary = run_video_job(job, models)

@@ -36,6 +36,8 @@ class VideoInfo:
         duration: seconds (0 when unknown).
         has_audio: the file has an audio stream.
         rotation: clockwise degrees the frames are rotated by on display (0/90/180/270).
+        truncated: the container's index lists frames whose data lies beyond the end of the file
+            (an interrupted download or copy); decoding stops early with :class:`VideoDecodeError`.
     """
 
     width: int
@@ -46,6 +48,19 @@ class VideoInfo:
     duration: float
     has_audio: bool
     rotation: int
+    truncated: bool = False
+
+
+class VideoDecodeError(InputError):
+    """Decoding stopped before the end of the video (corrupt or truncated data).
+
+    Attributes:
+        frames: how many frames were decoded (and yielded) before the problem.
+    """
+
+    def __init__(self, message: str, frames: int):
+        super().__init__(message)
+        self.frames = frames
 
 
 @dataclass
@@ -67,12 +82,36 @@ def _open(path: Path):
     try:
         return av.open(str(path))
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable video ({_reason(exc)})") from None
+        raise InputError(f"{path}: not a readable video ({_reason(exc)}); it is not a video file, or an "
+                         "incomplete one (interrupted download or copy)") from None
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """The library's description of ``exc``, without errno numbers and file names (we print those)."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    text = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    text = text[:1].lower() + text[1:] if text[1:2].islower() else text
     return text[:120]
+
+
+def _truncation(container, stream, path: Path) -> tuple[int, int] | None:
+    """``(complete, listed)`` frames when the index lists sample data beyond the end of the file, else None.
+
+    Containers with a sample index (mp4/mov) record where every frame's bytes are; a file cut short
+    (interrupted download/copy with the index at the front) still lists all of them.
+    """
+    try:
+        entries = stream.index_entries
+        size = path.stat().st_size
+    except (AttributeError, OSError):
+        return None
+    listed = complete = 0
+    for entry in entries:
+        if entry.pos < 0:
+            continue
+        listed += 1
+        complete += entry.pos + entry.size <= size
+    return (complete, listed) if complete < listed else None
 
 
 def _rotation_of(stream, first_frame=None) -> int:
@@ -87,17 +126,18 @@ def probe_video(path: str | Path) -> VideoInfo:
     path = Path(path)
     with contextlib.closing(_open(path)) as container:
         if not container.streams.video:
-            kind = "an audio-only file" if container.streams.audio else "a file without streams"
-            raise InputError(f"{path}: no video stream ({kind}); give a video as --driver")
+            kind = "an audio-only file" if container.streams.audio else "the file holds no streams (empty video?)"
+            raise InputError(f"{path}: no video stream ({kind}); give a video with at least one frame")
         stream = container.streams.video[0]
         first = None
         try:
             for first in container.decode(stream):
                 break
-        except _av().FFmpegError as exc:
-            raise InputError(f"{path}: cannot decode the first video frame ({_reason(exc)})") from None
+        except (_av().FFmpegError, ValueError) as exc:
+            raise InputError(f"{path}: cannot decode the first video frame ({_reason(exc)}); the file is "
+                             "corrupt — re-encode or repair it") from None
         if first is None:
-            raise InputError(f"{path}: the video stream has no frames")
+            raise InputError(f"{path}: the video stream has no frames; give a video with at least one frame")
         rotation = _rotation_of(stream, first)
         width, height = first.width, first.height
         if rotation in (90, 270):
@@ -107,7 +147,8 @@ def probe_video(path: str | Path) -> VideoInfo:
             float(container.duration / 1e6) if container.duration else 0.0)
         return VideoInfo(width=width, height=height, fps=Fraction(fps), time_base=Fraction(stream.time_base),
                          frame_count=int(stream.frames or 0), duration=duration,
-                         has_audio=bool(container.streams.audio), rotation=rotation)
+                         has_audio=bool(container.streams.audio), rotation=rotation,
+                         truncated=_truncation(container, stream, path) is not None)
 
 
 def _apply_rotation(rgb: np.ndarray, rotation: int) -> np.ndarray:
@@ -126,10 +167,14 @@ def iter_frames(path: str | Path, rotation: int | None = None, *, on_error: str 
     Args:
         path: video file.
         rotation: clockwise display rotation from :func:`probe_video` (probed when ``None``).
-        on_error: ``"raise"``: a decoding error mid-stream raises :class:`InputError` naming the frame.
+        on_error: ``"raise"``: a decoding error mid-stream raises :class:`VideoDecodeError` naming the
+            frame, after every frame before it was yielded.
 
     Yields:
         :class:`VideoFrame` with ``rgb`` of shape ``(H, W, 3) uint8``.
+
+    Raises:
+        VideoDecodeError: corrupt data mid-stream, or a truncated file (after its last complete frame).
     """
     path = Path(path)
     if rotation is None:
@@ -138,15 +183,20 @@ def iter_frames(path: str | Path, rotation: int | None = None, *, on_error: str 
     with contextlib.closing(_open(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        truncated = _truncation(container, stream, path)
         index = 0
         try:
             for frame in container.decode(stream):
                 rgb = _apply_rotation(frame.to_ndarray(format="rgb24"), rotation)
                 yield VideoFrame(index=index, pts=frame.pts, time=float(frame.time or 0.0), rgb=rgb)
                 index += 1
-        except av.FFmpegError as exc:
-            raise InputError(f"{path}: video is corrupt or truncated after frame {index} ({_reason(exc)}); "
-                             "re-encode or repair it") from None
+        except (av.FFmpegError, ValueError) as exc:
+            raise VideoDecodeError(f"{path}: video is corrupt after frame {index} ({_reason(exc)}); "
+                                   "re-encode or repair it", frames=index) from None
+        if truncated is not None:
+            raise VideoDecodeError(f"{path}: the file is truncated (an interrupted download or copy?): only "
+                                   f"{truncated[0]} of its {truncated[1]} frames are in the file, {index} "
+                                   "decoded; get the complete file", frames=index)
 
 
 class VideoWriter:
@@ -206,15 +256,27 @@ class VideoWriter:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
             if self._audio_in is not None:
-                for packet in self._audio_in.demux(self._audio_in.streams.audio[0]):
-                    if packet.dts is None:
-                        continue
-                    packet.stream = self._audio_out
-                    self._container.mux(packet)
+                self._copy_audio()
             container, self._container = self._container, None
             container.close()
         finally:
             self.abort()
+
+    def _copy_audio(self) -> None:
+        """Copy the input's audio packets; a damaged input's audio ends at its first unreadable packet."""
+        av = _av()
+        packets = self._audio_in.demux(self._audio_in.streams.audio[0])
+        while True:
+            try:
+                packet = next(packets, None)
+            except (av.FFmpegError, ValueError):
+                return
+            if packet is None:
+                return
+            if packet.dts is None:
+                continue
+            packet.stream = self._audio_out
+            self._container.mux(packet)
 
     def abort(self) -> None:
         """Release every handle without finishing the file (the caller discards it)."""

@@ -34,6 +34,7 @@ class VideoJob:
     densepose_size: int = 800
     densepose_config: str | None = None
     densepose_track: bool = True
+    allow_large: bool = False  # accept source photos above 50 megapixels
     options: VideoOptions = field(default_factory=VideoOptions)
 
     def output_path(self) -> Path:
@@ -103,7 +104,7 @@ def load_source(job: VideoJob, model_backend=None):
     from retarget.io.image import MIN_SIDE, read_image_rgb
     from retarget.pipeline.source import frame_source
 
-    photo = read_image_rgb(job.source, min_side=MIN_SIDE)
+    photo = read_image_rgb(job.source, min_side=MIN_SIDE, allow_large=job.allow_large)
     iuv_path = job.source_iuv or source_iuv_sidecar(job.source)
     iuv = uv = None
     if iuv_path is not None:
@@ -152,7 +153,15 @@ def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_f
     check_output_path(output, overwrite=job.overwrite, inputs=[p for p in inputs if p is not None])
     if output.suffix.lower() not in (".mp4", ".m4v", ".mov"):
         raise UsageError(f"{output}: output must be an .mp4 file")
-    probe_video(job.driver)  # fail fast on a bad driver, before any model work
+    if job.options.keep_partial:
+        from retarget.pipeline.video import partial_output_path
+
+        check_output_path(partial_output_path(output), overwrite=job.overwrite,
+                          inputs=[p for p in inputs if p is not None])
+    info = probe_video(job.driver)  # fail fast on a bad driver, before any model work
+    if info.truncated and not job.options.keep_partial:
+        raise InputError(f"{job.driver}: the file is truncated (an interrupted download or copy?); get the "
+                         "complete file, or pass --keep-partial to render the frames it holds")
     source = load_source(job, model_backend)
     state = prepare_source_crop(source, models, job.options.device)
     densepose = driver_densepose(job, model_backend)

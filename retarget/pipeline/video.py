@@ -25,7 +25,7 @@ import torch
 
 from retarget.errors import InputError, UsageError
 from retarget.io.atomic import atomic_output
-from retarget.io.video import VideoFrame, VideoInfo, VideoWriter, iter_frames, probe_video
+from retarget.io.video import VideoDecodeError, VideoFrame, VideoInfo, VideoWriter, iter_frames, probe_video
 from retarget.pipeline.background import ScenePlateEstimator, parse_colour, source_background
 from retarget.pipeline.densepose_stage import FrameDensePose
 from retarget.pipeline.framing import (
@@ -83,6 +83,7 @@ class DriverTrack:
     plate: np.ndarray | None  # (H, W, 3) float32 scene plate
     frame_count: int = 0
     times: dict = field(default_factory=dict)  # pass-1 seconds per stage
+    decode_error: VideoDecodeError | None = None  # driver unreadable after frame_count frames (--keep-partial)
 
     def crop(self, index: int) -> SquareCrop | None:
         if index >= len(self.crops) or np.isnan(self.crops[index]).any():
@@ -141,6 +142,14 @@ def _batched(frames: Iterator[VideoFrame], size: int) -> Iterator[list[VideoFram
         yield batch
 
 
+def _until_decode_error(frames: Iterator[VideoFrame], errors: list) -> Iterator[VideoFrame]:
+    """Yield ``frames`` until a :class:`VideoDecodeError`, which is appended to ``errors`` instead of raised."""
+    try:
+        yield from frames
+    except VideoDecodeError as exc:
+        errors.append(exc)
+
+
 def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOptions,
                    info: VideoInfo | None = None) -> DriverTrack:
     """Pass 1: DensePose for every frame (cached), person following, smoothed crops, scene plate."""
@@ -151,8 +160,9 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
     previous = None
     bar = _progress(info.frame_count, "densepose", options.quiet)
     count = 0
+    errors: list[VideoDecodeError] = []
     try:
-        for batch in _batched(iter_frames(driver, info.rotation), options.batch_size):
+        for batch in _batched(_until_decode_error(iter_frames(driver, info.rotation), errors), options.batch_size):
             tick = time.perf_counter()
             results = densepose.results([f.index for f in batch], [f.rgb for f in batch])
             times.add("densepose", time.perf_counter() - tick)
@@ -173,8 +183,15 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
             times.add("track_and_plate", time.perf_counter() - tick)
     finally:
         bar.close()
+    decode_error = errors[0] if errors else None  # corrupt/truncated driver: keep its frames only if asked to
+    if decode_error is not None and (not options.keep_partial or count == 0):
+        raise VideoDecodeError(f"{decode_error}; or pass --keep-partial to render the {decode_error.frames} "
+                               "readable frames", decode_error.frames)
     if count == 0:
         raise InputError(f"{driver}: the video has no decodable frames")
+    if all(np.isnan(b).any() for b in boxes):
+        raise InputError(f"{driver}: no person found in any of its {count} frames; give a driving video "
+                         "that shows a person")
     box_array = np.stack(boxes)
     params = np.array([box_to_crop_params(b) if not np.isnan(b).any() else np.full(3, np.nan) for b in box_array])
     sigma = options.smooth_sigma_seconds * float(info.fps)
@@ -182,7 +199,13 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
     plate_image = plate.plate() if plate is not None else None
     times.add("track_and_plate", time.perf_counter() - tick)
     return DriverTrack(info=info, boxes=box_array, crops=smooth_track(params, sigma), plate=plate_image,
-                       frame_count=count, times=times)
+                       frame_count=count, times=times, decode_error=decode_error)
+
+
+def partial_output_path(output: Path) -> Path:
+    """Where ``--keep-partial`` puts the frames rendered before a driver decoding error: ``<stem>.partial.mp4``."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.partial{output.suffix}")
 
 
 class StageTimes(dict):
@@ -268,16 +291,22 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
 
     times = StageTimes(track.times)
 
+    decoded_count = [0]  # pass 2 stops where pass 1 did (a --keep-partial run stops before the bad data)
+
     def decode() -> None:
         frames = iter_frames(driver, info.rotation)
         while True:
             tick = time.perf_counter()
-            frame = next(frames, None)
+            frame = next(frames, None) if decoded_count[0] < track.frame_count else None
             times.add("decode", time.perf_counter() - tick)
+            decoded_count[0] += 1
             if frame is None or not _put(decoded, frame, stop):
                 break
+        frames.close()
         _put(decoded, _END, stop)
 
+    if track.decode_error is not None:
+        output = partial_output_path(output)
     summary = VideoSummary(frames=0, seconds=0.0, output=output)
     bar = _progress(track.frame_count, "render", options.quiet)
     try:
@@ -361,6 +390,8 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
         bar.close()
     if summary.frames == 0:
         raise InputError(f"{driver}: no frame had a person to render (with --on-missing skip)")
+    if track.decode_error is not None:
+        raise InputError(f"{track.decode_error}; kept the {summary.frames} frames rendered from it in {output}")
     summary.seconds = time.perf_counter() - start
     summary.densepose_calls = densepose.calls
     summary.timings = {"analysis_s": t_analysis, "total_s": summary.seconds, **times}
