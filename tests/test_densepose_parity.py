@@ -205,6 +205,20 @@ def test_fused_bn_variant_within_tolerances(folder: Path):
     assert _person_pixel_diff(r.result.iuv, r.exp["iuv_composite"]) <= PIXEL_FRACTION
 
 
+@pytest.mark.parametrize("folder", FIXTURES, ids=[p.name for p in FIXTURES])
+def test_decoder_window_equals_full_decoder(folder: Path):
+    """The decoder run on a window around the detections (default) gives the full-map result."""
+    r = _run(folder)
+    r.model.crop_decoder = False
+    try:
+        full = r.model.run_stages([r.image], keep_intermediate=True)[0]
+    finally:
+        r.model.crop_decoder = True
+    for key in ("dp_head_features", "dp_coarse_segm", "dp_fine_segm", "dp_u", "dp_v"):
+        assert _maxabs(r.ours(key), full[key].numpy()) <= 1e-3
+        assert _maxabs(full[key].numpy(), r.exp[key]) <= FEATURE_TOL
+
+
 def test_config_matches_meta():
     """The fixture's overrides parse, and unlisted options keep the R50 s1x defaults."""
     for folder in FIXTURES:

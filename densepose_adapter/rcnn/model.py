@@ -73,6 +73,7 @@ class DensePoseRCNN(nn.Module):
                              persistent=False)
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std, dtype=torch.float32).view(-1, 1, 1),
                              persistent=False)
+        self.crop_decoder = True  # run the DensePose decoder only around the detections
         self.eval()
 
     @property
@@ -127,8 +128,8 @@ class DensePoseRCNN(nn.Module):
         dets = self.roi_heads.detect(features, [p[0] for p in proposals], sizes)
         n_per = [d["boxes"].shape[0] for d in dets]
         if sum(n_per):
-            dp_feats = self.roi_heads.densepose_features(features)
-            head, pred = self.roi_heads.densepose(dp_feats, [d["boxes"] for d in dets])
+            head, pred = self.roi_heads.densepose_on_detections(features, [d["boxes"] for d in dets],
+                                                                crop_decoder=self.crop_decoder)
         else:
             head, pred = None, {}
         out = []
