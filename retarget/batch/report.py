@@ -1,0 +1,115 @@
+"""``batch_report.json``: one record per job, rewritten atomically after every finished job.
+
+Format (``"format": "retarget-batch-report"``, ``"version": 1``)::
+
+    {
+      "format": "retarget-batch-report", "version": 1,
+      "backend": "local", "workers": 2, "started": "...", "updated": "...",
+      "summary": {"jobs": 4, "ok": 3, "skipped": 0, "failed": 1, "pending": 0, "frames": 36,
+                  "densepose_calls": 24, "seconds": 12.5},
+      "jobs": [
+        {"name": "dance_as_anna.mp4", "source": "/abs/anna.jpg", "driver": "/abs/dance.mp4",
+         "output": "/abs/out/dance_as_anna.mp4", "origin": "cross",
+         "status": "ok",            # ok | skipped (finished earlier, verified) | failed | pending
+         "error": null,             # one line when failed
+         "frames": 12, "missing_frames": 0, "densepose_calls": 12, "seconds": 3.1,
+         "output_sha256": "…",     # of the output file, null unless ok/skipped
+         "fingerprint": "…"},      # hash of inputs' content + settings + weights
+        ...
+      ]
+    }
+
+A later run skips a job only when its record is ``ok``/``skipped``, the fingerprint is unchanged and
+the output file's SHA-256 still equals ``output_sha256``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from retarget.errors import InputError
+
+FORMAT = "retarget-batch-report"
+VERSION = 1
+FINISHED = ("ok", "skipped")
+REPORT_NAME = "batch_report.json"
+
+#: The fields of a job record, in output order.
+RECORD_FIELDS = ("name", "source", "driver", "output", "origin", "status", "error", "frames", "missing_frames",
+                 "densepose_calls", "seconds", "output_sha256", "fingerprint")
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def load_report(path: Path) -> dict[str, dict[str, Any]]:
+    """Records of an earlier report by resolved output path; empty when there is none or it is unusable."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}  # a damaged report verifies nothing: every job runs again
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("jobs"), list):
+        return {}
+    out = {}
+    for record in data["jobs"]:
+        if isinstance(record, dict) and isinstance(record.get("output"), str):
+            out[str(Path(record["output"]).resolve())] = record
+    return out
+
+
+def summarise(records: list[dict[str, Any]], seconds: float | None = None) -> dict[str, Any]:
+    counts = {status: sum(r["status"] == status for r in records) for status in ("ok", "skipped", "failed",
+                                                                                 "pending")}
+    return {"jobs": len(records), **counts,
+            "frames": sum(int(r.get("frames") or 0) for r in records if r["status"] == "ok"),
+            "densepose_calls": sum(int(r.get("densepose_calls") or 0) for r in records if r["status"] != "skipped"),
+            "seconds": round(seconds, 3) if seconds is not None else None}
+
+
+def write_report(path: Path, records: list[dict[str, Any]], meta: dict[str, Any], seconds: float | None = None
+                 ) -> None:
+    """Write the report atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    data = {"format": FORMAT, "version": VERSION, **meta, "updated": now_iso(),
+            "summary": summarise(records, seconds),
+            "jobs": [{k: r.get(k) for k in RECORD_FIELDS} for r in records]}
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def summary_table(records: list[dict[str, Any]], width: int = 60) -> str:
+    """A plain-text table: status, frames, seconds, output, error."""
+    rows = [("status", "frames", "seconds", "output", "error")]
+    for r in records:
+        error = (r.get("error") or "")
+        if len(error) > width:
+            error = error[: width - 1] + "…"
+        rows.append((r["status"], "" if r.get("frames") is None else str(r["frames"]),
+                     "" if r.get("seconds") is None else f"{r['seconds']:.1f}", r["name"], error))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for k, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2]), row[3].ljust(widths[3])]
+        lines.append("  ".join(cells + [row[4]]).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  -----")
+    return "\n".join(lines)

@@ -1,0 +1,336 @@
+"""Running a planned batch: driver-aware scheduling over a pool of workers, progress, the report.
+
+Scheduling shares DensePose between the jobs of one driver without races: of the jobs whose driver
+needs the DensePose *model*, only the first job per distinct driver (the "lead") starts at once; it
+computes every frame's DensePose into the content-keyed cache
+(:mod:`retarget.pipeline.densepose_stage`). When the lead finishes, the driver's other jobs are
+released and read the cache (0 model calls). If a lead fails, the next job of its driver becomes the
+lead. Jobs with precomputed IUV have no such dependency and start right away.
+
+Executors (:class:`LocalExecutor`: the calling process or a ``spawn`` process pool;
+:class:`retarget.batch.ray_backend.RayExecutor`: Ray actors) all run
+:class:`retarget.batch.worker.BatchWorker` and return the same result dicts, so reports and outputs
+do not depend on the backend.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, Protocol
+
+from retarget.batch.plan import CONFLICT, RUN, SKIP, BatchPlan, PlannedJob
+from retarget.batch.report import now_iso, summarise, write_report
+from retarget.batch.worker import BatchWorker, Task, WorkerConfig, init_process, one_line, run_in_process
+
+GIB = 1 << 30
+
+
+class Executor(Protocol):
+    """Where tasks run."""
+
+    name: str
+    workers: int
+
+    def free_slots(self) -> int: ...
+
+    def submit(self, task: Task) -> None: ...
+
+    def wait(self, timeout: float) -> list[tuple[Task, dict[str, Any]]]: ...
+
+    def progress(self) -> list[tuple[int, int]]: ...
+
+    def close(self, cancel: bool = False) -> None: ...
+
+
+def cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new processes (``MemAvailable``), if known."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_workers(jobs_to_run: int, model_densepose: bool, device: str = "cpu") -> int:
+    """Workers that fit this machine: one per core, at most one per ~3 GiB free (1.5 GiB without the
+    DensePose model), one on a GPU, never more than there are jobs."""
+    if device != "cpu":
+        return 1
+    limit = cpu_count()
+    memory = available_memory()
+    if memory is not None:
+        limit = min(limit, max(1, int(memory // ((3.0 if model_densepose else 1.5) * GIB))))
+    return max(1, min(limit, max(1, jobs_to_run)))
+
+
+def default_threads(workers: int) -> int:
+    """torch threads per worker: the cores shared out evenly."""
+    return max(1, cpu_count() // max(1, workers))
+
+
+class LocalExecutor:
+    """``workers == 1``: run tasks in this process; otherwise a ``spawn`` process pool whose
+    initializer loads the models once per process."""
+
+    name = "local"
+
+    def __init__(self, config: WorkerConfig, workers: int):
+        self.config = config
+        self.workers = max(1, int(workers))
+        self._pending: deque[Task] = deque()
+        self._events: list[tuple[int, int]] = []
+        self._worker: BatchWorker | None = None
+        self._init_error: str | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: dict[Any, Task] = {}
+        self._queue = None
+        if self.workers > 1:
+            self._start_pool()
+
+    def _start_pool(self) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._queue = ctx.Queue()
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=init_process,
+                                         initargs=(self.config, self._queue))
+
+    def free_slots(self) -> int:
+        if self._pool is None:
+            return 0 if self._pending else 1
+        return self.workers - len(self._futures)
+
+    def submit(self, task: Task) -> None:
+        if self._pool is None:
+            self._pending.append(task)
+        else:
+            self._futures[self._pool.submit(run_in_process, task)] = task
+
+    def wait(self, timeout: float) -> list[tuple[Task, dict[str, Any]]]:
+        if self._pool is None:
+            if not self._pending:
+                return []
+            task = self._pending.popleft()
+            if self._worker is None and self._init_error is None:
+                try:
+                    self._worker = BatchWorker(self.config)
+                except Exception as exc:  # noqa: BLE001 - reported per job
+                    self._init_error = one_line(exc)
+            if self._worker is None:
+                return [(task, failed_result(f"worker start failed: {self._init_error}"))]
+            self._events.append((task.index, 0))
+            return [(task, self._worker.run(task, lambda i, n: self._events.append((i, n))))]
+        if not self._futures:
+            return []
+        done, _ = wait(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
+        out, broken = [], False
+        for future in done:
+            task = self._futures.pop(future)
+            try:
+                out.append((task, future.result()))
+            except BrokenProcessPool:
+                broken = True
+                out.append((task, failed_result("worker process died (killed or out of memory?)")))
+            except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
+                out.append((task, failed_result(one_line(exc))))
+        if broken:  # every in-flight job of the broken pool is lost: report them, start a fresh pool
+            for future, task in list(self._futures.items()):
+                out.append((task, failed_result("worker process died (killed or out of memory?)")))
+            self._futures.clear()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._start_pool()
+        return out
+
+    def progress(self) -> list[tuple[int, int]]:
+        events, self._events = self._events, []
+        if self._queue is not None:
+            while True:
+                try:
+                    events.append(self._queue.get_nowait())
+                except (queue.Empty, OSError, ValueError, EOFError):
+                    break
+        return events
+
+    def close(self, cancel: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+            self._pool = None
+        if self._queue is not None:
+            self._queue.close()
+            self._queue = None
+
+
+def failed_result(error: str) -> dict[str, Any]:
+    return {"status": "failed", "error": error, "frames": None, "missing_frames": None, "densepose_calls": 0,
+            "seconds": None, "output_sha256": None, "traceback": None}
+
+
+def initial_record(planned: PlannedJob) -> dict[str, Any]:
+    job = planned.job
+    record: dict[str, Any] = {"name": job.name, "source": str(job.source), "driver": str(job.driver),
+                              "output": str(job.output), "origin": job.origin, "fingerprint": planned.fingerprint,
+                              "status": "pending", "error": None, "frames": None, "missing_frames": None,
+                              "densepose_calls": 0, "seconds": None, "output_sha256": None}
+    if planned.action == SKIP:
+        prev = planned.previous or {}
+        record.update(status="skipped", frames=prev.get("frames"), missing_frames=prev.get("missing_frames"),
+                      densepose_calls=0, seconds=prev.get("seconds"), output_sha256=prev.get("output_sha256"))
+    elif planned.action == CONFLICT:
+        record.update(status="failed", error=f"{job.output}: output exists but the batch report does not record "
+                                             "it as finished; pass --overwrite to replace it")
+    return record
+
+
+class Scheduler:
+    """Releases tasks in driver-aware order (see module docstring)."""
+
+    def __init__(self, plan: BatchPlan):
+        self.ready: deque[PlannedJob] = deque()
+        self.waiting: dict[str, deque[PlannedJob]] = {}
+        leads, free = [], []
+        for key, group in plan.groups.items():
+            todo = [p for p in group if p.action == RUN]
+            if not todo:
+                continue
+            if todo[0].model_densepose:
+                leads.append(todo[0])
+                self.waiting[key] = deque(todo[1:])
+            else:
+                free.extend(todo)
+        self.ready.extend(leads + free)
+        self.lead_of = {p.task.index: p.driver_key for p in leads}
+
+    def next(self) -> PlannedJob | None:
+        return self.ready.popleft() if self.ready else None
+
+    def finished(self, planned: PlannedJob, ok: bool) -> None:
+        key = self.lead_of.pop(planned.task.index, None)
+        if key is None:
+            return
+        rest = self.waiting.get(key)
+        if not rest:
+            return
+        if ok:
+            self.ready.extend(rest)
+            rest.clear()
+        else:  # the next job of this driver computes its DensePose
+            lead = rest.popleft()
+            self.lead_of[lead.task.index] = key
+            self.ready.appendleft(lead)
+
+    def empty(self) -> bool:
+        return not self.ready and not any(self.waiting.values())
+
+
+def run_plan(plan: BatchPlan, executor: Executor, report_path: Path, meta: dict[str, Any], *,
+             quiet: bool = False, echo: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Run every ``run`` job of ``plan`` on ``executor``; returns the report records (in job order).
+
+    The report is written before the first job starts and after every finished job, so an
+    interrupted batch leaves a report whose finished jobs a re-run skips.
+    """
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    meta = {**meta, "started": now_iso()}
+    records = [initial_record(p) for p in plan.jobs]
+    by_index = {p.task.index: p for p in plan.jobs}
+    write_report(report_path, records, meta)
+    scheduler = Scheduler(plan)
+    total = len(plan.to_run)
+    bar = tqdm(total=total, desc="batch", unit="job", disable=quiet or total == 0, file=sys.stderr,
+               dynamic_ncols=True, leave=False)
+    out = echo or (lambda line: tqdm.write(line, file=sys.stderr))
+    running: dict[int, int] = {}
+    done_count = 0
+    shown = [""]
+
+    def show() -> None:
+        parts = [f"{by_index[i].job.name} {n}f" if n else by_index[i].job.name for i, n in running.items()]
+        text = ", ".join(parts)[:80]
+        if text != shown[0]:
+            shown[0] = text
+            bar.set_postfix_str(text, refresh=True)
+
+    try:
+        inflight = 0
+        while inflight or not scheduler.empty():
+            while executor.free_slots() > 0:
+                planned = scheduler.next()
+                if planned is None:
+                    break
+                executor.submit(planned.task)
+                running[planned.task.index] = 0
+                inflight += 1
+            show()
+            for task, result in executor.wait(0.25):
+                inflight -= 1
+                running.pop(task.index, None)
+                planned = by_index[task.index]
+                record = records[task.index]
+                record.update({k: result.get(k) for k in ("status", "error", "frames", "missing_frames",
+                                                          "densepose_calls", "seconds", "output_sha256")})
+                scheduler.finished(planned, result["status"] == "ok")
+                done_count += 1
+                if not quiet:
+                    if result["status"] == "ok":
+                        out(f"[{done_count}/{total}] ok      {planned.job.name}: {result['frames']} frames in "
+                            f"{result['seconds']:.1f} s")
+                    else:
+                        out(f"[{done_count}/{total}] FAILED  {planned.job.name}: {result['error']}")
+                        if result.get("traceback"):
+                            out(result["traceback"].rstrip())
+                bar.update(1)
+                write_report(report_path, records, meta, time.perf_counter() - start)
+            for index, frames in executor.progress():
+                if index in running:
+                    running[index] = frames
+    except BaseException:
+        executor.close(cancel=True)
+        write_report(report_path, records, meta, time.perf_counter() - start)
+        raise
+    finally:
+        bar.close()
+    executor.close()
+    write_report(report_path, records, meta, time.perf_counter() - start)
+    return records
+
+
+def batch_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return summarise(records)
+
+
+__all__ = [
+    "CONFLICT",
+    "RUN",
+    "SKIP",
+    "Executor",
+    "LocalExecutor",
+    "Scheduler",
+    "cpu_count",
+    "default_threads",
+    "default_workers",
+    "initial_record",
+    "run_plan",
+]

@@ -1,0 +1,219 @@
+"""What runs inside one batch worker (a local process or a Ray actor).
+
+A :class:`BatchWorker` loads the coordinate-inpainting models once, creates DensePose model backends
+lazily (once per backend configuration) and then runs any number of jobs with them. It never raises
+for a job: every outcome comes back as a result dict (status, one-line error, frames, seconds,
+output hash, DensePose model calls).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retarget.batch.jobs import BatchJob
+from retarget.errors import RetargetError
+
+#: Environment variables a worker takes over from the process that planned the batch.
+PASSED_ENV = ("RETARGET_HOME", "RETARGET_CACHE_DIR")
+
+
+@dataclass
+class WorkerConfig:
+    """Per-worker settings (everything that is not per job).
+
+    Attributes:
+        checkpoints: ``(inpainter.pth, refiner.pth)`` or ``None`` for the weight-free path.
+        device: torch device.
+        threads: torch intra-op threads of this worker.
+        densepose_weights: DensePose ``.pkl`` (``None``: the installed one, resolved when first needed).
+        densepose_config: ``r50``, ``r101`` or a JSON config file.
+        env: environment variables set in the worker before anything runs (cache/home folders).
+    """
+
+    checkpoints: tuple[str, str] | None = None
+    device: str = "cpu"
+    threads: int = 1
+    densepose_weights: str | None = None
+    densepose_config: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def with_current_env(cls, **kwargs) -> WorkerConfig:
+        env = {k: os.environ[k] for k in PASSED_ENV if os.environ.get(k)}
+        return cls(env=env, **kwargs)
+
+
+@dataclass
+class Task:
+    """One job handed to a worker: ``overwrite`` is decided by the plan (outputs this batch made)."""
+
+    index: int
+    job: BatchJob
+    settings: dict[str, Any]
+    overwrite: bool = False
+
+
+def _result(status: str, **values) -> dict[str, Any]:
+    base = {"status": status, "error": None, "frames": None, "missing_frames": None, "densepose_calls": 0,
+            "seconds": None, "output_sha256": None, "traceback": None}
+    base.update(values)
+    return base
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, RetargetError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class BatchWorker:
+    """Models loaded once; :meth:`run` executes tasks."""
+
+    def __init__(self, config: WorkerConfig):
+        os.environ.update(config.env)
+        import torch
+
+        torch.set_num_threads(max(1, int(config.threads)))
+        try:
+            import cv2
+
+            cv2.setNumThreads(max(1, int(config.threads)))
+        except ImportError:  # pragma: no cover
+            pass
+        self.config = config
+        self.models = None
+        if config.checkpoints is not None:
+            from retarget.models.loading import load_official_inpainter, load_official_refiner
+            from retarget.pipeline.pair import Models
+
+            inpainter, refiner = config.checkpoints
+            self.models = Models(load_official_inpainter(Path(inpainter)),
+                                 load_official_refiner(Path(refiner))).to(config.device)
+        self._backends: dict[tuple, Any] = {}
+        self.jobs_run = 0
+
+    def densepose_backend(self, name: str, size: int, track: bool):
+        """The DensePose model backend for these settings, created on first use and kept."""
+        name = "torchvision" if name in ("auto", "precomputed") else name
+        key = (name, int(size), bool(track) and name == "torchvision")
+        if key not in self._backends:
+            from densepose_adapter.backends import make_backend
+
+            kwargs: dict[str, Any] = {"weights": self.config.densepose_weights, "config": self.config.densepose_config,
+                                      "densepose_size": int(size), "device": self.config.device}
+            if name == "torchvision":
+                kwargs["track"] = bool(track)
+            self._backends[key] = make_backend(name, **kwargs)
+        return self._backends[key]
+
+    def video_job(self, task: Task):
+        """The :class:`retarget.pipeline.job.VideoJob` of a task."""
+        from retarget.pipeline.job import VideoJob
+        from retarget.pipeline.video import VideoOptions
+
+        s = task.settings
+        options = VideoOptions(batch_size=s["batch_size"], device=self.config.device, background=s["background"],
+                               output_mode=s["output_mode"], on_missing=s["on_missing"], table=s["table"],
+                               side_by_side=s["side_by_side"], quiet=True)
+        values = dict(source=task.job.source, driver=task.job.driver, output=task.job.output,
+                      source_iuv=Path(s["source_iuv"]) if s.get("source_iuv") else None,
+                      driver_iuv=Path(s["driver_iuv"]) if s.get("driver_iuv") else None,
+                      size=s["size"], overwrite=task.overwrite, densepose_backend=s["densepose_backend"],
+                      densepose_weights=Path(self.config.densepose_weights) if self.config.densepose_weights else None,
+                      densepose_size=s["densepose_size"], densepose_config=self.config.densepose_config,
+                      densepose_track=s["densepose_track"], options=options)
+        names = {f.name for f in dataclasses.fields(VideoJob)}
+        return VideoJob(**{k: v for k, v in values.items() if k in names})
+
+    def needs_model(self, task: Task) -> bool:
+        """Whether the job needs a DensePose model (driver or source without precomputed IUV)."""
+        from retarget.pipeline.job import driver_iuv_sidecar, source_iuv_sidecar
+
+        s = task.settings
+        driver_iuv = s.get("driver_iuv") or (driver_iuv_sidecar(task.job.driver)
+                                             if s["densepose_backend"] in ("auto", "precomputed") else None)
+        source_iuv = s.get("source_iuv") or source_iuv_sidecar(task.job.source)
+        if s["densepose_backend"] == "precomputed":
+            return source_iuv is None and driver_iuv is not None
+        return driver_iuv is None or source_iuv is None
+
+    def run(self, task: Task, on_frame: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Run one task; never raises (except KeyboardInterrupt)."""
+        from retarget.pipeline.densepose_stage import file_sha256
+        from retarget.pipeline.job import run_video_job
+
+        start = time.perf_counter()
+        try:
+            job = self.video_job(task)
+            backend = None
+            if self.needs_model(task):
+                s = task.settings
+                backend = self.densepose_backend(s["densepose_backend"], s["densepose_size"], s["densepose_track"])
+            counter = [0]
+
+            def frame_done(index, rgb):
+                counter[0] += 1
+                if on_frame is not None:
+                    on_frame(task.index, counter[0])
+
+            summary = run_video_job(job, self.models, backend, on_frame=frame_done)
+            digest = file_sha256(summary.output)
+            self.jobs_run += 1
+            return _result("ok", frames=summary.frames, missing_frames=summary.missing_frames,
+                           densepose_calls=summary.densepose_calls, seconds=round(time.perf_counter() - start, 3),
+                           output_sha256=digest)
+        except KeyboardInterrupt:
+            raise
+        except RetargetError as exc:
+            return _result("failed", error=one_line(exc), seconds=round(time.perf_counter() - start, 3))
+        except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the batch
+            return _result("failed", error=one_line(exc), seconds=round(time.perf_counter() - start, 3),
+                           traceback=traceback.format_exc())
+
+
+# -- local process pool glue (module-level so that "spawn" workers can import it) -----------------
+_WORKER: BatchWorker | None = None
+_INIT_ERROR: str | None = None
+_EVENTS = None
+
+
+def init_process(config: WorkerConfig, events=None) -> None:
+    """Pool initializer: load the models once in this process (a failure is reported by every job)."""
+    global _WORKER, _EVENTS, _INIT_ERROR
+    _EVENTS = events
+    try:
+        _WORKER = BatchWorker(config)
+    except Exception as exc:  # noqa: BLE001 - an initializer that raises would break the whole pool
+        _INIT_ERROR = one_line(exc)
+
+
+def run_in_process(task: Task) -> dict[str, Any]:
+    """Pool task: run ``task`` on this process's worker, reporting frame progress on the event queue."""
+    if _WORKER is None:
+        return _result("failed", error=f"worker start failed: {_INIT_ERROR or 'not initialised'}")
+    events = _EVENTS
+    last = [0.0]
+
+    def on_frame(index: int, frames: int) -> None:
+        now = time.monotonic()
+        if events is not None and now - last[0] > 0.25:
+            last[0] = now
+            try:
+                events.put_nowait((index, frames))
+            except Exception:  # noqa: BLE001 - progress is best effort
+                pass
+
+    if events is not None:
+        try:
+            events.put_nowait((task.index, 0))
+        except Exception:  # noqa: BLE001
+            pass
+    return _WORKER.run(task, on_frame)
