@@ -168,6 +168,14 @@ class TorchvisionDensePoseBackend:
         """Forget the previous frame's box (start of a new video)."""
         self._prev_box = None
 
+    def observe(self, result: DensePoseResult) -> None:
+        """Continue tracking from a frame's result computed earlier (a cache hit), as if computed now.
+
+        A resumed run then gives the next frames exactly the crops an uninterrupted run would.
+        """
+        if self.track:
+            self._prev_box = result.boxes[int(np.argmax(result.scores))].copy() if len(result.scores) else None
+
     def predict(self, images_bgr: Sequence[np.ndarray]) -> list[DensePoseResult]:
         images = [_check_image(im, i) for i, im in enumerate(images_bgr)]
         if not images:

@@ -36,6 +36,46 @@ def check_output_path(path: str | Path, *, overwrite: bool = False, inputs: Iter
     return path
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else, or the check is not possible here
+        return True
+    return True
+
+
+def temporary_prefix(name: str) -> str:
+    """Prefix of the temporary files this process writes for ``name``: ``.<name>.<pid>-``."""
+    return f".{name}.{os.getpid()}-"
+
+
+def remove_stale_temporaries(folder: str | Path, name: str) -> int:
+    """Delete temporary files for ``name`` in ``folder`` left by processes that no longer run.
+
+    A process killed while writing (``kill -9``, power loss) cannot remove its temporary file; the
+    next run does, but never one whose writer is still alive (a concurrent job). Returns how many
+    files were removed.
+    """
+    removed = 0
+    head = f".{name}."
+    try:
+        candidates = [p for p in Path(folder).iterdir() if p.name.startswith(head)]
+    except OSError:
+        return 0
+    for candidate in candidates:
+        pid_text = candidate.name[len(head):].split("-", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            candidate.unlink()
+            removed += 1
+    return removed
+
+
 def _blame_final_path(exc: BaseException, tmp: str | Path | None, path: Path) -> None:
     """Make an ``OSError`` about the temporary file name the real output instead (messages show it)."""
     if not isinstance(exc, OSError):
@@ -51,15 +91,18 @@ def _blame_final_path(exc: BaseException, tmp: str | Path | None, path: Path) ->
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success it is renamed to ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left untouched; an ``OSError``
+    On any exception the temporary file is removed and ``path`` is left untouched; temporary files
+    of earlier writers of ``path`` that were killed are removed first; an ``OSError``
     (disk full, permission denied, ...) is re-raised naming ``path`` rather than the temporary file.
     The temporary name keeps ``path``'s suffix so that writers that look at the extension (OpenCV,
     PyAV) still work.
     """
     path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    remove_stale_temporaries(folder, path.stem)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}",
-                                        dir=path.parent or ".")
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path.stem), suffix=f".part{path.suffix}",
+                                        dir=folder)
         os.close(fd)
     except OSError as exc:
         _blame_final_path(exc, None, path)

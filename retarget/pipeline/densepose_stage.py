@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from densepose_adapter.types import DensePoseResult
+from retarget.io.atomic import remove_stale_temporaries, temporary_prefix
 from retarget.paths import cache_dir
 
 
@@ -48,6 +49,7 @@ class DensePoseCache:
         self.folder = (root or cache_dir() / "densepose") / f"{file_sha256(driver)[:20]}-{settings}"
         self.hits = 0
         self.corrupt = 0
+        self._swept = False
 
     def _path(self, index: int) -> Path:
         return self.folder / f"{index:07d}.npz"
@@ -78,7 +80,10 @@ class DensePoseCache:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, iuv=result.iuv, boxes=boxes, scores=scores,
                             checksum=np.array(_checksum(result.iuv, boxes, scores)))
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".npz")
+        if not self._swept:  # temporaries of a run killed mid-write (never those of a live one)
+            remove_stale_temporaries(self.folder, "tmp")
+            self._swept = True
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=temporary_prefix("tmp"), suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(buffer.getvalue())
@@ -110,19 +115,31 @@ class FrameDensePose:
         """Results for frames ``indices`` whose RGB images are ``images`` (``(H, W, 3) uint8``)."""
         if self.precomputed:
             return [self.backend.get(i, img.shape[:2]) for i, img in zip(indices, images)]
+        # Frames are handled in order, and a tracking backend is told about every cached result it
+        # skips, so that a resumed or partly cached run computes exactly what an uninterrupted one did.
         out: list[DensePoseResult | None] = [None] * len(indices)
-        todo = []
-        for k, index in enumerate(indices):
-            cached = self.cache.load(index) if self.cache is not None else None
-            if cached is not None and tuple(cached.image_hw) == tuple(images[k].shape[:2]):
-                out[k] = cached
-            else:
-                todo.append(k)
-        if todo:
-            computed = self.backend.predict([np.ascontiguousarray(images[k][..., ::-1]) for k in todo])
-            self.calls += len(todo)
-            for k, result in zip(todo, computed):
+        pending: list[int] = []
+        observe = getattr(self.backend, "observe", None)
+
+        def flush() -> None:
+            if not pending:
+                return
+            computed = self.backend.predict([np.ascontiguousarray(images[k][..., ::-1]) for k in pending])
+            self.calls += len(pending)
+            for k, result in zip(pending, computed):
                 out[k] = result
                 if self.cache is not None:
                     self.cache.store(indices[k], result)
+            pending.clear()
+
+        for k, index in enumerate(indices):
+            cached = self.cache.load(index) if self.cache is not None else None
+            if cached is not None and tuple(cached.image_hw) == tuple(images[k].shape[:2]):
+                flush()
+                out[k] = cached
+                if observe is not None:
+                    observe(cached)
+            else:
+                pending.append(k)
+        flush()
         return out  # type: ignore[return-value]
