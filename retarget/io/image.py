@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,27 +29,36 @@ def read_image_rgb(path: str | Path, *, allow_large: bool = False, min_side: int
 
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: file not found")
+        raise InputError(f"{path}: file not found; check the path")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, expected an image file")
     Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, with a clearer message
     try:
-        with Image.open(path) as img:
-            w, h = img.size
-            if w * h > MAX_PIXELS and not allow_large:
-                raise InputError(f"{path}: image is {w}x{h} ({w * h / 1e6:.0f} MP), above the 50 MP limit; "
-                                 "pass --allow-large to process it anyway")
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            array = _to_rgb8(img)
+        with warnings.catch_warnings():  # e.g. "possibly corrupt EXIF": the result is what counts
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > MAX_PIXELS and not allow_large:
+                    raise InputError(f"{path}: image is {w}x{h} ({w * h / 1e6:.0f} MP), above the 50 MP limit; "
+                                     "pass --allow-large to process it anyway")
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                array = _to_rgb8(img)
     except InputError:
         raise
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image file (unknown format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: cannot decode image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise InputError(f"{path}: not an image file (unknown format); give a JPEG or PNG photo") from None
+    except MemoryError:
+        raise InputError(f"{path}: image too large to decode in the available memory") from None
+    except Exception as exc:  # noqa: BLE001 - decoders of untrusted files fail in many ways; all mean "damaged"
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: cannot decode image ({reason}); the file is damaged or incomplete, "
+                         "re-export or re-download it") from None
+    if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 1:
+        raise InputError(f"{path}: unsupported image layout {array.shape}; convert it to an RGB JPEG or PNG")
     if min(array.shape[:2]) < min_side:
-        raise InputError(f"{path}: image is {array.shape[1]}x{array.shape[0]}, smaller than {min_side} px on a side")
+        raise InputError(f"{path}: image is {array.shape[1]}x{array.shape[0]}, smaller than {min_side} px on a "
+                         "side; use a larger photo")
     return array
 
 

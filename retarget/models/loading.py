@@ -154,12 +154,17 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a ``.pth`` state dict safely (``weights_only=True``) with one-line errors."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: checkpoint not found")
+        raise WeightsError(f"{path}: checkpoint not found; check the path, or install the weights with "
+                           "`retarget weights import PATH`")
+    problem = _checkpoint_file_problem(path)
+    if problem is not None:
+        raise WeightsError(f"{path}: cannot read checkpoint ({problem})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or a pickle with disallowed globals
+    except Exception as exc:  # corrupt, or a pickle with disallowed globals
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: cannot read checkpoint (truncated or not a PyTorch file: {reason[:120]})") from None
+        raise WeightsError(f"{path}: cannot read checkpoint (corrupt or not a PyTorch file: {reason[:120]}); "
+                           "download it again") from None
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -167,10 +172,32 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
+def _checkpoint_file_problem(path: Path) -> str | None:
+    """Cheap look at a ``.pth`` before unpickling: empty, truncated zip, or not a PyTorch file at all."""
+    import zipfile
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        return f"cannot open it: {exc.strerror or exc}"
+    if size == 0:
+        return "the file is empty (an interrupted download?); download it again"
+    if head == b"PK\x03\x04":  # torch.save's zip format: its directory is at the very end
+        if not zipfile.is_zipfile(path):
+            return ("the file is truncated (an interrupted download or copy?): its zip directory is missing; "
+                    "download it again")
+        return None
+    if head[:1] != b"\x80":  # legacy torch.save files are pickles (protocol >= 2 starts with 0x80)
+        return "not a PyTorch checkpoint (neither a torch zip archive nor a pickle); check the file"
+    return None
+
+
 def inpainter_from_state(state: StateDict, what: str = "inpainter checkpoint") -> Inpainter:
     """Build and load an :class:`Inpainter` from an official state dict (eval mode)."""
     if "source_enc1.conv.module.weight_bar" in state:
-        raise WeightsError(f"{what} is a refiner checkpoint, not an inpainter")
+        raise WeightsError(f"{what} is a refiner checkpoint, not an inpainter (files swapped?)")
     model = build_inpainter_for_state(state)
     load_state_strict(model, convert_official_inpainter_state(state), what)
     return model.eval()
@@ -179,7 +206,7 @@ def inpainter_from_state(state: StateDict, what: str = "inpainter checkpoint") -
 def refiner_from_state(state: StateDict, what: str = "refiner checkpoint") -> Refiner:
     """Build and load a :class:`Refiner` from an official state dict (eval mode, spectral norm folded)."""
     if "gate1.conv_f.weight" in state:
-        raise WeightsError(f"{what} is an inpainter checkpoint, not a refiner")
+        raise WeightsError(f"{what} is an inpainter checkpoint, not a refiner (files swapped?)")
     model = build_refiner_for_state(state)
     load_state_strict(model, convert_official_refiner_state(state), what)
     return model.eval()
