@@ -155,6 +155,9 @@ class BatchWorker:
             job = self.video_job(task)
             backend = None
             if self.needs_model(task):
+                from retarget.io.video import probe_video
+
+                probe_video(job.driver)  # a bad driver is reported as such, before any model is loaded
                 s = task.settings
                 backend = self.densepose_backend(s["densepose_backend"], s["densepose_size"], s["densepose_track"])
             counter = [0]

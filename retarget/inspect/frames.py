@@ -1,0 +1,349 @@
+"""``retarget frames``: every intermediate image of a job, for the source once and for chosen frames.
+
+Source (``source/``): the framed photo, its DensePose IUV and SMPL-UV, the partial coordinate
+texture with its coverage mask, the completed coordinate texture, the partial and completed colour
+textures; ``legend.png`` explains the colour codes.
+
+Per selected frame (``frame_<index>/``): driver frame, driver IUV (whole frame, boxes drawn),
+target UV (person crop), warped coarse image, refined crop, final composite, and ``sheet.png`` (all of
+them labelled). ``index.html`` shows everything in a grid.
+
+The frames are rendered exactly as ``retarget video`` renders them: the whole driver is analysed
+first (DensePose of every frame, cached; smoothed crop track; scene plate), then only the selected
+frames are warped/refined and composited.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retarget.errors import InputError, UsageError
+from retarget.inspect import visual
+from retarget.io.image import write_image_rgb
+
+
+@dataclass
+class FrameSelection:
+    """Which frames: ``start:stop[:step]`` (stop exclusive, open ends allowed), a list, or every N."""
+
+    start: int = 0
+    stop: int | None = None
+    step: int = 1
+    indices: tuple[int, ...] | None = None
+
+    def __contains__(self, index: int) -> bool:
+        if self.indices is not None:
+            return index in self.indices
+        if index < self.start or (self.stop is not None and index >= self.stop):
+            return False
+        return (index - self.start) % self.step == 0
+
+    def last(self) -> int | None:
+        if self.indices is not None:
+            return max(self.indices)
+        return None if self.stop is None else self.stop - 1
+
+    def first(self) -> int:
+        return min(self.indices) if self.indices is not None else self.start
+
+
+_RANGE = re.compile(r"^\s*(\d*)\s*:\s*(\d*)\s*(?::\s*(\d+)\s*)?$")
+
+
+def parse_selection(frames: str | None, every: int | None, frame_count: int) -> FrameSelection:
+    """``--frames`` / ``--every`` → a selection; neither: 8 frames spread over the clip (or every 25th).
+
+    Raises:
+        UsageError: both given, or a malformed value.
+    """
+    if frames is not None and every is not None:
+        raise UsageError("give --frames or --every, not both")
+    if every is not None:
+        if every < 1:
+            raise UsageError(f"--every must be at least 1, got {every}")
+        return FrameSelection(step=every)
+    if frames is None:
+        if frame_count > 0:
+            picks = sorted({int(round(x)) for x in np.linspace(0, frame_count - 1, min(8, frame_count))})
+            return FrameSelection(indices=tuple(picks))
+        return FrameSelection(step=25)
+    text = frames.strip()
+    match = _RANGE.match(text)
+    if match:
+        start = int(match.group(1)) if match.group(1) else 0
+        stop = int(match.group(2)) if match.group(2) else None
+        step = int(match.group(3)) if match.group(3) else 1
+        if step < 1 or (stop is not None and stop <= start):
+            raise UsageError(f"--frames {frames}: empty range (use START:STOP with STOP > START, STEP ≥ 1)")
+        return FrameSelection(start=start, stop=stop, step=step)
+    try:
+        indices = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise UsageError(f"--frames {frames}: expected START:STOP[:STEP], or frame numbers like 3,10,42") from None
+    if not indices or min(indices) < 0:
+        raise UsageError(f"--frames {frames}: expected START:STOP[:STEP], or frame numbers like 3,10,42")
+    return FrameSelection(indices=indices)
+
+
+@dataclass
+class Figure:
+    path: str  # relative to the output folder
+    caption: str
+
+
+@dataclass
+class FrameEntry:
+    index: int
+    time: float
+    figures: list[Figure]
+    sheet: str
+    note: str = ""
+
+
+@dataclass
+class FramesResult:
+    """What :func:`extract_frames` wrote."""
+
+    out_dir: Path
+    index_html: Path
+    source: list[Figure] = field(default_factory=list)
+    frames: list[FrameEntry] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def files(self) -> list[Path]:
+        paths = [self.out_dir / f.path for f in self.source]
+        for entry in self.frames:
+            paths += [self.out_dir / f.path for f in entry.figures] + [self.out_dir / entry.sheet]
+        return paths + [self.index_html]
+
+
+def prepare_out_dir(out_dir: Path, overwrite: bool, inputs: list[Path]) -> Path:
+    """Create ``out_dir``; a non-empty one needs ``overwrite``; it must not be an input."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: --out must be a folder")
+    resolved = out_dir.resolve()
+    for item in inputs:
+        if item is not None and Path(item).exists() and Path(item).resolve() == resolved:
+            raise UsageError(f"{out_dir}: --out is an input")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise UsageError(f"{out_dir}: folder is not empty; pass --overwrite to write into it")
+    if not resolved.parent.is_dir():
+        raise InputError(f"{resolved.parent}: folder does not exist")
+    out_dir.mkdir(exist_ok=True)
+    return out_dir
+
+
+class _Writer:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def __call__(self, rel: str, image: np.ndarray, caption: str, into: list[Figure] | None = None) -> Figure:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image_rgb(path, np.ascontiguousarray(image))
+        figure = Figure(rel, caption)
+        if into is not None:
+            into.append(figure)
+        return figure
+
+
+def _chw(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t[0].detach().float().cpu().numpy()
+
+
+def write_source_stages(source, state, write: _Writer) -> list[Figure]:
+    """The source-only stages as viewable PNGs (plus ``legend.png``)."""
+    figures: list[Figure] = []
+    write("source/photo.png", source.image, "source photo (framed crop)", figures)
+    if source.iuv is not None:
+        write("source/iuv.png", visual.iuv_to_rgb(source.iuv), "source DensePose IUV", figures)
+    write("source/uv.png", visual.coords_to_rgb(source.uv), "source SMPL-UV", figures)
+    coverage = _chw(state.coverage)[0] > 0.5
+    write("source/texture_xy_partial.png", visual.coords_to_rgb(_chw(state.source_xy_textures), coverage),
+          "partial coordinate texture", figures)
+    write("source/coverage.png", visual.mask_to_rgb(coverage), "coverage mask (texels seen)", figures)
+    write("source/texture_xy_completed.png", visual.coords_to_rgb(_chw(state.completed_xy)),
+          "completed coordinate texture" + ("" if state.learned else " (weight-free fill)"), figures)
+    colour_partial = visual.float_to_rgb(_chw(state.source_textures))
+    write("source/texture_colour_partial.png", np.where(coverage[..., None], colour_partial,
+                                                        visual.checkerboard(*coverage.shape)),
+          "partial colour texture", figures)
+    write("source/texture_colour.png", visual.float_to_rgb(_chw(state.pred_textures)), "colour texture", figures)
+    write("legend.png", visual.legend_image(source.image), "colour code legend", figures)
+    return figures
+
+
+def _select_frames_iter(driver: Path, rotation: int, selection: FrameSelection, lookback: int):
+    """Decoded frames from ``first - lookback`` up to the last selected one."""
+    from retarget.io.video import iter_frames
+
+    first, last = selection.first(), selection.last()
+    for frame in iter_frames(driver, rotation):
+        if last is not None and frame.index > last:
+            break
+        if frame.index >= first - lookback:
+            yield frame
+
+
+def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, model_backend=None, *,
+                   quiet: bool = False) -> FramesResult:
+    """Write the source stages once and every stage of the selected frames of ``job`` into ``out_dir``.
+
+    Args:
+        job: a :class:`retarget.pipeline.job.VideoJob` (its output path is not used).
+        out_dir: existing folder (see :func:`prepare_out_dir`).
+        selection: frames to write.
+        models: learned models or ``None`` (weight-free path).
+        model_backend: DensePose model backend to use instead of opening one.
+    """
+    from retarget.io.video import probe_video
+    from retarget.pipeline.background import parse_colour, source_background
+    from retarget.pipeline.job import driver_densepose, load_source
+    from retarget.pipeline.pair import render_targets
+    from retarget.pipeline.source import prepare_source_crop
+    from retarget.pipeline.video import _composite, _frame_jobs, analyse_driver
+
+    start = time.perf_counter()
+    options = job.options
+    options.validate()
+    write = _Writer(Path(out_dir))
+    info = probe_video(job.driver)
+    source = load_source(job, model_backend)
+    state = prepare_source_crop(source, models, options.device)
+    result = FramesResult(out_dir=Path(out_dir), index_html=Path(out_dir) / "index.html")
+    result.source = write_source_stages(source, state, write)
+
+    densepose = driver_densepose(job, model_backend)
+    track = analyse_driver(job.driver, densepose, options, info)
+    size = job.size
+    if options.background == "scene":
+        background = track.plate
+    elif options.background == "source":
+        background = source_background(source.photo, source.person_mask, info.height, info.width)
+    else:
+        background = np.broadcast_to(parse_colour(options.background), (info.height, info.width, 3)).astype(np.float32)
+    hold_frames = int(round(options.hold_seconds * float(info.fps)))
+    crop_options = type(options)(**{**options.__dict__, "side_by_side": False})
+
+    last_valid = None
+    for frame in _select_frames_iter(job.driver, info.rotation, selection, hold_frames):
+        jobs, last_valid = _frame_jobs([frame], track, densepose, size, crop_options, hold_frames, last_valid)
+        if frame.index not in selection:
+            continue
+        _, crop, uv = jobs[0]
+        dp = densepose.results([frame.index], [frame.rgb])[0]
+        box = track.boxes[frame.index] if frame.index < len(track.boxes) else None
+        chosen = None
+        if box is not None and not np.isnan(box).any() and len(dp.boxes):
+            chosen = int(np.argmin(np.abs(np.asarray(dp.boxes, np.float64).reshape(-1, 4) - box).sum(axis=1)))
+        folder = f"frame_{frame.index:06d}"
+        figures: list[Figure] = []
+        write(f"{folder}/driver.png", frame.rgb, f"driver frame {frame.index}", figures)
+        iuv_vis = visual.iuv_to_rgb(dp.iuv)
+        shown = visual.blend(frame.rgb, iuv_vis, dp.iuv[..., 0] > 0, 0.85)
+        write(f"{folder}/driver_iuv.png", visual.draw_boxes(shown, dp.boxes, chosen), "driver DensePose IUV", figures)
+        note = ""
+        if uv is not None:
+            target = torch.from_numpy(np.ascontiguousarray(uv))[None].permute(0, 3, 1, 2).to(state.image.device)
+            batch = render_targets(state, target, models)
+            out_rgb = batch.output[0].permute(1, 2, 0).float().cpu().numpy()
+            mask = batch.target_mask[0, 0].float().cpu().numpy()
+            write(f"{folder}/target_uv.png", visual.coords_to_rgb(uv), "target UV (person crop)", figures)
+            write(f"{folder}/coarse.png", visual.float_to_rgb(_chw(batch.pred_img)), "warped coarse image", figures)
+            refined_label = "refined crop" if state.learned else "output crop (weight-free: no refiner)"
+            write(f"{folder}/refined.png", visual.float_to_rgb(out_rgb), refined_label, figures)
+            person = (out_rgb, mask)
+            if crop is not None and track.crop(frame.index) is None:
+                note = "no person in this frame: last pose held"
+        else:
+            blank = visual.placeholder(size, size, "no person")
+            write(f"{folder}/target_uv.png", blank, "target UV (no person)", figures)
+            write(f"{folder}/coarse.png", blank, "warped coarse image (no person)", figures)
+            write(f"{folder}/refined.png", blank, "refined crop (no person)", figures)
+            person = None
+            note = "no person in this frame"
+        final = _composite(frame, crop, person, background, crop_options, size)
+        write(f"{folder}/final.png", final, "final composite", figures)
+        tiles = [(f.caption, np.asarray(_read(write.root / f.path))) for f in figures]
+        title = f"{job.driver.name} frame {frame.index} ({frame.time:.2f} s) as {job.source.name}"
+        if note:
+            title += f" - {note}"
+        sheet_rel = f"{folder}/sheet.png"
+        write(sheet_rel, visual.contact_sheet(tiles, title), f"contact sheet, frame {frame.index}")
+        result.frames.append(FrameEntry(frame.index, frame.time, figures, sheet_rel, note))
+    if not result.frames:
+        raise InputError(f"{job.driver}: the selected frames are not in the video ({track.frame_count} frames)")
+    result.seconds = time.perf_counter() - start
+    from retarget.inspect.html import write_index
+
+    write_index(result, title=f"retarget frames: {job.driver.name} as {job.source.name}",
+                settings=_settings_line(job, models))
+    return result
+
+
+def extract_densepose_frames(job, out_dir: Path, selection: FrameSelection, model_backend=None) -> FramesResult:
+    """``--only-densepose``: per selected frame the driver, its IUV, the IUV over the frame with the
+    person boxes, and its SMPL-UV; a contact sheet each and ``index.html``."""
+    from retarget.io.video import iter_frames, probe_video
+    from retarget.pipeline.job import driver_densepose
+    from retarget.uvmap import iuv_to_uv
+
+    start = time.perf_counter()
+    write = _Writer(Path(out_dir))
+    info = probe_video(job.driver)
+    densepose = driver_densepose(job, model_backend)
+    result = FramesResult(out_dir=Path(out_dir), index_html=Path(out_dir) / "index.html")
+    legend = visual.legend_image(None)
+    result.source.append(write("legend.png", legend, "colour code legend"))
+    last = selection.last()
+    for frame in iter_frames(job.driver, info.rotation):
+        if last is not None and frame.index > last:
+            break
+        if frame.index not in selection:
+            continue
+        dp = densepose.results([frame.index], [frame.rgb])[0]
+        folder = f"frame_{frame.index:06d}"
+        figures: list[Figure] = []
+        write(f"{folder}/driver.png", frame.rgb, f"driver frame {frame.index}", figures)
+        write(f"{folder}/driver_iuv.png", visual.iuv_to_rgb(dp.iuv), "DensePose IUV", figures)
+        shown = visual.blend(frame.rgb, visual.iuv_to_rgb(dp.iuv), dp.iuv[..., 0] > 0, 0.6)
+        write(f"{folder}/overlay.png", visual.draw_boxes(shown, dp.boxes),
+              f"IUV over the frame ({len(dp.boxes)} person box{'es' * (len(dp.boxes) != 1)})", figures)
+        write(f"{folder}/driver_uv.png", visual.coords_to_rgb(iuv_to_uv(dp.iuv, table=job.options.table)),
+              "SMPL-UV", figures)
+        tiles = [(f.caption, _read(write.root / f.path)) for f in figures]
+        note = "" if dp.has_person else "no person found"
+        title = f"{job.driver.name} frame {frame.index} ({frame.time:.2f} s)" + (f" - {note}" if note else "")
+        sheet_rel = f"{folder}/sheet.png"
+        write(sheet_rel, visual.contact_sheet(tiles, title, columns=2), f"contact sheet, frame {frame.index}")
+        result.frames.append(FrameEntry(frame.index, frame.time, figures, sheet_rel, note))
+    if not result.frames:
+        raise InputError(f"{job.driver}: the selected frames are not in the video")
+    result.seconds = time.perf_counter() - start
+    from retarget.inspect.html import write_index
+
+    backend = "precomputed IUV" if densepose.precomputed else f"DensePose model ({densepose.calls} frames computed)"
+    write_index(result, title=f"retarget frames: DensePose of {job.driver.name}", settings=backend)
+    return result
+
+
+def _read(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return np.ascontiguousarray(image[..., ::-1])
+
+
+def _settings_line(job, models) -> str:
+    o = job.options
+    path = "learned models" if models is not None and getattr(models, "learned", False) else "weight-free path"
+    return (f"{path}; crop {job.size}px; background {o.background}; output mode {o.output_mode}; "
+            f"on-missing {o.on_missing}; table {o.table}")
