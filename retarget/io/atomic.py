@@ -30,9 +30,9 @@ def check_output_path(path: str | Path, *, overwrite: bool = False, inputs: Iter
         raise UsageError(f"{path}: output exists; pass --overwrite to replace it")
     parent = resolved.parent
     if not parent.is_dir():
-        raise InputError(f"{parent}: output folder does not exist")
+        raise InputError(f"{parent}: output folder does not exist; create it first or choose another")
     if not os.access(parent, os.W_OK):
-        raise InputError(f"{parent}: output folder is not writable")
+        raise InputError(f"{parent}: output folder is not writable; choose another output folder")
     return path
 
 
@@ -76,15 +76,24 @@ def remove_stale_temporaries(folder: str | Path, name: str) -> int:
     return removed
 
 
-def _blame_final_path(exc: BaseException, tmp: str | Path | None, path: Path) -> None:
-    """Make an ``OSError`` about the temporary file name the real output instead (messages show it)."""
+def _blame_final_path(exc: BaseException, tmp: str | Path | None, path: Path) -> BaseException | None:
+    """Make an ``OSError`` about the temporary file name the real output instead (messages show it).
+
+    Returns a replacement exception when ``exc`` cannot be changed (PyAV's errors have a read-only
+    ``filename``), else ``None``.
+    """
     if not isinstance(exc, OSError):
-        return
+        return None
     name = getattr(exc, "filename", None)
-    if name is None or (tmp is not None and str(name) == str(tmp)) or Path(str(name)).name.startswith(f".{path.stem}."):
-        with contextlib.suppress(AttributeError, TypeError):
-            exc.filename = str(path)
-            exc.filename2 = None
+    if not (name is None or (tmp is not None and str(name) == str(tmp))
+            or Path(str(name)).name.startswith(f".{path.stem}.")):
+        return None
+    try:
+        exc.filename = str(path)
+        exc.filename2 = None
+        return None
+    except (AttributeError, TypeError):
+        return OSError(exc.errno, exc.strerror or str(exc), str(path))  # errno picks the subclass
 
 
 @contextlib.contextmanager
@@ -105,7 +114,9 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
                                         dir=folder)
         os.close(fd)
     except OSError as exc:
-        _blame_final_path(exc, None, path)
+        replacement = _blame_final_path(exc, None, path)
+        if replacement is not None:
+            raise replacement from exc
         raise
     tmp = Path(tmp_name)
     try:
@@ -116,5 +127,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        _blame_final_path(exc, tmp, path)
+        replacement = _blame_final_path(exc, tmp, path)
+        if replacement is not None:
+            raise replacement from exc
         raise

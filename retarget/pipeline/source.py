@@ -51,7 +51,8 @@ def frame_source(photo: np.ndarray, *, iuv: np.ndarray | None = None, uv: np.nda
     person = iuv[..., 0] > 0 if iuv is not None else ~np.isnan(uv).all(axis=2)
     box = mask_box(person)
     if box is None:
-        raise ValueError("no person found in the source photo's DensePose map")
+        raise ValueError("no person found in the source photo's DensePose map; use a photo that shows one "
+                         "person clearly, whole body if possible")
     cx, cy, side = box_to_crop_params(box)
     crop = SquareCrop.around(cx, cy, side)
     image = crop_image(photo, crop, size, replicate=True)
