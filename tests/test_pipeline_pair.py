@@ -146,3 +146,16 @@ def test_cli_image_accepts_iuv_renders(tmp_path):
     assert np.mean(np.abs(a["pred_img"] - b["pred_img"]) < 1e-3) > 0.99
     assert main(common + ["--source-iuv", str(iuv), "--source-uv", str(uv), "--target-iuv", str(iuv),
                           "--out", str(tmp_path / "c.png")]) == 2
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    import os
+
+    from retarget.io.atomic import atomic_output
+
+    target = tmp_path / "out.bin"
+    with atomic_output(target) as tmp:
+        tmp.write_bytes(b"x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask

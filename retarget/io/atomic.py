@@ -96,6 +96,16 @@ def _blame_final_path(exc: BaseException, tmp: str | Path | None, path: Path) ->
         return OSError(exc.errno, exc.strerror or str(exc), str(path))  # errno picks the subclass
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import (os.umask can only be read by setting it, which is not thread-safe later).
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success it is renamed to ``path``.
@@ -123,6 +133,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         yield tmp
         if not tmp.exists() or tmp.stat().st_size == 0:
             raise InputError(f"{path}: nothing was written")
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual mode
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
