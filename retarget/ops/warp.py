@@ -9,8 +9,20 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from retarget.ops.coords import BACKGROUND_UV
+
 #: Denominator threshold of the inverse sampler (reference value).
 SPLAT_EPS = 1e-10
+
+#: Sampling coordinates are clamped to ``[-GRID_LIMIT, GRID_LIMIT]``. Anything beyond ``±(1 + 1/size)``
+#: already samples exactly zero (zero padding), so results are unchanged, while extreme values (up to
+#: float32's maximum, ±inf) can no longer overflow inside ``grid_sample`` into NaN.
+GRID_LIMIT = 3.0
+
+
+def safe_grid(uv: torch.Tensor) -> torch.Tensor:
+    """``uv`` with NaN → background (``-10``, samples zero) and every value clamped to ``±GRID_LIMIT``."""
+    return torch.nan_to_num(uv, nan=BACKGROUND_UV).clamp(-GRID_LIMIT, GRID_LIMIT)
 
 
 def inverse_grid_sample(
@@ -60,6 +72,7 @@ def _splat(
     n, c, h, w = values.shape
     th, tw = texture_hw if texture_hw is not None else (h, w)
     dtype = values.dtype
+    uv = torch.nan_to_num(uv, nan=BACKGROUND_UV)  # NaN would become a garbage index below
 
     # Same arithmetic order as the reference so results agree to float rounding.
     rows = (uv[:, 1].to(dtype) + 1) / 2.0 * th + 1
@@ -103,7 +116,7 @@ def sample_texture(texture: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(N, C, H, W)`` sampled values.
     """
-    return F.grid_sample(texture, uv.permute(0, 2, 3, 1), mode="bilinear", padding_mode="zeros",
+    return F.grid_sample(texture, safe_grid(uv).permute(0, 2, 3, 1), mode="bilinear", padding_mode="zeros",
                          align_corners=False)
 
 
