@@ -145,6 +145,16 @@ def test_loader_strict_errors(fixture_dir, tiny_ckpt):
         load_detectron2_state(DensePoseRCNN(preset("r50")), state)
 
 
+def test_manifest_loader_entry_point(fixture_dir):
+    """``densepose_adapter.rcnn.load`` (named by the weights manifest) builds and loads strictly."""
+    from densepose_adapter.rcnn import load
+
+    model = load(fixture_dir / "model_tiny.pkl", fixture_dir / "meta.json")
+    assert model.cfg.fpn_out_channels == 32
+    with pytest.raises(WeightsError, match="does not match"):
+        load(fixture_dir / "model_tiny.pkl")  # tiny widths vs the R50 s1x default
+
+
 def test_read_checkpoint_refuses_unsafe_and_bad_files(tmp_path):
     class Evil:
         def __reduce__(self):

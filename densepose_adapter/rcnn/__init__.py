@@ -49,8 +49,17 @@ def build_model(weights: str | Path | None = None, config: str | Path | DensePos
 
 
 def load(path: str | Path, config: str | Path | DensePoseRCNNConfig | None = None) -> DensePoseRCNN:
-    """Weights-manifest loader entry point: the network for the checkpoint at ``path``."""
-    return build_model(path, config)
+    """Weights-manifest loader entry point: the network for the checkpoint at ``path``.
+
+    Without ``config`` the depth is read from the file (ResNet-101 has ``res4.6`` … ``res4.22``), so
+    both official files load with their s1x config."""
+    if config is not None:
+        return build_model(path, config)
+    state = read_checkpoint(path)
+    cfg = preset("r101" if any(".res4.6." in k for k in state) else "r50")
+    model = DensePoseRCNN(cfg)
+    load_detectron2_state(model, state, source=str(path))
+    return model.eval()
 
 
 __all__ = [
