@@ -78,9 +78,12 @@ def read_iuv_png(path: str | Path) -> np.ndarray:
         raw = np.fromfile(path, dtype=np.uint8)  # also handles names OpenCV cannot open
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    try:
+        image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    except cv2.error:
+        image = None
     if image is None:
-        raise InputError(f"{path}: not a readable image")
+        raise InputError(f"{path}: not a readable image; the file is damaged or not a PNG")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         channels = 1 if image.ndim == 2 else image.shape[2]
         raise InputError(f"{path}: an IUV PNG must be 8-bit with 3 channels, got {image.dtype} with "
@@ -135,9 +138,13 @@ def read_uv_npy(path: str | Path) -> np.ndarray:
         raise InputError(f"{path}: UV file not found")
     try:
         uv = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except MemoryError:
+        raise InputError(f"{path}: not a readable .npy file (its header announces an array too large for "
+                         "memory); the file is damaged") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged header fails in many ways (even SyntaxError)
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:100]
-        raise InputError(f"{path}: not a readable .npy file ({reason})") from None
+        raise InputError(f"{path}: not a readable .npy file ({reason}); the file is damaged or not a "
+                         "UV map") from None
     return check_uv(uv, str(path))
 
 
