@@ -35,7 +35,8 @@ def make_backend(name: str = "torchvision", **kwargs: Any) -> DensePoseBackend:
             module = importlib.import_module("densepose_adapter.precomputed")
         except ImportError:
             raise UsageError("the precomputed DensePose backend is not available in this build") from None
-        factory = getattr(module, "make_backend", None) or getattr(module, "PrecomputedBackend", None)
+        factory = (getattr(module, "make_backend", None) or getattr(module, "PrecomputedIUV", None)
+                   or getattr(module, "PrecomputedBackend", None))
         if factory is None:
             raise UsageError("densepose_adapter.precomputed defines no backend factory")
         return factory(**kwargs)
