@@ -180,3 +180,17 @@ def test_driver_without_densepose_gives_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and err[-1].startswith("error:") and "densepose" in err[-1].lower()
     assert not list(tmp_path.glob("*.mp4"))[1:]  # only the driver itself
+
+
+def test_bf16_precision_is_close_to_fp32(clip):
+    photo, driver, iuvs = clip
+    models = Models.from_checkpoint_dir(COORDINPAINT)
+    frames = {}
+    for precision in ("fp32", "bf16"):
+        job = VideoJob(source=photo, driver=driver, output=driver.with_name(f"{precision}.mp4"), size=64,
+                       options=VideoOptions(precision=precision, background=COLOUR, quiet=True))
+        frames[precision] = np.stack(capture(job, models)[0]).astype(int)
+    diff = np.abs(frames["fp32"] - frames["bf16"])
+    assert 0 < diff.max() <= 12 and diff.mean() < 0.5  # it really ran in bf16, and stays close
+    with pytest.raises(Exception, match="fp16 needs --device cuda"):
+        VideoOptions(precision="fp16").validate()

@@ -71,6 +71,7 @@ def batch_command(
                                    help="Frames without a person: hold (last pose ≤0.5 s), background, skip."),
     table: str = typer.Option("training", "--table", help="IUV→UV table: training or released."),
     side_by_side: bool = typer.Option(False, "--side-by-side", help="Write driver | result side by side."),
+    precision: str = typer.Option("fp32", "--precision", help="Per-frame refiner arithmetic: fp32, bf16, fp16."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No plan, progress bar or table."),
 ) -> None:
     from retarget.batch import (
@@ -133,7 +134,7 @@ def batch_command(
         else densepose_config)
     defaults = {"size": size, "background": background, "output_mode": output_mode, "on_missing": on_missing,
                 "table": table, "batch_size": batch_size, "side_by_side": side_by_side,
-                "densepose_backend": densepose_backend, "densepose_size": densepose_size,
+                "precision": precision, "densepose_backend": densepose_backend, "densepose_size": densepose_size,
                 "densepose_track": densepose_track}
     plan = make_plan(jobs, defaults, config, previous, overwrite=overwrite, rerun=rerun)
 

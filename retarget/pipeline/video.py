@@ -12,6 +12,7 @@ video length. The output is written to a temporary file and renamed only on succ
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import sys
 import threading
@@ -43,6 +44,7 @@ from retarget.pipeline.source import SourceCrop
 BACKGROUNDS = ("scene", "source")
 OUTPUT_MODES = ("frame", "crop")
 ON_MISSING = ("hold", "background", "skip")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -61,6 +63,7 @@ class VideoOptions:
     side_by_side: bool = False
     quiet: bool = False
     keep_partial: bool = False
+    precision: str = "fp32"  # per-frame refiner arithmetic: fp32 (reference numerics), bf16, fp16 (CUDA)
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -71,6 +74,10 @@ class VideoOptions:
             raise UsageError(f"--output-mode {self.output_mode!r}: expected one of {', '.join(OUTPUT_MODES)}")
         if self.on_missing not in ON_MISSING:
             raise UsageError(f"--on-missing {self.on_missing!r}: expected one of {', '.join(ON_MISSING)}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.precision == "fp16" and not str(self.device).startswith("cuda"):
+            raise UsageError("--precision fp16 needs --device cuda; on CPU use bf16 or fp32")
 
 
 @dataclass
@@ -436,10 +443,19 @@ def _render_batch(state: SourceState, models: Models | None, uvs: list[np.ndarra
     if not uvs:
         return []
     target = torch.from_numpy(np.stack(uvs)).permute(0, 3, 1, 2).to(state.image.device)
-    result = render_targets(state, target, models)
+    with _autocast(options.precision, state.image.device):
+        result = render_targets(state, target, models)
     rgb = result.output.permute(0, 2, 3, 1).float().cpu().numpy()
     masks = result.target_mask[:, 0].float().cpu().numpy()
     return list(zip(rgb, masks))
+
+
+def _autocast(precision: str, device: torch.device):
+    """Mixed precision for the per-frame networks (fp32: a no-op context)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _composite(frame: VideoFrame, crop: SquareCrop | None, person, background: np.ndarray,
