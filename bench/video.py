@@ -77,9 +77,9 @@ def full_size_models() -> Models:
     return Models(inpainter, refiner)
 
 
-def run_ours(folder: Path, models: Models, batch: int) -> dict:
+def run_ours(folder: Path, models: Models, batch: int, precision: str = "fp32") -> dict:
     job = VideoJob(source=folder / "source.jpg", driver=folder / "driver.mp4", output=folder / f"ours_b{batch}.mp4",
-                   overwrite=True, options=VideoOptions(batch_size=batch, quiet=True))
+                   overwrite=True, options=VideoOptions(batch_size=batch, quiet=True, precision=precision))
     summary = run_video_job(job, models)
     return {"frames": summary.frames, "seconds": summary.seconds, "timings": summary.timings}
 
@@ -154,6 +154,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"],
+                        help="precisions to measure ours with (the naive loop is always fp32)")
     parser.add_argument("--no-rss", action="store_true")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
@@ -164,15 +166,17 @@ def main() -> None:
         naive = run_naive(folder, models)
         naive_per_frame = naive["seconds"] / naive["frames"]
         print(f"\nnaive reference-style loop: {naive_per_frame:.2f} s/frame ({naive['frames']} frames)")
-        print(f"\n{'batch':>5} {'s/frame':>8} {'frames/s':>9} {'vs naive':>9}")
+        print(f"\n{'precision':>9} {'batch':>5} {'s/frame':>8} {'frames/s':>9} {'vs naive':>9}")
         rows = []
-        for batch in args.batches:
-            ours = run_ours(folder, models, batch)
-            per_frame = ours["seconds"] / ours["frames"]
-            rows.append((batch, per_frame, ours))
-            print(f"{batch:>5} {per_frame:>8.2f} {1 / per_frame:>9.3f} {per_frame / naive_per_frame:>8.2f}x")
-        best = min(rows, key=lambda r: r[1])
-        print(f"\nper-stage seconds per frame (ours, batch {best[0]}):")
+        for precision in args.precisions:
+            for batch in args.batches:
+                ours = run_ours(folder, models, batch, precision)
+                per_frame = ours["seconds"] / ours["frames"]
+                rows.append((batch, per_frame, ours, precision))
+                print(f"{precision:>9} {batch:>5} {per_frame:>8.2f} {1 / per_frame:>9.3f} "
+                      f"{per_frame / naive_per_frame:>8.2f}x", flush=True)
+        best = min((r for r in rows if r[3] == "fp32"), key=lambda r: r[1], default=min(rows, key=lambda r: r[1]))
+        print(f"\nper-stage seconds per frame (ours, {best[3]}, batch {best[0]}):")
         for stage, seconds in best[2]["timings"].items():
             if stage not in ("analysis_s", "total_s"):
                 print(f"  {stage:<18} {seconds / best[2]['frames']:.4f}")
