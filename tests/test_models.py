@@ -107,13 +107,15 @@ def test_fold_spectral_norm_matches_one_power_iteration():
 
 
 def test_wrong_and_broken_checkpoints_give_one_line_errors(tmp_path):
-    with pytest.raises(WeightsError, match="refiner checkpoint, not an inpainter"):
+    with pytest.raises(WeightsError, match="a refiner checkpoint, but the inpainter was expected"):
         load_official_inpainter(require_shared(COORDINPAINT / "refiner.pth"))
-    with pytest.raises(WeightsError, match="inpainter checkpoint, not a refiner"):
+    with pytest.raises(WeightsError, match="an inpainter checkpoint, but the refiner was expected"):
         load_official_refiner(COORDINPAINT / "inpainter.pth")
+    with pytest.raises(WeightsError, match="refiner checkpoint, not an inpainter"):  # state dicts given directly
+        inpainter_from_state(torch.load(COORDINPAINT / "refiner.pth", weights_only=True))
     truncated = tmp_path / "inpainter.pth"
     truncated.write_bytes((COORDINPAINT / "inpainter.pth").read_bytes()[:5000])
-    with pytest.raises(WeightsError, match="cannot read checkpoint") as info:
+    with pytest.raises(WeightsError, match="truncated or corrupt") as info:
         load_official_inpainter(truncated)
     assert "\n" not in str(info.value)
     with pytest.raises(WeightsError, match="not found"):

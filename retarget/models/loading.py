@@ -150,50 +150,6 @@ def load_state_strict(model: nn.Module, state: StateDict, what: str) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a ``.pth`` state dict safely (``weights_only=True``) with one-line errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: checkpoint not found; check the path, or install the weights with "
-                           "`retarget weights import PATH`")
-    problem = _checkpoint_file_problem(path)
-    if problem is not None:
-        raise WeightsError(f"{path}: cannot read checkpoint ({problem})")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, or a pickle with disallowed globals
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: cannot read checkpoint (corrupt or not a PyTorch file: {reason[:120]}); "
-                           "download it again") from None
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"{path}: not a state dict of tensors")
-    return dict(state)
-
-
-def _checkpoint_file_problem(path: Path) -> str | None:
-    """Cheap look at a ``.pth`` before unpickling: empty, truncated zip, or not a PyTorch file at all."""
-    import zipfile
-
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            head = handle.read(4)
-    except OSError as exc:
-        return f"cannot open it: {exc.strerror or exc}"
-    if size == 0:
-        return "the file is empty (an interrupted download?); download it again"
-    if head == b"PK\x03\x04":  # torch.save's zip format: its directory is at the very end
-        if not zipfile.is_zipfile(path):
-            return ("the file is truncated (an interrupted download or copy?): its zip directory is missing; "
-                    "download it again")
-        return None
-    if head[:1] != b"\x80":  # legacy torch.save files are pickles (protocol >= 2 starts with 0x80)
-        return "not a PyTorch checkpoint (neither a torch zip archive nor a pickle); check the file"
-    return None
-
-
 def inpainter_from_state(state: StateDict, what: str = "inpainter checkpoint") -> Inpainter:
     """Build and load an :class:`Inpainter` from an official state dict (eval mode)."""
     if "source_enc1.conv.module.weight_bar" in state:
@@ -213,10 +169,18 @@ def refiner_from_state(state: StateDict, what: str = "refiner checkpoint") -> Re
 
 
 def load_official_inpainter(path: str | Path) -> Inpainter:
-    """Load an official ``inpainter.pth`` (any width) into an :class:`Inpainter`."""
-    return inpainter_from_state(read_state_dict(path), str(path))
+    """Load an official ``inpainter.pth`` (any width) into an :class:`Inpainter`.
+
+    The file is read with ``torch.load(weights_only=True)`` and checked to be an inpainter state dict
+    (:func:`retarget.weights.torch_load_checkpoint`); every problem is a one-line :class:`WeightsError`.
+    """
+    from retarget.weights import torch_load_checkpoint
+
+    return inpainter_from_state(torch_load_checkpoint(path, "inpainter"), str(path))
 
 
 def load_official_refiner(path: str | Path) -> Refiner:
-    """Load an official ``refiner.pth`` (any width) into a :class:`Refiner`."""
-    return refiner_from_state(read_state_dict(path), str(path))
+    """Load an official ``refiner.pth`` (any width) into a :class:`Refiner` (see :func:`load_official_inpainter`)."""
+    from retarget.weights import torch_load_checkpoint
+
+    return refiner_from_state(torch_load_checkpoint(path, "refiner"), str(path))

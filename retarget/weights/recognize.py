@@ -18,6 +18,8 @@ Every failure is a one-line :class:`WeightsError`.
 
 from __future__ import annotations
 
+import errno
+
 import re
 import zipfile
 from collections.abc import Mapping
@@ -88,6 +90,8 @@ def _torch_load(path: Path) -> Any:
     except IsADirectoryError:
         raise WeightsError(f"{path}: is a folder, not a checkpoint file") from None
     except OSError as exc:
+        if path.is_file() and exc.errno in (None, errno.EINVAL):  # seeking past the end of a cut zip
+            raise WeightsError(f"{path}: not a readable torch checkpoint (truncated or corrupt)") from None
         raise WeightsError(f"{path}: cannot read ({exc.strerror or _one_line(exc)})") from None
     except pickle.UnpicklingError as exc:
         found = _UNSUPPORTED_GLOBAL.search(str(exc))
