@@ -19,7 +19,6 @@ Every failure is a one-line :class:`WeightsError`.
 from __future__ import annotations
 
 import errno
-
 import re
 import zipfile
 from collections.abc import Mapping
