@@ -199,6 +199,26 @@ def iter_frames(path: str | Path, rotation: int | None = None, *, on_error: str 
                                    "decoded; get the complete file", frames=index)
 
 
+def _cpu_has_avx512() -> bool:
+    """Whether this CPU (and OS) runs AVX-512, as NumPy's runtime dispatch detected it."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # NumPy < 2
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return False
+    return bool(features.get("AVX512F") and features.get("AVX2"))
+
+
+#: x264 options that make the bitstream a function of the frames only. x264's AVX-512 kernels
+#: (macroblock-tree rate control with B-frames) read heap memory they never wrote, so identical frames
+#: encoded in one process gave different files, depending on what earlier allocations had left there
+#: (thread timing, CPU load): decoded frames differed by up to ~15 levels. Capping x264 at AVX2 (every
+#: AVX-512 CPU has it) gives the bitstream of an unaffected run whatever the heap holds.
+_X264_DETERMINISTIC: dict[str, str] = {"x264-params": "asm=avx2"} if _cpu_has_avx512() else {}
+
+
 class VideoWriter:
     """Encode RGB frames to H.264 (``yuv420p``) in an mp4, copying an input's audio stream.
 
@@ -221,7 +241,10 @@ class VideoWriter:
         self._stream.pix_fmt = "yuv420p"
         self._stream.time_base = time_base
         self._stream.codec_context.time_base = time_base
-        self._stream.options = {"crf": str(crf), "preset": preset}
+        options = {"crf": str(crf), "preset": preset}
+        if codec == "libx264":
+            options.update(_X264_DETERMINISTIC)
+        self._stream.options = options
         self._audio_in = None
         self._audio_out = None
         if audio_from is not None:
