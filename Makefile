@@ -31,7 +31,7 @@ bench: setup
 	$(BIN)/python bench/video.py
 
 lint: setup
-	$(BIN)/ruff check retarget densepose_adapter tests bench
+	$(BIN)/ruff check --select E,F,W retarget densepose_adapter tests bench examples
 
 clean:
 	rm -rf out .pytest_cache

@@ -26,8 +26,6 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import av
-import cv2
 import numpy as np
 import torch
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from retarget.cli import main
-from retarget.errors import InputError
 from retarget.pipeline import Models
 from retarget.pipeline.densepose_stage import DensePoseCache
 from retarget.pipeline.job import VideoJob, run_video_job

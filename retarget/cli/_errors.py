@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from retarget.errors import RetargetError, UsageError
 

@@ -11,8 +11,6 @@ import sys
 
 import typer
 
-from retarget.errors import RetargetError
-
 app = typer.Typer(
     name="retarget",
     help=(

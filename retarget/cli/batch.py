@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from retarget.cli import _options as opt
 from retarget.cli.app import app
 from retarget.cli.common import resolve_device
 from retarget.errors import InputError, UsageError
@@ -50,28 +51,22 @@ def batch_command(
                                                               "record as finished."),
     rerun: bool = typer.Option(False, "--rerun", help="Render finished jobs again too."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and exit."),
-    checkpoint_dir: Path | None = typer.Option(None, "--checkpoint-dir",
-                                                  help="Folder with inpainter.pth and refiner.pth."),
-    weight_free: bool = typer.Option(False, "--weight-free", help="Ignore installed weights."),
-    densepose_backend: str = typer.Option("auto", "--densepose-backend",
-                                          help="auto, precomputed, torchvision or detectron2."),
-    densepose_weights: Path | None = typer.Option(None, "--densepose-weights",
-                                                     help="DensePose .pkl (official model zoo file)."),
-    densepose_config: str | None = typer.Option(None, "--densepose-config",
-                                                   help="r50 (default), r101 or a JSON config file."),
-    densepose_size: int = typer.Option(800, "--densepose-size", help="DensePose input shortest side."),
-    densepose_track: bool = typer.Option(True, "--densepose-track/--no-densepose-track",
-                                         help="Run the detector around the previous frame's person."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Frames per refiner batch."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
-    size: int = typer.Option(256, "--size", help="Person crop side (the official weights use 256)."),
-    background: str = typer.Option("scene", "--background", help="scene, source or #RRGGBB."),
-    output_mode: str = typer.Option("frame", "--output-mode", help="frame (pasted back) or crop."),
-    on_missing: str = typer.Option("hold", "--on-missing",
-                                   help="Frames without a person: hold (last pose ≤0.5 s), background, skip."),
-    table: str = typer.Option("training", "--table", help="IUV→UV table: training or released."),
-    side_by_side: bool = typer.Option(False, "--side-by-side", help="Write driver | result side by side."),
-    precision: str = typer.Option("fp32", "--precision", help="Per-frame refiner arithmetic: fp32, bf16, fp16."),
+    checkpoint_dir: opt.CheckpointDir = None,
+    weight_free: opt.WeightFree = False,
+    densepose_backend: opt.DensePoseBackendName = "auto",
+    densepose_weights: opt.DensePoseWeights = None,
+    densepose_config: opt.DensePoseConfig = None,
+    densepose_size: opt.DensePoseSize = 800,
+    densepose_track: opt.DensePoseTrack = True,
+    batch_size: opt.BatchSize = 4,
+    device: opt.Device = "cpu",
+    size: opt.CropSize = 256,
+    background: opt.Background = "scene",
+    output_mode: opt.OutputMode = "frame",
+    on_missing: opt.OnMissing = "hold",
+    table: opt.Table = "training",
+    side_by_side: opt.SideBySide = False,
+    precision: opt.Precision = "fp32",
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No plan, progress bar or table."),
 ) -> None:
     from retarget.batch import (

@@ -85,7 +85,7 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise WeightsError(f"{path}: file not found") from None
+        raise WeightsError(f"{path}: checkpoint not found") from None
     except IsADirectoryError:
         raise WeightsError(f"{path}: is a folder, not a checkpoint file") from None
     except OSError as exc:

@@ -1,0 +1,37 @@
+"""Options shared by ``retarget video`` and ``retarget batch`` (one definition, one help text).
+
+Use as ``batch_size: BatchSize = 4``; defaults stay in the command signatures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+CheckpointDir = Annotated[Optional[Path], typer.Option(
+    "--checkpoint-dir", help="Folder with inpainter.pth and refiner.pth (default: installed weights).")]
+WeightFree = Annotated[bool, typer.Option("--weight-free", help="Ignore installed weights: nearest fill + warp.")]
+DensePoseBackendName = Annotated[str, typer.Option(
+    "--densepose-backend", help="auto, precomputed, torchvision or detectron2.")]
+DensePoseWeights = Annotated[Optional[Path], typer.Option(
+    "--densepose-weights", help="DensePose .pkl (official model-zoo file; default: installed weights).")]
+DensePoseConfig = Annotated[Optional[str], typer.Option(
+    "--densepose-config", help="r50 (default), r101 or a JSON config file.")]
+DensePoseSize = Annotated[int, typer.Option(
+    "--densepose-size", help="DensePose input shortest side (800 official; 512 is much faster).")]
+DensePoseTrack = Annotated[bool, typer.Option(
+    "--densepose-track/--no-densepose-track", help="Run the detector around the previous frame's person.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Frames per refiner batch.")]
+Device = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")]
+CropSize = Annotated[int, typer.Option("--size", help="Person crop side (the official weights use 256).")]
+Background = Annotated[str, typer.Option("--background", help="scene, source or #RRGGBB.")]
+OutputMode = Annotated[str, typer.Option("--output-mode", help="frame (pasted back) or crop.")]
+OnMissing = Annotated[str, typer.Option(
+    "--on-missing", help="Frames without a person: hold (last pose ≤0.5 s), background, skip.")]
+Table = Annotated[str, typer.Option("--table", help="IUV→UV table: training or released.")]
+SideBySide = Annotated[bool, typer.Option("--side-by-side", help="Write driver | result side by side.")]
+Precision = Annotated[str, typer.Option(
+    "--precision", help="Per-frame refiner arithmetic: fp32 (reference numerics), bf16 (~2x faster on CPUs "
+                        "with AVX512-BF16/AMX), fp16 (CUDA).")]
