@@ -46,7 +46,7 @@ class ScenePlateEstimator:
         k, h, w, _ = frames.shape
         plate = np.zeros((h, w, 3), np.float32)
         never = np.zeros((h, w), bool)
-        rows = max(1, int(64 * 2**20 // max(1, k * w * 3 * 4)))
+        rows = max(1, int(16 * 2**20 // max(1, k * w * 3 * 4)))  # ~16 MB float blocks bound the transient
         for r0 in range(0, h, rows):
             block = frames[:, r0:r0 + rows].astype(np.float32)
             hidden = masks[:, r0:r0 + rows]
