@@ -9,6 +9,7 @@ from retarget.pipeline.framing import (
     SquareCrop,
     box_to_crop_params,
     crop_image,
+    extend_colours,
     feather,
     mask_box,
     paste_crop,
@@ -59,8 +60,16 @@ def test_box_helpers_and_feather():
     assert mask_box(np.zeros((4, 4), bool)) is None
     cx, cy, side = box_to_crop_params(np.array([0, 0, 90, 45.0]))
     assert (cx, cy) == (45, 22.5) and abs(side - 100) < 1e-9
-    alpha = feather(mask, 1.0)
-    assert 0 <= alpha.min() and alpha.max() <= 1 and 0 < alpha[1, 5] < 1
+    big = np.zeros((20, 20), bool)
+    big[4:16, 4:16] = True
+    alpha = feather(big, 1.0)
+    assert 0 <= alpha.min() and alpha.max() <= 1 and alpha[10, 10] > 0.99 and 0 < alpha[3, 10] < 0.5
+    # the soft edge outside the person carries person colours, not the crop's background (no halo)
+    content = np.where(big[..., None], np.float32([0.2, 0.4, 0.6]), np.float32([1, 1, 1]))
+    extended = extend_colours(content, big, 2.0)
+    np.testing.assert_allclose(extended[alpha > 0], np.broadcast_to([0.2, 0.4, 0.6], extended[alpha > 0].shape),
+                               atol=1e-5)
+    np.testing.assert_array_equal(extended[big], content[big])
 
 
 def test_scene_plate_removes_a_moving_person_and_fills_never_seen_pixels():

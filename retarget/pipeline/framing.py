@@ -156,9 +156,35 @@ def paste_crop(frame: np.ndarray, crop: SquareCrop, content: np.ndarray, alpha: 
 
 
 def feather(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Soften a ``(S, S)`` {0, 1} mask into an alpha matte with a Gaussian of ``radius`` pixels."""
+    """Soften a ``(S, S)`` {0, 1} mask into an alpha matte with a Gaussian of ``radius`` pixels.
+
+    Use with :func:`extend_colours` so that the soft edge outside the person shows person colours,
+    not whatever the crop holds there.
+    """
     mask = mask.astype(np.float32)
     if radius <= 0:
         return mask
     k = int(2 * np.ceil(2 * radius) + 1)
     return np.clip(cv2.GaussianBlur(mask, (k, k), radius), 0.0, 1.0)
+
+
+def extend_colours(content: np.ndarray, mask: np.ndarray, radius: float) -> np.ndarray:
+    """Replace ``content`` outside ``mask`` by a blur of the nearby person colours (normalised blur).
+
+    Args:
+        content: ``(S, S, 3)`` float image.
+        mask: ``(S, S)`` {0, 1} person mask.
+        radius: how far colours are carried (pixels); a few times the feather radius is enough.
+
+    Returns:
+        ``(S, S, 3)``: ``content`` on the person, the mask-weighted average of the person's colours
+        around each pixel elsewhere (where no person is near, the original content).
+    """
+    if radius <= 0:
+        return content
+    mask = mask.astype(np.float32)
+    k = int(2 * np.ceil(2 * radius) + 1)
+    weight = cv2.GaussianBlur(mask, (k, k), radius)
+    spread = cv2.GaussianBlur(content * mask[..., None], (k, k), radius)
+    outside = (mask < 0.5)[..., None] & (weight[..., None] > 1e-4)
+    return np.where(outside, spread / np.maximum(weight, 1e-4)[..., None], content)

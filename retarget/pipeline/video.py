@@ -33,6 +33,7 @@ from retarget.pipeline.framing import (
     SquareCrop,
     box_to_crop_params,
     crop_image,
+    extend_colours,
     feather,
     paste_crop,
     pick_person,
@@ -471,12 +472,13 @@ def _composite(frame: VideoFrame, crop: SquareCrop | None, person, background: n
         if person is not None:
             rgb, mask = person
             alpha = feather(mask, options.feather_px)[..., None]
-            canvas = canvas * (1 - alpha) + rgb * alpha
+            canvas = canvas * (1 - alpha) + extend_colours(rgb, mask, 2 * options.feather_px) * alpha
     else:
         canvas = np.array(background, dtype=np.float32, copy=True)
         if person is not None and crop is not None:
             rgb, mask = person
-            paste_crop(canvas, crop, rgb, feather(mask, options.feather_px))
+            paste_crop(canvas, crop, extend_colours(rgb, mask, 2 * options.feather_px),
+                       feather(mask, options.feather_px))
     out = np.clip(np.round(canvas * 255.0), 0, 255).astype(np.uint8)
     if options.side_by_side:
         driver = frame.rgb if options.output_mode == "frame" else (
