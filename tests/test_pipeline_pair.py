@@ -159,3 +159,26 @@ def test_outputs_get_the_usual_file_mode(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("learned", [False, True], ids=["weight-free", "learned"])
+def test_cli_image_non_square(tmp_path, learned):
+    import cv2
+
+    fixture = FIXTURES[0]
+    image = cv2.imread(str(require_shared(fixture / "source.png")))[32:224]  # 192 x 256
+    cv2.imwrite(str(tmp_path / "s.png"), image)
+    np.save(tmp_path / "s.npy", np.load(fixture / "source_uv.npy")[32:224])
+    np.save(tmp_path / "t.npy", np.load(fixture / "target_uv.npy")[32:224])
+    args = ["image", "--source", str(tmp_path / "s.png"), "--source-uv", str(tmp_path / "s.npy"),
+            "--target-uv", str(tmp_path / "t.npy"), "--out", str(tmp_path / "o.png"),
+            "--dump-stages", str(tmp_path / "d.npz")]
+    args += ["--checkpoint-dir", str(fixture)] if learned else ["--weight-free"]
+    assert main(args) == 0
+    stages = np.load(tmp_path / "d.npz")
+    assert stages["pred_img"].shape == (3, 192, 256) and stages["source_xy_textures"].shape == (2, 192, 256)
+    assert cv2.imread(str(tmp_path / "o.png")).shape == (192, 256, 3)
+    grid = stages["inpainter_input"][3:5]  # the meshgrid: x along the width, y along the height
+    np.testing.assert_allclose(grid[0, 0, [0, -1]], [-1, 1]) and np.testing.assert_allclose(grid[1, [0, -1], 0], [-1, 1])
+    for value in stages.values():
+        assert np.isfinite(value).all()
