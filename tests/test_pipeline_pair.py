@@ -182,3 +182,18 @@ def test_cli_image_non_square(tmp_path, learned):
     np.testing.assert_allclose(grid[0, 0, [0, -1]], [-1, 1]) and np.testing.assert_allclose(grid[1, [0, -1], 0], [-1, 1])
     for value in stages.values():
         assert np.isfinite(value).all()
+
+
+def test_atomic_output_removes_temporaries_of_dead_writers_only(tmp_path):
+    import os
+
+    from retarget.io.atomic import atomic_output, write_bytes_atomic
+
+    dead = tmp_path / ".clip.999999999-abcd1234.part.mp4"  # no such process
+    alive = tmp_path / f".clip.{os.getpid()}-efgh5678.part.mp4"  # a concurrent writer (us)
+    dead.write_bytes(b"x")
+    alive.write_bytes(b"x")
+    with atomic_output(tmp_path / "other.mp4") as tmp:
+        tmp.write_bytes(b"data")
+    assert not dead.exists() and alive.exists()
+    assert write_bytes_atomic(tmp_path / "sub" / "a.txt", "é", make_parents=True).read_bytes() == "é".encode()

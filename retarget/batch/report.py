@@ -26,13 +26,12 @@ the output file's SHA-256 still equals ``output_sha256``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from retarget.errors import InputError
+from retarget.io.atomic import write_bytes_atomic
 
 FORMAT = "retarget-batch-report"
 VERSION = 1
@@ -84,16 +83,9 @@ def write_report(path: Path, records: list[dict[str, Any]], meta: dict[str, Any]
             "jobs": [{k: r.get(k) for k in RECORD_FIELDS} for r in records]}
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        write_bytes_atomic(path, text)
     except OSError as exc:
         raise InputError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def summary_table(records: list[dict[str, Any]], width: int = 60) -> str:

@@ -8,9 +8,9 @@ images that failed to load and shows a banner if any did; it also records the co
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from pathlib import Path
+
+from retarget.io.atomic import write_bytes_atomic
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; background: #161616; color: #e8e8e8; margin: 1.2em; }
@@ -86,13 +86,4 @@ def write_index(result, title: str, settings: str = "") -> Path:
     """Write ``result.index_html`` atomically."""
     path = Path(result.index_html)
     text = render_index(result, title, settings)
-    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(path, text)

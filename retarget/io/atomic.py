@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -76,6 +78,32 @@ def remove_stale_temporaries(folder: str | Path, name: str) -> int:
     return removed
 
 
+_STALE = re.compile(r"^\..*\.(\d+)-\w+\.part")
+_swept_folders: set[str] = set()
+_swept_lock = threading.Lock()
+
+
+def _sweep_once(folder: Path) -> None:
+    """Remove temporaries of dead writers in ``folder``, once per process and folder.
+
+    One listing per folder (not per file) keeps writing thousands of files into one folder linear.
+    """
+    key = str(folder.resolve())
+    with _swept_lock:
+        if key in _swept_folders:
+            return
+        _swept_folders.add(key)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        match = _STALE.match(entry.name)
+        if match and not _pid_alive(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
 def _blame_final_path(exc: BaseException, tmp: str | Path | None, path: Path) -> BaseException | None:
     """Make an ``OSError`` about the temporary file name the real output instead (messages show it).
 
@@ -118,7 +146,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    remove_stale_temporaries(folder, path.stem)
+    _sweep_once(folder)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path.stem), suffix=f".part{path.suffix}",
                                         dir=folder)
@@ -142,3 +170,20 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         if replacement is not None:
             raise replacement from exc
         raise
+
+
+def write_bytes_atomic(path: str | Path, data: bytes | str, *, make_parents: bool = False) -> Path:
+    """Write ``data`` (``str`` is UTF-8 encoded) to ``path`` through :func:`atomic_output`.
+
+    Args:
+        path: destination; readers see either the old file or the complete new one.
+        data: content.
+        make_parents: create missing parent folders first (caches); otherwise a missing folder is an
+            ``OSError`` naming ``path``.
+    """
+    path = Path(path)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path

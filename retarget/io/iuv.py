@@ -12,14 +12,13 @@ User-fixable problems raise :class:`retarget.errors.InputError` with a one-line 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from retarget.errors import InputError
+from retarget.io.atomic import write_bytes_atomic
 
 _UV_TOLERANCE = 1e-4
 
@@ -29,19 +28,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
     if not folder.is_dir():
         raise InputError(f"{path}: output folder {folder} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+        write_bytes_atomic(path, data)
     except OSError as exc:
         raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def check_iuv(iuv: np.ndarray, name: str = "IUV array") -> np.ndarray:

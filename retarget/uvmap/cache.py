@@ -9,14 +9,14 @@ kept in memory after its first use.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
+import io
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from retarget import paths
+from retarget.io.atomic import write_bytes_atomic
 from retarget.uvmap.data import data_hash, default_data_dir, load_atlas
 from retarget.uvmap.tables import GRID, TABLES, build_lookup
 
@@ -46,16 +46,10 @@ def _read_cached(path: Path) -> np.ndarray | None:
 
 
 def _write_cached(path: Path, lookup: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, lookup)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.save(handle, lookup)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(path, buffer.getvalue(), make_parents=True)
     except OSError:
         pass  # an unwritable cache only costs a rebuild next time
 

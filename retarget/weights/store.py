@@ -12,12 +12,11 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from retarget.errors import WeightsError
+from retarget.io.atomic import write_bytes_atomic
 from retarget.paths import weights_dir
 from retarget.weights.manifest import Manifest, ModelEntry
 
@@ -91,16 +90,8 @@ def read_state(root: Path | None = None) -> dict[str, dict]:
 
 def _write_state(models: dict[str, dict], root: Path | None = None) -> None:
     path = state_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps({"version": 1, "models": models}, indent=1, sort_keys=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(payload + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, payload + "\n", make_parents=True)
 
 
 def record_installed(entry: ModelEntry, digest: FileDigest, origin: str, root: Path | None = None) -> None:
