@@ -34,6 +34,7 @@ from densepose_adapter.rcnn import DensePoseRCNN, build_model, load_config, resi
 from densepose_adapter.rcnn.config import ConfigError, DensePoseRCNNConfig
 from densepose_adapter.types import DensePoseResult
 from retarget.errors import InputError, UsageError, WeightsError
+from retarget.io.hashing import cached_file_sha256
 
 DEFAULT_MIN_SCORE = 0.8  # DensePose's apply_net default (MODEL.ROI_HEADS.SCORE_THRESH_TEST)
 _VERSION = "1"  # bump when the outputs of this backend change for the same inputs and settings
@@ -68,24 +69,7 @@ def resolve_weights(weights: str | os.PathLike | None, cfg: DensePoseRCNNConfig)
                        f"`retarget weights fetch {name}`")
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime)."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = _file_digest(path)
-    return _DIGESTS[key]
+file_digest = cached_file_sha256  # sha256 of a file, memoised on (path, size, mtime)
 
 
 class TorchvisionDensePoseBackend:

@@ -266,9 +266,6 @@ def cross_jobs(sources: Iterable[str], drivers: Iterable[str], out_dir: Path,
 
 
 # -- fingerprints --------------------------------------------------------------------------------
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
 def content_digest(path: Path) -> str:
     """SHA-256 of a file (memoised on path, size, mtime), or of a folder's file names/sizes/mtimes."""
     path = Path(path)
@@ -279,13 +276,9 @@ def content_digest(path: Path) -> str:
                 st = item.stat()
                 h.update(f"{item.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return "dir:" + h.hexdigest()
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        from retarget.pipeline.densepose_stage import file_sha256
+    from retarget.io.hashing import cached_file_sha256
 
-        _DIGESTS[key] = file_sha256(path)
-    return _DIGESTS[key]
+    return cached_file_sha256(path)
 
 
 def optional_digest(path: Path | None) -> str | None:

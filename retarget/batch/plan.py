@@ -108,7 +108,7 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
 
 
 def _sha_or_none(path: Path) -> str | None:
-    from retarget.pipeline.densepose_stage import file_sha256
+    from retarget.io.hashing import file_sha256
 
     try:
         return file_sha256(path)

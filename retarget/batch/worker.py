@@ -147,7 +147,7 @@ class BatchWorker:
 
     def run(self, task: Task, on_frame: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Run one task; never raises (except KeyboardInterrupt)."""
-        from retarget.pipeline.densepose_stage import file_sha256
+        from retarget.io.hashing import file_sha256
         from retarget.pipeline.job import run_video_job
 
         start = time.perf_counter()

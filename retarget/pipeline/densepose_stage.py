@@ -20,16 +20,8 @@ import numpy as np
 
 from densepose_adapter.types import DensePoseResult
 from retarget.io.atomic import remove_stale_temporaries, temporary_prefix
+from retarget.io.hashing import cached_file_sha256
 from retarget.paths import cache_dir
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file's content, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _checksum(iuv: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> str:
@@ -46,7 +38,7 @@ class DensePoseCache:
 
     def __init__(self, driver: str | Path, backend_key: str, root: Path | None = None):
         settings = hashlib.sha256(backend_key.encode()).hexdigest()[:12]
-        self.folder = (root or cache_dir() / "densepose") / f"{file_sha256(driver)[:20]}-{settings}"
+        self.folder = (root or cache_dir() / "densepose") / f"{cached_file_sha256(driver)[:20]}-{settings}"
         self.hits = 0
         self.corrupt = 0
         self._swept = False
