@@ -32,45 +32,17 @@ def resolve_models(checkpoint_dir: Path | None, device: str):
     runs and how to install weights.
     """
     from retarget.pipeline import Models
+    from retarget.weights import resolve_coordinpaint_checkpoints, warn_weight_free_once
 
     if checkpoint_dir is not None:
         folder = Path(checkpoint_dir)
         if not folder.is_dir():
             raise UsageError(f"{folder}: --checkpoint-dir is not a folder")
         return Models.from_checkpoint_dir(folder, device)
-    paths = _installed_checkpoints()
+    paths = resolve_coordinpaint_checkpoints(None)
     if paths is None:
-        _warn_weight_free_once()
+        warn_weight_free_once()
         return None
     from retarget.models.loading import load_official_inpainter, load_official_refiner
 
     return Models(load_official_inpainter(paths[0]), load_official_refiner(paths[1])).to(device)
-
-
-def _installed_checkpoints() -> tuple[Path, Path] | None:
-    try:
-        from retarget.weights import resolve_coordinpaint_checkpoints
-    except ImportError:
-        from retarget.paths import weights_dir
-
-        pair = (weights_dir() / "inpainter.pth", weights_dir() / "refiner.pth")
-        return pair if all(p.is_file() for p in pair) else None
-    return resolve_coordinpaint_checkpoints(None)
-
-
-_warned = False
-
-
-def _warn_weight_free_once() -> None:
-    global _warned
-    try:
-        from retarget.weights import warn_weight_free_once
-    except ImportError:
-        if not _warned:
-            import sys
-
-            print("note: coordinate-inpainting weights not installed; using the weight-free path "
-                  "(install them with `retarget weights import PATH`)", file=sys.stderr)
-            _warned = True
-        return
-    warn_weight_free_once()
