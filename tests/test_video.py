@@ -191,3 +191,29 @@ def test_bf16_precision_is_close_to_fp32(clip):
     assert 0 < diff.max() <= 12 and diff.mean() < 0.5  # it really ran in bf16, and stays close
     with pytest.raises(Exception, match="fp16 needs --device cuda"):
         VideoOptions(precision="fp16").validate()
+
+
+def test_ctrl_c_gives_one_line_and_no_output(clip, capsys):
+    import os
+    import signal
+
+    import retarget.pipeline.video as video_module
+
+    photo, driver, _ = clip
+    out = driver.with_name("interrupted.mp4")
+    original = video_module._composite
+
+    def interrupt_on_third_frame(frame, *args, **kwargs):
+        if frame.index == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+        return original(frame, *args, **kwargs)
+
+    video_module._composite = interrupt_on_third_frame
+    try:
+        code = main(["video", "--source", str(photo), "--driver", str(driver), "-o", str(out), "--size", "64",
+                     "--weight-free", "--quiet"])
+    finally:
+        video_module._composite = original
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130 and err[-1].startswith("error: interrupted")
+    assert not out.exists() and not list(driver.parent.glob(".*part*"))

@@ -49,6 +49,9 @@ def _register_commands() -> None:
 _register_commands()
 
 
+_INTERRUPTED = "error: interrupted; nothing half-written was kept (a rerun resumes from the DensePose cache)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: every failure becomes one ``error: ...`` line on stderr.
 
@@ -66,10 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=args, prog_name="retarget", standalone_mode=False)
         code = result if isinstance(result, int) and not isinstance(result, bool) else 0
+        if code == 130:  # typer turns Ctrl-C into a returned exit code 130
+            print(_INTERRUPTED, file=sys.stderr)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        print(_INTERRUPTED, file=sys.stderr)
         code = 130
     except BaseException as exc:  # noqa: BLE001 - the one place where errors become messages
         described = describe_exception(exc)
