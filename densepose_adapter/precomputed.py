@@ -4,7 +4,8 @@ Accepted sources for a video:
 - a folder of per-frame IUV PNGs (DensePose layout on disk: B = I, G = U·255, R = V·255); the frame
   index is the last number in each file name (``frame_000012_IUV.png`` → 12);
 - one ``.npz`` with ``iuv`` ``(T, H, W, 3) uint8`` (channels I, U·255, V·255), optionally
-  ``frame_indices`` ``(T,)`` and ``boxes`` / ``scores`` (object arrays or ``(T, K, 4)`` / ``(T, K)``).
+  ``frame_indices`` ``(T,)`` and ``boxes`` / ``scores`` (``(T, K, 4)`` / ``(T, K)``); ``iuv`` is
+  streamed one frame at a time, so memory does not grow with the clip (compressed or not).
 
 Frames without an entry have no person.
 """
@@ -12,6 +13,7 @@ Frames without an entry have no person.
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,62 @@ def frame_index_from_name(name: str) -> int | None:
     return int(numbers[-1]) if numbers else None
 
 
+class _NpzFrames:
+    """The ``iuv`` array of an ``.npz``, read one frame at a time (stored or deflated members).
+
+    Frames are read sequentially from the member's stream; asking for an earlier frame reopens it.
+    Memory is one frame, however long the video (the pipeline reads frames in order, twice).
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        with zipfile.ZipFile(path) as archive:
+            if "iuv.npy" not in archive.namelist():
+                raise ValueError(f"{path}: npz has no 'iuv' array")
+            with archive.open("iuv.npy") as member:
+                self.shape, self.dtype, fortran = _npy_header(member)
+        if self.dtype != np.uint8 or fortran or len(self.shape) not in (3, 4) or self.shape[-1] != 3:
+            raise ValueError(f"{path}: 'iuv' must be a C-ordered uint8 (T, H, W, 3) array, "
+                             f"got {self.dtype} {self.shape}")
+        if len(self.shape) == 3:
+            self.shape = (1, *self.shape)
+        self.frame_bytes = int(np.prod(self.shape[1:]))
+        self._archive = self._member = None
+        self._next = 0
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if self._member is None or i < self._next:
+            self._reopen()
+        while self._next < i:  # skip forward
+            self._member.read(self.frame_bytes)
+            self._next += 1
+        data = self._member.read(self.frame_bytes)
+        if len(data) != self.frame_bytes:
+            raise ValueError(f"{self.path}: 'iuv' ends early (frame {i} of {self.shape[0]})")
+        self._next += 1
+        return np.frombuffer(data, np.uint8).reshape(self.shape[1:]).copy()
+
+    def _reopen(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+        self._archive = zipfile.ZipFile(self.path)
+        self._member = self._archive.open("iuv.npy")
+        _npy_header(self._member)
+        self._next = 0
+
+
+def _npy_header(handle) -> tuple[tuple[int, ...], np.dtype, bool]:
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+    return tuple(shape), np.dtype(dtype), bool(fortran)
+
+
 class PrecomputedIUV:
     """Per-frame DensePose results from a folder of IUV PNGs or an ``.npz``.
 
@@ -40,7 +98,7 @@ class PrecomputedIUV:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._files: dict[int, Path] = {}
-        self._array: np.ndarray | None = None
+        self._array: _NpzFrames | None = None
         self._index_of: dict[int, int] = {}
         self._boxes = self._scores = None
         if self.path.is_dir():
@@ -51,14 +109,11 @@ class PrecomputedIUV:
             if not self._files:
                 raise ValueError(f"{self.path}: no IUV PNGs with a frame number in their name")
         elif self.path.suffix == ".npz" and self.path.is_file():
-            data = np.load(self.path, allow_pickle=False)
-            if "iuv" not in data:
-                raise ValueError(f"{self.path}: npz has no 'iuv' array")
-            self._array = data["iuv"]
-            if self._array.ndim == 3:
-                self._array = self._array[None]
-            if self._array.ndim != 4 or self._array.shape[-1] != 3:
-                raise ValueError(f"{self.path}: 'iuv' must be (T, H, W, 3), got {self._array.shape}")
+            try:
+                self._array = _NpzFrames(self.path)
+                data = np.load(self.path, allow_pickle=False)  # lazy per key: only the small arrays are read
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise ValueError(f"{self.path}: not a readable .npz ({exc})") from None
             indices = data["frame_indices"] if "frame_indices" in data else np.arange(len(self._array))
             self._index_of = {int(f): i for i, f in enumerate(indices)}
             if "boxes" in data and data["boxes"].ndim == 3:
@@ -83,7 +138,7 @@ class PrecomputedIUV:
                 iuv = read_iuv_png(self._files[index])
         elif index in self._index_of:
             i = self._index_of[index]
-            iuv = np.asarray(self._array[i], dtype=np.uint8)
+            iuv = self._array[i]
             if self._boxes is not None:
                 boxes = self._boxes[i]
                 scores = self._scores[i] if self._scores is not None else np.ones(len(boxes), np.float32)

@@ -1,0 +1,56 @@
+"""The precomputed DensePose backend: PNG folders and .npz sidecars (streamed frame by frame)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from densepose_adapter.precomputed import PrecomputedIUV, frame_index_from_name
+
+
+def _iuvs(n=5, h=12, w=16):
+    rng = np.random.default_rng(0)
+    iuv = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+    iuv[..., 0] = rng.integers(0, 25, (n, h, w))
+    iuv[2] = 0  # a frame without a person
+    return iuv
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_frames_in_any_order_and_missing_frames(tmp_path, compressed):
+    iuv = _iuvs()
+    path = tmp_path / "clip.iuv.npz"
+    (np.savez_compressed if compressed else np.savez)(path, iuv=iuv, frame_indices=np.array([0, 1, 2, 5, 6]))
+    source = PrecomputedIUV(path)
+    assert source.frame_indices == [0, 1, 2, 5, 6]
+    for index, k in [(0, 0), (1, 1), (5, 3), (1, 1), (6, 4)]:  # forwards, backwards, forwards
+        np.testing.assert_array_equal(source.get(index).iuv, iuv[k])
+    assert not source.get(2).has_person and not source.get(3).has_person  # empty frame / no entry
+    resized = source.get(5, image_hw=(24, 32))
+    assert resized.iuv.shape == (24, 32, 3)
+
+
+def test_png_folder_uses_the_number_in_the_name(tmp_path):
+    iuv = _iuvs(3)
+    for i, frame in enumerate(iuv):
+        cv2.imwrite(str(tmp_path / f"dance_{i * 10:04d}_IUV.png"), frame)
+    source = PrecomputedIUV(tmp_path)
+    assert source.frame_indices == [0, 10, 20]
+    np.testing.assert_array_equal(source.get(20).iuv, iuv[2])
+    assert frame_index_from_name("clip7_000123_IUV.png") == 123 and frame_index_from_name("x.png") is None
+
+
+def test_bad_sidecars_are_value_errors(tmp_path):
+    np.savez(tmp_path / "a.npz", other=np.zeros(3))
+    with pytest.raises(ValueError, match="no 'iuv'"):
+        PrecomputedIUV(tmp_path / "a.npz")
+    np.savez(tmp_path / "b.npz", iuv=np.zeros((2, 4, 4, 3), np.float32))
+    with pytest.raises(ValueError, match="uint8"):
+        PrecomputedIUV(tmp_path / "b.npz")
+    (tmp_path / "c.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable"):
+        PrecomputedIUV(tmp_path / "c.npz")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no IUV PNGs"):
+        PrecomputedIUV(tmp_path / "empty")
