@@ -414,7 +414,8 @@ CASES = [
          lambda c: c.folder / "empty_room.mp4"),
     # --- weights
     Case("weights-missing", lambda c: c.video("--checkpoint-dir", str(_checkpoints(c, _ck("inpainter.pth"), None)),
-                                              weight_free=False), 1, ("not found",), lambda c: c.folder / "ckpt" / "refiner.pth"),
+                                              weight_free=False), 1, ("not found",),
+         lambda c: c.folder / "ckpt" / "refiner.pth"),
     Case("weights-truncated", lambda c: c.video("--checkpoint-dir", str(_checkpoints(
         c, _ck("inpainter.pth")[:5000], _ck("refiner.pth"))), weight_free=False), 1, ("truncated",),
          lambda c: c.folder / "ckpt" / "inpainter.pth"),
@@ -427,9 +428,11 @@ CASES = [
     Case("weights-hash-mismatch", _hash_mismatch, 1, ("damaged", "sha256", "retarget weights fetch"),
          lambda c: c.extra["installed"]),
     # --- environment and outputs
-    Case("output-folder-missing", lambda c: c.video(out=c.folder / "no" / "such" / "o.mp4"), 1, ("output folder does not exist",),
+    Case("output-folder-missing", lambda c: c.video(out=c.folder / "no" / "such" / "o.mp4"), 1,
+         ("output folder does not exist",),
          lambda c: c.folder / "no" / "such"),
-    Case("output-folder-not-writable", lambda c: c.video(out=_not_writable(c)), 1, ("writ",), lambda c: c.folder / "locked"),
+    Case("output-folder-not-writable", lambda c: c.video(out=_not_writable(c)), 1, ("writ",),
+         lambda c: c.folder / "locked"),
     Case("disk-full-while-encoding", lambda c: (_disk_full_after(c.monkeypatch, 2), c.video())[1], 1,
          ("no space left", "nothing was kept"), lambda c: c.out),
     Case("cuda-without-cuda", _cuda, 2, ("CUDA is not available", "--device cpu")),
@@ -445,7 +448,8 @@ CASES = [
          ("cannot decode image",), lambda c: c.folder / "cut.jpg"),
     Case("image-disk-full", lambda c: (_image(c), _disk_full_on_write_bytes(c))[0], 1, ("no space left",),
          lambda c: c.folder / "out" / "result.png"),
-    Case("image-ok", lambda c: _image(c), 0, check=lambda c: (c.folder / "out" / "result.png").is_file() or pytest.fail()),
+    Case("image-ok", lambda c: _image(c), 0,
+         check=lambda c: (c.folder / "out" / "result.png").is_file() or pytest.fail()),
     Case("convert-iuv-damaged", lambda c: ["convert-iuv", str(c.text_file("x_IUV.png", "not a png"))], 1,
          ("not a readable image",), lambda c: c.folder / "x_IUV.png"),
     Case("densepose-missing-input", lambda c: ["densepose", str(c.folder / "nope.jpg"), "-o", str(c.folder / "o.npz")],

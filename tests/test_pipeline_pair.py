@@ -179,7 +179,8 @@ def test_cli_image_non_square(tmp_path, learned):
     assert stages["pred_img"].shape == (3, 192, 256) and stages["source_xy_textures"].shape == (2, 192, 256)
     assert cv2.imread(str(tmp_path / "o.png")).shape == (192, 256, 3)
     grid = stages["inpainter_input"][3:5]  # the meshgrid: x along the width, y along the height
-    np.testing.assert_allclose(grid[0, 0, [0, -1]], [-1, 1]) and np.testing.assert_allclose(grid[1, [0, -1], 0], [-1, 1])
+    np.testing.assert_allclose(grid[0, 0, [0, -1]], [-1, 1])
+    np.testing.assert_allclose(grid[1, [0, -1], 0], [-1, 1])
     for value in stages.values():
         assert np.isfinite(value).all()
 

@@ -15,20 +15,20 @@ from retarget.io.atomic import write_bytes_atomic
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}
 
-_HELP = """Run DensePose on an image or a video and write IUV maps.
-
-IUV arrays are (H, W, 3) uint8 with channels [I, U*255, V*255] (I = body part 1..24, 0 = background). PNG files are written with OpenCV, so on disk B = I, G = U*255, R = V*255: the layout of DensePose's *_IUV.png files. Where people overlap, the most confident one is on top.
-
-Image + --out FILE.npz: `boxes` (N,4 xyxy, image pixels), `scores` (N,), `iuv` (H,W,3). Image + --out DIR: DIR/<name>_IUV.png. Video + --out DIR: DIR/<name>_<frame:06d>_IUV.png. Video + --out FILE.npz: `iuv` (T,H,W,3) and all boxes `boxes` (M,4), `scores` (M,) with their frame in `frame_index` (M,).
-
-Examples:
-
-  retarget densepose photo.jpg --out photo_dp.npz
-
-  retarget densepose dance.mp4 --out iuv_frames/ --densepose-size 512
-
-  retarget densepose photo.jpg --out out/ --weights model_final_162be9.pkl --config r101
-"""
+_HELP = (
+    'Run DensePose on an image or a video and write IUV maps.\n\n'
+    'IUV arrays are (H, W, 3) uint8 with channels [I, U*255, V*255] (I = body part 1..24, 0 = '
+    'background). PNG files are written with OpenCV, so on disk B = I, G = U*255, R = V*255: the layout '
+    "of DensePose's *_IUV.png files. Where people overlap, the most confident one is on top.\n\n"
+    'Image + --out FILE.npz: `boxes` (N,4 xyxy, image pixels), `scores` (N,), `iuv` (H,W,3). Image + '
+    '--out DIR: DIR/<name>_IUV.png. Video + --out DIR: DIR/<name>_<frame:06d>_IUV.png. Video + --out '
+    'FILE.npz: `iuv` (T,H,W,3) and all boxes `boxes` (M,4), `scores` (M,) with their frame in '
+    '`frame_index` (M,).\n\n'
+    'Examples:\n\n'
+    '  retarget densepose photo.jpg --out photo_dp.npz\n\n'
+    '  retarget densepose dance.mp4 --out iuv_frames/ --densepose-size 512\n\n'
+    '  retarget densepose photo.jpg --out out/ --weights model_final_162be9.pkl --config r101\n'
+)
 
 
 @app.command("densepose", help=_HELP)
