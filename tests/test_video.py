@@ -209,11 +209,14 @@ def test_ctrl_c_gives_one_line_and_no_output(clip, capsys):
         return original(frame, *args, **kwargs)
 
     video_module._composite = interrupt_on_third_frame
+    # Python's own Ctrl-C handler, whatever this process inherited (background jobs start with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = main(["video", "--source", str(photo), "--driver", str(driver), "-o", str(out), "--size", "64",
                      "--weight-free", "--quiet"])
     finally:
         video_module._composite = original
+        signal.signal(signal.SIGINT, previous)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 130 and err[-1].startswith("error: interrupted")
     assert not out.exists() and not list(driver.parent.glob(".*part*"))
