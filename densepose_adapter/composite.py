@@ -67,9 +67,3 @@ def composite_iuv(
         region[..., 1][fg] = uv_to_uint8(uv[0, cy0:cy0 + h, cx0:cx0 + w][fg])
         region[..., 2][fg] = uv_to_uint8(uv[1, cy0:cy0 + h, cx0:cx0 + w][fg])
     return out
-
-
-def iuv_to_png_order(iuv: np.ndarray) -> np.ndarray:
-    """``[I, U, V]`` array → the array to hand to ``cv2.imwrite`` (identity: OpenCV writes channel 0
-    as B). Exists to make the on-disk layout explicit: B = I, G = U·255, R = V·255."""
-    return np.ascontiguousarray(iuv)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from retarget.batch.plan import CONFLICT, RUN, SKIP, BatchPlan, PlannedJob
-from retarget.batch.report import now_iso, summarise, write_report
+from retarget.batch.report import now_iso, write_report
 from retarget.batch.worker import BatchWorker, Task, WorkerConfig, init_process, one_line, run_in_process
 
 GIB = 1 << 30
@@ -315,10 +315,6 @@ def run_plan(plan: BatchPlan, executor: Executor, report_path: Path, meta: dict[
     executor.close()
     write_report(report_path, records, meta, time.perf_counter() - start)
     return records
-
-
-def batch_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return summarise(records)
 
 
 __all__ = [
