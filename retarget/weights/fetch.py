@@ -168,14 +168,8 @@ def _fetch_archive(manifest: Manifest, archive: ArchiveEntry, entry: ModelEntry,
 
     downloads = weights_dir() / ".downloads"
     part = downloads / (archive.file + ".part")
-    reasons = []
-    for url in archive.urls:
-        try:
-            download(url, part, label=archive.file, progress=progress, retries=retries,
-                     timeout=timeout, backoff_s=backoff_s)
-        except WeightsError as exc:
-            reasons.append(str(exc))
-            continue
+    url, reasons = _download_first(archive.urls, part, archive.file, progress, retries, timeout, backoff_s)
+    if url is not None:
         if archive.sha256 and hash_file(part).sha256 != archive.sha256:
             part.unlink(missing_ok=True)
             raise WeightsError(f"downloaded {archive.file} does not match its published sha256; "
@@ -188,6 +182,21 @@ def _fetch_archive(manifest: Manifest, archive: ArchiveEntry, entry: ModelEntry,
         return [FetchResult(o.name, o.action, manifest.get(o.name).installed_path())
                 for o in outcomes if o.name and o.action != "skipped"]
     raise WeightsError(_no_network_message(manifest, entry, "; ".join(reasons) or "no URL"))
+
+
+def _download_first(urls, part: Path, label: str, progress: bool, retries: int, timeout: float,
+                    backoff_s: float) -> tuple[str | None, list[str]]:
+    """Download from the first of ``urls`` that works into ``part``: ``(url or None, failure reasons)``."""
+    reasons = []
+    for url in urls:
+        try:
+            download(url, part, label=label, progress=progress, retries=retries, timeout=timeout,
+                     backoff_s=backoff_s)
+        except WeightsError as exc:
+            reasons.append(str(exc))
+            continue
+        return url, reasons
+    return None, reasons
 
 
 def fetch_model(name: str, manifest: Manifest | None = None, *, force: bool = False,
@@ -222,17 +231,11 @@ def fetch_model(name: str, manifest: Manifest | None = None, *, force: bool = Fa
     if not entry.urls:
         raise WeightsError(_no_network_message(manifest, entry, "no download URL is known"))
     part = dest.with_name(dest.name + ".part")
-    reasons = []
-    for url in entry.urls:
-        try:
-            download(url, part, label=entry.name, progress=progress, retries=retries,
-                     timeout=timeout, backoff_s=backoff_s)
-        except WeightsError as exc:
-            reasons.append(str(exc))
-            continue
-        digest = _verify_download(entry, part)
-        os.replace(part, dest)  # atomic: same folder, same file system
-        record_installed(entry, digest, origin=f"fetched from {url}")
-        return [FetchResult(entry.name, "installed", dest)]
-    raise WeightsError(_no_network_message(manifest, entry, "; ".join(reasons)))
+    url, reasons = _download_first(entry.urls, part, entry.name, progress, retries, timeout, backoff_s)
+    if url is None:
+        raise WeightsError(_no_network_message(manifest, entry, "; ".join(reasons)))
+    digest = _verify_download(entry, part)
+    os.replace(part, dest)  # atomic: same folder, same file system
+    record_installed(entry, digest, origin=f"fetched from {url}")
+    return [FetchResult(entry.name, "installed", dest)]
 
