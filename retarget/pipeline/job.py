@@ -129,10 +129,11 @@ def load_source(job: VideoJob, model_backend=None):
             print(f"note: {job.source}: {len(result.boxes)} people found; using the largest", file=sys.stderr)
         iuv = result.iuv
         if len(result.boxes) > 1:
+            from retarget.pipeline.framing import pick_person
             from retarget.pipeline.video import person_mask
 
-            areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in result.boxes]
-            iuv = iuv * person_mask(iuv, np.asarray(result.boxes[int(np.argmax(areas))]))[..., None]
+            largest = pick_person(np.asarray(result.boxes).reshape(-1, 4), None)
+            iuv = iuv * person_mask(iuv, np.asarray(result.boxes[largest]))[..., None]
     try:
         return frame_source(photo, iuv=iuv, uv=uv, size=job.size, table=job.options.table)
     except ValueError as exc:
