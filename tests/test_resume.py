@@ -81,16 +81,20 @@ def _run(source: Path, driver: Path, out: Path, backend) -> list[np.ndarray]:
     return frames
 
 
-def test_interrupted_run_resumes_with_identical_frames(tmp_path, monkeypatch):
+def _reference_then_interrupted(tmp_path, monkeypatch):
+    """An uninterrupted run's frames, then the same job interrupted at its 5th DensePose call."""
     source, _ = badmedia.write_source(tmp_path, (96, 128))
     driver, iuvs = _marked_driver(tmp_path)
-
     monkeypatch.setenv("RETARGET_CACHE_DIR", str(tmp_path / "cache-reference"))
     reference = _run(source, driver, tmp_path / "reference.mp4", TrackingLookup(iuvs))
-
     monkeypatch.setenv("RETARGET_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(KeyboardInterrupt):
         _run(source, driver, tmp_path / "out.mp4", TrackingLookup(iuvs, fail_after=4))
+    return source, driver, iuvs, reference
+
+
+def test_interrupted_run_resumes_with_identical_frames(tmp_path, monkeypatch):
+    source, driver, iuvs, reference = _reference_then_interrupted(tmp_path, monkeypatch)
     assert not (tmp_path / "out.mp4").exists()
     entries = sorted((tmp_path / "cache").rglob("*.npz"))
     assert len(entries) == 3  # the finished DensePose batch (of 3) was kept; the interrupted one is redone
@@ -116,13 +120,7 @@ def test_interrupted_run_resumes_with_identical_frames(tmp_path, monkeypatch):
 
 def test_the_resume_check_has_teeth(tmp_path, monkeypatch):
     """Without telling the tracker about cached frames, the resumed frames differ: the fix matters."""
-    source, _ = badmedia.write_source(tmp_path, (96, 128))
-    driver, iuvs = _marked_driver(tmp_path)
-    monkeypatch.setenv("RETARGET_CACHE_DIR", str(tmp_path / "cache-reference"))
-    reference = _run(source, driver, tmp_path / "reference.mp4", TrackingLookup(iuvs))
-    monkeypatch.setenv("RETARGET_CACHE_DIR", str(tmp_path / "cache"))
-    with pytest.raises(KeyboardInterrupt):
-        _run(source, driver, tmp_path / "out.mp4", TrackingLookup(iuvs, fail_after=4))
+    source, driver, iuvs, reference = _reference_then_interrupted(tmp_path, monkeypatch)
     resumed = _run(source, driver, tmp_path / "out.mp4", TrackingLookup(iuvs, observes=False))
     assert any(not np.array_equal(a, b) for a, b in zip(reference, resumed))
 
