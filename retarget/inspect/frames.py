@@ -205,11 +205,10 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
         model_backend: DensePose model backend to use instead of opening one.
     """
     from retarget.io.video import probe_video
-    from retarget.pipeline.background import parse_colour, source_background
     from retarget.pipeline.job import driver_densepose, load_source
     from retarget.pipeline.pair import render_targets
     from retarget.pipeline.source import prepare_source_crop
-    from retarget.pipeline.video import _composite, _frame_jobs, analyse_driver
+    from retarget.pipeline.video import _composite, _frame_jobs, analyse_driver, output_background
 
     start = time.perf_counter()
     options = job.options
@@ -224,13 +223,8 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
     densepose = driver_densepose(job, model_backend)
     track = analyse_driver(job.driver, densepose, options, info)
     size = job.size
-    if options.background == "scene":
-        background = track.plate
-    elif options.background == "source":
-        background = source_background(source.photo, source.person_mask, info.height, info.width)
-    else:
-        background = np.broadcast_to(parse_colour(options.background), (info.height, info.width, 3)).astype(np.float32)
-    hold_frames = int(round(options.hold_seconds * float(info.fps)))
+    background = output_background(options, track, source)
+    hold_frames = options.hold_frames(info.fps)
     crop_options = type(options)(**{**options.__dict__, "side_by_side": False})
 
     last_valid = None

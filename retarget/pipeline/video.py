@@ -66,6 +66,10 @@ class VideoOptions:
     keep_partial: bool = False
     precision: str = "fp32"  # per-frame refiner arithmetic: fp32 (reference numerics), bf16, fp16 (CUDA)
 
+    def hold_frames(self, fps: float) -> int:
+        """How many frames ``--on-missing hold`` keeps the last pose for at ``fps``."""
+        return int(round(self.hold_seconds * float(fps)))
+
     def validate(self) -> None:
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
@@ -210,6 +214,16 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
                        frame_count=count, times=times, decode_error=decode_error)
 
 
+def output_background(options: VideoOptions, track: DriverTrack, source: SourceCrop) -> np.ndarray:
+    """``(H, W, 3) float32`` background at driver size for ``--background`` scene / source / #RRGGBB."""
+    height, width = track.info.height, track.info.width
+    if options.background == "scene":
+        return track.plate
+    if options.background == "source":
+        return source_background(source.photo, source.person_mask, height, width)
+    return np.broadcast_to(parse_colour(options.background), (height, width, 3)).astype(np.float32)
+
+
 def partial_output_path(output: Path) -> Path:
     """Where ``--keep-partial`` puts the frames rendered before a driver decoding error: ``<stem>.partial.mp4``."""
     output = Path(output)
@@ -276,22 +290,15 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
     track = analyse_driver(driver, densepose, options, info)
     t_analysis = time.perf_counter() - start
     size = state.image.shape[-1]
-    height, width = info.height, info.width
-
-    if options.background == "scene":
-        background = track.plate
-    elif options.background == "source":
-        background = source_background(source.photo, source.person_mask, height, width)
-    else:
-        background = np.broadcast_to(parse_colour(options.background), (height, width, 3)).astype(np.float32)
+    background = output_background(options, track, source)
 
     if options.output_mode == "crop":
         out_w, out_h = size, size
     else:
-        out_w, out_h = width, height
+        out_w, out_h = info.width, info.height
     if options.side_by_side:
         out_w *= 2
-    hold_frames = int(round(options.hold_seconds * float(info.fps)))
+    hold_frames = options.hold_frames(info.fps)
 
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(maxsize=2 * options.batch_size)
