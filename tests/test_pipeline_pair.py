@@ -44,7 +44,7 @@ def test_python_api_reproduces_every_stage(fixture):
 def test_weight_free_api_matches_classical_reference(fixture):
     inputs = np.load(require_shared(fixture / "inputs.npz"))
     expected = np.load(fixture / "expected.npz")
-    result = run_pair(inputs["source_img"], inputs["source_uv"], inputs["target_uv"], None)
+    result = run_pair(inputs["source_img"], inputs["source_uv"], inputs["target_uv"], None, fill="nearest")
     stages = stage_arrays(result)
     assert {"pred_textures", "pred_img", "source_xy_textures", "target_mask"} <= set(stages)
     assert not {"inpainter_raw", "inpainted_xy", "refined", "target_xy"} & set(stages)
@@ -65,7 +65,7 @@ def test_cli_dump_stages(fixture, weight_free, tmp_path):
     out, dump = tmp_path / "out.png", tmp_path / "stages.npz"
     args = ["image", "--source", str(fixture / "source.png"), "--source-uv", str(fixture / "source_uv.npy"),
             "--target-uv", str(fixture / "target_uv.npy"), "--out", str(out), "--dump-stages", str(dump)]
-    args += ["--weight-free"] if weight_free else ["--checkpoint-dir", str(fixture)]
+    args += ["--weight-free", "--fill", "nearest"] if weight_free else ["--checkpoint-dir", str(fixture)]
     assert main(args) == 0
     assert out.stat().st_size > 0
     stages = dict(np.load(dump))

@@ -12,7 +12,10 @@ import typer
 
 CheckpointDir = Annotated[Optional[Path], typer.Option(
     "--checkpoint-dir", help="Folder with inpainter.pth and refiner.pth (default: installed weights).")]
-WeightFree = Annotated[bool, typer.Option("--weight-free", help="Ignore installed weights: nearest fill + warp.")]
+WeightFree = Annotated[bool, typer.Option("--weight-free", help="Ignore installed weights: weight-free fill + warp.")]
+Fill = Annotated[str, typer.Option(
+    "--fill", help="Weight-free texture completion: body (symmetry- and part-aware, default) or nearest "
+                   "(nearest covered texel, the reference's classical baseline).")]
 DensePoseBackendName = Annotated[str, typer.Option(
     "--densepose-backend", help="auto, precomputed, torchvision or detectron2.")]
 DensePoseWeights = Annotated[Optional[Path], typer.Option(

@@ -67,6 +67,7 @@ def batch_command(
     table: opt.Table = "training",
     side_by_side: opt.SideBySide = False,
     precision: opt.Precision = "fp32",
+    fill: opt.Fill = "body",
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No plan, progress bar or table."),
 ) -> None:
     from retarget.batch import (
@@ -129,7 +130,8 @@ def batch_command(
         else densepose_config)
     defaults = {"size": size, "background": background, "output_mode": output_mode, "on_missing": on_missing,
                 "table": table, "batch_size": batch_size, "side_by_side": side_by_side,
-                "precision": precision, "densepose_backend": densepose_backend, "densepose_size": densepose_size,
+                "precision": precision, "fill": fill,
+                "densepose_backend": densepose_backend, "densepose_size": densepose_size,
                 "densepose_track": densepose_track}
     plan = make_plan(jobs, defaults, config, previous, overwrite=overwrite, rerun=rerun)
 

@@ -42,6 +42,7 @@ def frames_command(
     checkpoint_dir: Optional[Path] = typer.Option(None, "--checkpoint-dir",
                                                   help="Folder with inpainter.pth and refiner.pth."),
     weight_free: bool = typer.Option(False, "--weight-free", help="Ignore installed weights."),
+    fill: str = typer.Option("body", "--fill", help="Weight-free texture completion: body (default) or nearest."),
     source_iuv: Optional[Path] = typer.Option(None, "--source-iuv",
                                               help="DensePose IUV PNG (or UV .npy) of the photo."),
     driver_iuv: Optional[Path] = typer.Option(None, "--driver-iuv", help="Per-frame IUV: folder of *_IUV.png or .npz."),
@@ -82,7 +83,7 @@ def frames_command(
         raise UsageError(f"--size must be a multiple of 4 and at least 64, got {size}")
     device = resolve_device(device)
     options = VideoOptions(device=device, background=background, output_mode=output_mode, on_missing=on_missing,
-                           table=table, quiet=quiet)
+                           table=table, quiet=quiet, fill=fill)
     options.validate()
     info = probe_video(driver)
     selection = parse_selection(frames, every, info.frame_count)

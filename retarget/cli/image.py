@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from retarget.cli import _options as opt
 from retarget.cli.app import app
 from retarget.cli.common import resolve_device, resolve_models
 from retarget.errors import InputError, UsageError
@@ -37,7 +38,8 @@ def image_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output image (.png/.jpg)."),
     checkpoint_dir: Optional[Path] = typer.Option(None, "--checkpoint-dir",
                                                   help="Folder with inpainter.pth and refiner.pth."),
-    weight_free: bool = typer.Option(False, "--weight-free", help="Ignore weights: nearest fill + warp."),
+    weight_free: opt.WeightFree = False,
+    fill: opt.Fill = "body",
     dump_stages: Optional[Path] = typer.Option(None, "--dump-stages",
                                                help="Also write every stage to this .npz."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
@@ -48,8 +50,10 @@ def image_command(
     from retarget.io.image import read_image_rgb, to_uint8, write_image_rgb
     from retarget.io.iuv import read_uv_npy
     from retarget.pipeline import run_pair, stage_arrays
-    from retarget.pipeline.pair import MIN_SIDE
+    from retarget.pipeline.pair import FILLS, MIN_SIDE
 
+    if fill not in FILLS:
+        raise UsageError(f"--fill {fill!r}: expected one of {', '.join(FILLS)}")
     if (source_uv is None) == (source_iuv is None):
         raise UsageError("give exactly one of --source-uv or --source-iuv")
     if (target_uv is None) == (target_iuv is None):
@@ -77,7 +81,7 @@ def image_command(
                          f"got {image.shape[1]}x{image.shape[0]}")
 
     models = None if weight_free else resolve_models(checkpoint_dir, torch_device)
-    result = run_pair(image, suv, tuv, models, device=torch_device)
+    result = run_pair(image, suv, tuv, models, device=torch_device, fill=fill)
     output = result.target.output[0].permute(1, 2, 0).cpu().numpy()
     write_image_rgb(out, to_uint8(output))
     if dump_stages is not None:

@@ -31,6 +31,7 @@ def video_command(
                                           help="Output .mp4 (default: <driver-stem>_as_<source-stem>.mp4)."),
     checkpoint_dir: opt.CheckpointDir = None,
     weight_free: opt.WeightFree = False,
+    fill: opt.Fill = "body",
     source_iuv: Optional[Path] = typer.Option(None, "--source-iuv",
                                               help="DensePose IUV PNG (or UV .npy) of the photo."),
     driver_iuv: Optional[Path] = typer.Option(None, "--driver-iuv",
@@ -61,7 +62,8 @@ def video_command(
 
     options = VideoOptions(batch_size=batch_size, device=resolve_device(device), background=background,
                            output_mode=output_mode, on_missing=on_missing, table=table,
-                           side_by_side=side_by_side, quiet=quiet, precision=precision, keep_partial=keep_partial)
+                           side_by_side=side_by_side, quiet=quiet, precision=precision, keep_partial=keep_partial,
+                           fill=fill)
     job = VideoJob(source=source, driver=driver, output=output, source_iuv=source_iuv, driver_iuv=driver_iuv,
                    size=size, overwrite=overwrite, densepose_backend=densepose_backend,
                    densepose_weights=densepose_weights, densepose_size=densepose_size,

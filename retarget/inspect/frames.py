@@ -216,7 +216,7 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
     write = _Writer(Path(out_dir))
     info = probe_video(job.driver)
     source = load_source(job, model_backend)
-    state = prepare_source_crop(source, models, options.device)
+    state = prepare_source_crop(source, models, options.device, fill=options.fill)
     result = FramesResult(out_dir=Path(out_dir), index_html=Path(out_dir) / "index.html")
     result.source = write_source_stages(source, state, write)
 

@@ -34,3 +34,184 @@ def nearest_fill(texture: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
         rows, cols = ndimage.distance_transform_edt(~covered[i], return_distances=False, return_indices=True)
         out[i] = values[i][:, rows, cols]
     return torch.from_numpy(np.ascontiguousarray(out)).to(device=texture.device, dtype=texture.dtype)
+
+
+def push_pull_fill(values: torch.Tensor, known: torch.Tensor, labels: torch.Tensor, n_labels: int) -> torch.Tensor:
+    """Smoothly fill unknown texels from the known texels *of the same label* (multi-scale push-pull).
+
+    Push: per label, coverage-weighted sums are pooled 2×2 down to a single cell. Pull: from the coarsest
+    level up, every cell without known texels of its label takes the bilinearly upsampled coarser
+    average. Values never mix across labels; known texels keep their value exactly.
+
+    Args:
+        values: ``(N, C, H, W)`` float values (e.g. a coordinate texture).
+        known: ``(N, 1, H, W)`` bool or {0, 1}, which texels hold a value.
+        labels: ``(H, W)`` int64 label per texel in ``0 .. n_labels``; label 0 is never filled.
+        n_labels: number of labels (1..n_labels are filled).
+
+    Returns:
+        ``(filled, valid)``: ``filled`` ``(N, C, H, W)`` with unknown texels of every label that has at
+        least one known texel filled (other texels unchanged); ``valid`` ``(N, 1, H, W)`` bool, texels
+        that now hold a value (known, or filled here).
+    """
+    import torch.nn.functional as F
+
+    n, c, h, w = values.shape
+    onehot = F.one_hot(labels.clamp(0, n_labels), n_labels + 1)[..., 1:].permute(2, 0, 1).to(values.dtype)
+    weight = known.to(values.dtype) * onehot[None]  # (N, L, H, W)
+    total = (values[:, None] * weight[:, :, None]).reshape(n, n_labels * c, h, w)
+    levels = [(total, weight)]
+    while min(levels[-1][1].shape[-2:]) > 1:
+        t, wt = levels[-1]
+        levels.append((F.avg_pool2d(t, 2, ceil_mode=True, divisor_override=1),
+                       F.avg_pool2d(wt, 2, ceil_mode=True, divisor_override=1)))
+    mean = None
+    for t, wt in reversed(levels):
+        have = (wt > 1e-8).repeat_interleave(c, dim=1)
+        own = t / wt.repeat_interleave(c, dim=1).clamp(min=1e-8)
+        if mean is None:
+            mean = torch.where(have, own, torch.zeros_like(own))
+            valid_label = wt > 1e-8
+        else:
+            up = F.interpolate(mean, size=t.shape[-2:], mode="bilinear", align_corners=False)
+            mean = torch.where(have, own, up)
+    # every label with any known texel is defined everywhere after the pull; pick each texel's label
+    index = (labels.clamp(min=1) - 1)[None, None].expand(n, 1, h, w)
+    per_label = mean.reshape(n, n_labels, c, h, w)
+    picked = torch.gather(per_label, 1, index[:, :, None].expand(n, 1, c, h, w))[:, 0]
+    label_has = valid_label.reshape(n, n_labels).gather(1, (labels.clamp(min=1) - 1).reshape(1, -1).expand(n, -1))
+    fillable = (label_has.reshape(n, 1, h, w) & (labels > 0)[None, None])
+    known = known.bool()
+    out = torch.where(known | ~fillable, values, picked)
+    return out, known | fillable
+
+
+def gather_counterparts(values: torch.Tensor, known: torch.Tensor, labels: torch.Tensor, other: torch.Tensor,
+                        taps: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read, for every texel, the value of its counterpart texel (bilinear over known taps of the right label).
+
+    Args:
+        values: ``(N, C, H, W)`` values; ``known``: ``(N, 1, H, W)`` bool, texels that hold one.
+        labels: ``(H, W)`` int64 label per texel.
+        other: ``(H*W,)`` int64 label the counterpart must have (0: no counterpart).
+        taps: ``(H*W, 4)`` int64 flat indices of the counterpart's bilinear taps.
+        weights: ``(H*W, 4)`` float bilinear weights of the taps.
+
+    Returns:
+        ``(read, ok)``: ``read`` ``(N, C, H, W)``, the weight-normalised average over taps that are known
+        and carry label ``other``; ``ok`` ``(N, 1, H, W)`` bool where those taps hold at least half of the
+        bilinear weight.
+    """
+    n, c, h, w = values.shape
+    flat = values.reshape(n, c, h * w)
+    tap_known = known.reshape(n, h * w)[:, taps] & (labels.reshape(-1)[taps] == other[:, None])[None]
+    wt = weights[None].to(values.dtype) * tap_known.to(values.dtype)  # (N, HW, 4)
+    total = wt.sum(-1)
+    read = (flat[:, :, taps] * wt[:, None]).sum(-1) / total.clamp(min=1e-8)[:, None]
+    ok = (total >= 0.5) & (other > 0)[None]
+    return read.reshape(n, c, h, w), ok.reshape(n, 1, h, w)
+
+
+def reliable_coverage(values: torch.Tensor, covered: torch.Tensor, labels: torch.Tensor, *,
+                      radius: int = 2, min_fraction: float = 0.45, max_jump: float = 0.08) -> torch.Tensor:
+    """Covered texels that agree with their surroundings (drops the stray splats of a coordinate texture).
+
+    A DensePose pixel on a mesh face that crosses a texture seam gets a UV interpolated across the atlas
+    and lands in the middle of another island, alone or in thin lines. A covered texel is kept only if
+    at least ``min_fraction`` of the texels of its label in the surrounding ``(2·radius+1)²`` window are
+    covered (thin lines and specks fail) and its value lies within ``max_jump`` (in the values' units,
+    e.g. normalised image coordinates) of their mean.
+
+    Args:
+        values: ``(N, C, H, W)``; covered: ``(N, 1, H, W)`` bool; labels: ``(H, W)`` int64 part per texel.
+
+    Returns:
+        ``(N, 1, H, W)`` bool.
+    """
+    import torch.nn.functional as F
+
+    n, c, h, w = values.shape
+    k = 2 * radius + 1
+    label = labels[None, None].to(values.dtype)
+    same = (F.unfold(label, k, padding=radius).reshape(1, k * k, h, w) == label).to(values.dtype)
+    cov = F.unfold(covered.to(values.dtype), k, padding=radius).reshape(n, k * k, h, w) * same
+    fraction = cov.sum(1, keepdim=True) / same.sum(1, keepdim=True).clamp(min=1)
+    val = F.unfold(values, k, padding=radius).reshape(n, c, k * k, h, w)
+    mean = (val * cov[:, None]).sum(2) / cov.sum(1, keepdim=True).clamp(min=1)
+    jump = (values - mean).abs().amax(1, keepdim=True)
+    return covered & (fraction >= min_fraction) & (jump <= max_jump)
+
+
+def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout) -> torch.Tensor:
+    """Body-aware completion of a partial coordinate texture (the default weight-free fill).
+
+    In order, an uncovered texel of the body takes:
+
+    1. the value at its left/right mirror, front/back or mirrored front/back counterpart when that is
+       covered (coordinates, not colours, are copied, so the real cloth texture is reused);
+    2. a smooth multi-scale (push-pull) fill from the covered texels of its own body part;
+    3. for a part that nothing in steps 1–2 reached (never seen, nor its counterparts): the values of a
+       neighbouring part at the same chart point (the part sharing the longest seam first);
+    4. anything left, and every texel off the body (so that bilinear reads at island borders stay
+       consistent), the nearest texel that holds a value (:func:`nearest_fill`).
+
+    Args:
+        texture: ``(N, C, Ht, Wt)`` partial texture (a coordinate texture: channels (x, y) in [-1, 1]).
+        coverage: ``(N, 1, Ht, Wt)``; a texel is covered where ``coverage > 0.5``.
+        layout: :class:`retarget.uvmap.layout.TextureLayout` of an ``(Ht, Wt)`` texture.
+
+    Returns:
+        ``(N, C, Ht, Wt)`` completed texture, finite everywhere; covered texels keep their value. A batch
+        item without any covered texel is returned unchanged.
+    """
+    from retarget.uvmap.layout import N_SYMMETRIC
+    from retarget.uvmap.symmetry import N_PARTS
+
+    if texture.dim() != 4 or coverage.dim() != 4 or coverage.shape[1] != 1:
+        raise ValueError(f"expected texture (N,C,H,W) and coverage (N,1,H,W), got "
+                         f"{tuple(texture.shape)}, {tuple(coverage.shape)}")
+    if tuple(layout.shape) != tuple(texture.shape[-2:]):
+        raise ValueError(f"layout is for {layout.shape} textures, got {tuple(texture.shape[-2:])}")
+    device = texture.device
+    values = torch.nan_to_num(texture.float())
+    covered = coverage > 0.5
+    labels = torch.as_tensor(layout.part, device=device)
+    other = torch.as_tensor(layout.other, device=device)
+    taps = torch.as_tensor(layout.taps, device=device)
+    weights = torch.as_tensor(layout.weights, device=device)
+    body = (labels > 0)[None, None]
+
+    covered = reliable_coverage(values, covered, labels) | (covered & ~body)
+    known = covered.clone()
+    for k in range(N_SYMMETRIC):  # 1. counterparts, read from the photo's own coverage only
+        read, ok = gather_counterparts(values, covered, labels, other[k], taps[k], weights[k])
+        take = ok & ~known & body
+        values = torch.where(take, read, values)
+        known |= take
+    values, known = push_pull_fill(values, _enough(known, labels, N_PARTS), labels, N_PARTS)  # 2. each part
+    for _ in range(2):  # 3. parts nothing reached: a neighbouring part (filled in step 2 or a first pass)
+        for k in range(N_SYMMETRIC, other.shape[0]):
+            read, ok = gather_counterparts(values, known, labels, other[k], taps[k], weights[k])
+            take = ok & ~known & body
+            values = torch.where(take, read, values)
+            known |= take
+        values, known = push_pull_fill(values, _enough(known, labels, N_PARTS), labels, N_PARTS)
+    out = nearest_fill(values, known.to(values.dtype))  # 4. the rest and the gutter off the body
+    empty = ~(coverage > 0.5).flatten(1).any(dim=1)
+    out[empty] = texture[empty].float()
+    return out.to(texture.dtype)
+
+
+#: A part whose known texels are fewer than this is treated as unseen (too little to spread over it).
+MIN_PART_SEED = 24
+
+
+def _enough(known: torch.Tensor, labels: torch.Tensor, n_labels: int) -> torch.Tensor:
+    """``known`` without the texels of parts that have fewer than :data:`MIN_PART_SEED` known texels."""
+    n = known.shape[0]
+    flat = labels.reshape(-1)
+    counts = torch.zeros(n, n_labels + 1, device=known.device, dtype=torch.long)
+    counts.scatter_add_(1, flat[None].expand(n, -1), known.reshape(n, -1).long())
+    ok = counts >= MIN_PART_SEED
+    ok[:, 0] = True
+    return known & ok.gather(1, flat[None].expand(n, -1)).reshape(known.shape)

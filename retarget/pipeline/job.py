@@ -164,6 +164,6 @@ def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_f
         raise InputError(f"{job.driver}: the file is truncated (an interrupted download or copy?); get the "
                          "complete file, or pass --keep-partial to render the frames it holds")
     source = load_source(job, model_backend)
-    state = prepare_source_crop(source, models, job.options.device)
+    state = prepare_source_crop(source, models, job.options.device, fill=job.options.fill)
     densepose = driver_densepose(job, model_backend)
     return render_video(source, state, job.driver, output, densepose, models, job.options, on_frame=on_frame)

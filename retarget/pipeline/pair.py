@@ -62,7 +62,7 @@ class SourceState:
         inpainter_input: ``(1, 5, Ht, Wt)`` = [xy texture, coverage, meshgrid].
         inpainter_raw: ``(1, 2, Ht, Wt)`` inpainter output before tanh (learned path only).
         completed_xy: ``(1, 2, Ht, Wt)`` completed coordinate texture (tanh of the inpainter output,
-            or the nearest-texel fill on the weight-free path).
+            or the weight-free fill: body-aware or nearest-texel).
         pred_textures: ``(1, 3, Ht, Wt)`` colour texture read from the source through ``completed_xy``.
         refiner_source_input: ``(1, 8, H, W)`` (learned path only).
         refiner_source_features: refiner source branch output (learned path only).
@@ -122,18 +122,55 @@ def _check_size(height: int, width: int) -> None:
                          f"got {height}x{width}")
 
 
+#: Weight-free completions of the coordinate texture: ``body`` (default) and ``nearest`` (the reference's
+#: classical baseline, kept for comparison and parity tests).
+FILLS = ("body", "nearest")
+
+
+def check_fill(fill: str) -> str:
+    """``fill`` if it names a weight-free completion, else ``ValueError``."""
+    if fill not in FILLS:
+        raise ValueError(f"unknown fill {fill!r}; choose one of {', '.join(FILLS)}")
+    return fill
+
+
+def extend_person(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The image with every background pixel replaced by the nearest person pixel's colour.
+
+    Sampling it bilinearly at a coordinate on (or just off) the person's edge then never mixes in the
+    background, so the body fill's colour texture has no dark or light fringe.
+
+    Args:
+        image: ``(1, C, H, W)``; mask: ``(1, 1, H, W)`` person mask in {0, 1}.
+    """
+    person = mask[0, 0].detach().cpu().numpy() > 0.5
+    if not person.any():
+        return image * mask
+    from scipy import ndimage
+
+    rows, cols = ndimage.distance_transform_edt(~person, return_distances=False, return_indices=True)
+    index = torch.as_tensor(rows * person.shape[1] + cols, device=image.device).reshape(-1)
+    flat = image.reshape(image.shape[0], image.shape[1], -1)
+    return flat[:, :, index].reshape(image.shape)
+
+
 @torch.no_grad()
 def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None = None,
-                   texture_hw: tuple[int, int] | None = None) -> SourceState:
+                   texture_hw: tuple[int, int] | None = None, fill: str = "body") -> SourceState:
     """Do the source-only work once.
 
     Args:
         image: ``(1, 3, H, W)`` RGB in [0, 1].
         uv: ``(1, 2, H, W)`` source UV with NaN background.
-        models: learned networks; without both of them the weight-free path runs (nearest-texel
+        models: learned networks; without both of them the weight-free path runs (``fill``
             completion, no refiner).
         texture_hw: texture size; defaults to the image size (what the official weights expect).
+        fill: weight-free completion, ``body`` (:func:`retarget.ops.body_fill`, colours read from the
+            photo with its person extended over the background) or ``nearest`` (the reference's classical
+            nearest-texel fill, colours read from the photo with a zero background). Ignored on the
+            learned path.
     """
+    check_fill(fill)
     if image.dim() != 4 or image.shape[:1] != (1,) or image.shape[1] != 3:
         raise ValueError(f"source image must be (1, 3, H, W), got {tuple(image.shape)}")
     if uv.shape[0] != 1 or uv.shape[2:] != image.shape[2:]:
@@ -155,9 +192,15 @@ def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None 
     if learned:
         inpainter_raw = models.inpainter(inpainter_input)
         completed = torch.tanh(inpainter_raw)
-    else:
+        pred_textures = ops.colour_texture_from_source(source_fg, completed)
+    elif fill == "nearest":
         completed = ops.nearest_fill(xy_texture, coverage)
-    pred_textures = ops.colour_texture_from_source(source_fg, completed)
+        pred_textures = ops.colour_texture_from_source(source_fg, completed)
+    else:
+        from retarget.uvmap.layout import texture_layout
+
+        completed = ops.body_fill(xy_texture, coverage, texture_layout(th, tw))
+        pred_textures = ops.colour_texture_from_source(extend_person(image, mask), completed)
 
     background = image[0].flatten(1)[:, mask[0, 0].flatten() < 0.5]
     background_rgb = background.median(dim=1).values if background.shape[1] else image.new_ones(3)
@@ -213,7 +256,7 @@ class PairResult:
 
 
 def run_pair(source_image: np.ndarray, source_uv: np.ndarray, target_uv: np.ndarray,
-             models: Models | None = None, device: str = "cpu") -> PairResult:
+             models: Models | None = None, device: str = "cpu", fill: str = "body") -> PairResult:
     """Python API for one pair of numpy arrays.
 
     Args:
@@ -222,6 +265,7 @@ def run_pair(source_image: np.ndarray, source_uv: np.ndarray, target_uv: np.ndar
         target_uv: ``(H, W, 2)`` or ``(N, H, W, 2)`` UV, NaN background.
         models: learned networks or ``None`` for the weight-free path.
         device: torch device.
+        fill: weight-free completion (``body`` or ``nearest``, see :func:`prepare_source`).
     """
     image = np.asarray(source_image)
     image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
@@ -230,7 +274,7 @@ def run_pair(source_image: np.ndarray, source_uv: np.ndarray, target_uv: np.ndar
     target = np.asarray(target_uv, dtype=np.float32)
     target = target[None] if target.ndim == 3 else target
     target_t = torch.from_numpy(np.ascontiguousarray(target)).permute(0, 3, 1, 2).to(device)
-    state = prepare_source(image_t, source_uv_t, models)
+    state = prepare_source(image_t, source_uv_t, models, fill=fill)
     return PairResult(state, render_targets(state, target_t, models))
 
 
@@ -278,6 +322,6 @@ def stage_arrays(result: PairResult, index: int = 0) -> dict[str, np.ndarray]:
 
 
 __all__ = [
-    "Models", "PairResult", "SourceState", "TargetBatch", "prepare_source", "render_targets", "run_pair",
+    "FILLS", "Models", "PairResult", "SourceState", "TargetBatch", "prepare_source", "render_targets", "run_pair",
     "stage_arrays",
 ]

@@ -68,8 +68,10 @@ def frame_source(photo: np.ndarray, *, iuv: np.ndarray | None = None, uv: np.nda
     return SourceCrop(photo=photo, person_mask=person, crop=crop, image=image, uv=uv_crop, iuv=iuv_crop)
 
 
-def prepare_source_crop(source: SourceCrop, models: Models | None, device: str = "cpu") -> SourceState:
-    """Run the source-only pipeline work (coordinate texture, inpainting, refiner source branch) once."""
+def prepare_source_crop(source: SourceCrop, models: Models | None, device: str = "cpu",
+                        fill: str = "body") -> SourceState:
+    """Run the source-only pipeline work (coordinate texture, inpainting or weight-free ``fill``, refiner
+    source branch) once."""
     image = torch.from_numpy(source.image.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
     uv = torch.from_numpy(np.ascontiguousarray(source.uv)).permute(2, 0, 1)[None].to(device)
-    return prepare_source(image, uv, models)
+    return prepare_source(image, uv, models, fill=fill)

@@ -39,7 +39,7 @@ from retarget.pipeline.framing import (
     pick_person,
     smooth_track,
 )
-from retarget.pipeline.pair import Models, SourceState, render_targets
+from retarget.pipeline.pair import FILLS, Models, SourceState, render_targets
 from retarget.pipeline.source import SourceCrop
 
 BACKGROUNDS = ("scene", "source")
@@ -65,6 +65,7 @@ class VideoOptions:
     quiet: bool = False
     keep_partial: bool = False
     precision: str = "fp32"  # per-frame refiner arithmetic: fp32 (reference numerics), bf16, fp16 (CUDA)
+    fill: str = "body"  # weight-free texture completion: body | nearest
 
     def hold_frames(self, fps: float) -> int:
         """How many frames ``--on-missing hold`` keeps the last pose for at ``fps``."""
@@ -81,6 +82,8 @@ class VideoOptions:
             raise UsageError(f"--on-missing {self.on_missing!r}: expected one of {', '.join(ON_MISSING)}")
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.fill not in FILLS:
+            raise UsageError(f"--fill {self.fill!r}: expected one of {', '.join(FILLS)}")
         if self.precision == "fp16" and not str(self.device).startswith("cuda"):
             raise UsageError("--precision fp16 needs --device cuda; on CPU use bf16 or fp32")
 

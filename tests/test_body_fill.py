@@ -1,0 +1,164 @@
+"""Body-aware weight-free completion: symmetry maps derived from the atlas, the fill, its plumbing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from retarget import ops
+from retarget.uvmap.data import load_atlas
+from retarget.uvmap.layout import N_SYMMETRIC, RELATIONS, texture_layout
+from retarget.uvmap.symmetry import (
+    FRONT_BACK,
+    LEFT_RIGHT,
+    TRANSFORMS,
+    apply_transform,
+    derive_correspondences,
+    inverse_transform,
+)
+
+
+@pytest.fixture(scope="module")
+def correspondences():
+    return derive_correspondences(load_atlas())
+
+
+@pytest.fixture(scope="module")
+def layout():
+    return texture_layout(128, 128)
+
+
+def test_square_symmetries_invert():
+    grid = np.random.default_rng(0).random((50, 2))
+    for t in TRANSFORMS:
+        np.testing.assert_allclose(apply_transform(inverse_transform(t), apply_transform(t, grid)), grid)
+
+
+def test_correspondences_pair_the_right_parts_and_are_involutions(correspondences):
+    for name, relation in (("left_right", LEFT_RIGHT), ("front_back", FRONT_BACK)):
+        found = correspondences[name]
+        assert set(found) == set(relation)
+        for p, c in found.items():
+            assert c.other == relation[p]
+            back = found[c.other]
+            assert back.other == p and back.transform == inverse_transform(c.transform)
+            # a clear winner among the 8 symmetries, not a coin toss
+            assert c.score < 0.5 * c.runner_up, (name, p, c)
+    torso = correspondences["left_right"][1]
+    assert torso.transform != (0, 0, 0)  # a part mirrored onto itself needs a real reflection ...
+    grid = np.random.default_rng(1).random((20, 2))  # ... that is its own inverse
+    np.testing.assert_allclose(apply_transform(torso.transform, apply_transform(torso.transform, grid)), grid)
+    # the limb charts are drawn mirror-consistently: left and right limbs share chart coordinates
+    assert all(correspondences["left_right"][p].transform == (0, 0, 0) for p in range(7, 23))
+
+
+def test_layout_mirror_is_an_involution_on_texels(layout):
+    h, w = layout.shape
+    part = layout.part.reshape(-1)
+    k = RELATIONS.index("left_right")
+    limbs = np.nonzero((part >= 7) & (part <= 22))[0]
+    assert len(limbs) > 1000
+    first = layout.taps[k, limbs, np.argmax(layout.weights[k, limbs], axis=1)]
+    assert np.all(part[first] == layout.other[k, limbs]) or np.mean(part[first] == layout.other[k, limbs]) > 0.9
+    again = layout.taps[k, first, np.argmax(layout.weights[k, first], axis=1)]
+    rows, cols = np.divmod(limbs, w)
+    rows2, cols2 = np.divmod(again, w)
+    distance = np.hypot(rows - rows2, cols - cols2)
+    assert np.median(distance) <= 1.5 and np.mean(distance <= 3) > 0.8
+
+
+def test_layout_covers_every_part(layout):
+    present = set(np.unique(layout.part)) - {0}
+    assert present == set(range(1, 25))
+    assert 0.5 < (layout.part > 0).mean() < 0.95
+
+
+def _mirror_truth(layout, values):
+    """Values at every texel's left/right counterpart (nearest tap), the ground truth of a symmetric body."""
+    k = RELATIONS.index("left_right")
+    n = layout.part.size
+    idx = layout.taps[k, np.arange(n), np.argmax(layout.weights[k], axis=1)]
+    return values.reshape(2, -1)[:, idx].reshape(values.shape)
+
+
+def test_held_out_limb_is_rebuilt_from_its_mirror(layout):
+    h, w = layout.shape
+    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    values = np.stack([0.6 * np.sin(xx / 5.0) * np.cos(yy / 7.0), 0.6 * np.cos(xx / 6.0 + yy / 9.0)])
+    values = values.astype(np.float32)  # a smooth pattern: stray-splat filtering must keep all of it
+    left = np.isin(layout.part, [15, 17, 19, 21])  # left arm texels lost in the "photo"
+    covered = (layout.part > 0) & ~left
+    truth = _mirror_truth(layout, values)
+    texture = torch.from_numpy(np.where(covered, values, 0))[None]
+    coverage = torch.from_numpy(covered.astype(np.float32))[None, None]
+    out = ops.body_fill(texture, coverage, layout)[0].numpy()
+    err = np.abs(out - truth).max(axis=0)[left]
+    assert np.median(err) < 0.03 and np.mean(err < 0.1) > 0.75
+    nearest = ops.nearest_fill(texture, coverage)[0].numpy()
+    assert np.mean(np.abs(nearest - truth).max(axis=0)[left] < 0.1) < 0.5  # the baseline cannot do this
+
+
+def test_unseen_part_without_counterpart_gets_a_neighbour_not_background(layout):
+    h, w = layout.shape
+    yy, xx = np.meshgrid(np.linspace(-0.5, 0.5, h), np.linspace(-0.5, 0.5, w), indexing="ij")
+    values = np.stack([xx, yy]).astype(np.float32)
+    covered = np.isin(layout.part, [1, 2, 15, 16, 17, 18])  # torso and upper arms only
+    texture = torch.from_numpy(np.where(covered, values, 0))[None]
+    out = ops.body_fill(texture, torch.from_numpy(covered.astype(np.float32))[None, None], layout)[0].numpy()
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[:, covered], values[:, covered], atol=1e-6)
+    seen_values = values[:, covered]
+    lo, hi = seen_values.min(axis=1), seen_values.max(axis=1)
+    filled = out[:, layout.part > 0]
+    assert np.all((filled >= lo[:, None] - 1e-5) & (filled <= hi[:, None] + 1e-5))  # only coordinates it saw
+
+
+def test_body_fill_is_finite_deterministic_and_keeps_an_empty_texture():
+    torch.manual_seed(0)
+    h, w = 48, 64  # non-square texture
+    layout = texture_layout(h, w)
+    texture = torch.rand(2, 2, h, w) * 2 - 1
+    texture[0, :, :5] = float("nan")
+    coverage = (torch.rand(2, 1, h, w) > 0.7).float()
+    coverage[1] = 0
+    a = ops.body_fill(texture, coverage, layout)
+    b = ops.body_fill(texture, coverage, layout)
+    assert torch.equal(a, b)
+    assert torch.isfinite(a[0]).all()
+    assert torch.equal(a[1], texture[1])  # nothing covered: returned unchanged
+    with pytest.raises(ValueError):
+        ops.body_fill(texture, coverage, texture_layout(64, 64))
+
+
+def test_push_pull_stays_inside_labels():
+    labels = torch.zeros(16, 16, dtype=torch.long)
+    labels[:, :8] = 1
+    labels[:, 8:] = 2
+    values = torch.zeros(1, 1, 16, 16)
+    values[..., :8] = 5.0
+    values[..., 8:] = -3.0
+    known = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    known[..., 0, 0] = True
+    known[..., 15, 15] = True
+    out, valid = ops.push_pull_fill(values * known, known, labels, 2)
+    assert valid.all()
+    assert torch.all(out[..., :8] == 5.0) and torch.all(out[..., 8:] == -3.0)
+
+
+def test_fill_option_reaches_the_pipeline():
+    from retarget.pipeline import prepare_source
+
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 64, 64, generator=gen)
+    uv = torch.rand(1, 2, 64, 64, generator=gen) * 1.6 - 0.8
+    body = prepare_source(image, uv, None, fill="body")
+    nearest = prepare_source(image, uv, None, fill="nearest")
+    assert not torch.equal(body.completed_xy, nearest.completed_xy)
+    torch.testing.assert_close(nearest.completed_xy, ops.nearest_fill(nearest.source_xy_textures, nearest.coverage))
+    with pytest.raises(ValueError, match="unknown fill"):
+        prepare_source(image, uv, None, fill="median")
+
+
+def test_relations_are_ordered_symmetric_first():
+    assert RELATIONS[:N_SYMMETRIC] == ("left_right", "front_back", "left_right+front_back")
