@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tomllib
 import torch
-from conftest import COORDINPAINT, DENSEPOSE_FIXTURE, REPO, require_shared
+from conftest import REPO
 
 from retarget.cli import main
 from retarget.errors import UsageError, WeightsError
@@ -39,6 +39,7 @@ from retarget.weights import (
 from retarget.weights import resolve as resolve_module
 from retarget.weights.manifest import Manifest
 from retarget.weights.store import MISMATCH, MISSING, VERIFIED, read_state
+from tests.assets import coordinpaint_dir, densepose_dir
 
 INPAINTER = "coordinpaint-inpainter"
 REFINER = "coordinpaint-refiner"
@@ -102,7 +103,7 @@ def server():
 
 
 def _fixture_bytes(name: str) -> bytes:
-    return require_shared(COORDINPAINT / name).read_bytes()
+    return (coordinpaint_dir() / name).read_bytes()
 
 
 def _sha(data: bytes) -> str:
@@ -132,7 +133,7 @@ def _fixture_zip(tmp_path: Path, folder: str = "checkpoint") -> Path:
     archive = tmp_path / "coordinpaint-checkpoints.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for name in ("inpainter.pth", "refiner.pth"):
-            z.write(require_shared(COORDINPAINT / name), f"{folder}/{name}")
+            z.write(coordinpaint_dir() / name, f"{folder}/{name}")
         z.writestr(f"{folder}/README.txt", "not a checkpoint")
         z.writestr("__MACOSX/._inpainter.pth", b"junk")
     return archive
@@ -354,8 +355,8 @@ def test_import_zip_of_fixture_checkpoints(tmp_path, capsys):
 def test_import_folder_recognises_files_by_content(tmp_path):
     folder = tmp_path / "downloads"
     folder.mkdir()
-    shutil.copy(require_shared(COORDINPAINT / "refiner.pth"), folder / "a.pth")  # names swapped
-    shutil.copy(require_shared(COORDINPAINT / "inpainter.pth"), folder / "refiner.pth")
+    shutil.copy(coordinpaint_dir() / "refiner.pth", folder / "a.pth")  # names swapped
+    shutil.copy(coordinpaint_dir() / "inpainter.pth", folder / "refiner.pth")
     (folder / "notes.pth").write_bytes(b"garbage")
     outcomes = {Path(o.source).name: o for o in import_weights(folder)}
     assert outcomes["a.pth"].name == REFINER and outcomes["a.pth"].action == "installed"
@@ -366,17 +367,17 @@ def test_import_folder_recognises_files_by_content(tmp_path):
 
 
 def test_identify_densepose_r50_and_r101(tmp_path):
-    assert identify_checkpoint(require_shared(DENSEPOSE_FIXTURE / "model_tiny.pkl")) == R50
+    assert identify_checkpoint(densepose_dir() / "model_tiny.pkl") == R50
     for blocks, name in ((6, R50), (23, "densepose-r101-fpn-s1x"), (4, None)):
         path = tmp_path / f"m{blocks}.pkl"
         path.write_bytes(pickle.dumps(_densepose_like(blocks), protocol=2))
         assert identify_checkpoint(path) == name
-    weights, name = load_densepose_checkpoint(require_shared(DENSEPOSE_FIXTURE / "model_tiny.pkl"))
+    weights, name = load_densepose_checkpoint(densepose_dir() / "model_tiny.pkl")
     assert name == R50 and any(k.startswith("roi_heads.densepose_predictor.") for k in weights)
 
 
 def test_import_refuses_unpublished_densepose_file(capsys):
-    tiny = require_shared(DENSEPOSE_FIXTURE / "model_tiny.pkl")
+    tiny = densepose_dir() / "model_tiny.pkl"
     assert main(["weights", "import", str(tiny)]) == 1
     err = _one_line_error(capsys)
     assert "not the published file" in err and "--densepose-weights" in err
@@ -459,7 +460,7 @@ def test_torch_checkpoint_with_code_is_refused(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["inpainter.pth", "model_tiny.pkl"])
 def test_truncated_or_corrupt_checkpoint_gives_one_line(tmp_path, capsys, name):
-    source = require_shared((COORDINPAINT if name.endswith(".pth") else DENSEPOSE_FIXTURE) / name)
+    source = (coordinpaint_dir() if name.endswith(".pth") else densepose_dir()) / name
     data = source.read_bytes()
     truncated, corrupt = tmp_path / f"truncated_{name}", tmp_path / f"corrupt_{name}"
     truncated.write_bytes(data[: len(data) // 3])
@@ -476,14 +477,14 @@ def test_truncated_or_corrupt_checkpoint_gives_one_line(tmp_path, capsys, name):
 
 
 def test_torch_load_checkpoint_checks_slot():
-    state = torch_load_checkpoint(require_shared(COORDINPAINT / "inpainter.pth"), expected="inpainter")
+    state = torch_load_checkpoint(coordinpaint_dir() / "inpainter.pth", expected="inpainter")
     assert "gate1.conv_f.weight" in state and "sequence.0.conv_f.weight" in state
-    refiner = torch_load_checkpoint(COORDINPAINT / "refiner.pth", expected="refiner")
+    refiner = torch_load_checkpoint(coordinpaint_dir() / "refiner.pth", expected="refiner")
     assert "source_enc1.conv.module.weight_bar" in refiner
     with pytest.raises(WeightsError, match="a refiner checkpoint, but the inpainter was expected"):
-        torch_load_checkpoint(COORDINPAINT / "refiner.pth", expected="inpainter")
+        torch_load_checkpoint(coordinpaint_dir() / "refiner.pth", expected="inpainter")
     with pytest.raises(WeightsError, match="not found"):
-        torch_load_checkpoint(COORDINPAINT / "missing.pth", expected="inpainter")
+        torch_load_checkpoint(coordinpaint_dir() / "missing.pth", expected="inpainter")
 
 
 def test_torch_load_checkpoint_rejects_non_state_dict(tmp_path):
@@ -499,11 +500,11 @@ def test_torch_load_checkpoint_rejects_non_state_dict(tmp_path):
 
 def test_resolve_coordinpaint_explicit_and_missing(tmp_path):
     assert resolve_coordinpaint_checkpoints(None) is None
-    assert resolve_coordinpaint_checkpoints(require_shared(COORDINPAINT)) == (
-        COORDINPAINT / "inpainter.pth", COORDINPAINT / "refiner.pth")
+    assert resolve_coordinpaint_checkpoints(coordinpaint_dir()) == (
+        coordinpaint_dir() / "inpainter.pth", coordinpaint_dir() / "refiner.pth")
     partial = tmp_path / "ck"
     partial.mkdir()
-    shutil.copy(COORDINPAINT / "inpainter.pth", partial)
+    shutil.copy(coordinpaint_dir() / "inpainter.pth", partial)
     with pytest.raises(WeightsError, match="missing refiner.pth"):
         resolve_coordinpaint_checkpoints(partial)
     with pytest.raises(WeightsError, match="not a folder"):
@@ -514,10 +515,11 @@ def test_resolve_densepose_names_the_install_command(tmp_path):
     with pytest.raises(WeightsError) as info:
         resolve_densepose_weights(None)
     assert "retarget weights fetch densepose-r50-fpn-s1x" in str(info.value)
-    assert "retarget weights import PATH" in str(info.value)
+    assert "retarget weights import FILE" in str(info.value)
+    assert load_manifest().get(R50).urls[0] in str(info.value)
     with pytest.raises(WeightsError, match="fetch densepose-r101-fpn-s1x"):
         resolve_densepose_weights(None, config="R_101")
-    explicit = require_shared(DENSEPOSE_FIXTURE / "model_tiny.pkl")
+    explicit = densepose_dir() / "model_tiny.pkl"
     assert resolve_densepose_weights(explicit) == explicit
     with pytest.raises(WeightsError, match="file not found"):
         resolve_densepose_weights(tmp_path / "x.pkl")

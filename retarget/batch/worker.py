@@ -122,7 +122,8 @@ class BatchWorker:
         s = task.settings
         options = VideoOptions(batch_size=s["batch_size"], device=self.config.device, background=s["background"],
                                output_mode=s["output_mode"], on_missing=s["on_missing"], table=s["table"],
-                               side_by_side=s["side_by_side"], precision=s.get("precision", "fp32"), quiet=True)
+                               side_by_side=s["side_by_side"], precision=s.get("precision", "fp32"), quiet=True,
+                               command="batch")
         values = dict(source=task.job.source, driver=task.job.driver, output=task.job.output,
                       source_iuv=Path(s["source_iuv"]) if s.get("source_iuv") else None,
                       driver_iuv=Path(s["driver_iuv"]) if s.get("driver_iuv") else None,

@@ -82,7 +82,7 @@ def frames_command(
         raise UsageError(f"--size must be a multiple of 4 and at least 64, got {size}")
     device = resolve_device(device)
     options = VideoOptions(device=device, background=background, output_mode=output_mode, on_missing=on_missing,
-                           table=table, quiet=quiet)
+                           table=table, quiet=quiet, command="frames")
     options.validate()
     info = probe_video(driver)
     selection = parse_selection(frames, every, info.frame_count)

@@ -65,6 +65,7 @@ class VideoOptions:
     quiet: bool = False
     keep_partial: bool = False
     precision: str = "fp32"  # per-frame refiner arithmetic: fp32 (reference numerics), bf16, fp16 (CUDA)
+    command: str = "video"  # the command running: the options messages name are that command's
 
     def hold_frames(self, fps: float) -> int:
         """How many frames ``--on-missing hold`` keeps the last pose for at ``fps``."""
@@ -197,8 +198,9 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
         bar.close()
     decode_error = errors[0] if errors else None  # corrupt/truncated driver: keep its frames only if asked to
     if decode_error is not None and (not options.keep_partial or count == 0):
-        raise VideoDecodeError(f"{decode_error}; or pass --keep-partial to render the {decode_error.frames} "
-                               "readable frames", decode_error.frames)
+        hint = (f"; or pass --keep-partial to render the {decode_error.frames} readable frames"
+                if options.command == "video" else "")
+        raise VideoDecodeError(f"{decode_error}{hint}", decode_error.frames)
     if count == 0:
         raise InputError(f"{driver}: the video has no decodable frames")
     if all(np.isnan(b).any() for b in boxes):
