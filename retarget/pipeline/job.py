@@ -101,11 +101,15 @@ def check_densepose_weights(job: VideoJob, needs: list[tuple[str, Path]] | None 
              if Path(path).is_file()]
     if not needs or job.densepose_weights is not None or job.densepose_backend not in ("auto", "torchvision"):
         return
+    from densepose_adapter.rcnn import ConfigError, load_config
     from retarget.weights import resolve_densepose_weights
 
     try:
-        resolve_densepose_weights(None, job.densepose_config if job.densepose_config and
-                                  not Path(job.densepose_config).suffix else "r50")
+        depth = load_config(job.densepose_config).depth
+    except ConfigError:
+        return  # the backend reports the bad config when it is built
+    try:
+        resolve_densepose_weights(None, f"r{depth}")
     except DensePoseWeightsMissing as exc:
         from retarget.weights.resolve import densepose_missing_message
 

@@ -123,24 +123,34 @@ _WEIGHTS_OPTION = {"video": "--densepose-weights", "frames": "--densepose-weight
 _ROLE = {"driver": "the driving video", "source": "the source photo"}
 
 
-def densepose_missing_message(name: str, needs: list[tuple[str, Path]], command: str) -> str:
+def densepose_missing_message(name: str, needs: list[tuple[str, Path]], command: str,
+                              subject: str | None = None) -> str:
     """One line: which inputs need DensePose, the precomputed alternatives, and how to get the weights.
 
     Args:
         name: manifest name of the DensePose checkpoint that is not installed.
         needs: ``(role, path)`` per input that needs DensePose from the model; role ``driver`` or
-            ``source`` (``densepose``: the command's own input).
-        command: ``video``, ``frames``, ``batch`` or ``densepose`` — the options named are that command's.
+            ``source`` (any other role: the command's own input, as for ``retarget densepose``).
+        command: ``video``, ``frames``, ``batch`` or ``densepose``: the options named are that command's.
+        subject: what needs DensePose, instead of naming each input (``retarget batch`` lists jobs).
     """
-    described = "; ".join(f"{path}: {_ROLE.get(role, 'the input')} needs DensePose" for role, path in needs)
+    if subject is not None:
+        described = subject
+    elif len(needs) == 1:
+        role, path = needs[0]
+        described = f"{path}: {_ROLE[role]} needs DensePose" if role in _ROLE else f"{path}: needs DensePose"
+    else:
+        described = " and ".join(f"{path} ({_ROLE.get(role, 'input')})" for role, path in needs) + " need DensePose"
     parts = [f"{described}, but no DensePose weights are installed"]
-    alternatives = [
-        f"for {_ROLE[role]} {_PRECOMPUTED[command, role].format(stem=Path(path).stem)}"
-        for role, path in needs if (command, role) in _PRECOMPUTED
-    ]
+    stems: dict[str, set[str]] = {}
+    for role, path in needs:
+        stems.setdefault(role, set()).add(Path(path).stem)
+    alternatives = [f"for {_ROLE[role]} " + _PRECOMPUTED[command, role].format(
+                        stem=next(iter(found)) if len(found) == 1 else "<stem>")
+                    for role, found in stems.items() if (command, role) in _PRECOMPUTED]
     if alternatives:
-        parts.append("give precomputed DensePose IUV instead (" + "; ".join(dict.fromkeys(alternatives)) + ")")
-    parts.append(f"or {densepose_install_hint(name)}")
+        parts.append("give precomputed DensePose IUV instead (" + "; ".join(alternatives) + ")")
+    parts.append(("or " if alternatives else "") + densepose_install_hint(name))
     option = _WEIGHTS_OPTION.get(command)
     if option:
         parts.append(f"or pass {option} FILE.pkl")
