@@ -33,7 +33,7 @@ _HELP = (
 
 @app.command("densepose", help=_HELP)
 def densepose_command(
-    input: Annotated[Path, typer.Argument(help="Image or video file.", show_default=False)],
+    input: Annotated[Path, typer.Argument(metavar="INPUT", help="Image or video file.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder, or a .npz file.",
                                       show_default=False)],
     weights: Annotated[Path | None, typer.Option(

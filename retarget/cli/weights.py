@@ -24,6 +24,7 @@ weights_app = typer.Typer(
         "  retarget weights verify"
     ),
     no_args_is_help=True,
+    rich_markup_mode=None,  # as the main app: plain help, brackets kept
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(weights_app, name="weights")
@@ -68,7 +69,7 @@ def list_command() -> None:
 
 @weights_app.command("fetch")
 def fetch_command(
-    name: str = typer.Argument(..., help="A model name from `retarget weights list`, or `all`."),
+    name: str = typer.Argument(..., metavar="NAME", help="A model name from `retarget weights list`, or `all`."),
     force: bool = typer.Option(False, "--force", help="Download again even if a good copy is installed."),
     retries: int = typer.Option(3, "--retries", min=0, help="Resume attempts after a cut connection."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
@@ -111,7 +112,8 @@ def fetch_command(
 
 @weights_app.command("import")
 def import_command(
-    paths: Annotated[list[Path], typer.Argument(help="Checkpoint files, folders, or zip/tar archives.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH",
+                                                help="Checkpoint files, folders, or zip/tar archives.")],
 ) -> None:
     """Install checkpoints you downloaded yourself, recognised by hash or content (not by name).
 
