@@ -177,7 +177,10 @@ def test_driver_without_densepose_gives_clear_error(tmp_path, capsys):
     assert not list(tmp_path.glob("*.mp4"))[1:]  # only the driver itself
 
 
-def test_bf16_precision_is_close_to_fp32(clip):
+def test_bf16_precision_is_close_to_fp32(clip, monkeypatch):
+    from retarget.pipeline import precision as precision_module
+
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: True)  # bf16 even where it is emulated
     photo, driver, iuvs = clip
     models = Models.from_checkpoint_dir(coordinpaint_dir())
     frames = {}
