@@ -150,9 +150,10 @@ class _Evil:
 
 
 def _densepose_like(n_res4_blocks: int) -> dict:
-    model = {f"backbone.bottom_up.res4.{i}.conv1.weight": np.zeros((2, 2), np.float32)
+    """A few small tensors of a DensePose R-CNN, with the official R50/R101 shapes (a few KB)."""
+    model = {f"backbone.bottom_up.res4.{i}.conv1.norm.weight": np.zeros(256, np.float32)
              for i in range(n_res4_blocks)}
-    model["roi_heads.densepose_predictor.ann_index_lowres.weight"] = np.zeros(3, np.float32)
+    model["roi_heads.densepose_predictor.ann_index_lowres.bias"] = np.zeros(2, np.float32)
     return {"model": model, "__author__": "test"}
 
 
@@ -288,16 +289,47 @@ def test_fetch_without_published_hash_checks_content_and_records_hash(server):
     assert model_status(manifest.get(INPAINTER)).reference == "recorded"
 
 
-def test_fetch_checks_md5_prefix_of_model_zoo_name(server):
+def test_fetch_md5_prefix_mismatch_is_a_warning_not_a_refusal(server, capsys):
     data = pickle.dumps(_densepose_like(6), protocol=2)
+    assert not hashlib.md5(data).hexdigest().startswith("162be9")
     server.files["/model_final_162be9.pkl"] = data
     manifest = _manifest_with(**{R50: {"urls": (server.url + "/model_final_162be9.pkl",)}})
-    with pytest.raises(WeightsError, match="md5"):
-        fetch_model(R50, manifest, progress=False, retries=0)
-    prefix = hashlib.md5(data).hexdigest()[:6]
-    fetch_model(R50, _manifest_with(**{R50: {"urls": (server.url + "/model_final_162be9.pkl",),
-                                                 "md5_prefix": prefix}}), progress=False, retries=0)
+    fetch_model(R50, manifest, progress=False, retries=0)
     assert resolve_densepose_weights(None) == manifest.get(R50).installed_path()
+    warning = capsys.readouterr().err.strip()
+    assert len(warning.splitlines()) == 1 and warning.startswith("warning: ")
+    assert f"md5 starts {hashlib.md5(data).hexdigest()[:6]}" in warning and "says 162be9" in warning
+    assert read_state()[R50]["sha256"] == _sha(data)  # the recorded sha256 is the check from now on
+    assert main(["weights", "verify"]) == 0
+    out = capsys.readouterr().out
+    assert f"{R50}: ok (recorded sha256); note: md5 starts" in out
+
+
+def test_fetch_with_matching_md5_prefix_warns_nothing(server, capsys):
+    data = pickle.dumps(_densepose_like(6), protocol=2)
+    prefix = hashlib.md5(data).hexdigest()[:6]
+    server.files["/m.pkl"] = data
+    fetch_model(R50, _manifest_with(**{R50: {"urls": (server.url + "/m.pkl",), "md5_prefix": prefix}}),
+                progress=False, retries=0)
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_fetch_refuses_a_densepose_file_with_other_shapes(server):
+    server.files["/model_final_162be9.pkl"] = (densepose_dir() / "model_tiny.pkl").read_bytes()
+    manifest = _manifest_with(**{R50: {"urls": (server.url + "/model_final_162be9.pkl",)}})
+    with pytest.raises(WeightsError, match="not the published file.*shape"):
+        fetch_model(R50, manifest, progress=False, retries=0)
+    assert not manifest.get(R50).installed_path().exists()
+
+
+def test_import_md5_prefix_mismatch_installs_with_one_warning(tmp_path, capsys):
+    path = tmp_path / "model_final_162be9.pkl"
+    path.write_bytes(pickle.dumps(_densepose_like(6), protocol=2))
+    assert main(["weights", "import", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert f"{R50}: installed" in captured.out
+    warnings = captured.err.strip().splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ") and "162be9" in warnings[0]
 
 
 def test_fetch_archive_installs_both_checkpoints(server, tmp_path):
@@ -426,7 +458,37 @@ def test_cli_list_fetch_unknown_name(capsys):
         assert name in out
     assert "CC-BY-SA-3.0" in out and "MIT" in out
     assert main(["weights", "fetch", "no-such-model"]) == 2
+
+
+def test_list_shows_where_each_file_comes_from(capsys):
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    manifest = load_manifest()
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert "SOURCE" in out.splitlines()[1]
+    assert manifest.get(R50).urls[0] in rows[R50]
+    assert manifest.get("densepose-r101-fpn-s1x").urls[0] in rows["densepose-r101-fpn-s1x"]
+    for name in (INPAINTER, REFINER):
+        assert f"manual download: {manifest.archives[0].page}" in rows[name]
+
+
+def test_verify_with_nothing_installed_says_so_and_how_to_install(capsys):
+    assert main(["weights", "verify"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # not four "missing" lines
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: no weights are installed in ")
+    assert "nothing to verify" in err and "`retarget weights fetch all`" in err
+    assert "retarget weights import FILE" in err and load_manifest().archives[0].page in err
+
+
+def test_verify_lists_models_not_installed_without_failing(tmp_path, capsys):
+    assert main(["weights", "import", str(_fixture_zip(tmp_path))]) == 0
+    capsys.readouterr()
     assert main(["weights", "verify"]) == 0
+    out = capsys.readouterr().out
+    assert f"{R50}: not installed (`retarget weights fetch {R50}`)" in out
+    assert f"{INPAINTER}: ok (recorded sha256)" in out
 
 
 # ---------------------------------------------------------------------------------------------
