@@ -40,33 +40,23 @@ DEFAULT_MIN_SCORE = 0.8  # DensePose's apply_net default (MODEL.ROI_HEADS.SCORE_
 _VERSION = "1"  # bump when the outputs of this backend change for the same inputs and settings
 
 
-def weights_name_for(cfg: DensePoseRCNNConfig) -> str:
-    """Weights-manifest id of the official checkpoint for a config's depth."""
-    return "densepose-r101-fpn-s1x" if cfg.depth == 101 else "densepose-r50-fpn-s1x"
-
-
 def resolve_weights(weights: str | os.PathLike | None, cfg: DensePoseRCNNConfig) -> Path:
     """``weights`` if given, else the installed manifest file for the config's depth
-    (:func:`retarget.weights.resolve_densepose_weights`); :class:`WeightsError` naming the fetch
-    command otherwise."""
-    name = weights_name_for(cfg)
+    (:func:`retarget.weights.resolve_densepose_weights`).
+
+    Raises:
+        WeightsError: ``weights`` does not exist, or the installed file fails its hash check.
+        DensePoseWeightsMissing: nothing given and nothing installed; callers that know which input
+            needs DensePose turn it into a message naming that input and their own options.
+    """
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise WeightsError(f"{path}: weights file not found")
+            raise WeightsError(f"{path}: DensePose weights file not found")
         return path
-    try:
-        from retarget.weights import resolve_densepose_weights
-    except ImportError:
-        resolve_densepose_weights = None
-    if resolve_densepose_weights is not None:
-        try:
-            return resolve_densepose_weights(None, "r101" if cfg.depth == 101 else "r50")
-        except WeightsError as exc:
-            if "damaged" in str(exc):
-                raise
-    raise WeightsError(f"no DensePose weights installed: pass --weights PATH or run "
-                       f"`retarget weights fetch {name}`")
+    from retarget.weights import resolve_densepose_weights
+
+    return resolve_densepose_weights(None, "r101" if cfg.depth == 101 else "r50")
 
 
 file_digest = cached_file_sha256  # sha256 of a file, memoised on (path, size, mtime)

@@ -23,3 +23,15 @@ class InputError(RetargetError):
 
 class WeightsError(RetargetError):
     """A checkpoint is missing, corrupt or not the file expected for its slot."""
+
+
+class DensePoseWeightsMissing(WeightsError):
+    """No DensePose checkpoint was given and none is installed.
+
+    Attributes:
+        model: the manifest name of the checkpoint that would be used (``densepose-r50-fpn-s1x`` ...).
+    """
+
+    def __init__(self, message: str, model: str):
+        super().__init__(message)
+        self.model = model

@@ -1,7 +1,7 @@
 """Media for the reliability tests: small clips in awkward shapes, and ways to damage files.
 
 Everything is generated in the test's folder: tiny H.264 clips (optionally rotated, variable frame
-rate, odd-sized, with audio), a person cut from a shared sample photo moving over a textured
+rate, odd-sized, with audio), a person cut from the example photo moving over a textured
 background with the matching per-frame DensePose IUV as a ``<stem>.iuv.npz`` sidecar, and helpers
 that truncate files, flip bits and rewrite an mp4's track matrix the way phones store rotation.
 """
@@ -14,16 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import SAMPLES, require_shared
+from tests.conftest import EXAMPLE_IUV, EXAMPLE_PHOTO
 
-PERSON_ID = "WOMEN#Dresses#id_00000106#03_7_additional"
-SOURCE_ID = "WOMEN#Blouses_Shirts#id_00007424#02_7_additional"
 
 
 def _imread(path: Path, flags=None) -> np.ndarray:
     import cv2
 
-    image = cv2.imread(str(require_shared(path)), cv2.IMREAD_UNCHANGED if flags is None else flags)
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED if flags is None else flags)
     assert image is not None, path
     return image
 
@@ -32,8 +30,8 @@ def write_source(folder: Path, size: tuple[int, int] = (128, 128), name: str = "
     """A source photo ``<name>.png`` and its IUV sidecar ``<name>_IUV.png``, resized to ``size`` (w, h)."""
     import cv2
 
-    photo = _imread(SAMPLES / "source_img" / f"{SOURCE_ID}.jpg", cv2.IMREAD_COLOR)
-    iuv = _imread(SAMPLES / "source_iuv" / f"{SOURCE_ID}_IUV.png")
+    photo = _imread(EXAMPLE_PHOTO, cv2.IMREAD_COLOR)
+    iuv = _imread(EXAMPLE_IUV)
     photo = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
     iuv = cv2.resize(iuv, size, interpolation=cv2.INTER_NEAREST)
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,8 +48,8 @@ def person_frames(n: int, width: int = 96, height: int = 96, seed: int = 0,
     """
     import cv2
 
-    person = _imread(SAMPLES / "source_img" / f"{PERSON_ID}.jpg", cv2.IMREAD_COLOR)[..., ::-1]
-    iuv = _imread(SAMPLES / "source_iuv" / f"{PERSON_ID}_IUV.png")
+    person = _imread(EXAMPLE_PHOTO, cv2.IMREAD_COLOR)[..., ::-1]
+    iuv = _imread(EXAMPLE_IUV)
     scale = 0.8 * height / person.shape[0]
     pw, ph = int(person.shape[1] * scale), int(person.shape[0] * scale)
     person = cv2.resize(np.ascontiguousarray(person), (pw, ph), interpolation=cv2.INTER_AREA)

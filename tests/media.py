@@ -10,18 +10,16 @@ import cv2
 import numpy as np
 
 from densepose_adapter.types import DensePoseResult
-from tests.conftest import SAMPLES
+from tests.conftest import EXAMPLE_IUV, EXAMPLE_PHOTO
 
-SOURCE_ID = "WOMEN#Blouses_Shirts#id_00007424#02_7_additional"
-DRIVER_ID = "WOMEN#Dresses#id_00000106#03_7_additional"
 
 
 def sample_source(folder: Path) -> tuple[Path, Path]:
-    """Copy a reference sample photo and its IUV render into ``folder`` (photo, photo_IUV.png)."""
+    """Copy the example photo and its IUV render into ``folder`` (photo, photo_IUV.png)."""
     photo = folder / "photo.jpg"
-    photo.write_bytes((SAMPLES / "source_img" / f"{SOURCE_ID}.jpg").read_bytes())
+    photo.write_bytes(EXAMPLE_PHOTO.read_bytes())
     iuv = folder / "photo_IUV.png"
-    iuv.write_bytes((SAMPLES / "source_iuv" / f"{SOURCE_ID}_IUV.png").read_bytes())
+    iuv.write_bytes(EXAMPLE_IUV.read_bytes())
     return photo, iuv
 
 
@@ -33,13 +31,13 @@ def person_track(n: int, width: int) -> np.ndarray:
 def make_driver(path: Path, *, n: int = 12, width: int = 160, height: int = 120, fps: int = 10,
                 audio: bool = True, sidecar: bool = True, person_scale: float = 0.42,
                 missing: tuple[int, ...] = ()) -> np.ndarray:
-    """Write a driver clip whose person (a reference sample cut out by its IUV) moves left to right.
+    """Write a driver clip whose person (the example photo cut out by its IUV) moves left to right.
 
     Returns the per-frame IUV ``(n, H, W, 3)``; with ``sidecar`` also writes ``<stem>.iuv/`` PNGs.
     Frames listed in ``missing`` show no person.
     """
-    person = cv2.imread(str(SAMPLES / "source_img" / f"{DRIVER_ID}.jpg"))[..., ::-1]
-    iuv_src = cv2.imread(str(SAMPLES / "source_iuv" / f"{DRIVER_ID}_IUV.png"), cv2.IMREAD_UNCHANGED)
+    person = cv2.imread(str(EXAMPLE_PHOTO))[..., ::-1]
+    iuv_src = cv2.imread(str(EXAMPLE_IUV), cv2.IMREAD_UNCHANGED)
     scale = person_scale * height / 256
     background = np.full((height, width, 3), (90, 110, 130), np.uint8)
     xs = person_track(n, width)

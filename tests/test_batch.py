@@ -13,26 +13,24 @@ import pytest
 from retarget.batch import load_jobs_file
 from retarget.cli import main
 from retarget.errors import UsageError
-from tests.conftest import DENSEPOSE_FIXTURE, SAMPLES, require_shared
+from tests.assets import densepose_args
+from tests.conftest import EXAMPLE_IUV, EXAMPLE_PHOTO
 from tests.media import make_driver, read_video
 
-SOURCE_IDS = ("WOMEN#Blouses_Shirts#id_00007424#02_7_additional", "WOMEN#Blouses_Shirts#id_00000442#01_2_side")
 FRAMES = {"walk": 4, "jump": 3}
 
 
 def _sources(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    for name, sample in zip(("anna", "bea"), SOURCE_IDS):
-        shutil.copyfile(SAMPLES / "source_img" / f"{sample}.jpg", folder / f"{name}.jpg")
-        shutil.copyfile(SAMPLES / "source_iuv" / f"{sample}_IUV.png", folder / f"{name}_IUV.png")
+    for name in ("anna", "bea"):  # the same photo under two names: two sources of the batch
+        shutil.copyfile(EXAMPLE_PHOTO, folder / f"{name}.jpg")
+        shutil.copyfile(EXAMPLE_IUV, folder / f"{name}_IUV.png")
     return folder
 
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
     """Two sources (with IUV sidecars) and two tiny drivers without IUV (DensePose from the model)."""
-    require_shared(SAMPLES)
-    require_shared(DENSEPOSE_FIXTURE)
     root = tmp_path_factory.mktemp("batch_media")
     sources = _sources(root / "sources")
     drivers = root / "drivers"
@@ -44,9 +42,8 @@ def media(tmp_path_factory):
 
 
 def model_args() -> list[str]:
-    """The real torchvision DensePose port with the tiny fixture checkpoint, on small inputs."""
-    return ["--densepose-weights", str(DENSEPOSE_FIXTURE / "model_tiny.pkl"),
-            "--densepose-config", str(DENSEPOSE_FIXTURE / "meta.json"), "--densepose-size", "64"]
+    """The real torchvision DensePose port with a tiny generated checkpoint, on small inputs."""
+    return densepose_args(64)
 
 
 def batch_args(sources: Path, drivers: Path, out: Path, *extra: str) -> list[str]:
@@ -109,7 +106,6 @@ def test_two_sources_two_drivers_densepose_once_per_driver_then_skip(media, tmp_
 
 
 def test_corrupt_driver_fails_only_its_jobs_and_the_exit_code_says_so(tmp_path, capsys):
-    require_shared(SAMPLES)
     sources = _sources(tmp_path / "sources")
     drivers = tmp_path / "drivers"
     drivers.mkdir()
@@ -137,7 +133,6 @@ def test_corrupt_driver_fails_only_its_jobs_and_the_exit_code_says_so(tmp_path, 
 
 
 def test_jobs_files_csv_and_toml(tmp_path, capsys):
-    require_shared(SAMPLES)
     sources = _sources(tmp_path / "sources")
     make_driver(tmp_path / "clip.mp4", n=3, width=96, height=80, audio=False)
     (tmp_path / "jobs.csv").write_text("source,driver,output,output_mode,side_by_side\n"

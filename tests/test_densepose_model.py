@@ -28,6 +28,7 @@ from densepose_adapter.types import DensePoseBackend, DensePoseResult
 from retarget.cli.app import main
 from retarget.errors import UsageError, WeightsError
 from retarget.io.safe_pickle import UnsafePickleError, load_restricted_pickle
+from tests.assets import densepose_dir
 from tests.conftest import DENSEPOSE_FIXTURE, require_shared
 
 FIX = DENSEPOSE_FIXTURE
@@ -39,13 +40,19 @@ def fixture_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
+def tiny_dir() -> Path:
+    """A generated tiny checkpoint (official format), its meta.json and an image.png (tests/assets.py)."""
+    return densepose_dir()
+
+
+@pytest.fixture(scope="module")
 def expected(fixture_dir) -> dict:
     return dict(np.load(fixture_dir / "expected.npz"))
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(fixture_dir) -> dict:
-    return load_restricted_pickle(fixture_dir / "model_tiny.pkl")
+def tiny_ckpt(tiny_dir) -> dict:
+    return load_restricted_pickle(tiny_dir / "model_tiny.pkl")
 
 
 def _image(fixture_dir: Path) -> np.ndarray:
@@ -65,19 +72,19 @@ def test_full_size_state_dict_equals_official_shapes(fixture_dir, name):
     assert ours == ref
 
 
-def test_tiny_checkpoint_keys_match_fixture_config(fixture_dir, tiny_ckpt):
+def test_tiny_checkpoint_keys_match_fixture_config(tiny_dir, tiny_ckpt):
     with torch.device("meta"):
-        model = DensePoseRCNN(load_config(fixture_dir / "meta.json"))
+        model = DensePoseRCNN(load_config(tiny_dir / "meta.json"))
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert ours == {k: tuple(v.shape) for k, v in tiny_ckpt["model"].items()}
 
 
 # -- config ------------------------------------------------------------------------------------
-def test_config_presets_and_overrides(fixture_dir):
+def test_config_presets_and_overrides(tiny_dir):
     assert preset("r50").depth == 50 and preset("r101").depth == 101
     assert preset("densepose_rcnn_R_101_FPN_s1x").depth == 101
-    cfg = load_config(fixture_dir / "meta.json")
-    meta = json.loads((fixture_dir / "meta.json").read_text())
+    cfg = load_config(tiny_dir / "meta.json")
+    meta = json.loads((tiny_dir / "meta.json").read_text())
     assert cfg.fpn_out_channels == meta["overrides"]["MODEL.FPN.OUT_CHANNELS"]
     assert cfg.detections_per_image == meta["overrides"]["TEST.DETECTIONS_PER_IMAGE"]
     assert cfg.dp_pooler_type == "ROIAlign" and cfg.box_pooler_type == "ROIAlign"
@@ -121,13 +128,13 @@ def test_loader_drops_non_parameters(tiny_ckpt):
     assert all(v.dtype == torch.float32 for v in out.values())
 
 
-def _tiny_model(fixture_dir):
-    return DensePoseRCNN(load_config(fixture_dir / "meta.json"))
+def _tiny_model(tiny_dir):
+    return DensePoseRCNN(load_config(tiny_dir / "meta.json"))
 
 
-def test_loader_strict_errors(fixture_dir, tiny_ckpt):
+def test_loader_strict_errors(tiny_dir, tiny_ckpt):
     state = convert_detectron2_densepose_state(tiny_ckpt)
-    model = _tiny_model(fixture_dir)
+    model = _tiny_model(tiny_dir)
     missing = dict(state)
     missing.pop("roi_heads.box_head.fc1.weight")
     with pytest.raises(WeightsError, match="1 missing .*fc1.weight"):
@@ -145,14 +152,14 @@ def test_loader_strict_errors(fixture_dir, tiny_ckpt):
         load_detectron2_state(DensePoseRCNN(preset("r50")), state)
 
 
-def test_manifest_loader_entry_point(fixture_dir):
+def test_manifest_loader_entry_point(tiny_dir):
     """``densepose_adapter.rcnn.load`` (named by the weights manifest) builds and loads strictly."""
     from densepose_adapter.rcnn import load
 
-    model = load(fixture_dir / "model_tiny.pkl", fixture_dir / "meta.json")
+    model = load(tiny_dir / "model_tiny.pkl", tiny_dir / "meta.json")
     assert model.cfg.fpn_out_channels == 32
     with pytest.raises(WeightsError, match="does not match"):
-        load(fixture_dir / "model_tiny.pkl")  # tiny widths vs the R50 s1x default
+        load(tiny_dir / "model_tiny.pkl")  # tiny widths vs the R50 s1x default
 
 
 def test_read_checkpoint_refuses_unsafe_and_bad_files(tmp_path):
@@ -238,32 +245,32 @@ def test_torchvision_backend(backend, fixture_dir, expected):
     assert backend.cache_key() == backend.cache_key()
 
 
-def test_backend_settings_change_cache_key_and_threshold(fixture_dir):
+def test_backend_settings_change_cache_key_and_threshold(tiny_dir):
     from densepose_adapter.torchvision_backend import TorchvisionDensePoseBackend
 
-    kw = {"weights": fixture_dir / "model_tiny.pkl", "config": fixture_dir / "meta.json"}
+    kw = {"weights": tiny_dir / "model_tiny.pkl", "config": tiny_dir / "meta.json"}
     a = TorchvisionDensePoseBackend(**kw)
     b = TorchvisionDensePoseBackend(**kw, densepose_size=512)
-    c = TorchvisionDensePoseBackend(**kw, min_score=0.9999)
+    c = TorchvisionDensePoseBackend(**kw, min_score=0.9999)  # above every score of the tiny model
     assert len({a.cache_key(), b.cache_key(), c.cache_key()}) == 3
     assert a.cfg.score_thresh_test == 0.8  # from meta.json
-    res = c.predict([_image(fixture_dir)])[0]
+    res = c.predict([_image(tiny_dir)])[0]
     assert res.boxes.shape == (0, 4) and not res.has_person and res.iuv.shape == (256, 256, 3)
     with pytest.raises(UsageError):
         TorchvisionDensePoseBackend(**kw, min_score=1.5)
 
 
-def test_tracked_mode(fixture_dir):
+def test_tracked_mode(tiny_dir):
     from densepose_adapter.torchvision_backend import TorchvisionDensePoseBackend, crop_around
 
     assert crop_around(np.array([10, 10, 20, 30]), (100, 100), 0.25) == (0, 0, 52, 62)
-    img = _image(fixture_dir)
+    img = _image(tiny_dir)
     big = np.zeros((320, 400, 3), np.uint8)
     big[30:286, 100:356] = img
-    full = TorchvisionDensePoseBackend(weights=fixture_dir / "model_tiny.pkl", config=fixture_dir / "meta.json")
+    full = TorchvisionDensePoseBackend(weights=tiny_dir / "model_tiny.pkl", config=tiny_dir / "meta.json")
     ref = full.predict([big])[0]
-    tracked = TorchvisionDensePoseBackend(weights=fixture_dir / "model_tiny.pkl",
-                                          config=fixture_dir / "meta.json", track=True)
+    tracked = TorchvisionDensePoseBackend(weights=tiny_dir / "model_tiny.pkl",
+                                          config=tiny_dir / "meta.json", track=True)
     first, second = tracked.predict([big, big])
     np.testing.assert_array_equal(first.iuv, ref.iuv)  # no previous box: full frame
     assert second.iuv.shape == ref.iuv.shape and second.boxes.shape[1] == 4
@@ -304,14 +311,14 @@ def test_cli_image_npz_and_png(fixture_dir, expected, tmp_path, capsys):
     assert not list((tmp_path / "pngs").glob(".*.tmp"))
 
 
-def test_cli_video(fixture_dir, tmp_path):
-    img = _image(fixture_dir)
+def test_cli_video(tiny_dir, tmp_path):
+    img = _image(tiny_dir)
     video = tmp_path / "v.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (256, 256))
     for _ in range(2):
         writer.write(img)
     writer.release()
-    common = ["--weights", fixture_dir / "model_tiny.pkl", "--config", fixture_dir / "meta.json"]
+    common = ["--weights", tiny_dir / "model_tiny.pkl", "--config", tiny_dir / "meta.json"]
     assert _cli(video, "--out", tmp_path / "frames", *common) == 0
     files = sorted((tmp_path / "frames").glob("v_*_IUV.png"))
     assert [f.name for f in files] == ["v_000000_IUV.png", "v_000001_IUV.png"]
@@ -320,15 +327,15 @@ def test_cli_video(fixture_dir, tmp_path):
     assert data["iuv"].shape == (1, 256, 256, 3) and len(data["frame_index"]) == len(data["scores"])
 
 
-def test_cli_errors(fixture_dir, tmp_path, capsys):
+def test_cli_errors(tiny_dir, tmp_path, capsys):
     assert _cli(tmp_path / "missing.png", "--out", tmp_path / "o.npz") == 1
     assert "no such file" in capsys.readouterr().err
-    assert _cli(fixture_dir / "image.png", "--out", tmp_path / "o.npz") == 1
+    assert _cli(tiny_dir / "image.png", "--out", tmp_path / "o.npz") == 1
     assert "retarget weights fetch densepose-r50-fpn-s1x" in capsys.readouterr().err
-    assert _cli(fixture_dir / "image.png", "--out", tmp_path / "o.npz", "--weights",
-                fixture_dir / "model_tiny.pkl", "--config", "r18") == 2
-    assert _cli(fixture_dir / "image.png", "--out", tmp_path / "o.npz", "--weights",
-                fixture_dir / "model_tiny.pkl", "--config", "r50") == 1
+    assert _cli(tiny_dir / "image.png", "--out", tmp_path / "o.npz", "--weights",
+                tiny_dir / "model_tiny.pkl", "--config", "r18") == 2
+    assert _cli(tiny_dir / "image.png", "--out", tmp_path / "o.npz", "--weights",
+                tiny_dir / "model_tiny.pkl", "--config", "r50") == 1
     assert "does not match" in capsys.readouterr().err
 
 

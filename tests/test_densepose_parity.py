@@ -19,7 +19,7 @@ import torch
 from densepose_adapter.composite import composite_iuv
 from densepose_adapter.rcnn import build_model, load_config, stage_to_result
 from densepose_adapter.rcnn.postprocess import chart_result
-from tests.conftest import DENSEPOSE_FIXTURE, SHARED, require_shared
+from tests.conftest import fixture_dirs, require_shared
 
 FEATURE_TOL = 1e-2  # features and head outputs, absolute
 BOX_TOL = 0.01  # proposals and boxes, pixels
@@ -27,14 +27,7 @@ SCORE_TOL = 1e-4
 PIXEL_FRACTION = 0.005  # charts / IUV composite: share of person pixels allowed to differ
 
 
-def _fixture_dirs() -> list[Path]:
-    require_shared(DENSEPOSE_FIXTURE)
-    root = SHARED / "fixtures"
-    dirs = sorted(p for p in root.glob("densepose*") if (p / "model_tiny.pkl").is_file())
-    return dirs or [DENSEPOSE_FIXTURE]
-
-
-FIXTURES = _fixture_dirs()
+FIXTURES = fixture_dirs("densepose", "model_tiny.pkl")
 
 
 class Run:
@@ -59,6 +52,7 @@ _RUNS: dict[tuple[str, bool], Run] = {}
 
 def _run(folder: Path, fuse_bn: bool = False) -> Run:
     key = (str(folder), fuse_bn)
+    require_shared(folder / "expected.npz")
     if key not in _RUNS:
         _RUNS[key] = Run(folder, fuse_bn)
     return _RUNS[key]
@@ -222,7 +216,7 @@ def test_decoder_window_equals_full_decoder(folder: Path):
 def test_config_matches_meta():
     """The fixture's overrides parse, and unlisted options keep the R50 s1x defaults."""
     for folder in FIXTURES:
-        meta = json.loads((folder / "meta.json").read_text())
+        meta = json.loads(require_shared(folder / "meta.json").read_text())
         cfg = load_config(folder / "meta.json")
         assert cfg.depth == (101 if "R_101" in meta.get("config", "") else 50) or \
             "MODEL.RESNETS.DEPTH" in meta.get("overrides", {})

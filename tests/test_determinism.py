@@ -19,7 +19,7 @@ from pathlib import Path
 
 from retarget.pipeline.job import VideoJob, run_video_job
 from retarget.pipeline.video import VideoOptions
-from tests.conftest import REPO, SAMPLES, require_shared
+from tests.conftest import REPO
 from tests.media import make_driver, sample_source
 
 ENCODE = """
@@ -77,7 +77,6 @@ def _perturb_heap(byte: int) -> None:
 
 def test_repeated_jobs_under_load_give_identical_frames_and_files(tmp_path):
     """Same job 4 times in one process (other core busy, heap garbage varied) → same frames, same file."""
-    require_shared(SAMPLES)
     photo, _ = sample_source(tmp_path)
     driver = tmp_path / "walk.mp4"
     make_driver(driver, n=8, width=96, height=80, audio=False)  # IUV sidecar: no DensePose model needed

@@ -28,7 +28,8 @@ from PIL import Image
 
 from retarget.cli import main
 from tests import badmedia
-from tests.conftest import COORDINPAINT, REPO, require_shared
+from tests.assets import coordinpaint_dir, uv_pair_dir
+from tests.conftest import REPO
 
 VIDEO_FLAGS = ["--size", "64", "--weight-free", "-q"]
 
@@ -184,7 +185,7 @@ def _checkpoints(ctx: Ctx, inpainter: bytes | None, refiner: bytes | None) -> Pa
 
 
 def _ck(name: str) -> bytes:
-    return require_shared(COORDINPAINT / name).read_bytes()
+    return (coordinpaint_dir() / name).read_bytes()
 
 
 def _disk_full_after(monkeypatch, frames: int) -> None:
@@ -311,8 +312,8 @@ def _partial_kept(frames: int) -> Callable[[Ctx], None]:
 
 
 def _hash_mismatch(ctx: Ctx) -> list[str]:
-    require_shared(COORDINPAINT)
-    assert main(["weights", "import", str(COORDINPAINT / "inpainter.pth"), str(COORDINPAINT / "refiner.pth")]) == 0
+    folder = coordinpaint_dir()
+    assert main(["weights", "import", str(folder / "inpainter.pth"), str(folder / "refiner.pth")]) == 0
     from retarget.paths import weights_dir
 
     installed = next(weights_dir().rglob("inpainter.pth"))
@@ -326,7 +327,8 @@ def _hash_mismatch(ctx: Ctx) -> list[str]:
 def _several_people(ctx: Ctx) -> list[str]:
     import retarget.pipeline.job as job_module
 
-    ctx.monkeypatch.setattr(job_module, "_model_backend", lambda job, track=None: FakePeople())
+    ctx.monkeypatch.setattr(job_module, "_model_backend", lambda job, role, track=None: FakePeople())
+    ctx.monkeypatch.setattr(job_module, "check_densepose_weights", lambda job, needs=None: None)
     ctx.source_iuv.unlink()  # DensePose runs on the photo
     return ctx.video()
 
@@ -459,7 +461,7 @@ CASES = [
 
 
 def _image(ctx: Ctx, source: Path | None = None) -> list[str]:
-    fixture = require_shared(COORDINPAINT)
+    fixture = uv_pair_dir()
     return ["image", "--source", str(source or fixture / "source.png"), "--source-uv", str(fixture / "source_uv.npy"),
             "--target-uv", str(fixture / "target_uv.npy"), "-o", str(ctx.folder / "out" / "result.png"),
             "--weight-free"]

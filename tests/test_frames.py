@@ -17,7 +17,6 @@ from retarget.cli import main
 from retarget.errors import UsageError
 from retarget.inspect.frames import parse_selection
 from retarget.inspect.visual import checkerboard, coords_to_rgb, iuv_to_rgb, legend_image
-from tests.conftest import SAMPLES, require_shared
 from tests.media import make_driver, read_video, sample_source
 
 N_FRAMES, WIDTH, HEIGHT = 8, 128, 96
@@ -28,7 +27,6 @@ FRAME_FILES = ["driver.png", "driver_iuv.png", "target_uv.png", "coarse.png", "r
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    require_shared(SAMPLES)
     root = tmp_path_factory.mktemp("frames_media")
     photo, _ = sample_source(root)
     driver = root / "dance.mp4"

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import SAMPLES, require_shared
+from conftest import EXAMPLE_IUV, SAMPLES, require_shared
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -77,6 +77,7 @@ def test_samples_are_present():
 
 
 def test_known_samples_show_both_tables():
+    require_shared(SAMPLES / "source_iuv")
     ids = set(_sample_ids())
     assert set(KNOWN_TABLE) <= ids
 
@@ -214,10 +215,7 @@ def _save(path: Path, array: np.ndarray) -> Path:
 # --- CLI ---------------------------------------------------------------------------------------------
 
 def _copy_sample(tmp_path: Path) -> Path:
-    ids = _sample_ids()
-    assert ids
-    source = require_shared(SAMPLES / "source_iuv" / f"{ids[0]}_IUV.png")
-    return Path(shutil.copy(source, tmp_path / source.name))
+    return Path(shutil.copy(EXAMPLE_IUV, tmp_path / "WOMEN#Blouses_Shirts#id_00007424#02_7_additional_IUV.png"))
 
 
 def test_cli_converts_file_next_to_input(tmp_path, capsys):

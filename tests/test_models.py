@@ -17,6 +17,7 @@ from retarget.models.loading import (
     inpainter_from_state,
     refiner_from_state,
 )
+from tests.assets import coordinpaint_dir
 from tests.conftest import COORDINPAINT, fixture_dirs, require_shared
 
 FIXTURES = fixture_dirs("coordinpaint", "expected.npz")
@@ -52,11 +53,11 @@ def test_refiner_parity_and_split_source_branch(fixture):
 
 
 def test_widths_are_inferred_from_the_checkpoint():
-    meta = json.loads(require_shared(COORDINPAINT / "meta.json").read_text())
-    inp = load_official_inpainter(COORDINPAINT / "inpainter.pth")
-    ref = load_official_refiner(COORDINPAINT / "refiner.pth")
-    assert inp.ngf == meta["inpainter"]["ngf"] and inp.in_channels == meta["inpainter"]["in_channels"]
-    assert ref.ngf == meta["refiner"]["ngf"] and ref.in_target == meta["refiner"]["in_target"]
+    folder = coordinpaint_dir()  # ngf 8 inpainter, ngf 16 refiner (tests/assets.py)
+    inp = load_official_inpainter(folder / "inpainter.pth")
+    ref = load_official_refiner(folder / "refiner.pth")
+    assert inp.ngf == 8 and inp.in_channels == 5
+    assert ref.ngf == 16 and ref.in_target == 10
 
 
 def _random_official_state(shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:
@@ -107,20 +108,21 @@ def test_fold_spectral_norm_matches_one_power_iteration():
 
 
 def test_wrong_and_broken_checkpoints_give_one_line_errors(tmp_path):
+    folder = coordinpaint_dir()
     with pytest.raises(WeightsError, match="a refiner checkpoint, but the inpainter was expected"):
-        load_official_inpainter(require_shared(COORDINPAINT / "refiner.pth"))
+        load_official_inpainter(folder / "refiner.pth")
     with pytest.raises(WeightsError, match="an inpainter checkpoint, but the refiner was expected"):
-        load_official_refiner(COORDINPAINT / "inpainter.pth")
+        load_official_refiner(folder / "inpainter.pth")
     with pytest.raises(WeightsError, match="refiner checkpoint, not an inpainter"):  # state dicts given directly
-        inpainter_from_state(torch.load(COORDINPAINT / "refiner.pth", weights_only=True))
+        inpainter_from_state(torch.load(folder / "refiner.pth", weights_only=True))
     truncated = tmp_path / "inpainter.pth"
-    truncated.write_bytes((COORDINPAINT / "inpainter.pth").read_bytes()[:5000])
+    truncated.write_bytes((folder / "inpainter.pth").read_bytes()[:5000])
     with pytest.raises(WeightsError, match="truncated or corrupt") as info:
         load_official_inpainter(truncated)
     assert "\n" not in str(info.value)
     with pytest.raises(WeightsError, match="not found"):
         load_official_refiner(tmp_path / "nope.pth")
-    state = torch.load(COORDINPAINT / "inpainter.pth", weights_only=True)
+    state = torch.load(folder / "inpainter.pth", weights_only=True)
     del state["gate7.conv_m.weight"]
     state["gate3.norm.bias"] = torch.zeros(3)
     with pytest.raises(WeightsError, match=r"missing keys: gates\.6\.gate_conv\.weight.*shape mismatch"):

@@ -9,7 +9,8 @@ import torch
 from retarget.cli import main
 from retarget.models import Inpainter, Refiner
 from retarget.pipeline import Models, prepare_source, render_targets, run_pair, stage_arrays
-from tests.conftest import fixture_dirs, require_shared
+from tests.assets import coordinpaint_dir, uv_pair_dir
+from tests.conftest import EXAMPLE_IUV, EXAMPLE_PHOTO, fixture_dirs, require_shared
 
 FIXTURES = fixture_dirs("coordinpaint", "expected.npz")
 LEARNED_KEYS = {"inpainter_input", "inpainter_raw", "inpainted_xy", "source_xy_textures", "source_textures",
@@ -96,8 +97,7 @@ def test_source_state_is_reused_and_batches_equal_single_targets():
 
 
 def test_cli_image_errors_are_one_line(tmp_path, capsys):
-    fixture = FIXTURES[0]
-    require_shared(fixture / "source.png")
+    fixture = uv_pair_dir()
     base = ["image", "--source", str(fixture / "source.png"), "--source-uv", str(fixture / "source_uv.npy"),
             "--target-uv", str(fixture / "target_uv.npy"), "--weight-free"]
     # missing input → exit 1, one line, no output file
@@ -129,16 +129,12 @@ def test_help_shows_examples(capsys):
 
 
 def test_cli_image_accepts_iuv_renders(tmp_path):
-    from tests.conftest import SAMPLES
-
-    sample = "WOMEN#Blouses_Shirts#id_00007424#02_7_additional"
-    photo = require_shared(SAMPLES / "source_img" / f"{sample}.jpg")
-    iuv = SAMPLES / "source_iuv" / f"{sample}_IUV.png"
+    photo, iuv = EXAMPLE_PHOTO, EXAMPLE_IUV
     via_iuv, via_uv = tmp_path / "a.npz", tmp_path / "b.npz"
     common = ["image", "--source", str(photo), "--weight-free"]
     assert main(common + ["--source-iuv", str(iuv), "--target-iuv", str(iuv), "--out", str(tmp_path / "a.png"),
                           "--dump-stages", str(via_iuv)]) == 0
-    uv = SAMPLES / "source_uv" / f"{sample}.npy"  # made from the same render with the training table
+    uv = uv_pair_dir() / "source_uv.npy"  # made from the same render with the training table
     assert main(common + ["--source-uv", str(uv), "--target-uv", str(uv), "--out", str(tmp_path / "b.png"),
                           "--dump-stages", str(via_uv)]) == 0
     a, b = np.load(via_iuv), np.load(via_uv)
@@ -165,15 +161,15 @@ def test_outputs_get_the_usual_file_mode(tmp_path):
 def test_cli_image_non_square(tmp_path, learned):
     import cv2
 
-    fixture = FIXTURES[0]
-    image = cv2.imread(str(require_shared(fixture / "source.png")))[32:224]  # 192 x 256
+    fixture = uv_pair_dir()
+    image = cv2.imread(str(fixture / "source.png"))[32:224]  # 192 x 256
     cv2.imwrite(str(tmp_path / "s.png"), image)
     np.save(tmp_path / "s.npy", np.load(fixture / "source_uv.npy")[32:224])
     np.save(tmp_path / "t.npy", np.load(fixture / "target_uv.npy")[32:224])
     args = ["image", "--source", str(tmp_path / "s.png"), "--source-uv", str(tmp_path / "s.npy"),
             "--target-uv", str(tmp_path / "t.npy"), "--out", str(tmp_path / "o.png"),
             "--dump-stages", str(tmp_path / "d.npz")]
-    args += ["--checkpoint-dir", str(fixture)] if learned else ["--weight-free"]
+    args += ["--checkpoint-dir", str(coordinpaint_dir())] if learned else ["--weight-free"]
     assert main(args) == 0
     stages = np.load(tmp_path / "d.npz")
     assert stages["pred_img"].shape == (3, 192, 256) and stages["source_xy_textures"].shape == (2, 192, 256)

@@ -24,7 +24,8 @@ from densepose_adapter.types import DensePoseResult
 from retarget.pipeline.job import VideoJob, run_video_job
 from retarget.pipeline.video import VideoOptions
 from tests import badmedia
-from tests.conftest import DENSEPOSE_FIXTURE, REPO, require_shared
+from tests.assets import densepose_args, densepose_dir
+from tests.conftest import REPO
 
 N_FRAMES = 10
 
@@ -148,10 +149,10 @@ sys.exit(main(sys.argv[2:]))
 
 
 def _fixture_driver(folder: Path, n: int) -> Path:
-    """Frames of the DensePose fixture image (on which the tiny checkpoint finds people), panning."""
+    """Frames of a photo (on which the tiny generated checkpoint finds a person), panning."""
     import cv2
 
-    image = cv2.imread(str(require_shared(DENSEPOSE_FIXTURE / "image.png")))[..., ::-1]
+    image = cv2.imread(str(densepose_dir() / "image.png"))[..., ::-1]
     image = cv2.resize(image, (128, 128), interpolation=cv2.INTER_AREA)
     return badmedia.write_video(folder / "walk.mp4", [np.roll(image, 3 * i, axis=1) for i in range(n)])
 
@@ -168,8 +169,7 @@ def test_kill_9_then_rerun_resumes_from_the_cache(tmp_path):
     def command(dump: str, out: str) -> list[str]:
         return [sys.executable, str(script), str(tmp_path / dump), "video", "--source", str(source), "--driver",
                 str(driver), "-o", str(tmp_path / out), "--densepose-backend", "torchvision",
-                "--densepose-weights", str(require_shared(DENSEPOSE_FIXTURE / "model_tiny.pkl")),
-                "--densepose-config", str(DENSEPOSE_FIXTURE / "meta.json"), "--densepose-size", "96",
+                *densepose_args(96),
                 "--size", "64", "--weight-free", "-q"]
 
     def run(dump: str, out: str, cache_dir: Path) -> subprocess.CompletedProcess:

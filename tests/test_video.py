@@ -10,7 +10,7 @@ from retarget.pipeline import Models
 from retarget.pipeline.densepose_stage import DensePoseCache
 from retarget.pipeline.job import VideoJob, run_video_job
 from retarget.pipeline.video import VideoOptions
-from tests.conftest import COORDINPAINT, require_shared
+from tests.assets import coordinpaint_dir
 from tests.media import LookupDensePose, make_driver, person_track, read_video, sample_source
 
 COLOUR = "#204080"
@@ -19,7 +19,6 @@ COLOUR_RGB = np.array([0x20, 0x40, 0x80])
 
 @pytest.fixture
 def clip(tmp_path):
-    require_shared(COORDINPAINT)
     photo, _ = sample_source(tmp_path)
     driver = tmp_path / "dance.mp4"
     iuvs = make_driver(driver)
@@ -128,7 +127,7 @@ def test_cache_second_run_skips_densepose_and_interrupt_leaves_nothing(clip, tmp
 
 def test_learned_path_batch_sizes_agree(clip):
     photo, driver, iuvs = clip
-    models = Models.from_checkpoint_dir(COORDINPAINT)
+    models = Models.from_checkpoint_dir(coordinpaint_dir())
     results = []
     for batch in (1, 4):
         job = VideoJob(source=photo, driver=driver, output=driver.with_name(f"b{batch}.mp4"), size=64,
@@ -142,7 +141,6 @@ def test_learned_path_batch_sizes_agree(clip):
 
 @pytest.mark.parametrize("policy,expected_frames", [("hold", 12), ("background", 12), ("skip", 9)])
 def test_frames_without_person_follow_on_missing(tmp_path, policy, expected_frames):
-    require_shared(COORDINPAINT)
     photo, _ = sample_source(tmp_path)
     driver = tmp_path / "gap.mp4"
     make_driver(driver, missing=(4, 5, 9))
@@ -179,9 +177,12 @@ def test_driver_without_densepose_gives_clear_error(tmp_path, capsys):
     assert not list(tmp_path.glob("*.mp4"))[1:]  # only the driver itself
 
 
-def test_bf16_precision_is_close_to_fp32(clip):
+def test_bf16_precision_is_close_to_fp32(clip, monkeypatch):
+    from retarget.pipeline import precision as precision_module
+
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: True)  # bf16 even where it is emulated
     photo, driver, iuvs = clip
-    models = Models.from_checkpoint_dir(COORDINPAINT)
+    models = Models.from_checkpoint_dir(coordinpaint_dir())
     frames = {}
     for precision in ("fp32", "bf16"):
         job = VideoJob(source=photo, driver=driver, output=driver.with_name(f"{precision}.mp4"), size=64,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tomllib
 import torch
-from conftest import COORDINPAINT, DENSEPOSE_FIXTURE, REPO, require_shared
+from conftest import REPO
 
 from retarget.cli import main
 from retarget.errors import UsageError, WeightsError
@@ -39,6 +39,7 @@ from retarget.weights import (
 from retarget.weights import resolve as resolve_module
 from retarget.weights.manifest import Manifest
 from retarget.weights.store import MISMATCH, MISSING, VERIFIED, read_state
+from tests.assets import coordinpaint_dir, densepose_dir
 
 INPAINTER = "coordinpaint-inpainter"
 REFINER = "coordinpaint-refiner"
@@ -102,7 +103,7 @@ def server():
 
 
 def _fixture_bytes(name: str) -> bytes:
-    return require_shared(COORDINPAINT / name).read_bytes()
+    return (coordinpaint_dir() / name).read_bytes()
 
 
 def _sha(data: bytes) -> str:
@@ -132,7 +133,7 @@ def _fixture_zip(tmp_path: Path, folder: str = "checkpoint") -> Path:
     archive = tmp_path / "coordinpaint-checkpoints.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for name in ("inpainter.pth", "refiner.pth"):
-            z.write(require_shared(COORDINPAINT / name), f"{folder}/{name}")
+            z.write(coordinpaint_dir() / name, f"{folder}/{name}")
         z.writestr(f"{folder}/README.txt", "not a checkpoint")
         z.writestr("__MACOSX/._inpainter.pth", b"junk")
     return archive
@@ -149,9 +150,10 @@ class _Evil:
 
 
 def _densepose_like(n_res4_blocks: int) -> dict:
-    model = {f"backbone.bottom_up.res4.{i}.conv1.weight": np.zeros((2, 2), np.float32)
+    """A few small tensors of a DensePose R-CNN, with the official R50/R101 shapes (a few KB)."""
+    model = {f"backbone.bottom_up.res4.{i}.conv1.norm.weight": np.zeros(256, np.float32)
              for i in range(n_res4_blocks)}
-    model["roi_heads.densepose_predictor.ann_index_lowres.weight"] = np.zeros(3, np.float32)
+    model["roi_heads.densepose_predictor.ann_index_lowres.bias"] = np.zeros(2, np.float32)
     return {"model": model, "__author__": "test"}
 
 
@@ -287,16 +289,47 @@ def test_fetch_without_published_hash_checks_content_and_records_hash(server):
     assert model_status(manifest.get(INPAINTER)).reference == "recorded"
 
 
-def test_fetch_checks_md5_prefix_of_model_zoo_name(server):
+def test_fetch_md5_prefix_mismatch_is_a_warning_not_a_refusal(server, capsys):
     data = pickle.dumps(_densepose_like(6), protocol=2)
+    assert not hashlib.md5(data).hexdigest().startswith("162be9")
     server.files["/model_final_162be9.pkl"] = data
     manifest = _manifest_with(**{R50: {"urls": (server.url + "/model_final_162be9.pkl",)}})
-    with pytest.raises(WeightsError, match="md5"):
-        fetch_model(R50, manifest, progress=False, retries=0)
-    prefix = hashlib.md5(data).hexdigest()[:6]
-    fetch_model(R50, _manifest_with(**{R50: {"urls": (server.url + "/model_final_162be9.pkl",),
-                                                 "md5_prefix": prefix}}), progress=False, retries=0)
+    fetch_model(R50, manifest, progress=False, retries=0)
     assert resolve_densepose_weights(None) == manifest.get(R50).installed_path()
+    warning = capsys.readouterr().err.strip()
+    assert len(warning.splitlines()) == 1 and warning.startswith("warning: ")
+    assert f"md5 starts {hashlib.md5(data).hexdigest()[:6]}" in warning and "says 162be9" in warning
+    assert read_state()[R50]["sha256"] == _sha(data)  # the recorded sha256 is the check from now on
+    assert main(["weights", "verify"]) == 0
+    out = capsys.readouterr().out
+    assert f"{R50}: ok (recorded sha256); note: md5 starts" in out
+
+
+def test_fetch_with_matching_md5_prefix_warns_nothing(server, capsys):
+    data = pickle.dumps(_densepose_like(6), protocol=2)
+    prefix = hashlib.md5(data).hexdigest()[:6]
+    server.files["/m.pkl"] = data
+    fetch_model(R50, _manifest_with(**{R50: {"urls": (server.url + "/m.pkl",), "md5_prefix": prefix}}),
+                progress=False, retries=0)
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_fetch_refuses_a_densepose_file_with_other_shapes(server):
+    server.files["/model_final_162be9.pkl"] = (densepose_dir() / "model_tiny.pkl").read_bytes()
+    manifest = _manifest_with(**{R50: {"urls": (server.url + "/model_final_162be9.pkl",)}})
+    with pytest.raises(WeightsError, match="not the published file.*shape"):
+        fetch_model(R50, manifest, progress=False, retries=0)
+    assert not manifest.get(R50).installed_path().exists()
+
+
+def test_import_md5_prefix_mismatch_installs_with_one_warning(tmp_path, capsys):
+    path = tmp_path / "model_final_162be9.pkl"
+    path.write_bytes(pickle.dumps(_densepose_like(6), protocol=2))
+    assert main(["weights", "import", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert f"{R50}: installed" in captured.out
+    warnings = captured.err.strip().splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ") and "162be9" in warnings[0]
 
 
 def test_fetch_archive_installs_both_checkpoints(server, tmp_path):
@@ -354,8 +387,8 @@ def test_import_zip_of_fixture_checkpoints(tmp_path, capsys):
 def test_import_folder_recognises_files_by_content(tmp_path):
     folder = tmp_path / "downloads"
     folder.mkdir()
-    shutil.copy(require_shared(COORDINPAINT / "refiner.pth"), folder / "a.pth")  # names swapped
-    shutil.copy(require_shared(COORDINPAINT / "inpainter.pth"), folder / "refiner.pth")
+    shutil.copy(coordinpaint_dir() / "refiner.pth", folder / "a.pth")  # names swapped
+    shutil.copy(coordinpaint_dir() / "inpainter.pth", folder / "refiner.pth")
     (folder / "notes.pth").write_bytes(b"garbage")
     outcomes = {Path(o.source).name: o for o in import_weights(folder)}
     assert outcomes["a.pth"].name == REFINER and outcomes["a.pth"].action == "installed"
@@ -366,17 +399,17 @@ def test_import_folder_recognises_files_by_content(tmp_path):
 
 
 def test_identify_densepose_r50_and_r101(tmp_path):
-    assert identify_checkpoint(require_shared(DENSEPOSE_FIXTURE / "model_tiny.pkl")) == R50
+    assert identify_checkpoint(densepose_dir() / "model_tiny.pkl") == R50
     for blocks, name in ((6, R50), (23, "densepose-r101-fpn-s1x"), (4, None)):
         path = tmp_path / f"m{blocks}.pkl"
         path.write_bytes(pickle.dumps(_densepose_like(blocks), protocol=2))
         assert identify_checkpoint(path) == name
-    weights, name = load_densepose_checkpoint(require_shared(DENSEPOSE_FIXTURE / "model_tiny.pkl"))
+    weights, name = load_densepose_checkpoint(densepose_dir() / "model_tiny.pkl")
     assert name == R50 and any(k.startswith("roi_heads.densepose_predictor.") for k in weights)
 
 
 def test_import_refuses_unpublished_densepose_file(capsys):
-    tiny = require_shared(DENSEPOSE_FIXTURE / "model_tiny.pkl")
+    tiny = densepose_dir() / "model_tiny.pkl"
     assert main(["weights", "import", str(tiny)]) == 1
     err = _one_line_error(capsys)
     assert "not the published file" in err and "--densepose-weights" in err
@@ -425,7 +458,37 @@ def test_cli_list_fetch_unknown_name(capsys):
         assert name in out
     assert "CC-BY-SA-3.0" in out and "MIT" in out
     assert main(["weights", "fetch", "no-such-model"]) == 2
+
+
+def test_list_shows_where_each_file_comes_from(capsys):
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    manifest = load_manifest()
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert "SOURCE" in out.splitlines()[1]
+    assert manifest.get(R50).urls[0] in rows[R50]
+    assert manifest.get("densepose-r101-fpn-s1x").urls[0] in rows["densepose-r101-fpn-s1x"]
+    for name in (INPAINTER, REFINER):
+        assert f"manual download: {manifest.archives[0].page}" in rows[name]
+
+
+def test_verify_with_nothing_installed_says_so_and_how_to_install(capsys):
+    assert main(["weights", "verify"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # not four "missing" lines
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: no weights are installed in ")
+    assert "nothing to verify" in err and "`retarget weights fetch all`" in err
+    assert "retarget weights import FILE" in err and load_manifest().archives[0].page in err
+
+
+def test_verify_lists_models_not_installed_without_failing(tmp_path, capsys):
+    assert main(["weights", "import", str(_fixture_zip(tmp_path))]) == 0
+    capsys.readouterr()
     assert main(["weights", "verify"]) == 0
+    out = capsys.readouterr().out
+    assert f"{R50}: not installed (`retarget weights fetch {R50}`)" in out
+    assert f"{INPAINTER}: ok (recorded sha256)" in out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,7 +522,7 @@ def test_torch_checkpoint_with_code_is_refused(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["inpainter.pth", "model_tiny.pkl"])
 def test_truncated_or_corrupt_checkpoint_gives_one_line(tmp_path, capsys, name):
-    source = require_shared((COORDINPAINT if name.endswith(".pth") else DENSEPOSE_FIXTURE) / name)
+    source = (coordinpaint_dir() if name.endswith(".pth") else densepose_dir()) / name
     data = source.read_bytes()
     truncated, corrupt = tmp_path / f"truncated_{name}", tmp_path / f"corrupt_{name}"
     truncated.write_bytes(data[: len(data) // 3])
@@ -476,14 +539,14 @@ def test_truncated_or_corrupt_checkpoint_gives_one_line(tmp_path, capsys, name):
 
 
 def test_torch_load_checkpoint_checks_slot():
-    state = torch_load_checkpoint(require_shared(COORDINPAINT / "inpainter.pth"), expected="inpainter")
+    state = torch_load_checkpoint(coordinpaint_dir() / "inpainter.pth", expected="inpainter")
     assert "gate1.conv_f.weight" in state and "sequence.0.conv_f.weight" in state
-    refiner = torch_load_checkpoint(COORDINPAINT / "refiner.pth", expected="refiner")
+    refiner = torch_load_checkpoint(coordinpaint_dir() / "refiner.pth", expected="refiner")
     assert "source_enc1.conv.module.weight_bar" in refiner
     with pytest.raises(WeightsError, match="a refiner checkpoint, but the inpainter was expected"):
-        torch_load_checkpoint(COORDINPAINT / "refiner.pth", expected="inpainter")
+        torch_load_checkpoint(coordinpaint_dir() / "refiner.pth", expected="inpainter")
     with pytest.raises(WeightsError, match="not found"):
-        torch_load_checkpoint(COORDINPAINT / "missing.pth", expected="inpainter")
+        torch_load_checkpoint(coordinpaint_dir() / "missing.pth", expected="inpainter")
 
 
 def test_torch_load_checkpoint_rejects_non_state_dict(tmp_path):
@@ -499,11 +562,11 @@ def test_torch_load_checkpoint_rejects_non_state_dict(tmp_path):
 
 def test_resolve_coordinpaint_explicit_and_missing(tmp_path):
     assert resolve_coordinpaint_checkpoints(None) is None
-    assert resolve_coordinpaint_checkpoints(require_shared(COORDINPAINT)) == (
-        COORDINPAINT / "inpainter.pth", COORDINPAINT / "refiner.pth")
+    assert resolve_coordinpaint_checkpoints(coordinpaint_dir()) == (
+        coordinpaint_dir() / "inpainter.pth", coordinpaint_dir() / "refiner.pth")
     partial = tmp_path / "ck"
     partial.mkdir()
-    shutil.copy(COORDINPAINT / "inpainter.pth", partial)
+    shutil.copy(coordinpaint_dir() / "inpainter.pth", partial)
     with pytest.raises(WeightsError, match="missing refiner.pth"):
         resolve_coordinpaint_checkpoints(partial)
     with pytest.raises(WeightsError, match="not a folder"):
@@ -514,10 +577,11 @@ def test_resolve_densepose_names_the_install_command(tmp_path):
     with pytest.raises(WeightsError) as info:
         resolve_densepose_weights(None)
     assert "retarget weights fetch densepose-r50-fpn-s1x" in str(info.value)
-    assert "retarget weights import PATH" in str(info.value)
+    assert "retarget weights import FILE" in str(info.value)
+    assert load_manifest().get(R50).urls[0] in str(info.value)
     with pytest.raises(WeightsError, match="fetch densepose-r101-fpn-s1x"):
         resolve_densepose_weights(None, config="R_101")
-    explicit = require_shared(DENSEPOSE_FIXTURE / "model_tiny.pkl")
+    explicit = densepose_dir() / "model_tiny.pkl"
     assert resolve_densepose_weights(explicit) == explicit
     with pytest.raises(WeightsError, match="file not found"):
         resolve_densepose_weights(tmp_path / "x.pkl")

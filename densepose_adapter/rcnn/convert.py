@@ -89,11 +89,11 @@ def load_detectron2_state(model: torch.nn.Module, state: Mapping[str, torch.Tens
             parts.append(f"{len(shape)} with other shapes ({_short(shape, 3)})")
         hint = ""
         if any(".res4.6." in k for k in unexpected):
-            hint = " — the file looks like a ResNet-101 model: use --config r101"
+            hint = " — the file looks like a ResNet-101 model: use the r101 config"
         elif any(".res4.6." in k for k in missing) and not any(".res4.6." in k for k in state):
-            hint = " — the file looks like a ResNet-50 model: use --config r50"
+            hint = " — the file looks like a ResNet-50 model: use the r50 config"
         elif shape:
-            hint = " — the widths differ from the config: pass the matching --config"
+            hint = " — the widths differ from the config: use the config the file was trained with"
         raise WeightsError(f"{source}: does not match the DensePose model: " + "; ".join(parts) + hint)
     with torch.no_grad():
         for k, v in own.items():

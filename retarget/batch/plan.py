@@ -32,6 +32,8 @@ class PlannedJob:
         fingerprint: hash of everything the output depends on.
         driver_key: DensePose sharing group (driver content + DensePose settings).
         model_densepose: the driver's DensePose comes from a model (computed once per group, cached).
+        densepose_needs: ``(role, path)`` of the inputs whose DensePose comes from the model
+            (``source``, ``driver``), as :func:`retarget.pipeline.job.densepose_needs`.
         action: ``run``, ``skip`` (finished, verified) or ``conflict`` (unverified existing output).
         previous: the earlier report's record of this output, if any.
     """
@@ -42,6 +44,7 @@ class PlannedJob:
     model_densepose: bool
     action: str
     previous: dict[str, Any] | None = None
+    densepose_needs: list[tuple[str, Path]] = field(default_factory=list)
 
     @property
     def job(self) -> BatchJob:
@@ -187,9 +190,44 @@ def make_plan(jobs: list[BatchJob], defaults: dict[str, Any], config: WorkerConf
             else:
                 action = CONFLICT
         task = Task(index=index, job=job, settings=settings, overwrite=overwrite_job)
+        needs = ([("source", job.source)] if source_iuv is None else []) + \
+            ([("driver", job.driver)] if model_densepose else [])
         planned = PlannedJob(task=task, fingerprint=fp, driver_key=driver_key, model_densepose=model_densepose,
-                             action=action, previous=record)
+                             action=action, previous=record, densepose_needs=needs)
         plan.jobs.append(planned)
         plan.groups.setdefault(driver_key, []).append(planned)
     return plan
 
+
+
+def check_densepose_weights(plan: BatchPlan, densepose_weights: str | None, densepose_config: str | None) -> None:
+    """Fail before any work when jobs to run need DensePose from the model and no weights exist.
+
+    One line: how many jobs need it, each with the inputs concerned, the precomputed alternatives and
+    how to install the weights. Only the default (torchvision) backend is checked.
+    """
+    if densepose_weights is not None:
+        return
+    needing = [p for p in plan.to_run if p.densepose_needs
+               and p.task.settings["densepose_backend"] in ("auto", "torchvision", "precomputed")]
+    if not needing:
+        return
+    from densepose_adapter.rcnn import ConfigError, load_config
+    from retarget.errors import DensePoseWeightsMissing, WeightsError
+    from retarget.weights import resolve_densepose_weights
+    from retarget.weights.resolve import densepose_missing_message
+
+    try:
+        depth = load_config(densepose_config).depth
+    except ConfigError:
+        return  # the workers report the bad config
+    try:
+        resolve_densepose_weights(None, f"r{depth}")
+    except DensePoseWeightsMissing as exc:
+        roles = {"source": "source photo", "driver": "driving video"}
+        jobs = ", ".join(f"{p.job.name} ({' and '.join(f'{roles[r]} {Path(x).name}' for r, x in p.densepose_needs)})"
+                         for p in needing)
+        subject = (f"{len(needing)} of {len(plan.to_run)} job{'s' * (len(plan.to_run) != 1)} to run need DensePose: "
+                   f"{jobs}")
+        needs = [need for p in needing for need in p.densepose_needs]
+        raise WeightsError(densepose_missing_message(exc.model, needs, "batch", subject=subject)) from None

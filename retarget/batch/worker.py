@@ -34,6 +34,7 @@ class WorkerConfig:
         threads: torch intra-op threads of this worker.
         densepose_weights: DensePose ``.pkl`` (``None``: the installed one, resolved when first needed).
         densepose_config: ``r50``, ``r101`` or a JSON config file.
+        allow_large: accept source photos above 50 megapixels (``--allow-large``).
         env: environment variables set in the worker before anything runs (cache/home folders).
     """
 
@@ -42,6 +43,7 @@ class WorkerConfig:
     threads: int = 1
     densepose_weights: str | None = None
     densepose_config: str | None = None
+    allow_large: bool = False
     env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -123,14 +125,14 @@ class BatchWorker:
         options = VideoOptions(batch_size=s["batch_size"], device=self.config.device, background=s["background"],
                                output_mode=s["output_mode"], on_missing=s["on_missing"], table=s["table"],
                                side_by_side=s["side_by_side"], precision=s.get("precision", "fp32"),
-                               fill=s.get("fill", "body"), quiet=True)
+                               fill=s.get("fill", "body"), quiet=True, command="batch")
         values = dict(source=task.job.source, driver=task.job.driver, output=task.job.output,
                       source_iuv=Path(s["source_iuv"]) if s.get("source_iuv") else None,
                       driver_iuv=Path(s["driver_iuv"]) if s.get("driver_iuv") else None,
                       size=s["size"], overwrite=task.overwrite, densepose_backend=s["densepose_backend"],
                       densepose_weights=Path(self.config.densepose_weights) if self.config.densepose_weights else None,
                       densepose_size=s["densepose_size"], densepose_config=self.config.densepose_config,
-                      densepose_track=s["densepose_track"], options=options)
+                      densepose_track=s["densepose_track"], allow_large=self.config.allow_large, options=options)
         names = {f.name for f in dataclasses.fields(VideoJob)}
         return VideoJob(**{k: v for k, v in values.items() if k in names})
 

@@ -117,8 +117,7 @@ def describe_exception(exc: BaseException) -> Described | None:
     if isinstance(exc, RetargetError):
         return Described(f"error: {one_line(str(exc))}", exc.exit_code)
     if isinstance(exc, MemoryError):
-        return Described("error: out of memory; use a smaller --batch-size or --densepose-size, or a smaller "
-                         "input", 1)
+        return Described("error: out of memory; use a smaller input, batch size or DensePose input size", 1)
     if isinstance(exc, OSError):
         return Described(f"error: {one_line(os_error_message(exc))}", 1)
     if _is_av_error(exc):

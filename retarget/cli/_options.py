@@ -36,5 +36,5 @@ OnMissing = Annotated[str, typer.Option(
 Table = Annotated[str, typer.Option("--table", help="IUV→UV table: training or released.")]
 SideBySide = Annotated[bool, typer.Option("--side-by-side", help="Write driver | result side by side.")]
 Precision = Annotated[str, typer.Option(
-    "--precision", help="Per-frame refiner arithmetic: fp32 (reference numerics), bf16 (~2x faster on CPUs "
-                        "with AVX512-BF16/AMX), fp16 (CUDA).")]
+    "--precision", help="Per-frame refiner arithmetic: fp32 (reference numerics), bf16 (≈1.6× faster on CPUs "
+                        "with native bf16, AVX512-BF16 or AMX; elsewhere it warns and runs fp32), fp16 (CUDA).")]

@@ -22,15 +22,27 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain help: rich markup would eat every [bracketed] fragment ([[job]], [default: ...]) of the texts
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 _state = {"debug": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from retarget import __version__
+
+        typer.echo(f"retarget {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
 ) -> None:
     _state["debug"] = debug
 
@@ -44,6 +56,34 @@ def _register_commands() -> None:
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if info.name not in ("app", "__main__") and not info.name.startswith("_"):
             importlib.import_module(f"retarget.cli.{info.name}")
+    _keep_examples_verbatim(app)
+
+
+def verbatim_examples(text: str) -> str:
+    """Mark every paragraph of indented command lines (the examples) as not to be re-wrapped.
+
+    Help is rendered by click, which re-wraps paragraphs to the terminal width; a paragraph starting
+    with a ``\\b`` line is printed as written, so an example stays one line that can be copied.
+    """
+    paragraphs = text.split("\n\n")
+    for i, paragraph in enumerate(paragraphs):
+        lines = [line for line in paragraph.splitlines() if line.strip()]
+        if lines and all(line.startswith("  ") for line in lines) and not paragraph.startswith("\b"):
+            paragraphs[i] = "\b\n" + paragraph
+    return "\n\n".join(paragraphs)
+
+
+def _keep_examples_verbatim(typer_app: typer.Typer) -> None:
+    import inspect
+
+    if isinstance(typer_app.info.help, str):
+        typer_app.info.help = verbatim_examples(typer_app.info.help)
+    for command in typer_app.registered_commands:
+        text = command.help if isinstance(command.help, str) else inspect.getdoc(command.callback)
+        if text:
+            command.help = verbatim_examples(text)
+    for group in typer_app.registered_groups:
+        _keep_examples_verbatim(group.typer_instance)
 
 
 _register_commands()

@@ -25,7 +25,8 @@ Examples:
 
   retarget batch --sources photos/ --drivers clips/ --out-dir /shared/out --backend ray --address auto
 
-The plan is printed first (jobs, distinct drivers, finished outputs to skip). DensePose runs once per
+The plan is printed first (jobs, distinct drivers, finished outputs to skip); jobs that need DensePose
+weights that are not installed are reported then, before any work (also with --dry-run). DensePose runs once per
 distinct driver and is shared through the cache. Running the same command again skips jobs the report
 records as finished (output hash and inputs verified) and retries failed ones. Exit code 1 when any
 job failed.
@@ -68,6 +69,7 @@ def batch_command(
     side_by_side: opt.SideBySide = False,
     precision: opt.Precision = "fp32",
     fill: opt.Fill = "body",
+    allow_large: bool = typer.Option(False, "--allow-large", help="Accept source photos above 50 megapixels."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No plan, progress bar or table."),
 ) -> None:
     from retarget.batch import (
@@ -83,6 +85,7 @@ def batch_command(
         run_plan,
         summary_table,
     )
+    from retarget.batch.plan import check_densepose_weights
 
     if backend not in ("local", "ray"):
         raise UsageError(f"--backend {backend!r}: expected local or ray")
@@ -124,7 +127,7 @@ def batch_command(
         else:
             checkpoints = (str(found[0]), str(found[1]))
     config = WorkerConfig.with_current_env(
-        checkpoints=checkpoints, device=device,
+        checkpoints=checkpoints, device=device, allow_large=allow_large,
         densepose_weights=str(densepose_weights.absolute()) if densepose_weights else None,
         densepose_config=str(Path(densepose_config).absolute()) if densepose_config and Path(densepose_config).suffix
         else densepose_config)
@@ -145,6 +148,7 @@ def batch_command(
         config.threads = threads or 1
     if not quiet:
         typer.echo(plan.describe(n_workers, backend), err=True)
+    check_densepose_weights(plan, config.densepose_weights, config.densepose_config)  # also with --dry-run
     if dry_run:
         return
 

@@ -9,7 +9,7 @@ import numpy as np
 import typer
 
 from retarget.cli.app import app
-from retarget.errors import InputError, UsageError
+from retarget.errors import DensePoseWeightsMissing, InputError, UsageError, WeightsError
 from retarget.io.atomic import write_bytes_atomic
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -33,7 +33,7 @@ _HELP = (
 
 @app.command("densepose", help=_HELP)
 def densepose_command(
-    input: Annotated[Path, typer.Argument(help="Image or video file.", show_default=False)],
+    input: Annotated[Path, typer.Argument(metavar="INPUT", help="Image or video file.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder, or a .npz file.",
                                       show_default=False)],
     weights: Annotated[Path | None, typer.Option(
@@ -65,10 +65,15 @@ def densepose_command(
     is_video = _is_video(input)
 
     kwargs = {"weights": weights, "config": config, "min_score": min_score, "densepose_size": densepose_size,
-                  "device": device}
+              "device": device}
     if backend_name == "torchvision":
         kwargs["track"] = bool(track and is_video)
-    backend = make_backend(backend_name, **kwargs)
+    try:
+        backend = make_backend(backend_name, **kwargs)
+    except DensePoseWeightsMissing as exc:
+        from retarget.weights.resolve import densepose_missing_message
+
+        raise WeightsError(densepose_missing_message(exc.model, [("input", input)], "densepose")) from None
 
     if not is_video:
         image = _read_image(input)

@@ -61,6 +61,7 @@ def frames_command(
     on_missing: str = typer.Option("hold", "--on-missing", help="hold, background or skip."),
     table: str = typer.Option("training", "--table", help="IUV→UV table: training or released."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out folder."),
+    allow_large: bool = typer.Option(False, "--allow-large", help="Accept a source photo above 50 megapixels."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     import dataclasses
@@ -72,7 +73,7 @@ def frames_command(
         prepare_out_dir,
     )
     from retarget.io.video import probe_video
-    from retarget.pipeline.job import VideoJob
+    from retarget.pipeline.job import VideoJob, check_densepose_weights, densepose_needs
     from retarget.pipeline.video import VideoOptions
 
     if only_densepose and source is not None:
@@ -83,17 +84,19 @@ def frames_command(
         raise UsageError(f"--size must be a multiple of 4 and at least 64, got {size}")
     device = resolve_device(device)
     options = VideoOptions(device=device, background=background, output_mode=output_mode, on_missing=on_missing,
-                           table=table, quiet=quiet, fill=fill)
+                           table=table, quiet=quiet, fill=fill, command="frames")
     options.validate()
     info = probe_video(driver)
     selection = parse_selection(frames, every, info.frame_count)
     values = dict(source=source or Path("-"), driver=driver, source_iuv=source_iuv, driver_iuv=driver_iuv,
                   size=size, densepose_backend=densepose_backend, densepose_weights=densepose_weights,
                   densepose_size=densepose_size, densepose_config=densepose_config,
-                  densepose_track=densepose_track, options=options)
+                  densepose_track=densepose_track, allow_large=allow_large, options=options)
     names = {f.name for f in dataclasses.fields(VideoJob)}
     job = VideoJob(**{k: v for k, v in values.items() if k in names})
     inputs = [p for p in (source, driver, source_iuv, driver_iuv) if p is not None]
+    needs = densepose_needs(job)
+    check_densepose_weights(job, [n for n in needs if n[0] == "driver"] if only_densepose else needs)
     out = prepare_out_dir(out, overwrite, inputs)
     if only_densepose:
         result = extract_densepose_frames(job, out, selection)

@@ -14,6 +14,12 @@ from retarget.cli.common import resolve_device, resolve_models
 from retarget.errors import InputError, UsageError
 
 
+#: ``retarget image`` does not run DensePose itself: how to make the IUV render it needs.
+_MAKE_IUV = ("; `image` does not run DensePose: make an IUV render of {what} with `retarget densepose PHOTO --out "
+             "DIR/` (writes DIR/<name>_IUV.png; needs the DensePose weights: `retarget weights fetch "
+             "densepose-r50-fpn-s1x`)")
+
+
 @app.command(
     "image",
     help=(
@@ -55,9 +61,11 @@ def image_command(
     if fill not in FILLS:
         raise UsageError(f"--fill {fill!r}: expected one of {', '.join(FILLS)}")
     if (source_uv is None) == (source_iuv is None):
-        raise UsageError("give exactly one of --source-uv or --source-iuv")
+        raise UsageError(f"give exactly one of --source-uv or --source-iuv{_MAKE_IUV.format(what='the source photo')}"
+                         if source_uv is None else "give only one of --source-uv or --source-iuv")
     if (target_uv is None) == (target_iuv is None):
-        raise UsageError("give exactly one of --target-uv or --target-iuv")
+        raise UsageError(f"give exactly one of --target-uv or --target-iuv{_MAKE_IUV.format(what='the target pose')}"
+                         if target_uv is None else "give only one of --target-uv or --target-iuv")
     inputs = [p for p in (source, source_uv, target_uv, source_iuv, target_iuv) if p is not None]
     check_output_path(out, overwrite=overwrite, inputs=inputs)
     if dump_stages is not None:

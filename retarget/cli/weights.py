@@ -24,6 +24,7 @@ weights_app = typer.Typer(
         "  retarget weights verify"
     ),
     no_args_is_help=True,
+    rich_markup_mode=None,  # as the main app: plain help, brackets kept
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(weights_app, name="weights")
@@ -44,21 +45,34 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
+def source_of(manifest, entry) -> str:
+    """Where a model's file comes from: its download URL, or how to get it by hand."""
+    archive = manifest.archive_of(entry)
+    if archive is not None:
+        page = archive.page or (archive.urls[0] if archive.urls else entry.source)
+        return f"manual download: {page} ({archive.file}, then `retarget weights import FILE`)"
+    if entry.urls:
+        return entry.urls[0]
+    return f"manual download: {entry.source}"
+
+
 @weights_app.command("list")
 def list_command() -> None:
-    """Show every model: status (missing / present / verified / hash mismatch), size, path, license.
+    """Show every model: status (missing / present / verified / hash mismatch), size, license, where it is
+    installed and where it comes from (download URL, or the page to download it from by hand).
 
     Example: retarget weights list
     """
     manifest = load_manifest()
-    rows = [["NAME", "STATUS", "SIZE", "PATH", "LICENSE"]]
+    rows = [["NAME", "STATUS", "SIZE", "LICENSE", "PATH", "SOURCE"]]
     recorded = False
     for status in all_statuses(manifest):
         state = status.state
         if state == VERIFIED and status.reference == "recorded":
             state, recorded = "verified*", True
         size = _size(status.size) if status.size is not None else f"~{status.entry.approx_size}"
-        rows.append([status.entry.name, state, size, str(status.path), status.entry.license])
+        rows.append([status.entry.name, state, size, status.entry.license, str(status.path),
+                     source_of(manifest, status.entry)])
     typer.echo(f"weights folder: {weights_dir()}")
     typer.echo(_table(rows))
     if recorded:
@@ -68,7 +82,7 @@ def list_command() -> None:
 
 @weights_app.command("fetch")
 def fetch_command(
-    name: str = typer.Argument(..., help="A model name from `retarget weights list`, or `all`."),
+    name: str = typer.Argument(..., metavar="NAME", help="A model name from `retarget weights list`, or `all`."),
     force: bool = typer.Option(False, "--force", help="Download again even if a good copy is installed."),
     retries: int = typer.Option(3, "--retries", min=0, help="Resume attempts after a cut connection."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
@@ -111,7 +125,8 @@ def fetch_command(
 
 @weights_app.command("import")
 def import_command(
-    paths: Annotated[list[Path], typer.Argument(help="Checkpoint files, folders, or zip/tar archives.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH",
+                                                help="Checkpoint files, folders, or zip/tar archives.")],
 ) -> None:
     """Install checkpoints you downloaded yourself, recognised by hash or content (not by name).
 
@@ -134,23 +149,39 @@ def import_command(
 
 @weights_app.command("verify")
 def verify_command() -> None:
-    """Re-hash every installed model; exit status 1 on any mismatch.
+    """Re-hash every installed model. Exit status 0 when every installed model verifies, 1 on any
+    mismatch, and 1 when nothing is installed (there is nothing to verify; the message says how to
+    install). Models that are not installed are listed but are not an error.
 
     Example: retarget weights verify
     """
     manifest = load_manifest()
+    statuses = all_statuses(manifest, rehash=True)
+    if all(status.state == MISSING for status in statuses):
+        raise WeightsError(nothing_installed_message(manifest))
     bad = []
-    for status in all_statuses(manifest, rehash=True):
+    for status in statuses:
         if status.state == MISSING:
-            line = "missing"
+            line = f"not installed (`retarget weights fetch {status.entry.name}`)"
         elif status.state == MISMATCH:
             line = f"HASH MISMATCH: {status.detail}"
             bad.append(status.entry.name)
         elif status.state == PRESENT:
             line = "present, no reference hash (placed by hand? `retarget weights import` records one)"
         else:
-            line = f"ok ({status.reference} sha256)"
+            line = f"ok ({status.reference} sha256)" + (f"; note: {status.detail}" if status.detail else "")
         typer.echo(f"{status.entry.name}: {line}")
     if bad:
         raise WeightsError(f"{', '.join(bad)} failed verification; reinstall with "
                            "`retarget weights fetch NAME` or `retarget weights import PATH`")
+
+
+def nothing_installed_message(manifest) -> str:
+    """One line: nothing to verify, where weights would be, and how to install them."""
+    hints = []
+    for archive in manifest.archives:
+        page = archive.page or (archive.urls[0] if archive.urls else "")
+        hints.append(f"{archive.file} may need a browser: download {page} and run `retarget weights import FILE`")
+    extra = f" ({'; '.join(hints)})" if hints else ""
+    return (f"no weights are installed in {weights_dir()}, so there is nothing to verify; install them with "
+            f"`retarget weights fetch all`{extra}; `retarget weights list` shows each model and where it comes from")

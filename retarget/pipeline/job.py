@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retarget.errors import InputError, UsageError
+from retarget.errors import DensePoseWeightsMissing, InputError, UsageError, WeightsError
 from retarget.pipeline.densepose_stage import DensePoseCache, FrameDensePose
 from retarget.pipeline.pair import Models
 from retarget.pipeline.video import VideoOptions, VideoSummary, render_video
@@ -73,10 +73,52 @@ def open_model_backend(name: str, weights: Path | None, densepose_size: int, dev
     return make_backend(name, **kwargs)
 
 
+def driver_iuv_path(job: VideoJob) -> Path | None:
+    """The driver's precomputed IUV (``--driver-iuv`` or a sidecar the backend setting allows), if any."""
+    if job.driver_iuv is not None:
+        return job.driver_iuv
+    return driver_iuv_sidecar(job.driver) if job.densepose_backend in ("auto", "precomputed") else None
+
+
+def densepose_needs(job: VideoJob) -> list[tuple[str, Path]]:
+    """``(role, path)`` of each input whose DensePose must come from the model (``source``, ``driver``)."""
+    needs = []
+    if job.source_iuv is None and source_iuv_sidecar(job.source) is None:
+        needs.append(("source", job.source))
+    if driver_iuv_path(job) is None and job.densepose_backend != "precomputed":
+        needs.append(("driver", job.driver))
+    return needs
+
+
+def check_densepose_weights(job: VideoJob, needs: list[tuple[str, Path]] | None = None) -> None:
+    """Fail before any work when an input needs DensePose from the model and no weights exist.
+
+    Only the default model backend is checked (``detectron2`` finds its weights itself), and only for
+    inputs that exist (a missing file gets its own error). The error is one line naming every input
+    that needs DensePose and this command's options.
+    """
+    needs = [(role, path) for role, path in (densepose_needs(job) if needs is None else needs)
+             if Path(path).is_file()]
+    if not needs or job.densepose_weights is not None or job.densepose_backend not in ("auto", "torchvision"):
+        return
+    from densepose_adapter.rcnn import ConfigError, load_config
+    from retarget.weights import resolve_densepose_weights
+
+    try:
+        depth = load_config(job.densepose_config).depth
+    except ConfigError:
+        return  # the backend reports the bad config when it is built
+    try:
+        resolve_densepose_weights(None, f"r{depth}")
+    except DensePoseWeightsMissing as exc:
+        from retarget.weights.resolve import densepose_missing_message
+
+        raise WeightsError(densepose_missing_message(exc.model, needs, job.options.command)) from None
+
+
 def driver_densepose(job: VideoJob, model_backend=None) -> FrameDensePose:
     """The DensePose stage for the driver: precomputed IUV when given/found, else a cached model."""
-    iuv_path = job.driver_iuv or (driver_iuv_sidecar(job.driver) if job.densepose_backend in ("auto", "precomputed")
-                                  else None)
+    iuv_path = driver_iuv_path(job)
     if job.densepose_backend == "precomputed" and iuv_path is None:
         raise UsageError(f"--densepose-backend precomputed needs --driver-iuv or a sidecar "
                          f"{job.driver.stem}.iuv/ or {job.driver.stem}.iuv.npz next to the driver")
@@ -87,16 +129,23 @@ def driver_densepose(job: VideoJob, model_backend=None) -> FrameDensePose:
             return FrameDensePose(PrecomputedIUV(iuv_path))
         except ValueError as exc:
             raise InputError(str(exc)) from None
-    backend = model_backend or _model_backend(job)
+    backend = model_backend or _model_backend(job, "driver")
     if hasattr(backend, "reset_tracking"):
         backend.reset_tracking()
     return FrameDensePose(backend, DensePoseCache(job.driver, backend.cache_key()))
 
 
-def _model_backend(job: VideoJob, track: bool | None = None):
+def _model_backend(job: VideoJob, role: str, track: bool | None = None):
+    """The DensePose model for ``role`` (``source`` or ``driver``); missing weights name that input."""
     name = "torchvision" if job.densepose_backend in ("auto", "precomputed") else job.densepose_backend
-    return open_model_backend(name, job.densepose_weights, job.densepose_size, job.options.device,
-                              job.densepose_config, job.densepose_track if track is None else track)
+    try:
+        return open_model_backend(name, job.densepose_weights, job.densepose_size, job.options.device,
+                                  job.densepose_config, job.densepose_track if track is None else track)
+    except DensePoseWeightsMissing as exc:
+        from retarget.weights.resolve import densepose_missing_message
+
+        path = job.source if role == "source" else job.driver
+        raise WeightsError(densepose_missing_message(exc.model, [(role, path)], job.options.command)) from None
 
 
 def load_source(job: VideoJob, model_backend=None):
@@ -121,7 +170,7 @@ def load_source(job: VideoJob, model_backend=None):
             raise InputError(f"{iuv_path}: DensePose map is {dense.shape[1]}x{dense.shape[0]} but the photo "
                              f"is {photo.shape[1]}x{photo.shape[0]}; it must be computed on the same image")
     else:
-        backend = model_backend or _model_backend(job, track=False)
+        backend = model_backend or _model_backend(job, "source", track=False)
         if hasattr(backend, "reset_tracking"):
             backend.reset_tracking()
         result = backend.predict([np.ascontiguousarray(photo[..., ::-1])])[0]
@@ -161,8 +210,11 @@ def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_f
                           inputs=[p for p in inputs if p is not None])
     info = probe_video(job.driver)  # fail fast on a bad driver, before any model work
     if info.truncated and not job.options.keep_partial:
+        hint = ", or pass --keep-partial to render the frames it holds" if job.options.command == "video" else ""
         raise InputError(f"{job.driver}: the file is truncated (an interrupted download or copy?); get the "
-                         "complete file, or pass --keep-partial to render the frames it holds")
+                         f"complete file{hint}")
+    if model_backend is None:
+        check_densepose_weights(job)
     source = load_source(job, model_backend)
     state = prepare_source_crop(source, models, job.options.device, fill=job.options.fill)
     densepose = driver_densepose(job, model_backend)

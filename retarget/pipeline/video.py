@@ -13,6 +13,7 @@ video length. The output is written to a temporary file and renamed only on succ
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import sys
 import threading
@@ -29,6 +30,7 @@ from retarget.io.atomic import atomic_output
 from retarget.io.video import VideoDecodeError, VideoFrame, VideoInfo, VideoWriter, iter_frames, probe_video
 from retarget.pipeline.background import ScenePlateEstimator, parse_colour, source_background
 from retarget.pipeline.densepose_stage import FrameDensePose
+from retarget.pipeline.precision import resolve_precision
 from retarget.pipeline.framing import (
     SquareCrop,
     box_to_crop_params,
@@ -66,6 +68,7 @@ class VideoOptions:
     keep_partial: bool = False
     precision: str = "fp32"  # per-frame refiner arithmetic: fp32 (reference numerics), bf16, fp16 (CUDA)
     fill: str = "body"  # weight-free texture completion: body | nearest
+    command: str = "video"  # the command running: the options messages name are that command's
 
     def hold_frames(self, fps: float) -> int:
         """How many frames ``--on-missing hold`` keeps the last pose for at ``fps``."""
@@ -132,6 +135,15 @@ def _progress(total: int | None, desc: str, quiet: bool):
                 dynamic_ncols=True)
 
 
+def analysis_label(densepose: FrameDensePose) -> str:
+    """Progress-bar label of pass 1: what it does per frame (running the model, or reading IUV files)."""
+    source = "read IUV" if densepose.precomputed else "DensePose"
+    return f"1/2 {source} + track person"
+
+
+RENDER_LABEL = "2/2 render"
+
+
 def person_mask(iuv: np.ndarray, box: np.ndarray | None, margin: float = 0.02) -> np.ndarray:
     """``(H, W)`` bool pixels of the person in ``box`` (all person pixels when ``box`` is None)."""
     fg = iuv[..., 0] > 0
@@ -173,7 +185,7 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
     plate = ScenePlateEstimator(info.height, info.width) if options.background == "scene" else None
     boxes: list[np.ndarray] = []
     previous = None
-    bar = _progress(info.frame_count, "densepose", options.quiet)
+    bar = _progress(info.frame_count, analysis_label(densepose), options.quiet)
     count = 0
     errors: list[VideoDecodeError] = []
     try:
@@ -200,8 +212,9 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
         bar.close()
     decode_error = errors[0] if errors else None  # corrupt/truncated driver: keep its frames only if asked to
     if decode_error is not None and (not options.keep_partial or count == 0):
-        raise VideoDecodeError(f"{decode_error}; or pass --keep-partial to render the {decode_error.frames} "
-                               "readable frames", decode_error.frames)
+        hint = (f"; or pass --keep-partial to render the {decode_error.frames} readable frames"
+                if options.command == "video" else "")
+        raise VideoDecodeError(f"{decode_error}{hint}", decode_error.frames)
     if count == 0:
         raise InputError(f"{driver}: the video has no decodable frames")
     if all(np.isnan(b).any() for b in boxes):
@@ -288,6 +301,8 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
         on_frame: called with ``(frame_index, rgb_uint8)`` for every output frame before encoding.
     """
     options.validate()
+    if models is not None:  # bf16 on a CPU without native bf16 runs fp32 (one warning line)
+        options = dataclasses.replace(options, precision=resolve_precision(options.precision, options.device))
     start = time.perf_counter()
     info = probe_video(driver)
     track = analyse_driver(driver, densepose, options, info)
@@ -326,7 +341,7 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
     if track.decode_error is not None:
         output = partial_output_path(output)
     summary = VideoSummary(frames=0, seconds=0.0, output=output)
-    bar = _progress(track.frame_count, "render", options.quiet)
+    bar = _progress(track.frame_count, RENDER_LABEL, options.quiet)
     try:
         with atomic_output(output) as tmp:
             writer = VideoWriter(tmp, out_w, out_h, info.fps, info.time_base, audio_from=driver)

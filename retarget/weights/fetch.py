@@ -3,8 +3,8 @@
 A download goes to ``<final name>.part`` in the destination folder. An interrupted transfer (cut
 connection, timeout, Ctrl-C) leaves the ``.part`` file; the next attempt (automatic retries, or the
 next ``retarget weights fetch``) asks the server for the rest with an HTTP ``Range`` request. Only a
-complete file that passes every published check (size, sha256, md5 prefix of the model-zoo name) and,
-when no sha256 is published, is recognised by its content as the expected model, is moved into place
+complete file that passes every published check (size, sha256; for DensePose the official tensor
+shapes) and, when no sha256 is published, is recognised by its content as the expected model, is moved into place
 with :func:`os.replace` — so the installed path holds either nothing, the old file, or the whole new
 file. Its sha256 is then recorded (see :mod:`retarget.weights.store`).
 """
@@ -26,12 +26,17 @@ from retarget import __version__
 from retarget.errors import WeightsError
 from retarget.paths import weights_dir
 from retarget.weights.manifest import ArchiveEntry, Manifest, ModelEntry, load_manifest
-from retarget.weights.recognize import identify_checkpoint
+from retarget.weights.recognize import (
+    identify_checkpoint,
+    load_densepose_checkpoint,
+    official_shape_mismatch,
+)
 from retarget.weights.store import (
     MISMATCH,
     MISSING,
     FileDigest,
     hash_file,
+    md5_prefix_warning,
     mismatch_reason,
     model_status,
     record_installed,
@@ -149,10 +154,15 @@ def _verify_download(entry: ModelEntry, part: Path) -> FileDigest:
             found, reason = None, str(exc).split(": ", 1)[-1]
         if found != entry.name and not reason:
             reason = f"its content is {found or 'not a checkpoint retarget knows'}"
+        if not reason and entry.format == "detectron2-pickle":
+            reason = official_shape_mismatch(load_densepose_checkpoint(part)[0], entry.name)
     if reason:
         part.unlink(missing_ok=True)
         raise WeightsError(f"downloaded {entry.name} is not the published file ({reason}); nothing "
                            "was installed")
+    warning = md5_prefix_warning(entry, digest, f"downloaded {entry.name}")
+    if warning:
+        print(warning, file=sys.stderr)
     return digest
 
 

@@ -2,10 +2,13 @@
 
 Each candidate file is recognised by its sha256 (published or recorded in the manifest/state), else by
 its content (state-dict keys; see :mod:`retarget.weights.recognize`) — file names do not matter.
-A recognised file that contradicts a published check (sha256, md5 prefix) is not installed: the
-weights folder only holds the published files; other checkpoints can still be used directly with
-``--checkpoint-dir`` / ``--densepose-weights``. Installation copies to a temporary file next to the
-destination, re-hashes the copy and moves it into place with :func:`os.replace`.
+A recognised file that contradicts a published check (size, sha256, or for DensePose the official
+tensor shapes) is not installed: the weights folder only holds the published files; other
+checkpoints can still be used directly with ``--checkpoint-dir`` / ``--densepose-weights``. A
+model-zoo file whose md5 does not start with its published name's hex digits is installed with a
+one-line warning (that convention is unverified; the recorded sha256 is the integrity check).
+Installation copies to a temporary file next to the destination, re-hashes the copy and moves it
+into place with :func:`os.replace`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 import tarfile
 import tempfile
 import zipfile
@@ -23,8 +27,15 @@ from pathlib import Path
 from retarget.errors import WeightsError
 from retarget.paths import weights_dir
 from retarget.weights.manifest import Manifest, load_manifest
-from retarget.weights.recognize import PICKLE_SUFFIXES, TORCH_SUFFIXES, identify_checkpoint, sniff_format
-from retarget.weights.store import hash_file, mismatch_reason, read_state, record_installed
+from retarget.weights.recognize import (
+    PICKLE_SUFFIXES,
+    TORCH_SUFFIXES,
+    identify_checkpoint,
+    load_densepose_checkpoint,
+    official_shape_mismatch,
+    sniff_format,
+)
+from retarget.weights.store import hash_file, md5_prefix_warning, mismatch_reason, read_state, record_installed
 
 CHECKPOINT_SUFFIXES = TORCH_SUFFIXES + PICKLE_SUFFIXES
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
@@ -99,6 +110,8 @@ class _Importer:
             return self._skip(source, name, f"is {name}, not wanted here", strict)
         entry = self.manifest.get(name)
         reason = mismatch_reason(entry, digest)
+        if not reason and entry.format == "detectron2-pickle" and not entry.sha256:
+            reason = official_shape_mismatch(load_densepose_checkpoint(path)[0], name)
         if reason:
             option = "--densepose-weights FILE" if entry.format == "detectron2-pickle" else "--checkpoint-dir"
             return self._skip(source, name, f"is a {name} checkpoint but not the published file "
@@ -108,6 +121,9 @@ class _Importer:
             return self._skip(source, name, f"another {name} checkpoint ({previous[1]}) was already "
                               "imported in this run", strict)
         self.filled[name] = (digest.sha256, source)
+        warning = md5_prefix_warning(entry, digest, source)
+        if warning:
+            print(warning, file=sys.stderr)
         dest = entry.installed_path()
         origin = self.origin or f"imported from {source}"
         if dest.is_file() and hash_file(dest).sha256 == digest.sha256:

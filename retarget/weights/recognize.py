@@ -234,3 +234,20 @@ def identify_checkpoint(path: str | Path, suffix: str | None = None) -> str | No
             return classify_densepose(load_restricted_pickle(path))
         return classify_state_dict(_as_state_dict(state, path))
     return None
+
+
+def official_shape_mismatch(weights: Mapping[str, Any], name: str) -> str:
+    """``""`` when a DensePose checkpoint has the tensor shapes of the official model ``name``, else what
+    differs (e.g. a small test model or a retrained variant with other widths)."""
+    import torch
+
+    from densepose_adapter.rcnn import DensePoseRCNN, preset
+
+    with torch.device("meta"):
+        model = DensePoseRCNN(preset("r101" if name == DENSEPOSE_R101 else "r50"))
+    for key, tensor in model.state_dict().items():
+        value = weights.get(key)
+        shape = tuple(getattr(value, "shape", ()))
+        if value is not None and shape != tuple(tensor.shape):
+            return f"{key} has shape {shape}, the official model {tuple(tensor.shape)}"
+    return ""

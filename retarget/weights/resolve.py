@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from retarget.errors import UsageError, WeightsError
+from retarget.errors import DensePoseWeightsMissing, UsageError, WeightsError
 from retarget.weights.manifest import load_manifest
 from retarget.weights.recognize import DENSEPOSE_R50, DENSEPOSE_R101, INPAINTER, REFINER
 from retarget.weights.store import MISMATCH, MISSING, model_status
@@ -95,10 +95,66 @@ def resolve_densepose_weights(explicit: Path | None, config: str = "r50") -> Pat
     name = densepose_model_name(config)
     path = _installed_or_error(name)
     if path is None:
-        raise WeightsError(f"DensePose weights are not installed: run `retarget weights fetch {name}` "
-                           "(or download them elsewhere and `retarget weights import PATH`), "
-                           "or give precomputed DensePose IUV instead")
+        raise DensePoseWeightsMissing(f"DensePose weights are not installed; {densepose_install_hint(name)}", name)
     return path
+
+
+def densepose_install_hint(name: str) -> str:
+    """Where the DensePose checkpoint ``name`` comes from: the fetch command, or its URL + import."""
+    manifest = load_manifest()
+    url = manifest.download_hint(manifest.get(name))
+    return (f"install them with `retarget weights fetch {name}` (or download {url} and run "
+            "`retarget weights import FILE`)")
+
+
+#: Per command and input: the option that gives precomputed DensePose instead (``{stem}`` is the
+#: input's file stem), and the option that names a DensePose checkpoint. Every option named here
+#: exists on that command (tests/test_cli_help.py checks it).
+_PRECOMPUTED = {
+    ("video", "driver"): "--driver-iuv FOLDER|FILE.npz, or a {stem}.iuv/ folder or {stem}.iuv.npz beside it",
+    ("video", "source"): "--source-iuv FILE, or {stem}_IUV.png beside it",
+    ("frames", "driver"): "--driver-iuv FOLDER|FILE.npz, or a {stem}.iuv/ folder or {stem}.iuv.npz beside it",
+    ("frames", "source"): "--source-iuv FILE, or {stem}_IUV.png beside it",
+    ("batch", "driver"): "a {stem}.iuv/ folder or {stem}.iuv.npz beside it, or a driver_iuv column in a jobs file",
+    ("batch", "source"): "{stem}_IUV.png beside it, or a source_iuv column in a jobs file",
+}
+_WEIGHTS_OPTION = {"video": "--densepose-weights", "frames": "--densepose-weights", "batch": "--densepose-weights",
+                   "densepose": "--weights"}
+_ROLE = {"driver": "the driving video", "source": "the source photo"}
+
+
+def densepose_missing_message(name: str, needs: list[tuple[str, Path]], command: str,
+                              subject: str | None = None) -> str:
+    """One line: which inputs need DensePose, the precomputed alternatives, and how to get the weights.
+
+    Args:
+        name: manifest name of the DensePose checkpoint that is not installed.
+        needs: ``(role, path)`` per input that needs DensePose from the model; role ``driver`` or
+            ``source`` (any other role: the command's own input, as for ``retarget densepose``).
+        command: ``video``, ``frames``, ``batch`` or ``densepose``: the options named are that command's.
+        subject: what needs DensePose, instead of naming each input (``retarget batch`` lists jobs).
+    """
+    if subject is not None:
+        described = subject
+    elif len(needs) == 1:
+        role, path = needs[0]
+        described = f"{path}: {_ROLE[role]} needs DensePose" if role in _ROLE else f"{path}: needs DensePose"
+    else:
+        described = " and ".join(f"{path} ({_ROLE.get(role, 'input')})" for role, path in needs) + " need DensePose"
+    parts = [f"{described}, but no DensePose weights are installed"]
+    stems: dict[str, set[str]] = {}
+    for role, path in needs:
+        stems.setdefault(role, set()).add(Path(path).stem)
+    alternatives = [f"for {_ROLE[role]} " + _PRECOMPUTED[command, role].format(
+                        stem=next(iter(found)) if len(found) == 1 else "<stem>")
+                    for role, found in stems.items() if (command, role) in _PRECOMPUTED]
+    if alternatives:
+        parts.append("give precomputed DensePose IUV instead (" + "; ".join(alternatives) + ")")
+    parts.append(("or " if alternatives else "") + densepose_install_hint(name))
+    option = _WEIGHTS_OPTION.get(command)
+    if option:
+        parts.append(f"or pass {option} FILE.pkl")
+    return "; ".join(parts)
 
 
 def weight_free_message() -> str:

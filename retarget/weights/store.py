@@ -56,8 +56,8 @@ def hash_file(path: Path) -> FileDigest:
 def mismatch_reason(entry: ModelEntry, digest: FileDigest, recorded_sha256: str = "") -> str:
     """Why ``digest`` is not the file ``entry`` describes, or ``""`` when every known check passes.
 
-    Checks, in order: published size, published sha256 (else the recorded one), md5 prefix of the
-    published file name.
+    Checks, in order: published size, published sha256 (else the recorded one). The md5 prefix of a
+    model-zoo file name is not a check (see :func:`md5_prefix_warning`).
     """
     if entry.size_bytes and digest.size != entry.size_bytes:
         return f"size {digest.size} bytes, expected {entry.size_bytes}"
@@ -65,9 +65,29 @@ def mismatch_reason(entry: ModelEntry, digest: FileDigest, recorded_sha256: str 
     if reference and digest.sha256 != reference:
         kind = "published" if entry.sha256 else "recorded"
         return f"sha256 {digest.sha256[:16]}…, {kind} {reference[:16]}…"
-    if entry.md5_prefix and not digest.md5.startswith(entry.md5_prefix):
-        return f"md5 {digest.md5[:6]}…, the published file name says {entry.md5_prefix}…"
     return ""
+
+
+def md5_prefix_note(entry: ModelEntry, digest: FileDigest) -> str:
+    """``""``, or what differs when a file's md5 does not start with its model-zoo name's hex digits.
+
+    detectron2 model-zoo names (``model_final_162be9.pkl``) are believed to carry the first 6 hex
+    digits of the file's md5; nobody here has confirmed that with a real file, and a wrong guess
+    would reject every correct download. So a difference is reported, never refused; the sha256
+    recorded at the first fetch or import is the integrity check.
+    """
+    if entry.md5_prefix and not digest.md5.startswith(entry.md5_prefix):
+        return f"md5 starts {digest.md5[:6]}, the published file name says {entry.md5_prefix}"
+    return ""
+
+
+def md5_prefix_warning(entry: ModelEntry, digest: FileDigest, source: str) -> str:
+    """The one warning line for :func:`md5_prefix_note` (``""`` when it matches or there is none)."""
+    note = md5_prefix_note(entry, digest)
+    if not note:
+        return ""
+    return (f"warning: {source}: {note} (that naming convention is unverified, so the file is accepted as "
+            f"{entry.name}; its sha256 {digest.sha256[:16]}… is recorded and checked from now on)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +152,7 @@ class ModelStatus:
         state: ``missing``, ``present`` (no reference hash yet), ``verified`` or ``hash mismatch``.
         size: bytes on disk, ``None`` when missing.
         reference: ``published`` or ``recorded`` (where the expected sha256 comes from), or ``""``.
-        detail: for a mismatch, what differs.
+        detail: for a mismatch, what differs; for a verified file, a differing md5 prefix (a note only).
     """
 
     entry: ModelEntry
@@ -155,8 +175,8 @@ def model_status(entry: ModelEntry, rehash: bool = False, root: Path | None = No
     record = read_state(root).get(entry.name, {})
     recorded = str(record.get("sha256", ""))
     reference = "published" if entry.sha256 else ("recorded" if recorded else "")
-    if not reference and not entry.md5_prefix and not entry.size_bytes:
-        return ModelStatus(entry, path, PRESENT, stat.st_size)
+    if not reference and not entry.size_bytes:
+        return ModelStatus(entry, path, PRESENT, stat.st_size, detail="no sha256 recorded")
     fresh = (record.get("size") == stat.st_size and record.get("mtime_ns") == stat.st_mtime_ns
              and (not entry.sha256 or recorded == entry.sha256))
     if fresh and not rehash:
@@ -166,10 +186,10 @@ def model_status(entry: ModelEntry, rehash: bool = False, root: Path | None = No
     if reason:
         return ModelStatus(entry, path, MISMATCH, stat.st_size, reference, reason)
     if not reference:
-        # only the md5 prefix / size could be checked: good, but no sha256 reference recorded yet
+        # only the size could be checked: good, but no sha256 reference recorded yet
         return ModelStatus(entry, path, PRESENT, stat.st_size, "", "no sha256 recorded")
     _remember_check(entry, digest, root)
-    return ModelStatus(entry, path, VERIFIED, stat.st_size, reference)
+    return ModelStatus(entry, path, VERIFIED, stat.st_size, reference, md5_prefix_note(entry, digest))
 
 
 def all_statuses(manifest: Manifest, rehash: bool = False, root: Path | None = None) -> list[ModelStatus]:
