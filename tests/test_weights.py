@@ -536,3 +536,85 @@ def test_weight_free_notice_is_printed_once(capsys, monkeypatch):
 
 def test_status_of_missing_model():
     assert model_status(load_manifest().get(R50)).state == MISSING
+
+
+# ---------------------------------------------------------------------------------------------
+# code-running checkpoints: recognised by the globals their pickle references, not torch's wording
+
+
+class _Calls:
+    """Unpickling this calls ``func(*args)``: code execution through the global ``func``."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+def _payloads(marker: Path) -> dict[str, object]:
+    """Globals torch blocks by module (posix, os, builtins, subprocess) and ones it knows nothing of."""
+    import subprocess
+    import webbrowser
+
+    return {
+        "posix.system": _Calls(os.system, f"touch {marker}"),
+        "os.popen": _Calls(os.popen, f"touch {marker}"),
+        "builtins.eval": _Calls(builtins.eval, f"open({str(marker)!r}, 'w')"),
+        "subprocess.Popen": _Calls(subprocess.Popen, ["touch", str(marker)]),
+        "shutil.rmtree": _Calls(shutil.rmtree, str(marker.parent / "victim")),
+        "webbrowser.open": _Calls(webbrowser.open, "http://127.0.0.1:9/"),
+    }
+
+
+SAVE_FORMATS = {
+    "zip": {},
+    "zip-protocol4": {"pickle_protocol": 4},  # STACK_GLOBAL instead of GLOBAL
+    "legacy": {"_use_new_zipfile_serialization": False},
+}
+
+
+def _evil_checkpoint(path: Path, payload, fmt: str) -> Path:
+    state = {"gate1.conv_f.weight": torch.zeros(2), "sequence.0.conv_f.weight": torch.zeros(2),
+             "final.conv1.weight": payload}
+    torch.save(state, path, **SAVE_FORMATS[fmt])
+    return path
+
+
+@pytest.mark.parametrize("fmt", sorted(SAVE_FORMATS))
+@pytest.mark.parametrize("name", sorted(_payloads(Path("/x"))))
+def test_code_running_checkpoint_is_refused_naming_its_global(tmp_path, capsys, name, fmt):
+    marker = tmp_path / "executed"
+    (tmp_path / "victim").mkdir()
+    evil = _evil_checkpoint(tmp_path / "inpainter.pth", _payloads(marker)[name], fmt)
+    with pytest.raises(WeightsError, match=rf"refused: the file references {re.escape(name)},"):
+        torch_load_checkpoint(evil, expected="inpainter")
+    assert main(["weights", "import", str(evil)]) == 1
+    err = _one_line_error(capsys)
+    assert f"references {name}" in err and str(evil) in err
+    archive = tmp_path / "download.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(evil, "checkpoint/inpainter.pth")
+    assert main(["weights", "import", str(archive)]) == 1
+    err = _one_line_error(capsys)
+    assert f"references {name}" in err and "checkpoint/inpainter.pth" in err
+    assert not marker.exists() and (tmp_path / "victim").is_dir()
+    assert not load_manifest().get(INPAINTER).installed_path().exists()
+
+
+def test_pickle_scan_lists_globals_without_running_anything(tmp_path):
+    from retarget.weights.pickle_scan import checkpoint_globals, first_unsafe_global, scan_pickle_stream
+
+    marker = tmp_path / "executed"
+    for protocol in (0, 1, 2, 4, 5):
+        data = pickle.dumps({"a": [1, _Calls(os.system, f"touch {marker}")]}, protocol=protocol)
+        import io
+
+        assert scan_pickle_stream(io.BytesIO(data)) == ["posix.system"], protocol
+    plain = require_shared(COORDINPAINT / "inpainter.pth")
+    assert first_unsafe_global(plain) is None and "torch._utils._rebuild_tensor_v2" in checkpoint_globals(plain)
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"w": torch.zeros(3)}, legacy, _use_new_zipfile_serialization=False)
+    assert first_unsafe_global(legacy) is None and checkpoint_globals(legacy)
+    assert torch_load_checkpoint(plain, expected="inpainter")  # plain files still load
+    assert not marker.exists()
