@@ -18,7 +18,9 @@ import, like the other temporaries.
 
 from __future__ import annotations
 
+import bz2
 import errno
+import gzip
 import hashlib
 import lzma
 import os
@@ -224,14 +226,23 @@ class _Bomb(WeightsError):
 
 
 class _CountingReader:
-    """A read-only file wrapper counting the bytes read from disk (the compressed side of a tar.gz)."""
+    """A read-only file wrapper counting the bytes read through it.
 
-    def __init__(self, handle):
-        self.handle, self.count = handle, 0
+    With ``compressed`` (the counter of the file a decompressor reads), reading more than
+    :data:`MAX_RATIO` times what the decompressor consumed (beyond :data:`RATIO_SLACK`) raises
+    :class:`_Bomb`, whether a member is being extracted or skipped.
+    """
+
+    def __init__(self, handle, compressed: "_CountingReader | None" = None):
+        self.handle, self.count, self.compressed = handle, 0, compressed
 
     def read(self, size: int = -1) -> bytes:
         data = self.handle.read(size)
         self.count += len(data)
+        if self.compressed is not None and self.count > RATIO_SLACK and \
+                self.count > MAX_RATIO * max(self.compressed.count, 1):
+            raise _Bomb(f"decompresses to more than {MAX_RATIO}x its size, far more than checkpoint weights "
+                        "compress (a decompression bomb?); refused without reading further")
         return data
 
 
@@ -250,12 +261,11 @@ def _check_declared(size: int, packed: int | None) -> None:
                        "than checkpoint weights compress (a decompression bomb?); not read")
 
 
-def _extract_one(stream, target: Path, packed: int | None, raw: _CountingReader | None,
-                 unpacked_before: int) -> FileDigest:
+def _extract_one(stream, target: Path, packed: int | None) -> FileDigest:
     """Copy ``stream`` to ``target`` once, hashing it and checking magic, size and ratio as it is read.
 
-    ``packed``: the member's compressed size (zip); ``raw``: the compressed file's read counter, with
-    ``unpacked_before`` bytes already decompressed from it (compressed tar).
+    ``packed``: the member's compressed size (zip members; a compressed tar checks its ratio as the
+    whole stream is read, see :class:`_CountingReader`).
     """
     sha, md5, copied = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
     with open(target, "wb") as sink:
@@ -270,10 +280,6 @@ def _extract_one(stream, target: Path, packed: int | None, raw: _CountingReader 
             if packed is not None and copied > RATIO_SLACK and copied > MAX_RATIO * max(packed, 1):
                 raise _Refused(f"decompresses to more than {MAX_RATIO}x its compressed size, far more than "
                                "checkpoint weights compress (a decompression bomb?); not read further")
-            total = unpacked_before + copied
-            if raw is not None and total > RATIO_SLACK and total > MAX_RATIO * max(raw.count, 1):
-                raise _Bomb(f"decompresses to more than {MAX_RATIO}x its size, far more than checkpoint "
-                            "weights compress (a decompression bomb?); refused")
             sha.update(chunk)
             md5.update(chunk)
             sink.write(chunk)
@@ -319,7 +325,7 @@ def _zip_members(path: Path, tmp: Path) -> Iterator[Extracted]:
             try:
                 _check_declared(info.file_size, info.compress_size)
                 with archive.open(info) as stream:
-                    digest = _extract_one(stream, target, info.compress_size, None, 0)
+                    digest = _extract_one(stream, target, info.compress_size)
             except _Refused as exc:
                 target.unlink(missing_ok=True)
                 yield info.filename, None, str(exc)
@@ -329,10 +335,14 @@ def _zip_members(path: Path, tmp: Path) -> Iterator[Extracted]:
 
 def _tar_members(path: Path, tmp: Path, kind: str) -> Iterator[Extracted]:
     with open(path, "rb") as handle:
-        raw = _CountingReader(handle) if kind != "tar" else None
-        mode = "r:" if kind == "tar" else {"gzip": "r|gz", "bz2": "r|bz2", "xz": "r|xz"}[kind]
-        unpacked = 0
-        with tarfile.open(fileobj=raw or handle, mode=mode) as archive:
+        if kind == "tar":
+            archive = tarfile.open(fileobj=handle, mode="r:")
+        else:  # one sequential pass through the decompressed stream, its ratio watched throughout
+            compressed = _CountingReader(handle)
+            opened = {"gzip": lambda: gzip.GzipFile(fileobj=compressed, mode="rb"), "bz2": lambda: bz2.BZ2File(
+                compressed), "xz": lambda: lzma.LZMAFile(compressed)}[kind]()
+            archive = tarfile.open(fileobj=_CountingReader(opened, compressed), mode="r|", bufsize=_CHUNK)
+        with archive:
             for index, member in enumerate(archive):
                 if not member.isfile() or not _usable_member(member.name):
                     continue
@@ -343,12 +353,11 @@ def _tar_members(path: Path, tmp: Path, kind: str) -> Iterator[Extracted]:
                     if stream is None:
                         continue
                     with stream:
-                        digest = _extract_one(stream, target, None, raw, unpacked)
+                        digest = _extract_one(stream, target, None)
                 except _Refused as exc:
                     target.unlink(missing_ok=True)
                     yield member.name, None, str(exc)
                     continue
-                unpacked += digest.size
                 yield member.name, (digest, target), ""
 
 
