@@ -106,12 +106,18 @@ def _reason(exc: BaseException) -> str:
 
 
 def _npy_header(handle) -> tuple[tuple[int, ...], np.dtype, bool]:
-    version = np.lib.format.read_magic(handle)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-    else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
-    return tuple(shape), np.dtype(dtype), bool(fortran)
+    """``(shape, dtype, fortran order)`` of an ``.npy`` stream; a damaged header is a ``ValueError``."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        return tuple(int(n) for n in shape), np.dtype(dtype), bool(fortran)
+    except _NPZ_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy parses the header as Python text: it fails in many ways
+        raise ValueError(f"damaged .npy header ({type(exc).__name__})") from None
 
 
 class PrecomputedIUV:
@@ -149,7 +155,7 @@ class PrecomputedIUV:
                     scores = np.asarray(data["scores"]) if "scores" in data else None
             except SidecarError:
                 raise
-            except _NPZ_ERRORS as exc:
+            except Exception as exc:  # noqa: BLE001 - a damaged member fails in many ways (even TokenError)
                 raise SidecarError(f"{self.path}: not a readable .npz ({_reason(exc)}); the file is damaged or "
                                    "not an IUV sidecar") from None
             count = len(self._array)

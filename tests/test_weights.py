@@ -587,8 +587,12 @@ def test_code_running_checkpoint_is_refused_naming_its_global(tmp_path, capsys, 
     marker = tmp_path / "executed"
     (tmp_path / "victim").mkdir()
     evil = _evil_checkpoint(tmp_path / "inpainter.pth", _payloads(marker)[name], fmt)
+    from densepose_adapter.rcnn.convert import read_checkpoint
+
     with pytest.raises(WeightsError, match=rf"refused: the file references {re.escape(name)},"):
         torch_load_checkpoint(evil, expected="inpainter")
+    with pytest.raises(WeightsError, match=rf"references {re.escape(name)},"):
+        read_checkpoint(evil)  # --densepose-weights x.pth
     assert main(["weights", "import", str(evil)]) == 1
     err = _one_line_error(capsys)
     assert f"references {name}" in err and str(evil) in err
