@@ -783,3 +783,40 @@ def test_kill_9_during_import_leaves_only_what_the_next_import_removes(tmp_path,
     assert main(["weights", "import", str(archive)]) == 0
     assert sorted(p.name for p in root.rglob(".*")) == []
     assert load_manifest().get(INPAINTER).installed_path().read_bytes() == _fixture_bytes("inpainter.pth")
+
+
+@pytest.mark.slow
+def test_real_kill_9_mid_extraction_then_next_import_sweeps(tmp_path):
+    """A real ``retarget weights import`` killed while it extracts a large member (no hooks)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    archive = tmp_path / "big.zip"
+    block = os.urandom(1 << 20)  # incompressible: a member as large as a real checkpoint, not a bomb
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z, z.open("inpainter.pth", "w",
+                                                                         force_zip64=True) as sink:
+        sink.write(b"\x80\x02")
+        for _ in range(600):
+            sink.write(block)
+    with zipfile.ZipFile(archive, "a") as z:
+        z.write(require_shared(COORDINPAINT / "refiner.pth"), "refiner.pth")
+    root = weights_dir()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([str(Path(sys.executable).with_name("retarget")), "weights", "import", str(archive)],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    partial = []
+    while time.monotonic() < deadline and not partial:
+        partial = [p for p in root.glob(".import.*/*") if p.stat().st_size > (8 << 20)]
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert partial, "the import finished before it could be killed"
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    print(f"left after a real kill -9 mid-extraction: {left}")
+    assert left and all(item.startswith(f".import.{child.pid}-") for item in left), left
+    outcomes = import_weights(archive)
+    assert {o.name for o in outcomes if o.action == "installed"} == {REFINER}
+    assert not list(root.glob(".import.*")) and not list(root.rglob(".*.import"))
