@@ -665,7 +665,8 @@ def _zip_member(path: Path, member: str, head: bytes, zeros: int, compression=zi
     return path
 
 
-@pytest.mark.parametrize("case", ["zeros", "pickle-then-zeros", "declared-too-large", "tgz-bomb", "not-an-archive"])
+@pytest.mark.parametrize("case", ["zeros", "pickle-then-zeros", "declared-too-large", "tgz-bomb", "not-an-archive",
+                                  "file-of-zeros", "file-too-large"])
 def test_import_refuses_bombs_early_and_cleanly(tmp_path, capsys, monkeypatch, case):
     import tarfile
     import time
@@ -691,6 +692,12 @@ def test_import_refuses_bombs_early_and_cleanly(tmp_path, capsys, monkeypatch, c
             tar.add(member, "inpainter.pth")
         member.unlink()
         says = "decompression bomb"
+    elif case.startswith("file-"):  # a checkpoint file given directly: judged before it is hashed
+        archive = tmp_path / "inpainter.pth"
+        with open(archive, "wb") as f:
+            f.write(b"\x80\x02" if case == "file-too-large" else b"\0")
+            f.truncate((2 << 30) if case == "file-too-large" else (64 << 20))  # sparse: no disk used
+        says = "larger than any checkpoint" if case == "file-too-large" else "not a checkpoint"
     else:
         archive, says = tmp_path / "a.zip", "not a zip or tar archive"
         archive.write_bytes(b"\0" * 4096)
@@ -699,7 +706,7 @@ def test_import_refuses_bombs_early_and_cleanly(tmp_path, capsys, monkeypatch, c
     assert time.perf_counter() - start < 20
     err = _one_line_error(capsys)
     assert says in err and str(archive) in err, err
-    assert sorted(p.name for p in weights_dir().iterdir()) == []  # nothing extracted or left behind
+    assert not weights_dir().exists() or sorted(p.name for p in weights_dir().iterdir()) == []  # nothing left
 
 
 def test_stale_import_scratch_of_dead_processes_is_swept(tmp_path):

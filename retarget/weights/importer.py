@@ -55,8 +55,9 @@ MAX_MEMBER_BYTES = 1 << 30
 #: hardly compress (about 1.1x); a zero-filled or repeated member (a decompression bomb) does, 1000x.
 MAX_RATIO = 20
 RATIO_SLACK = 16 << 20
-#: How a checkpoint starts: a torch zip (local file header) or a pickle (protocol 2+).
-CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")
+#: How a checkpoint starts: a torch zip (local file header) or a pickle (protocol 2+: PROTO; older
+#: protocols: the MARK, EMPTY_DICT, EMPTY_LIST or GLOBAL opcode that opens a checkpoint's object).
+CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80", b"(", b"}", b"]", b"c")
 _CHUNK = 1 << 20
 
 INSTALLED = "installed"
@@ -122,7 +123,11 @@ class _Importer:
         ``digest``: the file's hashes when already known (computed while extracting it); ``scratch``:
         ``path`` is our own extracted copy, moved into place rather than copied.
         """
-        digest = digest or hash_file(path)
+        if digest is None:
+            refusal = _cannot_be_checkpoint(path)
+            if refusal:
+                return self._skip(source, None, refusal, strict)
+            digest = hash_file(path)
         name = self.by_hash.get(digest.sha256)
         if name is None:
             try:
@@ -204,6 +209,22 @@ def _usable_member(name: str) -> bool:
     base = name.rsplit("/", 1)[-1]
     return (not name.startswith("__MACOSX/") and not base.startswith(".")
             and base.lower().endswith(CHECKPOINT_SUFFIXES))
+
+
+def _cannot_be_checkpoint(path: Path) -> str:
+    """Why ``path`` cannot be a checkpoint, judged from its size and first bytes (nothing else is read)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    if size > MAX_MEMBER_BYTES:
+        return f"{_gib(size)}, larger than any checkpoint retarget uses (limit {_gib(MAX_MEMBER_BYTES)}); not read"
+    if not head.startswith(CHECKPOINT_MAGIC):
+        return "not a checkpoint (corrupt, or another kind of file: it starts with neither a torch zip header " \
+            "nor a pickle)"
+    return ""
 
 
 def _move(path: Path, dest: Path) -> bool:
