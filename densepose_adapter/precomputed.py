@@ -7,21 +7,38 @@ Accepted sources for a video:
   ``frame_indices`` ``(T,)`` and ``boxes`` / ``scores`` (``(T, K, 4)`` / ``(T, K)``); ``iuv`` is
   streamed one frame at a time, so memory does not grow with the clip (compressed or not).
 
-Frames without an entry have no person.
+Every frame, from either format, goes through the same check as a source IUV PNG
+(:func:`retarget.io.iuv.check_iuv`) and fails with the same one-line error. Frames must have the
+driver's (displayed) size, which :meth:`PrecomputedIUV.check_driver` checks before any frame is used;
+frame indices must be unique (two PNGs numbered alike, or a repeated ``frame_indices`` entry, are an
+error) and within the driver's frames (:meth:`PrecomputedIUV.coverage`). Frames without an entry have
+no person (``--on-missing`` decides what is shown).
+
+Every problem is a :class:`SidecarError`: an :class:`retarget.errors.InputError` (one line naming the
+file) that is also a ``ValueError``.
 """
 
 from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from densepose_adapter.types import DensePoseResult
-from retarget.io.iuv import read_iuv_png
+from retarget.errors import InputError
+from retarget.io.iuv import check_iuv, read_iuv_png
 
 _NUMBER = re.compile(r"(\d+)")
+#: Errors reading a damaged ``.npz`` member can raise (bad zip structure, CRC, deflate data, header).
+_NPZ_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError, SyntaxError,
+               TypeError, MemoryError, OverflowError, NotImplementedError, RuntimeError)
+
+
+class SidecarError(InputError, ValueError):
+    """A damaged or mismatched IUV sidecar (one line naming the file)."""
 
 
 def frame_index_from_name(name: str) -> int | None:
@@ -41,12 +58,13 @@ class _NpzFrames:
         self.path = path
         with zipfile.ZipFile(path) as archive:
             if "iuv.npy" not in archive.namelist():
-                raise ValueError(f"{path}: npz has no 'iuv' array")
+                raise SidecarError(f"{path}: npz has no 'iuv' array")
             with archive.open("iuv.npy") as member:
                 self.shape, self.dtype, fortran = _npy_header(member)
-        if self.dtype != np.uint8 or fortran or len(self.shape) not in (3, 4) or self.shape[-1] != 3:
-            raise ValueError(f"{path}: 'iuv' must be a C-ordered uint8 (T, H, W, 3) array, "
-                             f"got {self.dtype} {self.shape}")
+        if self.dtype != np.uint8 or fortran or len(self.shape) not in (3, 4) or self.shape[-1] != 3 or \
+                0 in self.shape:
+            raise SidecarError(f"{path}: 'iuv' must be a C-ordered uint8 (T, H, W, 3) array, "
+                               f"got {self.dtype} {self.shape}")
         if len(self.shape) == 3:
             self.shape = (1, *self.shape)
         self.frame_bytes = int(np.prod(self.shape[1:]))
@@ -57,14 +75,19 @@ class _NpzFrames:
         return self.shape[0]
 
     def __getitem__(self, i: int) -> np.ndarray:
-        if self._member is None or i < self._next:
-            self._reopen()
-        while self._next < i:  # skip forward
-            self._member.read(self.frame_bytes)
-            self._next += 1
-        data = self._member.read(self.frame_bytes)
+        try:
+            if self._member is None or i < self._next:
+                self._reopen()
+            while self._next < i:  # skip forward
+                self._member.read(self.frame_bytes)
+                self._next += 1
+            data = self._member.read(self.frame_bytes)
+        except _NPZ_ERRORS as exc:
+            self._member = None
+            raise SidecarError(f"{self.path}: not a readable .npz ({_reason(exc)}); the file is damaged") from None
         if len(data) != self.frame_bytes:
-            raise ValueError(f"{self.path}: 'iuv' ends early (frame {i} of {self.shape[0]})")
+            self._member = None
+            raise SidecarError(f"{self.path}: 'iuv' ends early (frame {i} of {self.shape[0]}); the file is damaged")
         self._next += 1
         return np.frombuffer(data, np.uint8).reshape(self.shape[1:]).copy()
 
@@ -77,13 +100,24 @@ class _NpzFrames:
         self._next = 0
 
 
+def _reason(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:100]
+
+
 def _npy_header(handle) -> tuple[tuple[int, ...], np.dtype, bool]:
-    version = np.lib.format.read_magic(handle)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-    else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
-    return tuple(shape), np.dtype(dtype), bool(fortran)
+    """``(shape, dtype, fortran order)`` of an ``.npy`` stream; a damaged header is a ``ValueError``."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        return tuple(int(n) for n in shape), np.dtype(dtype), bool(fortran)
+    except _NPZ_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy parses the header as Python text: it fails in many ways
+        raise ValueError(f"damaged .npy header ({type(exc).__name__})") from None
 
 
 class PrecomputedIUV:
@@ -104,23 +138,48 @@ class PrecomputedIUV:
         if self.path.is_dir():
             for file in sorted(self.path.glob("*.png")):
                 index = frame_index_from_name(file.name)
-                if index is not None:
-                    self._files[index] = file
+                if index is None:
+                    continue
+                if index in self._files:
+                    raise SidecarError(f"{self.path}: two IUV PNGs for frame {index} ({self._files[index].name}, "
+                                       f"{file.name}); keep one per frame")
+                self._files[index] = file
             if not self._files:
-                raise ValueError(f"{self.path}: no IUV PNGs with a frame number in their name")
+                raise SidecarError(f"{self.path}: no IUV PNGs with a frame number in their name")
         elif self.path.suffix == ".npz" and self.path.is_file():
             try:
                 self._array = _NpzFrames(self.path)
-                data = np.load(self.path, allow_pickle=False)  # lazy per key: only the small arrays are read
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise ValueError(f"{self.path}: not a readable .npz ({exc})") from None
-            indices = data["frame_indices"] if "frame_indices" in data else np.arange(len(self._array))
+                with np.load(self.path, allow_pickle=False) as data:  # lazy per key: only small arrays read
+                    indices = np.asarray(data["frame_indices"]) if "frame_indices" in data else None
+                    boxes = np.asarray(data["boxes"]) if "boxes" in data else None
+                    scores = np.asarray(data["scores"]) if "scores" in data else None
+            except SidecarError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a damaged member fails in many ways (even TokenError)
+                raise SidecarError(f"{self.path}: not a readable .npz ({_reason(exc)}); the file is damaged or "
+                                   "not an IUV sidecar") from None
+            count = len(self._array)
+            if indices is None:
+                indices = np.arange(count)
+            if indices.ndim != 1 or len(indices) != count or not np.issubdtype(indices.dtype, np.integer):
+                raise SidecarError(f"{self.path}: 'frame_indices' must be {count} integers (one per 'iuv' frame), "
+                                   f"got {indices.dtype} {indices.shape}")
+            if len(indices) and int(indices.min()) < 0:
+                raise SidecarError(f"{self.path}: 'frame_indices' holds a negative frame index ({int(indices.min())})")
+            values, counts = np.unique(indices, return_counts=True)
+            if (counts > 1).any():
+                raise SidecarError(f"{self.path}: 'frame_indices' lists frame {int(values[counts > 1][0])} more than "
+                                   "once; keep one entry per frame")
             self._index_of = {int(f): i for i, f in enumerate(indices)}
-            if "boxes" in data and data["boxes"].ndim == 3:
-                self._boxes = data["boxes"]
-                self._scores = data["scores"] if "scores" in data else None
+            if boxes is not None and boxes.ndim == 3:
+                if boxes.shape[0] != count or boxes.shape[2] != 4 or not np.issubdtype(boxes.dtype, np.number) or (
+                        scores is not None and (scores.shape != boxes.shape[:2]
+                                                or not np.issubdtype(scores.dtype, np.number))):
+                    raise SidecarError(f"{self.path}: 'boxes' must be ({count}, K, 4) and 'scores' ({count}, K), got "
+                                       f"{boxes.shape} and {None if scores is None else scores.shape}")
+                self._boxes, self._scores = boxes, scores
         else:
-            raise ValueError(f"{self.path}: expected a folder of *_IUV.png files or an .npz")
+            raise SidecarError(f"{self.path}: expected a folder of *_IUV.png files or an .npz")
 
     def cache_key(self) -> str:
         return f"precomputed:{self.path.resolve()}"
@@ -129,35 +188,76 @@ class PrecomputedIUV:
     def frame_indices(self) -> list[int]:
         return sorted(self._files) if self._files else sorted(self._index_of)
 
+    def frame_sizes(self) -> dict[tuple[int, int], Path | None]:
+        """``(width, height)`` of the frames: one entry per distinct size, with a file having it (PNGs)."""
+        if self._array is not None:
+            return {(int(self._array.shape[2]), int(self._array.shape[1])): None}
+        from PIL import Image
+
+        sizes: dict[tuple[int, int], Path | None] = {}
+        for file in self._files.values():
+            try:
+                with Image.open(file) as image:  # the header only
+                    sizes.setdefault(image.size, file)
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise SidecarError(f"{file}: not a readable image ({_reason(exc)}); the file is damaged or not "
+                                   "a PNG") from None
+        return sizes
+
+    def check_driver(self, width: int, height: int, driver: str | Path) -> None:
+        """Every frame must have the driver's displayed size ``width x height``.
+
+        Raises:
+            SidecarError: naming both sizes (and the odd PNG in a folder).
+        """
+        for (w, h), file in self.frame_sizes().items():
+            if (w, h) != (width, height):
+                raise SidecarError(f"{file or self.path}: IUV frames are {w}x{h} but the driver {driver} is "
+                                   f"{width}x{height}; compute the DensePose maps on this video as displayed")
+
+    def coverage(self, frame_count: int) -> tuple[int, list[int]]:
+        """``(frames without an entry, entries beyond the driver's last frame)`` for a ``frame_count``-frame driver."""
+        indices = self.frame_indices
+        extra = [i for i in indices if i >= frame_count]
+        return frame_count - (len(indices) - len(extra)), extra
+
     def get(self, index: int, image_hw: tuple[int, int] | None = None) -> DensePoseResult:
-        """Result for frame ``index``; resized (nearest) to ``image_hw`` when it differs."""
+        """Result for frame ``index`` (no person when it has no entry), checked like any IUV image.
+
+        Raises:
+            SidecarError: a damaged frame, a part index above 24, or a frame whose size is not ``image_hw``.
+        """
         iuv = None
         boxes = scores = None
         if self._files:
             if index in self._files:
-                iuv = read_iuv_png(self._files[index])
+                where = self._files[index]
+                try:
+                    iuv = read_iuv_png(where)
+                except InputError as exc:
+                    raise SidecarError(str(exc)) from None
         elif index in self._index_of:
             i = self._index_of[index]
             iuv = self._array[i]
+            where = f"{self.path} (frame {index})"
+            try:
+                iuv = check_iuv(iuv, str(where))
+            except InputError as exc:
+                raise SidecarError(str(exc)) from None
             if self._boxes is not None:
                 boxes = self._boxes[i]
                 scores = self._scores[i] if self._scores is not None else np.ones(len(boxes), np.float32)
         if iuv is None:
             hw = image_hw or self._any_hw()
             return DensePoseResult.from_iuv(np.zeros((*hw, 3), np.uint8))
-        scale = None
         if image_hw is not None and tuple(iuv.shape[:2]) != tuple(image_hw):
-            import cv2
-
-            scale = (image_hw[1] / iuv.shape[1], image_hw[0] / iuv.shape[0])
-            iuv = cv2.resize(iuv, (image_hw[1], image_hw[0]), interpolation=cv2.INTER_NEAREST)
+            raise SidecarError(f"{where}: IUV frame is {iuv.shape[1]}x{iuv.shape[0]} but the driver frame is "
+                               f"{image_hw[1]}x{image_hw[0]}; compute the DensePose maps on this video as displayed")
         result = DensePoseResult.from_iuv(iuv)
         if boxes is not None:
             keep = np.asarray(scores) > 0
-            boxes = np.asarray(boxes, np.float32)[keep]
-            if scale is not None:
-                boxes = boxes * np.array([scale[0], scale[1], scale[0], scale[1]], np.float32)
-            result.boxes, result.scores = boxes, np.asarray(scores, np.float32)[keep]
+            result.boxes = np.asarray(boxes, np.float32)[keep]
+            result.scores = np.asarray(scores, np.float32)[keep]
         return result
 
     def _any_hw(self) -> tuple[int, int]:

@@ -224,6 +224,76 @@ def _not_writable(ctx: Ctx) -> Path:
     return folder / "result.mp4"
 
 
+# --- driver sidecars (every format checked alike) and tiny drivers
+def _sidecar_npz(ctx: Ctx, name: str = "driver.iuv.npz", edit=None, **arrays) -> Path:
+    """The good driver's ``.npz`` sidecar, rewritten with ``edit(iuv)`` applied and extra ``arrays``."""
+    iuv = np.load(ctx.driver.with_name("driver.iuv.npz"))["iuv"].copy()
+    iuv = edit(iuv) if edit is not None else iuv
+    path = ctx.folder / name
+    np.savez(path, iuv=iuv, **arrays)
+    return path
+
+
+def _with_part_30(iuv: np.ndarray) -> np.ndarray:
+    iuv[2, 10:12, 10:12, 0] = 30
+    return iuv
+
+
+def _sidecar_pngs(ctx: Ctx, edit=None, names=None) -> Path:
+    """The good sidecar as a folder ``driver.iuv/`` of PNGs (after ``edit(iuv)``), named ``names(i)``."""
+    import cv2
+
+    iuv = np.load(ctx.driver.with_name("driver.iuv.npz"))["iuv"].copy()
+    ctx.driver.with_name("driver.iuv.npz").unlink()
+    folder = ctx.folder / "driver.iuv"
+    folder.mkdir()
+    frames = edit(iuv) if edit is not None else list(iuv)
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / (names(i) if names else f"frame_{i:06d}_IUV.png")), frame)
+    return folder
+
+
+def _one_frame_resized(iuv: np.ndarray) -> list[np.ndarray]:
+    import cv2
+
+    frames = list(iuv)
+    frames[1] = cv2.resize(frames[1], (40, 40), interpolation=cv2.INTER_NEAREST)
+    return frames
+
+
+def _tiny_driver(ctx: Ctx, width: int, height: int) -> Path:
+    frames = [np.full((height, width, 3), 90 + 20 * i, np.uint8) for i in range(3)]
+    path = badmedia.write_video(ctx.folder / "tiny.mov", frames, codec="png", fmt="mov", pix_fmt="rgb24")
+    np.savez(ctx.folder / "tiny.iuv.npz", iuv=np.zeros((3, height, width, 3), np.uint8))
+    return path
+
+
+def _evil_checkpoints(ctx: Ctx, name: str) -> Path:
+    """An inpainter.pth whose pickle calls ``name`` (``module.function``) when loaded, beside a good refiner."""
+    import importlib
+
+    import torch
+
+    module, _, attr = name.rpartition(".")
+
+    class Calls:
+        def __reduce__(self):
+            return (getattr(importlib.import_module(module), attr), (str(ctx.folder / "victim"),))
+
+    folder = _checkpoints(ctx, None, _ck("refiner.pth"))
+    torch.save({"gate1.conv_f.weight": torch.zeros(1), "payload": Calls()}, folder / "inpainter.pth")
+    return folder
+
+
+def _victim_kept(ctx: Ctx) -> None:
+    assert (ctx.folder / "victim").is_dir(), "the payload ran"
+
+
+def _victim(ctx: Ctx) -> Ctx:
+    (ctx.folder / "victim").mkdir()
+    return ctx
+
+
 class FakePeople:
     """A DensePose model stand-in that sees two people in a photo: a small one and a large one."""
 
@@ -414,6 +484,46 @@ CASES = [
     Case("driver-nobody-at-all", lambda c: c.video(driver=badmedia.write_driver(
         c.folder, "empty_room", n=4, missing=(0, 1, 2, 3))), 1, ("no person found in any",),
          lambda c: c.folder / "empty_room.mp4"),
+    # --- driver sidecars: one validation for every format, sizes and frame indices checked
+    Case("sidecar-npz-part-above-24", lambda c: (_sidecar_npz(c, edit=_with_part_30), c.video())[1], 1,
+         ("not a DensePose IUV image", "found 30", "(frame 2)"), lambda c: c.folder / "driver.iuv.npz"),
+    Case("sidecar-png-part-above-24", lambda c: (_sidecar_pngs(c, edit=lambda i: list(_with_part_30(i))),
+                                                 c.video())[1], 1, ("not a DensePose IUV image", "found 30"),
+         lambda c: c.folder / "driver.iuv" / "frame_000002_IUV.png"),
+    Case("sidecar-npz-wrong-size", lambda c: (_sidecar_npz(c, edit=lambda i: i[:, :70, :50]), c.video())[1], 1,
+         ("IUV frames are 50x70", "is 96x96"), lambda c: c.folder / "driver.iuv.npz"),
+    Case("sidecar-png-one-frame-40x40", lambda c: (_sidecar_pngs(c, edit=_one_frame_resized), c.video())[1], 1,
+         ("IUV frames are 40x40", "is 96x96"), lambda c: c.folder / "driver.iuv" / "frame_000001_IUV.png"),
+    Case("sidecar-fewer-frames", lambda c: (_sidecar_npz(c, edit=lambda i: i[:2]), c.video())[1], 0,
+         ("no IUV for 2 of the driver's 4 frames", "--on-missing hold"), lambda c: c.folder / "driver.iuv.npz",
+         _video_out_ok),
+    Case("sidecar-fewer-frames-skip", lambda c: (_sidecar_npz(c, edit=lambda i: i[:3]), c.video(
+        "--on-missing", "skip"))[1], 0, ("no IUV for 1 of the driver's 4 frames", "--on-missing skip"),
+         check=lambda c: _frames(c.out) == 3 or pytest.fail(f"{_frames(c.out)} frames")),
+    Case("sidecar-more-frames", lambda c: (_sidecar_npz(c, edit=lambda i: np.concatenate([i, i[:2]])),
+                                           c.video())[1], 1, ("IUV for frame 4 (and 1 more)", "has 4 frames"),
+         lambda c: c.folder / "driver.iuv.npz"),
+    Case("sidecar-npz-duplicate-index", lambda c: (_sidecar_npz(c, frame_indices=np.array([0, 1, 1, 2])),
+                                                   c.video())[1], 1, ("frame 1 more than once",),
+         lambda c: c.folder / "driver.iuv.npz"),
+    Case("sidecar-npz-20-digit-index", lambda c: (_sidecar_npz(c, frame_indices=np.array(
+        [0, 1, 2, 12345678901234567890], np.uint64)), c.video())[1], 1, ("frame 12345678901234567890",),
+         lambda c: c.folder / "driver.iuv.npz"),
+    Case("sidecar-png-duplicate-index", lambda c: (_sidecar_pngs(c, names=lambda i: f"f{i}_IUV.png" if i != 2
+                                                                 else "f001_IUV.png"), c.video())[1], 1,
+         ("two IUV PNGs for frame 1",), lambda c: c.folder / "driver.iuv"),
+    Case("sidecar-png-20-digit-index", lambda c: (_sidecar_pngs(c, names=lambda i: f"f{i}_IUV.png" if i != 3
+                                                                else "f12345678901234567890_IUV.png"),
+                                                  c.video())[1], 1, ("frame 12345678901234567890", "has 4 frames"),
+         lambda c: c.folder / "driver.iuv"),
+    # --- tiny drivers: refused before any work, with the smallest size supported
+    Case("driver-1x1", lambda c: c.video(driver=_tiny_driver(c, 1, 1)), 1, ("1x1", "smaller than 32 px"),
+         lambda c: c.folder / "tiny.mov"),
+    Case("driver-31x64", lambda c: c.video(driver=_tiny_driver(c, 31, 64)), 1, ("31x64", "smaller than 32 px"),
+         lambda c: c.folder / "tiny.mov"),
+    Case("driver-smallest-odd", lambda c: c.video(driver=badmedia.write_driver(c.folder, "small", n=3, width=33,
+                                                                               height=35)), 0,
+         check=lambda c: _dims(c.out) == (32, 34) or pytest.fail(f"size {_dims(c.out)}")),
     # --- weights
     Case("weights-missing", lambda c: c.video("--checkpoint-dir", str(_checkpoints(c, _ck("inpainter.pth"), None)),
                                               weight_free=False), 1, ("not found",),
@@ -427,6 +537,12 @@ CASES = [
     Case("weights-not-pytorch", lambda c: c.video("--checkpoint-dir", str(_checkpoints(
         c, b"<html>sign in to download</html>", _ck("refiner.pth"))), weight_free=False), 1,
          ("not a readable torch checkpoint",), lambda c: c.folder / "ckpt" / "inpainter.pth"),
+    Case("weights-code-running-posix", lambda c: _victim(c).video("--checkpoint-dir", str(_evil_checkpoints(
+        c, "posix.rmdir")), weight_free=False), 1, ("refused", "references posix.rmdir"),
+         lambda c: c.folder / "ckpt" / "inpainter.pth", _victim_kept),
+    Case("weights-code-running-unblocked-module", lambda c: _victim(c).video("--checkpoint-dir", str(
+        _evil_checkpoints(c, "shutil.rmtree")), weight_free=False), 1, ("refused", "references shutil.rmtree"),
+         lambda c: c.folder / "ckpt" / "inpainter.pth", _victim_kept),
     Case("weights-hash-mismatch", _hash_mismatch, 1, ("damaged", "sha256", "retarget weights fetch"),
          lambda c: c.extra["installed"]),
     # --- environment and outputs

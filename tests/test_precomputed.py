@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from densepose_adapter.precomputed import PrecomputedIUV, frame_index_from_name
+from densepose_adapter.precomputed import PrecomputedIUV, SidecarError, frame_index_from_name
 
 
 def _iuvs(n=5, h=12, w=16):
@@ -27,8 +27,8 @@ def test_npz_frames_in_any_order_and_missing_frames(tmp_path, compressed):
     for index, k in [(0, 0), (1, 1), (5, 3), (1, 1), (6, 4)]:  # forwards, backwards, forwards
         np.testing.assert_array_equal(source.get(index).iuv, iuv[k])
     assert not source.get(2).has_person and not source.get(3).has_person  # empty frame / no entry
-    resized = source.get(5, image_hw=(24, 32))
-    assert resized.iuv.shape == (24, 32, 3)
+    with pytest.raises(SidecarError, match=r"IUV frame is 16x12 but the driver frame is 32x24"):
+        source.get(5, image_hw=(24, 32))  # never resized silently
 
 
 def test_png_folder_uses_the_number_in_the_name(tmp_path):

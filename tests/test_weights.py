@@ -600,3 +600,294 @@ def test_weight_free_notice_is_printed_once(capsys, monkeypatch):
 
 def test_status_of_missing_model():
     assert model_status(load_manifest().get(R50)).state == MISSING
+
+
+# ---------------------------------------------------------------------------------------------
+# code-running checkpoints: recognised by the globals their pickle references, not torch's wording
+
+
+class _Calls:
+    """Unpickling this calls ``func(*args)``: code execution through the global ``func``."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+def _payloads(marker: Path) -> dict[str, object]:
+    """Globals torch blocks by module (posix, os, builtins, subprocess) and ones it knows nothing of."""
+    import subprocess
+    import webbrowser
+
+    return {
+        "posix.system": _Calls(os.system, f"touch {marker}"),
+        "os.popen": _Calls(os.popen, f"touch {marker}"),
+        "builtins.eval": _Calls(builtins.eval, f"open({str(marker)!r}, 'w')"),
+        "subprocess.Popen": _Calls(subprocess.Popen, ["touch", str(marker)]),
+        "shutil.rmtree": _Calls(shutil.rmtree, str(marker.parent / "victim")),
+        "webbrowser.open": _Calls(webbrowser.open, "http://127.0.0.1:9/"),
+    }
+
+
+SAVE_FORMATS = {
+    "zip": {},
+    "zip-protocol4": {"pickle_protocol": 4},  # STACK_GLOBAL instead of GLOBAL
+    "legacy": {"_use_new_zipfile_serialization": False},
+}
+
+
+def _evil_checkpoint(path: Path, payload, fmt: str) -> Path:
+    state = {"gate1.conv_f.weight": torch.zeros(2), "sequence.0.conv_f.weight": torch.zeros(2),
+             "final.conv1.weight": payload}
+    torch.save(state, path, **SAVE_FORMATS[fmt])
+    return path
+
+
+@pytest.mark.parametrize("fmt", sorted(SAVE_FORMATS))
+@pytest.mark.parametrize("name", sorted(_payloads(Path("/x"))))
+def test_code_running_checkpoint_is_refused_naming_its_global(tmp_path, capsys, name, fmt):
+    marker = tmp_path / "executed"
+    (tmp_path / "victim").mkdir()
+    evil = _evil_checkpoint(tmp_path / "inpainter.pth", _payloads(marker)[name], fmt)
+    from densepose_adapter.rcnn.convert import read_checkpoint
+
+    with pytest.raises(WeightsError, match=rf"refused: the file references {re.escape(name)},"):
+        torch_load_checkpoint(evil, expected="inpainter")
+    with pytest.raises(WeightsError, match=rf"references {re.escape(name)},"):
+        read_checkpoint(evil)  # --densepose-weights x.pth
+    assert main(["weights", "import", str(evil)]) == 1
+    err = _one_line_error(capsys)
+    assert f"references {name}" in err and str(evil) in err
+    archive = tmp_path / "download.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(evil, "checkpoint/inpainter.pth")
+    assert main(["weights", "import", str(archive)]) == 1
+    err = _one_line_error(capsys)
+    assert f"references {name}" in err and "checkpoint/inpainter.pth" in err
+    assert not marker.exists() and (tmp_path / "victim").is_dir()
+    assert not load_manifest().get(INPAINTER).installed_path().exists()
+
+
+def test_pickle_scan_lists_globals_without_running_anything(tmp_path):
+    from retarget.weights.pickle_scan import checkpoint_globals, first_unsafe_global, scan_pickle_stream
+
+    marker = tmp_path / "executed"
+    for protocol in (0, 1, 2, 4, 5):
+        data = pickle.dumps({"a": [1, _Calls(os.system, f"touch {marker}")]}, protocol=protocol)
+        import io
+
+        assert scan_pickle_stream(io.BytesIO(data)) == ["posix.system"], protocol
+    plain = (coordinpaint_dir() / "inpainter.pth")
+    assert first_unsafe_global(plain) is None and "torch._utils._rebuild_tensor_v2" in checkpoint_globals(plain)
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"w": torch.zeros(3)}, legacy, _use_new_zipfile_serialization=False)
+    assert first_unsafe_global(legacy) is None and checkpoint_globals(legacy)
+    assert torch_load_checkpoint(plain, expected="inpainter")  # plain files still load
+    assert not marker.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# archives: recognised by their headers, read once, with size and ratio limits
+
+
+def _tar_of_fixtures(path: Path, mode: str = "w") -> Path:
+    import tarfile
+
+    with tarfile.open(path, mode) as archive:
+        for name in ("inpainter.pth", "refiner.pth"):  # the last member's zip directory ends the tar
+            archive.add((coordinpaint_dir() / name), f"checkpoint/{name}")
+    return path
+
+
+@pytest.mark.parametrize("name,mode", [("ckpt.tar", "w"), ("ckpt.tar.gz", "w:gz"), ("ckpt.tar.bz2", "w:bz2"),
+                                       ("ckpt.tar.xz", "w:xz"), ("named-like-a.zip", "w"), ("no_suffix", "w:gz")])
+def test_import_tar_archives_by_their_headers(tmp_path, capsys, name, mode):
+    from retarget.weights.recognize import sniff_format
+
+    archive = _tar_of_fixtures(tmp_path / name, mode)
+    assert zipfile.is_zipfile(archive) or mode != "w"  # the trap: a zip directory inside the tar
+    assert sniff_format(archive) == {"w": "tar", "w:gz": "gzip", "w:bz2": "bz2", "w:xz": "xz"}[mode]
+    assert main(["weights", "import", str(archive)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"{INPAINTER}: installed" in out and f"{REFINER}: installed" in out
+    assert load_manifest().get(REFINER).installed_path().read_bytes() == _fixture_bytes("refiner.pth")
+    assert not [p for p in weights_dir().rglob(".*") if p.name != STATE_NAME]  # no scratch left
+
+
+STATE_NAME = "state.json"
+
+
+def _zip_member(path: Path, member: str, head: bytes, zeros: int, compression=zipfile.ZIP_DEFLATED) -> Path:
+    """A zip whose ``member`` is ``head`` followed by ``zeros`` zero bytes, written in chunks."""
+    with zipfile.ZipFile(path, "w", compression) as z, z.open(member, "w", force_zip64=True) as sink:
+        sink.write(head)
+        chunk = bytes(1 << 20)
+        for _ in range(zeros >> 20):
+            sink.write(chunk)
+    return path
+
+
+@pytest.mark.parametrize("case", ["zeros", "pickle-then-zeros", "declared-too-large", "tgz-bomb", "not-an-archive",
+                                  "file-of-zeros", "file-too-large"])
+def test_import_refuses_bombs_early_and_cleanly(tmp_path, capsys, monkeypatch, case):
+    import tarfile
+    import time
+
+    from retarget.weights import importer
+
+    if case == "zeros":  # cannot be a checkpoint: refused after the first chunk
+        archive = _zip_member(tmp_path / "a.zip", "big/inpainter.pth", b"", 8 << 20, zipfile.ZIP_STORED)
+        says = "not a checkpoint"
+    elif case == "pickle-then-zeros":  # looks like a pickle, but compresses 1000x
+        archive, says = _zip_member(tmp_path / "a.zip", "inpainter.pth", b"\x80\x02", 64 << 20), "decompression bomb"
+    elif case == "declared-too-large":
+        monkeypatch.setattr(importer, "MAX_MEMBER_BYTES", 1 << 20)
+        archive = _zip_member(tmp_path / "a.zip", "inpainter.pth", b"\x80\x02", 2 << 20, zipfile.ZIP_STORED)
+        says = "larger than any checkpoint"
+    elif case == "tgz-bomb":
+        member = tmp_path / "inpainter.pth"
+        with open(member, "wb") as f:
+            f.write(b"\x80\x02")
+            f.truncate(64 << 20)
+        archive = tmp_path / "a.tgz"
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(member, "inpainter.pth")
+        member.unlink()
+        says = "decompression bomb"
+    elif case.startswith("file-"):  # a checkpoint file given directly: judged before it is hashed
+        archive = tmp_path / "inpainter.pth"
+        with open(archive, "wb") as f:
+            f.write(b"\x80\x02" if case == "file-too-large" else b"\0")
+            f.truncate((2 << 30) if case == "file-too-large" else (64 << 20))  # sparse: no disk used
+        says = "larger than any checkpoint" if case == "file-too-large" else "not a checkpoint"
+    else:
+        archive, says = tmp_path / "a.zip", "not a zip or tar archive"
+        archive.write_bytes(b"\0" * 4096)
+    start = time.perf_counter()
+    assert main(["weights", "import", str(archive)]) == 1
+    assert time.perf_counter() - start < 20
+    err = _one_line_error(capsys)
+    assert says in err and str(archive) in err, err
+    assert not weights_dir().exists() or sorted(p.name for p in weights_dir().iterdir()) == []  # nothing left
+
+
+def test_stale_import_scratch_of_dead_processes_is_swept(tmp_path):
+    dead = subprocess_pid_that_exited()
+    root = weights_dir()
+    (root / "coordinpaint").mkdir(parents=True)
+    stale = root / f".import.{dead}-x1y2"
+    stale.mkdir()
+    (stale / "0.pth").write_bytes(b"\x80" + bytes(1000))
+    stale_copy = root / "coordinpaint" / f".inpainter.pth.{dead}-abc.import"
+    stale_copy.write_bytes(b"partial")
+    alive = root / f".import.{os.getpid()}-live"  # a concurrent import's folder is never touched
+    alive.mkdir()
+    import_weights(_fixture_zip(tmp_path))
+    assert not stale.exists() and not stale_copy.exists() and alive.is_dir()
+
+
+def subprocess_pid_that_exited() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+_KILL_SCRIPT = """
+import os, signal, sys
+from retarget.weights import importer
+point = sys.argv[1]
+def die(*a, **k):
+    os.kill(os.getpid(), signal.SIGKILL)
+if point == "extracting":  # partway through a member's bytes
+    real = importer._extract_one
+    def extract(stream, target, *rest):
+        stream.read(4096)
+        open(target, "wb").write(b"PK")
+        die()
+    importer._extract_one = extract
+elif point == "recognising":  # member extracted, torch reading it
+    importer.identify_checkpoint = die
+elif point == "installing":  # the copy into the weights folder written, not yet renamed
+    def move(path, dest):
+        return False
+    importer._move = move
+    real_replace = os.replace
+    def replace(src, dst):
+        if str(src).endswith(".import"):
+            die()
+        return real_replace(src, dst)
+    importer.os.replace = replace
+elif point == "recording":  # the checkpoint moved into place, state.json not yet updated
+    importer.record_installed = die
+from retarget.cli import main
+sys.exit(main(["weights", "import", sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize("point", ["extracting", "recognising", "installing", "recording"])
+def test_kill_9_during_import_leaves_only_what_the_next_import_removes(tmp_path, point):
+    import signal
+    import subprocess
+    import sys
+
+    archive = _fixture_zip(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, point, str(archive)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    root = weights_dir()
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    print(f"left after kill -9 while {point}: {left}")
+    assert left, "the kill came too late to test anything"
+    # hidden temporaries named after the dead process; a checkpoint under its real name only when complete
+    for item in left:
+        if item == "coordinpaint/inpainter.pth":
+            assert (root / item).read_bytes() == _fixture_bytes("inpainter.pth")
+        else:
+            assert any(part.startswith((".import.", ".inpainter.pth.", ".refiner.pth."))
+                       for part in Path(item).parts), left
+    assert main(["weights", "import", str(archive)]) == 0
+    assert sorted(p.name for p in root.rglob(".*")) == []
+    assert load_manifest().get(INPAINTER).installed_path().read_bytes() == _fixture_bytes("inpainter.pth")
+
+
+@pytest.mark.slow
+def test_real_kill_9_mid_extraction_then_next_import_sweeps(tmp_path):
+    """A real ``retarget weights import`` killed while it extracts a large member (no hooks)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    archive = tmp_path / "big.zip"
+    block = os.urandom(1 << 20)  # incompressible: a member as large as a real checkpoint, not a bomb
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z, z.open("inpainter.pth", "w",
+                                                                         force_zip64=True) as sink:
+        sink.write(b"\x80\x02")
+        for _ in range(600):
+            sink.write(block)
+    with zipfile.ZipFile(archive, "a") as z:
+        z.write((coordinpaint_dir() / "refiner.pth"), "refiner.pth")
+    root = weights_dir()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([str(Path(sys.executable).with_name("retarget")), "weights", "import", str(archive)],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    partial = []
+    while time.monotonic() < deadline and not partial:
+        partial = [p for p in root.glob(".import.*/*") if p.stat().st_size > (8 << 20)]
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert partial, "the import finished before it could be killed"
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    print(f"left after a real kill -9 mid-extraction: {left}")
+    assert left and all(item.startswith(f".import.{child.pid}-") for item in left), left
+    outcomes = import_weights(archive)
+    assert {o.name for o in outcomes if o.action == "installed"} == {REFINER}
+    assert not list(root.glob(".import.*")) and not list(root.rglob(".*.import"))

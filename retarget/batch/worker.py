@@ -158,9 +158,10 @@ class BatchWorker:
             job = self.video_job(task)
             backend = None
             if self.needs_model(task):
-                from retarget.io.video import probe_video
+                from retarget.io.video import check_driver_size, probe_video
 
-                probe_video(job.driver)  # a bad driver is reported as such, before any model is loaded
+                # a bad or too small driver is reported as such, before any model is loaded
+                check_driver_size(probe_video(job.driver), job.driver)
                 s = task.settings
                 backend = self.densepose_backend(s["densepose_backend"], s["densepose_size"], s["densepose_track"])
             counter = [0]

@@ -72,7 +72,7 @@ def frames_command(
         parse_selection,
         prepare_out_dir,
     )
-    from retarget.io.video import probe_video
+    from retarget.io.video import check_driver_size, probe_video
     from retarget.pipeline.job import VideoJob, check_densepose_weights, densepose_needs
     from retarget.pipeline.video import VideoOptions
 
@@ -87,6 +87,7 @@ def frames_command(
                            table=table, quiet=quiet, fill=fill, command="frames")
     options.validate()
     info = probe_video(driver)
+    check_driver_size(info, driver)
     selection = parse_selection(frames, every, info.frame_count)
     values = dict(source=source or Path("-"), driver=driver, source_iuv=source_iuv, driver_iuv=driver_iuv,
                   size=size, densepose_backend=densepose_backend, densepose_weights=densepose_weights,

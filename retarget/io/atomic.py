@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -56,11 +57,12 @@ def temporary_prefix(name: str) -> str:
 
 
 def remove_stale_temporaries(folder: str | Path, name: str) -> int:
-    """Delete temporary files for ``name`` in ``folder`` left by processes that no longer run.
+    """Delete temporary files (or folders) for ``name`` in ``folder`` left by processes that no longer run.
 
-    A process killed while writing (``kill -9``, power loss) cannot remove its temporary file; the
-    next run does, but never one whose writer is still alive (a concurrent job). Returns how many
-    files were removed.
+    Temporaries are named ``.<name>.<pid>-...`` (:func:`temporary_prefix`). A process killed while
+    writing (``kill -9``, power loss) cannot remove its temporary file or scratch folder; the next
+    run does, but never one whose writer is still alive (a concurrent job). Returns how many entries
+    were removed.
     """
     removed = 0
     head = f".{name}."
@@ -73,7 +75,10 @@ def remove_stale_temporaries(folder: str | Path, name: str) -> int:
         if not pid_text.isdigit() or _pid_alive(int(pid_text)):
             continue
         with contextlib.suppress(OSError):
-            candidate.unlink()
+            if candidate.is_dir() and not candidate.is_symlink():
+                shutil.rmtree(candidate)
+            else:
+                candidate.unlink()
             removed += 1
     return removed
 

@@ -151,6 +151,22 @@ def probe_video(path: str | Path) -> VideoInfo:
                          truncated=_truncation(container, stream, path) is not None)
 
 
+#: Smallest driver side: the output is cropped to even sizes (H.264 4:2:0) and the person is framed
+#: in a square crop around the DensePose box, which needs a few pixels of person to mean anything.
+MIN_DRIVER_SIDE = 32
+
+
+def check_driver_size(info: VideoInfo, path: str | Path) -> None:
+    """Refuse a driver smaller than :data:`MIN_DRIVER_SIDE` on a side (displayed size), before any work.
+
+    Raises:
+        InputError: one line naming the file, its size and the limit.
+    """
+    if min(info.width, info.height) < MIN_DRIVER_SIDE:
+        raise InputError(f"{path}: video is {info.width}x{info.height}, smaller than {MIN_DRIVER_SIDE} px on a "
+                         f"side (the smallest driver retarget supports); use a larger video")
+
+
 def _apply_rotation(rgb: np.ndarray, rotation: int) -> np.ndarray:
     if rotation == 90:
         return np.ascontiguousarray(np.rot90(rgb, k=-1))

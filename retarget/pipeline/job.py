@@ -192,7 +192,7 @@ def load_source(job: VideoJob, model_backend=None):
 def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_frame=None) -> VideoSummary:
     """Run one job end to end; ``models=None`` is the weight-free path."""
     from retarget.io.atomic import check_output_path
-    from retarget.io.video import probe_video
+    from retarget.io.video import check_driver_size, probe_video
     from retarget.pipeline.source import prepare_source_crop
 
     job.options.validate()
@@ -209,6 +209,7 @@ def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_f
         check_output_path(partial_output_path(output), overwrite=job.overwrite,
                           inputs=[p for p in inputs if p is not None])
     info = probe_video(job.driver)  # fail fast on a bad driver, before any model work
+    check_driver_size(info, job.driver)
     if info.truncated and not job.options.keep_partial:
         hint = ", or pass --keep-partial to render the frames it holds" if job.options.command == "video" else ""
         raise InputError(f"{job.driver}: the file is truncated (an interrupted download or copy?); get the "

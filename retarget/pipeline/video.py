@@ -27,7 +27,15 @@ import torch
 
 from retarget.errors import InputError, UsageError
 from retarget.io.atomic import atomic_output
-from retarget.io.video import VideoDecodeError, VideoFrame, VideoInfo, VideoWriter, iter_frames, probe_video
+from retarget.io.video import (
+    VideoDecodeError,
+    VideoFrame,
+    VideoInfo,
+    VideoWriter,
+    check_driver_size,
+    iter_frames,
+    probe_video,
+)
 from retarget.pipeline.background import ScenePlateEstimator, parse_colour, source_background
 from retarget.pipeline.densepose_stage import FrameDensePose
 from retarget.pipeline.precision import resolve_precision
@@ -179,8 +187,17 @@ def _until_decode_error(frames: Iterator[VideoFrame], errors: list) -> Iterator[
 
 def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOptions,
                    info: VideoInfo | None = None) -> DriverTrack:
-    """Pass 1: DensePose for every frame (cached), person following, smoothed crops, scene plate."""
+    """Pass 1: DensePose for every frame (cached), person following, smoothed crops, scene plate.
+
+    A precomputed IUV sidecar is checked against the driver first (frame size), and after the pass
+    (frame indices): entries beyond the driver's frames are an error, frames without an entry are
+    counted in a ``note:`` line and handled by ``--on-missing``.
+    """
     info = info or probe_video(driver)
+    check_driver_size(info, driver)
+    sidecar = densepose.backend if densepose.precomputed else None
+    if sidecar is not None:
+        sidecar.check_driver(info.width, info.height, driver)
     times = StageTimes()
     plate = ScenePlateEstimator(info.height, info.width) if options.background == "scene" else None
     boxes: list[np.ndarray] = []
@@ -217,6 +234,8 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
         raise VideoDecodeError(f"{decode_error}{hint}", decode_error.frames)
     if count == 0:
         raise InputError(f"{driver}: the video has no decodable frames")
+    if sidecar is not None and decode_error is None:
+        _check_coverage(sidecar, driver, count, options)
     if all(np.isnan(b).any() for b in boxes):
         raise InputError(f"{driver}: no person found in any of its {count} frames; give a driving video "
                          "that shows a person")
@@ -228,6 +247,18 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
     times.add("track_and_plate", time.perf_counter() - tick)
     return DriverTrack(info=info, boxes=box_array, crops=smooth_track(params, sigma), plate=plate_image,
                        frame_count=count, times=times, decode_error=decode_error)
+
+
+def _check_coverage(sidecar, driver: Path, count: int, options: VideoOptions) -> None:
+    """Entries beyond the driver's ``count`` frames are an error; missing ones get a one-line note."""
+    missing, extra = sidecar.coverage(count)
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise InputError(f"{sidecar.path}: has IUV for frame {extra[0]}{more}, but the driver {driver} has "
+                         f"{count} frames (0..{count - 1}); give the sidecar computed on this video")
+    if missing:
+        print(f"note: {sidecar.path}: no IUV for {missing} of the driver's {count} frames; they count as frames "
+              f"without a person (--on-missing {options.on_missing})", file=sys.stderr)
 
 
 def output_background(options: VideoOptions, track: DriverTrack, source: SourceCrop) -> np.ndarray:

@@ -27,6 +27,7 @@ from typing import Any
 
 from retarget.errors import WeightsError
 from retarget.io.safe_pickle import load_restricted_pickle
+from retarget.weights.pickle_scan import first_unsafe_global
 
 INPAINTER = "coordinpaint-inpainter"
 REFINER = "coordinpaint-refiner"
@@ -36,7 +37,6 @@ DENSEPOSE_R101 = "densepose-r101-fpn-s1x"
 _SLOT_NAMES = {"inpainter": INPAINTER, "refiner": REFINER}
 _RES4_BLOCK = re.compile(r"^backbone\.bottom_up\.res4\.(\d+)\.")
 _RES4_BLOCKS = {6: DENSEPOSE_R50, 23: DENSEPOSE_R101}
-_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
 def _one_line(exc: BaseException, limit: int = 160) -> str:
@@ -77,11 +77,25 @@ def classify_densepose(checkpoint: Any) -> str | None:
 # safe loading
 
 
-def _torch_load(path: Path) -> Any:
-    import pickle
+def _refused(path: Path, name: str) -> WeightsError:
+    return WeightsError(f"{path}: refused: the file references {name}, beyond tensors and plain containers "
+                        "(it could execute code); only plain state dicts are loaded")
 
+
+def torch_load_plain(path: str | Path) -> Any:
+    """``torch.load(weights_only=True)`` after our own scan of the pickle's globals.
+
+    A global outside torch that a plain state dict never needs (``posix.system``, ``builtins.eval``,
+    ``subprocess.Popen``, any module torch does not know) is refused before torch reads the file;
+    when torch refuses the file for any other reason, the first global beyond plain containers is
+    named. Neither depends on how torch words its refusal.
+    """
     import torch
 
+    path = Path(path)
+    suspect = first_unsafe_global(path)
+    if suspect is not None and not suspect.startswith("torch."):
+        raise _refused(path, suspect)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -92,16 +106,9 @@ def _torch_load(path: Path) -> Any:
         if path.is_file() and exc.errno in (None, errno.EINVAL):  # seeking past the end of a cut zip
             raise WeightsError(f"{path}: not a readable torch checkpoint (truncated or corrupt)") from None
         raise WeightsError(f"{path}: cannot read ({exc.strerror or _one_line(exc)})") from None
-    except pickle.UnpicklingError as exc:
-        found = _UNSUPPORTED_GLOBAL.search(str(exc))
-        if found:
-            raise WeightsError(
-                f"{path}: refused: the file references {found.group(1)}, beyond tensors and plain "
-                "containers (it could execute code); only plain state dicts are loaded"
-            ) from None
-        raise WeightsError(f"{path}: not a readable torch checkpoint (truncated or corrupt)") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError, IndexError,
-            AttributeError, TypeError, MemoryError):
+    except Exception:  # noqa: BLE001 - torch's refusal (UnpicklingError) or a damaged file, in many ways
+        if suspect is not None:
+            raise _refused(path, suspect) from None
         raise WeightsError(f"{path}: not a readable torch checkpoint (truncated or corrupt)") from None
 
 
@@ -138,7 +145,7 @@ def torch_load_checkpoint(path: str | Path, expected: str) -> dict:
     if expected not in _SLOT_NAMES:
         raise ValueError(f"expected must be 'inpainter' or 'refiner', not {expected!r}")
     path = Path(path)
-    state = _as_state_dict(_torch_load(path), path)
+    state = _as_state_dict(torch_load_plain(path), path)
     kind = classify_state_dict(state)
     if kind != _SLOT_NAMES[expected]:
         what = {INPAINTER: "an inpainter", REFINER: "a refiner"}.get(kind, "not a coordinate-inpainting")
@@ -178,29 +185,59 @@ def _is_torch_zip(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return False
     return any(n.endswith("/data.pkl") or n == "data.pkl" for n in names) and len(
         {n.split("/", 1)[0] for n in names}) == 1
 
 
-def sniff_format(path: Path) -> str | None:
-    """``torch``, ``pickle``, ``zip``, ``tar`` or ``None``, from the bytes (not the name)."""
-    import tarfile
+COMPRESSED = {"gzip": b"\x1f\x8b", "bz2": b"BZh", "xz": b"\xfd7zXZ\x00"}
+ARCHIVE_FORMATS = ("tar", "zip", *COMPRESSED)
 
+
+def is_tar_header(block: bytes) -> bool:
+    """Whether ``block`` (the first 512 bytes of a file) is a tar header: a valid header checksum, and
+    the ``ustar`` magic at offset 257 or, for pre-POSIX tars, a member name."""
+    if len(block) < 512:
+        return False
+    field = block[148:156].split(b"\0", 1)[0].strip()
+    try:
+        stored = int(field, 8)
+    except ValueError:
+        return False
+    rest = block[:148] + b" " * 8 + block[156:512]
+    if stored not in (sum(rest), sum(b - 256 if b > 127 else b for b in rest)):
+        return False
+    return block[257:262] == b"ustar" or block[0] != 0
+
+
+def sniff_format(path: Path) -> str | None:
+    """What the bytes of ``path`` are (never its name), tested in a fixed order that members cannot fool.
+
+    ``gzip`` / ``bz2`` / ``xz`` (compressed stream magic), ``tar`` (a valid tar header at offset 0,
+    tested before any zip structure: a tar of torch checkpoints holds zip directories of its members),
+    ``torch`` (a zip with one folder holding ``data.pkl``) or ``zip`` (local header at offset 0, else a
+    zip directory at the end, as self-extracting archives have), ``torch-or-pickle`` (pickle protocol
+    2+ opcode), or ``None``.
+    """
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
+            head = f.read(512)
     except OSError:
         return None
-    if head.startswith(b"PK"):
+    for kind, magic in COMPRESSED.items():
+        if head.startswith(magic):
+            return kind
+    if is_tar_header(head):
+        return "tar"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "torch" if _is_torch_zip(path) else "zip"
     if head[:1] == b"\x80":
         # legacy torch.save files are pickles too: they start with a magic number pickle
         return "torch-or-pickle"
     try:
-        if tarfile.is_tarfile(path):
-            return "tar"
+        if zipfile.is_zipfile(path):
+            return "zip"
     except OSError:
         return None
     return None
@@ -224,12 +261,12 @@ def identify_checkpoint(path: str | Path, suffix: str | None = None) -> str | No
     suffix = (suffix if suffix is not None else path.suffix).lower()
     kind = sniff_format(path)
     if suffix in TORCH_SUFFIXES or kind == "torch":
-        return classify_state_dict(_as_state_dict(_torch_load(path), path))
+        return classify_state_dict(_as_state_dict(torch_load_plain(path), path))
     if suffix in PICKLE_SUFFIXES:
         return classify_densepose(load_restricted_pickle(path))
     if kind == "torch-or-pickle":
         try:
-            state = _torch_load(path)
+            state = torch_load_plain(path)
         except WeightsError:
             return classify_densepose(load_restricted_pickle(path))
         return classify_state_dict(_as_state_dict(state, path))
