@@ -35,3 +35,9 @@ SideBySide = Annotated[bool, typer.Option("--side-by-side", help="Write driver |
 Precision = Annotated[str, typer.Option(
     "--precision", help="Per-frame refiner arithmetic: fp32 (reference numerics), bf16 (~2x faster on CPUs "
                         "with AVX512-BF16/AMX), fp16 (CUDA).")]
+TemporalFilter = Annotated[bool, typer.Option(
+    "--temporal-filter/--no-temporal-filter",
+    help="Stabilise the driver's DensePose over time (motion-compensated label vote and UV smoothing).")]
+TemporalStrength = Annotated[int, typer.Option(
+    "--temporal-strength", min=1, max=8,
+    help="Temporal filter window: frames on each side (also its look-ahead); more is steadier.")]

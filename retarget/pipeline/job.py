@@ -73,8 +73,15 @@ def open_model_backend(name: str, weights: Path | None, densepose_size: int, dev
     return make_backend(name, **kwargs)
 
 
-def driver_densepose(job: VideoJob, model_backend=None) -> FrameDensePose:
-    """The DensePose stage for the driver: precomputed IUV when given/found, else a cached model."""
+def driver_densepose(job: VideoJob, model_backend=None):
+    """The DensePose stage for the driver (precomputed IUV when given/found, else a cached model),
+    behind the temporal filter unless ``job.options.temporal_radius`` is 0."""
+    from retarget.pipeline.temporal import with_temporal_filter
+
+    return with_temporal_filter(_raw_driver_densepose(job, model_backend), job.driver, job.options.temporal_radius)
+
+
+def _raw_driver_densepose(job: VideoJob, model_backend=None) -> FrameDensePose:
     iuv_path = job.driver_iuv or (driver_iuv_sidecar(job.driver) if job.densepose_backend in ("auto", "precomputed")
                                   else None)
     if job.densepose_backend == "precomputed" and iuv_path is None:
