@@ -145,7 +145,8 @@ def test_frames_without_person_follow_on_missing(tmp_path, policy, expected_fram
     driver = tmp_path / "gap.mp4"
     make_driver(driver, missing=(4, 5, 9))
     job = VideoJob(source=photo, driver=driver, output=tmp_path / "o.mp4", size=64,
-                   options=VideoOptions(background=COLOUR, on_missing=policy, hold_seconds=0.1, quiet=True))
+                   options=VideoOptions(background=COLOUR, on_missing=policy, hold_seconds=0.1, quiet=True,
+                                        temporal_radius=0))  # the filter would fill the single-frame gap 9
     frames, summary = capture(job)
     assert summary.frames == expected_frames
     shows_person = [bool((np.abs(f.astype(int) - COLOUR_RGB).sum(axis=2) > 0).any()) for f in frames]

@@ -38,3 +38,9 @@ SideBySide = Annotated[bool, typer.Option("--side-by-side", help="Write driver |
 Precision = Annotated[str, typer.Option(
     "--precision", help="Per-frame refiner arithmetic: fp32 (reference numerics), bf16 (≈1.6× faster on CPUs "
                         "with native bf16, AVX512-BF16 or AMX; elsewhere it warns and runs fp32), fp16 (CUDA).")]
+TemporalFilter = Annotated[bool, typer.Option(
+    "--temporal-filter/--no-temporal-filter",
+    help="Stabilise the driver's DensePose over time (motion-compensated label vote and UV smoothing).")]
+TemporalStrength = Annotated[int, typer.Option(
+    "--temporal-strength", min=1, max=8,
+    help="Temporal filter window: frames on each side (also its look-ahead); more is steadier.")]

@@ -12,9 +12,10 @@ import hashlib
 import io
 import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -102,6 +103,25 @@ class FrameDensePose:
     @property
     def precomputed(self) -> bool:
         return getattr(self.backend, "name", "") == "precomputed"
+
+    def stream(self, frames: Iterable, batch_size: int, times=None) -> Iterator[tuple[object, DensePoseResult]]:
+        """``(frame, result)`` for every frame of ``frames`` (objects with ``.index`` and ``.rgb``), in
+        order, computed ``batch_size`` frames at a time; ``times.add("densepose", seconds)`` if given."""
+        batch: list = []
+        frames = iter(frames)
+        while True:
+            frame = next(frames, None)
+            if frame is not None:
+                batch.append(frame)
+            if batch and (frame is None or len(batch) == batch_size):
+                tick = time.perf_counter()
+                results = self.results([f.index for f in batch], [f.rgb for f in batch])
+                if times is not None:
+                    times.add("densepose", time.perf_counter() - tick)
+                yield from zip(batch, results)
+                batch = []
+            if frame is None:
+                return
 
     def results(self, indices: Sequence[int], images: Sequence[np.ndarray]) -> list[DensePoseResult]:
         """Results for frames ``indices`` whose RGB images are ``images`` (``(H, W, 3) uint8``)."""

@@ -116,8 +116,15 @@ def check_densepose_weights(job: VideoJob, needs: list[tuple[str, Path]] | None 
         raise WeightsError(densepose_missing_message(exc.model, needs, job.options.command)) from None
 
 
-def driver_densepose(job: VideoJob, model_backend=None) -> FrameDensePose:
-    """The DensePose stage for the driver: precomputed IUV when given/found, else a cached model."""
+def driver_densepose(job: VideoJob, model_backend=None):
+    """The DensePose stage for the driver (precomputed IUV when given/found, else a cached model),
+    behind the temporal filter unless ``job.options.temporal_radius`` is 0."""
+    from retarget.pipeline.temporal import with_temporal_filter
+
+    return with_temporal_filter(_raw_driver_densepose(job, model_backend), job.driver, job.options.temporal_radius)
+
+
+def _raw_driver_densepose(job: VideoJob, model_backend=None) -> FrameDensePose:
     iuv_path = driver_iuv_path(job)
     if job.densepose_backend == "precomputed" and iuv_path is None:
         raise UsageError(f"--densepose-backend precomputed needs --driver-iuv or a sidecar "

@@ -56,6 +56,7 @@ BACKGROUNDS = ("scene", "source")
 OUTPUT_MODES = ("frame", "crop")
 ON_MISSING = ("hold", "background", "skip")
 PRECISIONS = ("fp32", "bf16", "fp16")
+MAX_TEMPORAL_RADIUS = 8
 
 
 @dataclass
@@ -77,6 +78,7 @@ class VideoOptions:
     precision: str = "fp32"  # per-frame refiner arithmetic: fp32 (reference numerics), bf16, fp16 (CUDA)
     fill: str = "body"  # weight-free texture completion: body | nearest
     command: str = "video"  # the command running: the options messages name are that command's
+    temporal_radius: int = 2  # driver IUV temporal filter: frames each side (look-ahead); 0 = off
 
     def hold_frames(self, fps: float) -> int:
         """How many frames ``--on-missing hold`` keeps the last pose for at ``fps``."""
@@ -95,6 +97,8 @@ class VideoOptions:
             raise UsageError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if self.fill not in FILLS:
             raise UsageError(f"--fill {self.fill!r}: expected one of {', '.join(FILLS)}")
+        if not 0 <= self.temporal_radius <= MAX_TEMPORAL_RADIUS:
+            raise UsageError(f"--temporal-strength must be 1..{MAX_TEMPORAL_RADIUS}, got {self.temporal_radius}")
         if self.precision == "fp16" and not str(self.device).startswith("cuda"):
             raise UsageError("--precision fp16 needs --device cuda; on CPU use bf16 or fp32")
 
@@ -166,17 +170,6 @@ def person_mask(iuv: np.ndarray, box: np.ndarray | None, margin: float = 0.02) -
     return keep
 
 
-def _batched(frames: Iterator[VideoFrame], size: int) -> Iterator[list[VideoFrame]]:
-    batch: list[VideoFrame] = []
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _until_decode_error(frames: Iterator[VideoFrame], errors: list) -> Iterator[VideoFrame]:
     """Yield ``frames`` until a :class:`VideoDecodeError`, which is appended to ``errors`` instead of raised."""
     try:
@@ -206,24 +199,21 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
     count = 0
     errors: list[VideoDecodeError] = []
     try:
-        for batch in _batched(_until_decode_error(iter_frames(driver, info.rotation), errors), options.batch_size):
+        frames = _until_decode_error(iter_frames(driver, info.rotation), errors)
+        for frame, result in densepose.stream(frames, options.batch_size, times):  # in order, maybe filtered
             tick = time.perf_counter()
-            results = densepose.results([f.index for f in batch], [f.rgb for f in batch])
-            times.add("densepose", time.perf_counter() - tick)
-            tick = time.perf_counter()
-            for frame, result in zip(batch, results):
-                chosen = pick_person(np.asarray(result.boxes).reshape(-1, 4), previous) if result.has_person else None
-                box = np.asarray(result.boxes[chosen], np.float64) if chosen is not None else None
-                if box is not None:
-                    mask = person_mask(result.iuv, box)
-                    if not mask.any():
-                        box = None
-                boxes.append(box if box is not None else np.full(4, np.nan))
-                previous = box if box is not None else previous
-                if plate is not None:
-                    plate.add(frame.rgb, result.iuv[..., 0] > 0)
-                count += 1
-                bar.update(1)
+            chosen = pick_person(np.asarray(result.boxes).reshape(-1, 4), previous) if result.has_person else None
+            box = np.asarray(result.boxes[chosen], np.float64) if chosen is not None else None
+            if box is not None:
+                mask = person_mask(result.iuv, box)
+                if not mask.any():
+                    box = None
+            boxes.append(box if box is not None else np.full(4, np.nan))
+            previous = box if box is not None else previous
+            if plate is not None:
+                plate.add(frame.rgb, result.iuv[..., 0] > 0)
+            count += 1
+            bar.update(1)
             times.add("track_and_plate", time.perf_counter() - tick)
     finally:
         bar.close()

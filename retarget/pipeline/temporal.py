@@ -1,0 +1,146 @@
+"""The temporal IUV filter as a stage of the video pipeline, cached per frame like raw DensePose.
+
+:class:`FilteredDensePose` wraps a :class:`~retarget.pipeline.densepose_stage.FrameDensePose`
+(model or precomputed). Pass 1 of the video runner (:func:`retarget.pipeline.video.analyse_driver`)
+calls :meth:`FilteredDensePose.stream`: raw results are produced in order (model results still go to
+their own cache), fed to :class:`densepose_adapter.temporal.TemporalIUVFilter` with the frames'
+grey images as motion guides, and every filtered frame is written to its own cache entry as soon as
+it is final (``radius`` frames later). Pass 2 and ``retarget frames`` read the filtered frames back
+with :meth:`FilteredDensePose.results`. Memory stays flat in the clip length: the filter holds
+``2·radius + 2`` frames and the stream ``radius`` decoded frames of look-ahead.
+
+Cache folder: ``cache_dir()/densepose/<driver-sha256[:20]>-<settings-sha256[:12]>/`` where the
+settings are the raw source's key plus the filter's (see :func:`filtered_cache_key`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import deque
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from densepose_adapter.temporal import TemporalIUVFilter, TemporalSettings, guide_from_rgb
+from densepose_adapter.types import DensePoseResult
+from retarget.errors import InputError
+from retarget.pipeline.densepose_stage import DensePoseCache, FrameDensePose
+
+
+def source_signature(backend) -> str:
+    """Cache key of a DensePose source; precomputed sidecars also get their files' sizes and times."""
+    key = backend.cache_key()
+    if getattr(backend, "name", "") != "precomputed":
+        return key
+    path = Path(backend.path)
+    files = sorted(path.glob("*.png")) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return f"{key}:{digest.hexdigest()[:16]}"
+
+
+def filtered_cache_key(backend, settings: TemporalSettings) -> str:
+    """Key of the filtered results: the raw source's and the filter settings'."""
+    return f"{source_signature(backend)}|{settings.key()}"
+
+
+def _with_boxes(raw: DensePoseResult, iuv: np.ndarray) -> DensePoseResult:
+    """Filtered ``iuv`` with the raw detections; the person pixels' box when the raw frame had none."""
+    if len(raw.boxes) or not (iuv[..., 0] > 0).any():
+        return DensePoseResult(image_hw=tuple(iuv.shape[:2]), boxes=np.asarray(raw.boxes, np.float32).reshape(-1, 4),
+                               scores=np.asarray(raw.scores, np.float32).reshape(-1), iuv=iuv)
+    return DensePoseResult.from_iuv(iuv)
+
+
+class FilteredDensePose:
+    """Temporally filtered DensePose results per driver frame (see the module docstring).
+
+    Args:
+        inner: the raw per-frame stage.
+        settings: filter settings (``radius`` ≥ 1).
+        cache: where filtered frames go between the passes.
+        driver: the driver video, to filter frames asked for before they were streamed.
+    """
+
+    def __init__(self, inner: FrameDensePose, settings: TemporalSettings, cache: DensePoseCache,
+                 driver: Path | None = None):
+        self.driver = driver
+        self.inner = inner
+        self.settings = settings
+        self.cache = cache
+
+    @property
+    def calls(self) -> int:
+        return self.inner.calls
+
+    @property
+    def precomputed(self) -> bool:
+        return self.inner.precomputed
+
+    def stream(self, frames: Iterable, batch_size: int, times=None) -> Iterator[tuple[object, DensePoseResult]]:
+        """``(frame, filtered result)`` for every frame of ``frames`` (``VideoFrame``), in order.
+
+        Each result is written to the cache before it is yielded. ``times.add(stage, seconds)``, when
+        given, is told the seconds of ``densepose`` (raw) and ``temporal_filter``.
+        """
+        filt = TemporalIUVFilter(self.settings)
+        waiting: deque = deque()  # (frame, raw result) not yet final
+
+        def emit(ready):
+            for _, iuv in ready:  # ready frames come in order, so they are the oldest waiting ones
+                frame, raw = waiting.popleft()
+                result = _with_boxes(raw, iuv)
+                self.cache.store(frame.index, result)
+                yield frame, result
+
+        for frame, raw in self.inner.stream(frames, batch_size, times):
+            waiting.append((frame, raw))
+            tick = time.perf_counter()
+            ready = filt.push(raw.iuv, guide_from_rgb(frame.rgb))
+            if times is not None:
+                times.add("temporal_filter", time.perf_counter() - tick)
+            yield from emit(ready)
+        tick = time.perf_counter()
+        ready = filt.finish()
+        if times is not None:
+            times.add("temporal_filter", time.perf_counter() - tick)
+        yield from emit(ready)
+
+    def results(self, indices: Sequence[int], images: Sequence[np.ndarray]) -> list[DensePoseResult]:
+        """Filtered results of ``indices``, from the cache; frames not streamed yet (``retarget frames
+        --only-densepose`` skips pass 1) are filtered first, streaming the driver from its start."""
+        out = []
+        for index, image in zip(indices, images):
+            result = self.cache.load(index)
+            if result is None and self.driver is not None:
+                self._fill(index)
+                result = self.cache.load(index)
+            if result is None or tuple(result.image_hw) != tuple(image.shape[:2]):
+                raise InputError(f"filtered DensePose of frame {index} is missing from {self.cache.folder} "
+                                 "(was the cache cleared during the run?); run again")
+            out.append(result)
+        return out
+
+    def _fill(self, index: int) -> None:
+        from retarget.io.video import iter_frames, probe_video
+
+        frames = iter_frames(self.driver, probe_video(self.driver).rotation)
+        try:
+            for frame, _ in self.stream(frames, batch_size=1):
+                if frame.index >= index:
+                    break
+        finally:
+            frames.close()
+
+
+def with_temporal_filter(stage: FrameDensePose, driver: Path, radius: int) -> FrameDensePose | FilteredDensePose:
+    """``stage`` behind the temporal filter (``radius`` frames each side), or ``stage`` itself for 0."""
+    if radius <= 0:
+        return stage
+    settings = TemporalSettings(radius=int(radius))
+    cache = DensePoseCache(driver, filtered_cache_key(stage.backend, settings))
+    return FilteredDensePose(stage, settings, cache, Path(driver))
