@@ -666,8 +666,12 @@ def test_phone_rotation_matrix_is_honoured_in_both_passes(tmp_path):
         assert top_right[0] > 200 and top_right[1] < 60  # clockwise: top-left went to top-right
 
 
-def test_disk_full_for_real_leaves_nothing(ctx, output_folder):
-    """A file-size limit makes the kernel refuse the output's writes (EFBIG), as a full disk does."""
+@pytest.mark.parametrize("temporal", [False, True], ids=["output-write", "filter-cache-write"])
+def test_disk_full_for_real_leaves_nothing(ctx, output_folder, temporal):
+    """A file-size limit makes the kernel refuse the output's writes (EFBIG), as a full disk does.
+
+    With the temporal filter on, the first refused write is the filtered-DensePose cache entry (its
+    path is named instead of the output's)."""
     script = (
         "import resource, signal, sys\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
@@ -679,11 +683,13 @@ def test_disk_full_for_real_leaves_nothing(ctx, output_folder):
 
     iuv_to_uv(np.zeros((4, 4, 3), np.uint8))  # the conversion table is cached now, not by the limited child
     big = badmedia.write_driver(ctx.folder, "big", n=8, width=160, height=160)
-    result = subprocess.run([sys.executable, "-c", script, *ctx.video(driver=big)], capture_output=True, text=True,
+    args = ctx.video(driver=big) + ([] if temporal else ["--no-temporal-filter"])
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
                             cwd=REPO, timeout=300)
     lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("note:")]
     assert result.returncode == 1, result.stderr
-    assert len(lines) == 1 and str(ctx.out) in lines[0] and "large" in lines[0], result.stderr
+    named = "densepose" if temporal else str(ctx.out)
+    assert len(lines) == 1 and named in lines[0] and "large" in lines[0], result.stderr
     assert list(ctx.out.parent.iterdir()) == []
 
 

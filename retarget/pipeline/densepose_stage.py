@@ -81,6 +81,11 @@ class DensePoseCache:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(buffer.getvalue())
             os.replace(tmp, self._path(index))
+        except OSError as exc:  # name the cache entry: a full disk here is not the output's fault
+            Path(tmp).unlink(missing_ok=True)
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, str(self._path(index))) from exc
+            raise
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

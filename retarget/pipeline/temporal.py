@@ -81,6 +81,11 @@ class FilteredDensePose:
     def precomputed(self) -> bool:
         return self.inner.precomputed
 
+    @property
+    def backend(self):
+        """The raw stage's backend (a precomputed sidecar is checked against the driver through it)."""
+        return self.inner.backend
+
     def stream(self, frames: Iterable, batch_size: int, times=None) -> Iterator[tuple[object, DensePoseResult]]:
         """``(frame, filtered result)`` for every frame of ``frames`` (``VideoFrame``), in order.
 
