@@ -8,14 +8,16 @@ import torch
 
 from retarget import ops
 from retarget.uvmap.data import load_atlas
-from retarget.uvmap.layout import N_SYMMETRIC, RELATIONS, texture_layout
+from retarget.uvmap.layout import RELATIONS, texture_layout
 from retarget.uvmap.symmetry import (
     FRONT_BACK,
     LEFT_RIGHT,
+    LIMBS,
     TRANSFORMS,
     apply_transform,
     derive_correspondences,
     inverse_transform,
+    limb_axes,
 )
 
 
@@ -53,19 +55,36 @@ def test_correspondences_pair_the_right_parts_and_are_involutions(correspondence
     assert all(correspondences["left_right"][p].transform == (0, 0, 0) for p in range(7, 23))
 
 
-def test_layout_mirror_is_an_involution_on_texels(layout):
+def test_limb_axes_run_around_every_limb_consistently():
+    axes = limb_axes(load_atlas())
+    assert set(axes) == set(LIMBS) and set(axes.values()) <= {0, 1}
+    for p in LIMBS:  # mirrored and front/back halves of a limb are charted alike
+        assert axes[p] == axes[LEFT_RIGHT[p]] == axes[FRONT_BACK[p]]
+
+
+def _round_trip(layout):
+    """For limb texels whose mirror lands on the mirror part: texel distance after mapping twice."""
     h, w = layout.shape
     part = layout.part.reshape(-1)
     k = RELATIONS.index("left_right")
     limbs = np.nonzero((part >= 7) & (part <= 22))[0]
-    assert len(limbs) > 1000
     first = layout.taps[k, limbs, np.argmax(layout.weights[k, limbs], axis=1)]
-    assert np.all(part[first] == layout.other[k, limbs]) or np.mean(part[first] == layout.other[k, limbs]) > 0.9
+    lands = part[first] == layout.other[k, limbs]
+    limbs, first = limbs[lands], first[lands]
     again = layout.taps[k, first, np.argmax(layout.weights[k, first], axis=1)]
-    rows, cols = np.divmod(limbs, w)
-    rows2, cols2 = np.divmod(again, w)
-    distance = np.hypot(rows - rows2, cols - cols2)
-    assert np.median(distance) <= 1.5 and np.mean(distance <= 3) > 0.8
+    return lands.mean(), np.hypot(*(np.array(np.divmod(limbs, w)) - np.array(np.divmod(again, w))))
+
+
+def test_layout_mirror_is_an_involution_on_texels(layout):
+    from retarget.uvmap.cache import get_lookup
+    from retarget.uvmap.layout import build_layout
+
+    lands, distance = _round_trip(build_layout(128, 128, get_lookup("training"), load_atlas(), light_keeping=False))
+    assert lands > 0.8 and np.median(distance) <= 1 and np.mean(distance <= 3) > 0.85
+    # reflecting around the limb axis as well: charts are not symmetric under it, so points that fall off
+    # a chart snap to its edge and some round trips end a few texels away (upper legs worst)
+    lands, distance = _round_trip(layout)
+    assert lands > 0.75 and np.median(distance) <= 1.5 and np.mean(distance <= 3) > 0.75
 
 
 def test_layout_covers_every_part(layout):
@@ -99,7 +118,7 @@ def test_held_out_limb_is_rebuilt_from_its_mirror(layout):
     assert np.mean(np.abs(nearest - truth).max(axis=0)[left] < 0.1) < 0.5  # the baseline cannot do this
 
 
-def test_unseen_part_without_counterpart_gets_a_neighbour_not_background(layout):
+def test_unseen_parts_get_coordinates_the_photo_has_never_background(layout):
     h, w = layout.shape
     yy, xx = np.meshgrid(np.linspace(-0.5, 0.5, h), np.linspace(-0.5, 0.5, w), indexing="ij")
     values = np.stack([xx, yy]).astype(np.float32)
@@ -160,5 +179,5 @@ def test_fill_option_reaches_the_pipeline():
         prepare_source(image, uv, None, fill="median")
 
 
-def test_relations_are_ordered_symmetric_first():
-    assert RELATIONS[:N_SYMMETRIC] == ("left_right", "front_back", "left_right+front_back")
+def test_relations_in_the_order_the_fill_tries_them():
+    assert RELATIONS == ("left_right", "front_back", "front_back+left_right")

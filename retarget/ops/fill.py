@@ -145,15 +145,15 @@ def reliable_coverage(values: torch.Tensor, covered: torch.Tensor, labels: torch
 def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout) -> torch.Tensor:
     """Body-aware completion of a partial coordinate texture (the default weight-free fill).
 
-    In order, an uncovered texel of the body takes:
-
-    1. the value at its left/right mirror, front/back or mirrored front/back counterpart when that is
-       covered (coordinates, not colours, are copied, so the real cloth texture is reused);
-    2. a smooth multi-scale (push-pull) fill from the covered texels of its own body part;
-    3. for a part that nothing in steps 1–2 reached (never seen, nor its counterparts): the values of a
-       neighbouring part at the same chart point (the part sharing the longest seam first);
-    4. anything left, and every texel off the body (so that bilinear reads at island borders stay
-       consistent), the nearest texel that holds a value (:func:`nearest_fill`).
+    1. Stray splats are dropped (:func:`reliable_coverage`); they are refilled like holes.
+    2. An uncovered texel of the body takes the value at its left/right mirror, its front/back
+       counterpart or its mirror's front/back counterpart, the first of them that is covered
+       (coordinates, not colours, are copied, so the real cloth texture is reused).
+    3. The rest of every body part with enough known texels is filled smoothly from them (multi-scale
+       push-pull inside the part: never across part or island borders).
+    4. Anything left (parts seen nowhere, not even through a counterpart) and every texel off the body
+       (so that bilinear reads at island borders stay consistent) take the nearest texel holding a value
+       (:func:`nearest_fill`): coordinates of the photo's person, never background.
 
     Args:
         texture: ``(N, C, Ht, Wt)`` partial texture (a coordinate texture: channels (x, y) in [-1, 1]).
@@ -161,10 +161,9 @@ def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout) -> torch.Te
         layout: :class:`retarget.uvmap.layout.TextureLayout` of an ``(Ht, Wt)`` texture.
 
     Returns:
-        ``(N, C, Ht, Wt)`` completed texture, finite everywhere; covered texels keep their value. A batch
-        item without any covered texel is returned unchanged.
+        ``(N, C, Ht, Wt)`` completed texture, finite everywhere; covered texels that pass the stray test
+        keep their value. A batch item without any covered texel is returned unchanged.
     """
-    from retarget.uvmap.layout import N_SYMMETRIC
     from retarget.uvmap.symmetry import N_PARTS
 
     if texture.dim() != 4 or coverage.dim() != 4 or coverage.shape[1] != 1:
@@ -174,29 +173,22 @@ def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout) -> torch.Te
         raise ValueError(f"layout is for {layout.shape} textures, got {tuple(texture.shape[-2:])}")
     device = texture.device
     values = torch.nan_to_num(texture.float())
-    covered = coverage > 0.5
     labels = torch.as_tensor(layout.part, device=device)
     other = torch.as_tensor(layout.other, device=device)
     taps = torch.as_tensor(layout.taps, device=device)
     weights = torch.as_tensor(layout.weights, device=device)
     body = (labels > 0)[None, None]
 
-    covered = reliable_coverage(values, covered, labels) | (covered & ~body)
+    covered = coverage > 0.5
+    covered = reliable_coverage(values, covered, labels) | (covered & ~body)  # 1.
     known = covered.clone()
-    for k in range(N_SYMMETRIC):  # 1. counterparts, read from the photo's own coverage only
+    for k in range(other.shape[0]):  # 2. counterparts, read from the photo's own coverage only
         read, ok = gather_counterparts(values, covered, labels, other[k], taps[k], weights[k])
         take = ok & ~known & body
         values = torch.where(take, read, values)
         known |= take
-    values, known = push_pull_fill(values, _enough(known, labels, N_PARTS), labels, N_PARTS)  # 2. each part
-    for _ in range(2):  # 3. parts nothing reached: a neighbouring part (filled in step 2 or a first pass)
-        for k in range(N_SYMMETRIC, other.shape[0]):
-            read, ok = gather_counterparts(values, known, labels, other[k], taps[k], weights[k])
-            take = ok & ~known & body
-            values = torch.where(take, read, values)
-            known |= take
-        values, known = push_pull_fill(values, _enough(known, labels, N_PARTS), labels, N_PARTS)
-    out = nearest_fill(values, known.to(values.dtype))  # 4. the rest and the gutter off the body
+    values, known = push_pull_fill(values, _enough(known, labels, N_PARTS), labels, N_PARTS)  # 3.
+    out = nearest_fill(values, known.to(values.dtype))  # 4.
     empty = ~(coverage > 0.5).flatten(1).any(dim=1)
     out[empty] = texture[empty].float()
     return out.to(texture.dtype)

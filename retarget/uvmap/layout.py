@@ -6,15 +6,15 @@ A :class:`TextureLayout` describes a texture of ``(Ht, Wt)`` texels in the pipel
 
 - ``part[r, c]``: the DensePose part (1..24) whose surface the texel shows, 0 off the body;
 - ``chart[r, c]``: the texel's chart coordinates ``(U, V)`` in that part;
-- for every *relation* ``k`` (left/right mirror, front/back, both, then up to three neighbouring parts
-  sharing the longest seams): the part ``other[k, t]`` and the texture position that corresponds to texel
-  ``t``, as the four bilinear taps ``taps[k, t]`` (flat texel indices) with weights ``weights[k, t]``
-  (all zero where texel ``t`` has no counterpart in that relation).
+- for every *relation* ``k`` (left/right mirror, front/back, front/back then left/right): the part
+  ``other[k, t]`` and the texture position that corresponds to texel ``t``, as the four bilinear taps
+  ``taps[k, t]`` (flat texel indices) with weights ``weights[k, t]`` (all zero where texel ``t`` has no
+  counterpart in that relation).
 
 The texture domain and charts come from the ``training`` IUV→UV table (every chart point of every atlas
 face, :mod:`retarget.uvmap.tables`): a texel belongs to the part of the nearest table point within one
-texel. Counterparts follow :func:`retarget.uvmap.symmetry.derive_correspondences`; the neighbour
-relations copy chart coordinates unchanged (a plausible source of the same garment, not a symmetry).
+texel. Counterparts follow :func:`retarget.uvmap.symmetry.derive_correspondences` (and
+:data:`LIGHT_KEEPING`).
 Pure numpy/scipy; :func:`texture_layout` keeps one layout per size in memory.
 """
 
@@ -25,13 +25,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retarget.uvmap.symmetry import FRONT_BACK, LEFT_RIGHT, N_PARTS, apply_transform, derive_correspondences
+from retarget.uvmap.symmetry import (
+    FRONT_BACK,
+    LEFT_RIGHT,
+    LIMBS,
+    N_PARTS,
+    apply_transform,
+    derive_correspondences,
+    limb_axes,
+)
 from retarget.uvmap.tables import GRID
 
 #: Relation names in the order the body fill tries them.
-RELATIONS = ("left_right", "front_back", "left_right+front_back", "neighbour1", "neighbour2", "neighbour3")
-#: How many of the relations are true correspondences (the rest are neighbour fall-backs).
-N_SYMMETRIC = 3
+RELATIONS = ("left_right", "front_back", "front_back+left_right")
+#: Left/right copies of limbs are also reflected around the limb's own axis, so that the side of the
+#: limb facing the light in the photo stays the side facing the light: the anatomical mirror alone
+#: turns a limb lit from the viewer's left into one lit from the right (see docs/weight_free.md for the
+#: measured difference). Limbs are close to rotationally symmetric, so little else changes.
+LIGHT_KEEPING = True
 
 
 @dataclass(frozen=True)
@@ -91,25 +102,15 @@ def _bilinear_taps(row: np.ndarray, col: np.ndarray, height: int, width: int) ->
     return taps, weights.astype(np.float32)
 
 
-def _neighbours(atlas, count: int = 3) -> dict[int, list[int]]:
-    """Per part, the parts sharing the most SMPL vertices with it (longest seams first)."""
-    smpl = {p: np.unique(atlas.atlas_to_smpl[np.unique(atlas.faces[atlas.face_part == p])])
-            for p in range(1, N_PARTS + 1)}
-    out = {}
-    for p in range(1, N_PARTS + 1):
-        shared = [(len(np.intersect1d(smpl[p], smpl[r], assume_unique=True)), r)
-                  for r in range(1, N_PARTS + 1) if r != p]
-        out[p] = [r for n, r in sorted(shared, key=lambda item: (-item[0], item[1])) if n > 0][:count]
-    return out
-
-
-def build_layout(height: int, width: int, lookup: np.ndarray, atlas) -> TextureLayout:
+def build_layout(height: int, width: int, lookup: np.ndarray, atlas, light_keeping: bool = LIGHT_KEEPING
+                 ) -> TextureLayout:
     """Build the layout of an ``(height, width)`` texture.
 
     Args:
         height, width: texture size in texels (>= 2).
         lookup: ``(25, 256, 256, 2)`` IUV→UV table in output convention (the ``training`` table).
-        atlas: :class:`retarget.uvmap.data.DensePoseAtlas` (correspondences and neighbours).
+        atlas: :class:`retarget.uvmap.data.DensePoseAtlas` (for the correspondences).
+        light_keeping: reflect left/right limb copies around the limb axis (:data:`LIGHT_KEEPING`).
     """
     from scipy import ndimage
 
@@ -142,25 +143,28 @@ def build_layout(height: int, width: int, lookup: np.ndarray, atlas) -> TextureL
     # 2. counterparts: chart point → corresponding part's chart point → its texture position.
     filled = _filled_lookup(lookup)
     corr = derive_correspondences(atlas)
-    neighbours = _neighbours(atlas)
+    around = limb_axes(atlas)
+
+    def mirror(q: int) -> list:
+        """Steps from a chart point of ``q`` to its left/right counterpart (see :data:`LIGHT_KEEPING`)."""
+        steps = [(LEFT_RIGHT[q], corr["left_right"][q].transform)]
+        target = LEFT_RIGHT[q]
+        if light_keeping and target in LIMBS:
+            steps.append((target, (0, 0, 1) if around[target] == 1 else (0, 1, 0)))
+        return steps
+
     other = np.zeros((len(RELATIONS), n_texels), np.int64)
     taps = np.zeros((len(RELATIONS), n_texels, 4), np.int64)
     weights = np.zeros((len(RELATIONS), n_texels, 4), np.float32)
 
     def chain(p: int, k: int):
-        """[(part, transform), ...] applied in order for relation ``k``, or None."""
-        lr, fb = corr["left_right"], corr["front_back"]
+        """[(part, transform), ...] applied in order for relation ``RELATIONS[k]``, or None."""
         if k == 0:
-            return [(LEFT_RIGHT[p], lr[p].transform)]
-        if k == 1:
-            return [(FRONT_BACK[p], fb[p].transform)] if p in FRONT_BACK else None
-        if k == 2:
-            if p not in FRONT_BACK:
-                return None
-            q = FRONT_BACK[p]
-            return [(q, fb[p].transform), (LEFT_RIGHT[q], lr[q].transform)]
-        near = neighbours[p]
-        return [(near[k - N_SYMMETRIC], (0, 0, 0))] if k - N_SYMMETRIC < len(near) else None
+            return mirror(p)
+        if p not in FRONT_BACK:
+            return None
+        flip = [(FRONT_BACK[p], corr["front_back"][p].transform)]
+        return flip if k == 1 else flip + mirror(FRONT_BACK[p])
 
     for p in range(1, N_PARTS + 1):
         texels = np.nonzero(part == p)[0]
@@ -193,4 +197,4 @@ def texture_layout(height: int, width: int) -> TextureLayout:
     return build_layout(height, width, get_lookup("training"), load_atlas())
 
 
-__all__ = ["N_SYMMETRIC", "RELATIONS", "TextureLayout", "build_layout", "texture_layout"]
+__all__ = ["LIGHT_KEEPING", "RELATIONS", "TextureLayout", "build_layout", "texture_layout"]

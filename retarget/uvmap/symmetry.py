@@ -123,6 +123,27 @@ def _front_back(verts, p: int) -> Correspondence:
     return Correspondence(p, q, transform, score, runner_up)
 
 
+#: Limb parts (upper/lower legs and arms, front and back charts).
+LIMBS = tuple(range(7, 23))
+
+
+def limb_axes(atlas: DensePoseAtlas) -> dict[int, int]:
+    """Per limb part, the chart axis (0 = U, 1 = V) that runs *around* the limb.
+
+    A limb chart meets the next segments of the body at its two ends (hip and knee, shoulder and elbow,
+    ...): the chart axis along which those two seams lie furthest apart runs along the limb, the other
+    one around it.
+    """
+    verts = _part_vertices(atlas)
+    out = {}
+    for p in LIMBS:
+        seams = [_shared(verts, p, r) for r in range(1, N_PARTS + 1) if r not in (p, FRONT_BACK[p], LEFT_RIGHT[p])]
+        centres = np.array([s.mean(axis=0) for s in seams if len(s) >= 4])
+        spread = centres.max(axis=0) - centres.min(axis=0)
+        out[p] = int(np.argmin(spread))
+    return out
+
+
 def derive_correspondences(atlas: DensePoseAtlas) -> dict[str, dict[int, Correspondence]]:
     """Chart correspondences ``{"left_right": {p: ...}, "front_back": {p: ...}}`` from the atlas data.
 
@@ -144,5 +165,5 @@ def derive_correspondences(atlas: DensePoseAtlas) -> dict[str, dict[int, Corresp
     return out
 
 
-__all__ = ["Correspondence", "FRONT_BACK", "LEFT_RIGHT", "TRANSFORMS", "apply_transform",
-           "derive_correspondences", "inverse_transform"]
+__all__ = ["Correspondence", "FRONT_BACK", "LEFT_RIGHT", "LIMBS", "TRANSFORMS", "apply_transform",
+           "derive_correspondences", "inverse_transform", "limb_axes"]
