@@ -21,6 +21,7 @@ file) that is also a ``ValueError``.
 from __future__ import annotations
 
 import re
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -197,9 +198,11 @@ class PrecomputedIUV:
         sizes: dict[tuple[int, int], Path | None] = {}
         for file in self._files.values():
             try:
-                with Image.open(file) as image:  # the header only
-                    sizes.setdefault(image.size, file)
-            except (OSError, ValueError, SyntaxError) as exc:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # a huge size announced is reported below, not warned
+                    with Image.open(file) as image:  # the header only
+                        sizes.setdefault(image.size, file)
+            except Exception as exc:  # noqa: BLE001 - damaged headers fail in many ways (DecompressionBombError)
                 raise SidecarError(f"{file}: not a readable image ({_reason(exc)}); the file is damaged or not "
                                    "a PNG") from None
         return sizes

@@ -516,6 +516,9 @@ CASES = [
                                                                 else "f12345678901234567890_IUV.png"),
                                                   c.video())[1], 1, ("frame 12345678901234567890", "has 4 frames"),
          lambda c: c.folder / "driver.iuv"),
+    Case("sidecar-png-huge-header", lambda c: (_sidecar_pngs(c), (c.folder / "driver.iuv" / "frame_000003_IUV.png")
+                                               .write_bytes(_png_header(90000, 90000)), c.video())[2], 1,
+         ("IUV frames are 90000x90000", "is 96x96"), lambda c: c.folder / "driver.iuv" / "frame_000003_IUV.png"),
     # --- tiny drivers: refused before any work, with the smallest size supported
     Case("driver-1x1", lambda c: c.video(driver=_tiny_driver(c, 1, 1)), 1, ("1x1", "smaller than 32 px"),
          lambda c: c.folder / "tiny.mov"),

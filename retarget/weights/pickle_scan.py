@@ -125,6 +125,8 @@ def is_plain_global(name: str) -> bool:
     if name in _PLAIN_OUTSIDE_TORCH:
         return True
     module, _, attr = name.rpartition(".")
+    if module in ("numpy.dtypes", "numpy._core.dtypes", "numpy.core.dtypes") and attr.endswith("DType"):
+        return True  # numpy>=2 dtype classes, e.g. Float32DType
     if module == "torch":
         return attr.endswith("Storage") or attr in ("Size", "device", "dtype", "float32", "float16", "bfloat16",
                                                      "float64", "int64", "int32", "int16", "int8", "uint8",
