@@ -3,15 +3,16 @@
 Per-frame DensePose flickers: part labels flip near part borders, U/V jitter, a limb vanishes for a
 frame. :class:`TemporalIUVFilter` stabilises a clip without lagging behind real motion:
 
-1. **Motion.** Dense optical flow (OpenCV DIS) between consecutive *guide* images — the video frames
+1. **Motion.** Dense optical flow (OpenCV DIS) between consecutive *guide* images, both ways, — the video frames
    when they are known (:func:`guide_from_rgb`), else an image drawn from the IUV itself
    (:func:`guide_from_iuv`). The flow from frame ``t`` to a neighbour ``s`` of its window is the
    chain of the consecutive flows in between.
 2. **Label vote.** Every frame ``s`` of the window ``[t - radius, t + radius]`` is warped onto frame
-   ``t`` (nearest neighbour); each pixel takes the label with the most votes (background included).
-   The frame itself weighs 5/4 of a neighbour, so it only breaks ties. A pixel can only get a label
-   that some frame of its window has there (after motion compensation): no person is invented where
-   no frame has one, and a limb missing from a single frame comes back from its neighbours.
+   ``t`` (nearest neighbour). Where the frames disagree, each label that a frame has at the pixel
+   (background included) scores 4 per such frame plus 1 per occurrence among those frames' 4-neighbours
+   of the pixel; the frame's own label breaks ties. A pixel can only get a label that some frame of its
+   window has there (after motion compensation): no person is invented where no frame has one, a limb
+   missing from a single frame comes back from its neighbours, and frames that all agree are kept.
 3. **UV.** On pixels whose voted label a neighbour shares there, U and V are a weighted mean of the
    motion-compensated samples (bilinear where the four source pixels have that label, nearest
    otherwise), weighted by ``exp(-d² / 2τ²)`` with ``d`` the distance in (U, V)·255 to the frame's own
@@ -23,8 +24,8 @@ frame. :class:`TemporalIUVFilter` stabilises a clip without lagging behind real 
 
 The output for frame ``t`` depends only on frames ``t - radius … t + radius`` (and which of their
 consecutive pairs are cuts), so :func:`filter_sequence` (offline, whole clip) and
-:class:`TemporalIUVFilter` (streaming: ``radius`` frames of look-ahead, ``2·radius + 1`` frames in
-memory) give identical results.
+:class:`TemporalIUVFilter` (streaming: ``radius`` frames of look-ahead, at most ``2·radius + 2``
+frames in memory) give identical results.
 
 Conventions: IUV images are ``(H, W, 3) uint8`` ``[I, U·255, V·255]`` (I = 0 background, 1..24 parts);
 guide images ``(H, W) uint8`` grey; flows ``(H, W, 2) float32`` (dx, dy) such that pixel ``x`` of the
