@@ -215,9 +215,11 @@ def filter_frame(centre: _Frame, neighbours: dict[int, _Frame], t: int, fwd: dic
     k = len(neighbours) + 1
     hw = (y1 - y0, x1 - x0)
     labels = np.empty((k, *hw), np.uint8)
-    samples = np.empty((k, *hw, 2), np.float32)
+    su = np.empty((k, *hw), np.float32)  # U and V samples, one plane per frame
+    sv = np.empty((k, *hw), np.float32)
     labels[0] = centre.iuv[win][..., 0]
-    samples[0] = centre.uv[win]
+    su[0] = centre.uv[win][..., 0]
+    sv[0] = centre.uv[win][..., 1]
     flows = _window_flows(t, sorted(neighbours), fwd, bwd, roi)
     for j, s in enumerate(sorted(flows), start=1):
         frame, flow = neighbours[s], flows[s]
@@ -229,8 +231,11 @@ def filter_frame(centre: _Frame, neighbours: dict[int, _Frame], t: int, fwd: dic
         # nearest at (x - 0.5, y - 0.5) is the bilinear footprint's top-left pixel
         span = cv2.remap(frame.span, mx - 0.5, my - 0.5, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                          borderValue=(0, INVALID))
+        bilinear = span[..., 0] == span[..., 1]  # the footprint is one part: bilinear U, V are safe
         labels[j] = near[..., 0]
-        samples[j] = np.where((span[..., 0] == span[..., 1])[..., None], lin_uv, near[..., 1:])
+        for c, plane in ((0, su[j]), (1, sv[j])):
+            np.copyto(plane, near[..., 1 + c])
+            np.copyto(plane, lin_uv[..., c], where=bilinear)
 
     # label vote where the frames disagree. Each frame's sample counts 4, each of its 4-neighbours 1
     # (flips are salt and pepper, so neighbours help), the centre frame breaks ties. Only labels that a
@@ -256,17 +261,18 @@ def filter_frame(centre: _Frame, neighbours: dict[int, _Frame], t: int, fwd: dic
     region = out[win]
     region[..., 0] = best * fg
 
-    # UV on person pixels: similarity-weighted mean of the samples that carry the voted label
-    lab = labels[:, fg]  # (k, n)
-    uv = samples[:, fg]  # (k, n, 2)
-    has = lab == best[fg]
-    count = has.sum(axis=0)
-    mean = np.einsum("kn,knc->nc", has.astype(np.float32), uv) / np.maximum(count, 1)[:, None]
-    ref = np.where(has[0][:, None], uv[0], mean)
-    d2 = np.sum((uv - ref) ** 2, axis=-1)
-    weight = np.exp(d2 * np.float32(-1.0 / (2.0 * settings.uv_tau ** 2))) * has
-    smooth = np.einsum("kn,knc->nc", weight, uv) / np.maximum(weight.sum(axis=0), 1e-6)[:, None]
-    region[fg, 1:] = np.clip(np.rint(smooth), 0, 255).astype(np.uint8)
+    # U, V: similarity-weighted mean of the samples that carry the voted label
+    has = (labels == best).astype(np.float32)
+    count = np.maximum(has.sum(axis=0), 1)
+    own = labels[0] == best
+    ref_u = np.where(own, su[0], np.einsum("khw,khw->hw", has, su) / count)
+    ref_v = np.where(own, sv[0], np.einsum("khw,khw->hw", has, sv) / count)
+    du, dv = su - ref_u, sv - ref_v
+    weight = np.exp((du * du + dv * dv) * np.float32(-1.0 / (2.0 * settings.uv_tau ** 2))) * has
+    total = np.maximum(weight.sum(axis=0), np.float32(1e-6))
+    for c, plane in ((1, su), (2, sv)):
+        smooth = np.einsum("khw,khw->hw", weight, plane) / total
+        region[..., c] = np.where(fg, np.clip(np.rint(smooth), 0, 255), 0).astype(np.uint8)
     return out
 
 
