@@ -34,6 +34,7 @@ first image is at ``x + flow(x)`` in the second.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -123,9 +124,20 @@ def _histogram_intersection(g0: np.ndarray, g1: np.ndarray) -> float:
     return float(np.minimum(h0 / h0.sum(), h1 / h1.sum()).sum())
 
 
-def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    h, w = shape
-    return np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+def _grid(shape: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates ``(x, y)`` (float32) of a ``shape`` window whose top-left pixel is ``origin`` (y, x)."""
+    gx, gy = _unit_grid(int(shape[0]), int(shape[1]))
+    if origin == (0, 0):
+        return gx, gy
+    return gx + np.float32(origin[1]), gy + np.float32(origin[0])
+
+
+@functools.lru_cache(maxsize=8)
+def _unit_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.flags.writeable = False
+    gy.flags.writeable = False
+    return gx, gy
 
 
 def _warp_nearest(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -144,9 +156,7 @@ def compose(first: np.ndarray, second: np.ndarray, origin: tuple[int, int] = (0,
     """
     import cv2
 
-    gx, gy = _grid(first.shape[:2])
-    gx += np.float32(origin[1])
-    gy += np.float32(origin[0])
+    gx, gy = _grid(first.shape[:2], origin)
     moved = cv2.remap(second, gx + first[..., 0], gy + first[..., 1],
                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return first + moved
@@ -209,9 +219,7 @@ def filter_frame(centre: _Frame, neighbours: dict[int, _Frame], t: int, fwd: dic
         return out
     y0, y1, x0, x1 = roi
     win = (slice(y0, y1), slice(x0, x1))
-    gx, gy = _grid((y1 - y0, x1 - x0))
-    gx += x0
-    gy += y0
+    gx, gy = _grid((y1 - y0, x1 - x0), (y0, x0))
     k = len(neighbours) + 1
     hw = (y1 - y0, x1 - x0)
     labels = np.empty((k, *hw), np.uint8)
