@@ -42,7 +42,7 @@ _HELP = (
 @app.command("densepose", help=_HELP)
 def densepose_command(
     input: Annotated[Path, typer.Argument(help="Image or video file.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder, or a .npz file.",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder, a .npz file, or a video .mp4 (--render).",
                                       show_default=False)],
     weights: Annotated[Path | None, typer.Option(
         "--weights", help="detectron2 DensePose .pkl (default: the installed official file).")] = None,
