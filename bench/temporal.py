@@ -230,7 +230,7 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"4. cost per 480x360 frame (streaming, {args.repeats} runs over {len(clean)} frames; load average "
           f"{load:.1f} on {os.cpu_count()} cores)")
-    print(f"   wall: best run {best * 1000:.1f} ms, median run {median * 1000:.1f} ms; CPU time of the best run "
+    print(f"   wall: best run {best * 1000:.1f} ms, median run {median * 1000:.1f} ms; CPU time: lowest of the runs "
           f"{cpu_time * 1000:.1f} ms (all threads; waiting for a busy CPU does not count)")
     line("seconds per frame (best of wall and CPU time)", f"{min(best, cpu_time) * 1000:.1f} ms", "<= 50 ms",
          min(best, cpu_time) <= 0.050)
