@@ -3,15 +3,16 @@
 Per-frame DensePose flickers: part labels flip near part borders, U/V jitter, a limb vanishes for a
 frame. :class:`TemporalIUVFilter` stabilises a clip without lagging behind real motion:
 
-1. **Motion.** Dense optical flow (OpenCV DIS) between consecutive *guide* images — the video frames
+1. **Motion.** Dense optical flow (OpenCV DIS) between consecutive *guide* images, both ways, — the video frames
    when they are known (:func:`guide_from_rgb`), else an image drawn from the IUV itself
    (:func:`guide_from_iuv`). The flow from frame ``t`` to a neighbour ``s`` of its window is the
    chain of the consecutive flows in between.
 2. **Label vote.** Every frame ``s`` of the window ``[t - radius, t + radius]`` is warped onto frame
-   ``t`` (nearest neighbour); each pixel takes the label with the most votes (background included).
-   The frame itself weighs 5/4 of a neighbour, so it only breaks ties. A pixel can only get a label
-   that some frame of its window has there (after motion compensation): no person is invented where
-   no frame has one, and a limb missing from a single frame comes back from its neighbours.
+   ``t`` (nearest neighbour). Where the frames disagree, each label that a frame has at the pixel
+   (background included) scores 4 per such frame plus 1 per occurrence among those frames' 4-neighbours
+   of the pixel; the frame's own label breaks ties. A pixel can only get a label that some frame of its
+   window has there (after motion compensation): no person is invented where no frame has one, a limb
+   missing from a single frame comes back from its neighbours, and frames that all agree are kept.
 3. **UV.** On pixels whose voted label a neighbour shares there, U and V are a weighted mean of the
    motion-compensated samples (bilinear where the four source pixels have that label, nearest
    otherwise), weighted by ``exp(-d² / 2τ²)`` with ``d`` the distance in (U, V)·255 to the frame's own
@@ -23,8 +24,8 @@ frame. :class:`TemporalIUVFilter` stabilises a clip without lagging behind real 
 
 The output for frame ``t`` depends only on frames ``t - radius … t + radius`` (and which of their
 consecutive pairs are cuts), so :func:`filter_sequence` (offline, whole clip) and
-:class:`TemporalIUVFilter` (streaming: ``radius`` frames of look-ahead, ``2·radius + 1`` frames in
-memory) give identical results.
+:class:`TemporalIUVFilter` (streaming: ``radius`` frames of look-ahead, at most ``2·radius + 2``
+frames in memory) give identical results.
 
 Conventions: IUV images are ``(H, W, 3) uint8`` ``[I, U·255, V·255]`` (I = 0 background, 1..24 parts);
 guide images ``(H, W) uint8`` grey; flows ``(H, W, 2) float32`` (dx, dy) such that pixel ``x`` of the
@@ -33,6 +34,7 @@ first image is at ``x + flow(x)`` in the second.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -122,9 +124,20 @@ def _histogram_intersection(g0: np.ndarray, g1: np.ndarray) -> float:
     return float(np.minimum(h0 / h0.sum(), h1 / h1.sum()).sum())
 
 
-def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    h, w = shape
-    return np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+def _grid(shape: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates ``(x, y)`` (float32) of a ``shape`` window whose top-left pixel is ``origin`` (y, x)."""
+    gx, gy = _unit_grid(int(shape[0]), int(shape[1]))
+    if origin == (0, 0):
+        return gx, gy
+    return gx + np.float32(origin[1]), gy + np.float32(origin[0])
+
+
+@functools.lru_cache(maxsize=8)
+def _unit_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.flags.writeable = False
+    gy.flags.writeable = False
+    return gx, gy
 
 
 def _warp_nearest(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -143,9 +156,7 @@ def compose(first: np.ndarray, second: np.ndarray, origin: tuple[int, int] = (0,
     """
     import cv2
 
-    gx, gy = _grid(first.shape[:2])
-    gx += np.float32(origin[1])
-    gy += np.float32(origin[0])
+    gx, gy = _grid(first.shape[:2], origin)
     moved = cv2.remap(second, gx + first[..., 0], gy + first[..., 1],
                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return first + moved
@@ -208,15 +219,15 @@ def filter_frame(centre: _Frame, neighbours: dict[int, _Frame], t: int, fwd: dic
         return out
     y0, y1, x0, x1 = roi
     win = (slice(y0, y1), slice(x0, x1))
-    gx, gy = _grid((y1 - y0, x1 - x0))
-    gx += x0
-    gy += y0
+    gx, gy = _grid((y1 - y0, x1 - x0), (y0, x0))
     k = len(neighbours) + 1
     hw = (y1 - y0, x1 - x0)
     labels = np.empty((k, *hw), np.uint8)
-    samples = np.empty((k, *hw, 2), np.float32)
+    su = np.empty((k, *hw), np.float32)  # U and V samples, one plane per frame
+    sv = np.empty((k, *hw), np.float32)
     labels[0] = centre.iuv[win][..., 0]
-    samples[0] = centre.uv[win]
+    su[0] = centre.uv[win][..., 0]
+    sv[0] = centre.uv[win][..., 1]
     flows = _window_flows(t, sorted(neighbours), fwd, bwd, roi)
     for j, s in enumerate(sorted(flows), start=1):
         frame, flow = neighbours[s], flows[s]
@@ -228,8 +239,11 @@ def filter_frame(centre: _Frame, neighbours: dict[int, _Frame], t: int, fwd: dic
         # nearest at (x - 0.5, y - 0.5) is the bilinear footprint's top-left pixel
         span = cv2.remap(frame.span, mx - 0.5, my - 0.5, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                          borderValue=(0, INVALID))
+        bilinear = span[..., 0] == span[..., 1]  # the footprint is one part: bilinear U, V are safe
         labels[j] = near[..., 0]
-        samples[j] = np.where((span[..., 0] == span[..., 1])[..., None], lin_uv, near[..., 1:])
+        for c, plane in ((0, su[j]), (1, sv[j])):
+            np.copyto(plane, near[..., 1 + c])
+            np.copyto(plane, lin_uv[..., c], where=bilinear)
 
     # label vote where the frames disagree. Each frame's sample counts 4, each of its 4-neighbours 1
     # (flips are salt and pepper, so neighbours help), the centre frame breaks ties. Only labels that a
@@ -255,17 +269,18 @@ def filter_frame(centre: _Frame, neighbours: dict[int, _Frame], t: int, fwd: dic
     region = out[win]
     region[..., 0] = best * fg
 
-    # UV on person pixels: similarity-weighted mean of the samples that carry the voted label
-    lab = labels[:, fg]  # (k, n)
-    uv = samples[:, fg]  # (k, n, 2)
-    has = lab == best[fg]
-    count = has.sum(axis=0)
-    mean = np.einsum("kn,knc->nc", has.astype(np.float32), uv) / np.maximum(count, 1)[:, None]
-    ref = np.where(has[0][:, None], uv[0], mean)
-    d2 = np.sum((uv - ref) ** 2, axis=-1)
-    weight = np.exp(d2 * np.float32(-1.0 / (2.0 * settings.uv_tau ** 2))) * has
-    smooth = np.einsum("kn,knc->nc", weight, uv) / np.maximum(weight.sum(axis=0), 1e-6)[:, None]
-    region[fg, 1:] = np.clip(np.rint(smooth), 0, 255).astype(np.uint8)
+    # U, V: similarity-weighted mean of the samples that carry the voted label
+    has = (labels == best).astype(np.float32)
+    count = np.maximum(has.sum(axis=0), 1)
+    own = labels[0] == best
+    ref_u = np.where(own, su[0], np.einsum("khw,khw->hw", has, su) / count)
+    ref_v = np.where(own, sv[0], np.einsum("khw,khw->hw", has, sv) / count)
+    du, dv = su - ref_u, sv - ref_v
+    weight = np.exp((du * du + dv * dv) * np.float32(-1.0 / (2.0 * settings.uv_tau ** 2))) * has
+    total = np.maximum(weight.sum(axis=0), np.float32(1e-6))
+    for c, plane in ((1, su), (2, sv)):
+        smooth = np.einsum("khw,khw->hw", weight, plane) / total
+        region[..., c] = np.where(fg, np.clip(np.rint(smooth), 0, 255), 0).astype(np.uint8)
     return out
 
 

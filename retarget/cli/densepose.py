@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -24,17 +25,24 @@ _HELP = (
     '--out DIR: DIR/<name>_IUV.png. Video + --out DIR: DIR/<name>_<frame:06d>_IUV.png. Video + --out '
     'FILE.npz: `iuv` (T,H,W,3) and all boxes `boxes` (M,4), `scores` (M,) with their frame in '
     '`frame_index` (M,).\n\n'
+    'Video + --render segm --out FILE.mp4: H.264 video of the part index drawn like DensePose\'s '
+    'fine-segmentation visualiser on black; --render iuv: the IUV map as colour (R = V, G = U, B = I). '
+    'Both keep the input\'s size, frame count and timing. --iuv DIR|NPZ reads precomputed IUV (the '
+    'sidecar formats of `retarget video --driver-iuv`) instead of running the model; --temporal-filter '
+    'stabilises a video\'s IUV over time.\n\n'
     'Examples:\n\n'
     '  retarget densepose photo.jpg --out photo_dp.npz\n\n'
     '  retarget densepose dance.mp4 --out iuv_frames/ --densepose-size 512\n\n'
-    '  retarget densepose photo.jpg --out out/ --weights model_final_162be9.pkl --config r101\n'
+    '  retarget densepose photo.jpg --out out/ --weights model_final_162be9.pkl --config r101\n\n'
+    '  retarget densepose dance.mp4 --render segm --temporal-filter --out dance_segm.mp4\n\n'
+    '  retarget densepose dance.mp4 --iuv dance.iuv/ --temporal-filter --out dance_stable.npz\n'
 )
 
 
 @app.command("densepose", help=_HELP)
 def densepose_command(
     input: Annotated[Path, typer.Argument(metavar="INPUT", help="Image or video file.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder, or a .npz file.",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder, a .npz file, or a video .mp4 (--render).",
                                       show_default=False)],
     weights: Annotated[Path | None, typer.Option(
         "--weights", help="detectron2 DensePose .pkl (default: the installed official file).")] = None,
@@ -52,6 +60,16 @@ def densepose_command(
         help="Videos: run on a crop around the previous frame's person (faster; single performer).")] = True,
     max_frames: Annotated[int, typer.Option(
         "--max-frames", help="Videos: stop after this many frames (0 = all).")] = 0,
+    iuv: Annotated[Path | None, typer.Option(
+        "--iuv", help="Videos: precomputed IUV (folder of *_IUV.png or .npz) instead of the model.")] = None,
+    temporal_filter: Annotated[bool, typer.Option(
+        "--temporal-filter/--no-temporal-filter", help="Videos: stabilise the IUV over time.")] = False,
+    temporal_strength: Annotated[int, typer.Option(
+        "--temporal-strength", min=1, max=8, help="Temporal filter window: frames on each side.")] = 2,
+    render: Annotated[str | None, typer.Option(
+        "--render", help="Videos: segm or iuv, written as an H.264 video to --out FILE.mp4.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Videos: frames per model call.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     from densepose_adapter.backends import make_backend
 
@@ -60,20 +78,37 @@ def densepose_command(
     if backend_name not in ("torchvision", "detectron2"):
         raise UsageError(f"--densepose-backend must be torchvision or detectron2, got {backend_name!r}")
     to_npz = out.suffix.lower() == ".npz"
-    if not to_npz and out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder (use a folder or a .npz file)")
+    to_video = out.suffix.lower() in VIDEO_OUT_EXTS
+    if render is None and to_video:
+        render = "segm"
+    if render is not None and render not in ("segm", "iuv"):
+        raise UsageError(f"--render must be segm or iuv, got {render!r}")
+    if render is not None and not to_video:
+        raise UsageError(f"--render {render} writes a video: give --out FILE.mp4, got {out}")
+    if not (to_npz or to_video) and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder (use a folder, a .npz or an .mp4 file)")
     is_video = _is_video(input)
+    if not is_video and (iuv is not None or render is not None):
+        raise UsageError("--iuv and --render need a video input")
 
-    kwargs = {"weights": weights, "config": config, "min_score": min_score, "densepose_size": densepose_size,
-              "device": device}
-    if backend_name == "torchvision":
-        kwargs["track"] = bool(track and is_video)
-    try:
-        backend = make_backend(backend_name, **kwargs)
-    except DensePoseWeightsMissing as exc:
-        from retarget.weights.resolve import densepose_missing_message
+    if iuv is not None:
+        from densepose_adapter.precomputed import PrecomputedIUV
 
-        raise WeightsError(densepose_missing_message(exc.model, [("input", input)], "densepose")) from None
+        try:
+            backend = PrecomputedIUV(iuv)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    else:
+        kwargs = {"weights": weights, "config": config, "min_score": min_score, "densepose_size": densepose_size,
+                  "device": device}
+        if backend_name == "torchvision":
+            kwargs["track"] = bool(track and is_video)
+        try:
+            backend = make_backend(backend_name, **kwargs)
+        except DensePoseWeightsMissing as exc:
+            from retarget.weights.resolve import densepose_missing_message
+
+            raise WeightsError(densepose_missing_message(exc.model, [("input", input)], "densepose")) from None
 
     if not is_video:
         image = _read_image(input)
@@ -87,26 +122,60 @@ def densepose_command(
             _write_png(path, result.iuv)
             typer.echo(f"wrote {path} ({len(result.scores)} person(s))")
         return
+    _video(input, out, backend, render, temporal_strength if temporal_filter else 0, max_frames, batch_size, quiet)
 
+
+VIDEO_OUT_EXTS = {".mp4", ".m4v", ".mov"}
+
+
+def _video(input: Path, out: Path, backend, render: str | None, radius: int, max_frames: int, batch_size: int,
+           quiet: bool) -> None:
+    """Every frame of ``input`` through ``backend`` (cached), the temporal filter, and one of the writers."""
+    import itertools
+
+    from densepose_adapter.render import RENDERERS
+    from retarget.io.atomic import atomic_output
+    from retarget.io.video import VideoWriter, iter_frames, probe_video
+    from retarget.pipeline.densepose_stage import DensePoseCache, FrameDensePose
+    from retarget.pipeline.temporal import source_signature, with_temporal_filter
+    from retarget.pipeline.video import _progress
+
+    info = probe_video(input)
+    if hasattr(backend, "reset_tracking"):
+        backend.reset_tracking()
+    cache = None if getattr(backend, "name", "") == "precomputed" else DensePoseCache(input, source_signature(backend))
+    stage = with_temporal_filter(FrameDensePose(backend, cache), input, radius)
+    frames = iter_frames(input, info.rotation)
+    if max_frames:
+        frames = itertools.islice(frames, max_frames)
+    total = min(info.frame_count, max_frames) if max_frames and info.frame_count else (max_frames or info.frame_count)
+    bar = _progress(total, "densepose", quiet)
     iuvs, boxes, scores, frame_index = [], [], [], []
-    n = 0
-    with_person = 0
-    for idx, frame in enumerate(_read_video(input)):
-        if max_frames and idx >= max_frames:
-            break
-        result = backend.predict([frame])[0]
-        n += 1
-        with_person += int(len(result.scores) > 0)
-        if to_npz:
-            iuvs.append(result.iuv)
-            boxes.append(result.boxes.reshape(-1, 4))
-            scores.append(result.scores.reshape(-1))
-            frame_index.append(np.full(len(result.scores), idx, dtype=np.int64))
-        else:
-            _write_png(out / f"{input.stem}_{idx:06d}_IUV.png", result.iuv)
-    if n == 0:
-        raise InputError(f"{input}: no frames could be decoded")
-    if to_npz:
+    n = with_person = 0
+    try:
+        with contextlib.ExitStack() as stack:
+            writer = None
+            if render is not None:
+                tmp = stack.enter_context(atomic_output(out))
+                writer = stack.enter_context(VideoWriter(tmp, info.width, info.height, info.fps, info.time_base))
+            for frame, result in stage.stream(frames, batch_size):
+                n += 1
+                with_person += int(result.has_person)
+                if writer is not None:
+                    writer.write(RENDERERS[render](result.iuv), frame.pts)
+                elif out.suffix.lower() == ".npz":
+                    iuvs.append(result.iuv)
+                    boxes.append(np.asarray(result.boxes, np.float32).reshape(-1, 4))
+                    scores.append(np.asarray(result.scores, np.float32).reshape(-1))
+                    frame_index.append(np.full(len(scores[-1]), frame.index, dtype=np.int64))
+                else:
+                    _write_png(out / f"{input.stem}_{frame.index:06d}_IUV.png", result.iuv)
+                bar.update(1)
+            if n == 0:
+                raise InputError(f"{input}: no frames could be decoded")
+    finally:
+        bar.close()
+    if render is None and out.suffix.lower() == ".npz":
         _write_npz(out, iuv=np.stack(iuvs), boxes=np.concatenate(boxes).astype(np.float32),
                    scores=np.concatenate(scores).astype(np.float32), frame_index=np.concatenate(frame_index))
     typer.echo(f"wrote {n} frame(s) to {out} ({with_person} with a person)")
@@ -132,26 +201,6 @@ def _read_image(path: Path) -> np.ndarray:
     if image is None:
         raise InputError(f"{path}: not a readable image")
     return image
-
-
-def _read_video(path: Path):
-    import av
-
-    try:
-        container = av.open(str(path))
-    except Exception as exc:  # noqa: BLE001 - any decoder error is an input problem
-        raise InputError(f"{path}: not a readable video ({type(exc).__name__})") from None
-    try:
-        if not container.streams.video:
-            raise InputError(f"{path}: has no video stream")
-        for frame in container.decode(video=0):
-            yield frame.to_ndarray(format="bgr24")
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{path}: video decoding failed ({type(exc).__name__})") from None
-    finally:
-        container.close()
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:

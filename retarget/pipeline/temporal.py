@@ -16,6 +16,7 @@ settings are the raw source's key plus the filter's (see :func:`filtered_cache_k
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -69,6 +70,7 @@ class FilteredDensePose:
     def __init__(self, inner: FrameDensePose, settings: TemporalSettings, cache: DensePoseCache,
                  driver: Path | None = None):
         self.driver = driver
+        self._memory: dict[int, DensePoseResult] | None = None  # used only when the cache cannot be written
         self.inner = inner
         self.settings = settings
         self.cache = cache
@@ -99,7 +101,7 @@ class FilteredDensePose:
             for _, iuv in ready:  # ready frames come in order, so they are the oldest waiting ones
                 frame, raw = waiting.popleft()
                 result = _with_boxes(raw, iuv)
-                self.cache.store(frame.index, result)
+                self._keep(frame.index, result)
                 yield frame, result
 
         for frame, raw in self.inner.stream(frames, batch_size, times):
@@ -115,15 +117,28 @@ class FilteredDensePose:
             times.add("temporal_filter", time.perf_counter() - tick)
         yield from emit(ready)
 
+    def _keep(self, index: int, result: DensePoseResult) -> None:
+        """Store a filtered frame; if the cache cannot be written (disk full, read-only), keep the
+        frames in memory instead, with a note (memory then grows with the clip)."""
+        if self._memory is None:
+            try:
+                self.cache.store(index, result)
+                return
+            except OSError as exc:
+                print(f"note: cannot write the DensePose cache in {self.cache.folder} ({exc.strerror or exc}); "
+                      "keeping the filtered frames in memory", file=sys.stderr)
+                self._memory = {}
+        self._memory[index] = result
+
     def results(self, indices: Sequence[int], images: Sequence[np.ndarray]) -> list[DensePoseResult]:
         """Filtered results of ``indices``, from the cache; frames not streamed yet (``retarget frames
         --only-densepose`` skips pass 1) are filtered first, streaming the driver from its start."""
         out = []
         for index, image in zip(indices, images):
-            result = self.cache.load(index)
+            result = self._memory.get(index) if self._memory is not None else self.cache.load(index)
             if result is None and self.driver is not None:
                 self._fill(index)
-                result = self.cache.load(index)
+                result = self._memory.get(index) if self._memory is not None else self.cache.load(index)
             if result is None or tuple(result.image_hw) != tuple(image.shape[:2]):
                 raise InputError(f"filtered DensePose of frame {index} is missing from {self.cache.folder} "
                                  "(was the cache cleared during the run?); run again")
