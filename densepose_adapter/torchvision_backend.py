@@ -103,7 +103,7 @@ class TorchvisionDensePoseBackend:
         except ConfigError as exc:
             raise UsageError(f"DensePose config: {exc}") from None
         if not 0.0 <= cfg.score_thresh_test < 1.0:
-            raise UsageError(f"--min-score must be in [0, 1), got {cfg.score_thresh_test}")
+            raise UsageError(f"DensePose detection score threshold must be in [0, 1), got {cfg.score_thresh_test}")
         if int(densepose_size) < 32:
             raise UsageError(f"--densepose-size must be >= 32, got {densepose_size}")
         self.cfg = cfg

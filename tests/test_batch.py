@@ -111,6 +111,7 @@ def test_corrupt_driver_fails_only_its_jobs_and_the_exit_code_says_so(tmp_path, 
     drivers.mkdir()
     make_driver(drivers / "good.mp4", n=3, width=96, height=80, audio=False)  # with its IUV sidecar
     (drivers / "broken.mp4").write_bytes(os.urandom(4096))
+    shutil.copytree(drivers / "good.iuv", drivers / "broken.iuv")  # IUV given: only the video is broken
     out = tmp_path / "out"
     args = ["batch", "--sources", str(sources), "--drivers", str(drivers), "--out-dir", str(out), "--size", "64",
             "--weight-free", "--workers", "1"]

@@ -127,8 +127,10 @@ def driver_densepose(job: VideoJob, model_backend=None):
 def _raw_driver_densepose(job: VideoJob, model_backend=None) -> FrameDensePose:
     iuv_path = driver_iuv_path(job)
     if job.densepose_backend == "precomputed" and iuv_path is None:
-        raise UsageError(f"--densepose-backend precomputed needs --driver-iuv or a sidecar "
-                         f"{job.driver.stem}.iuv/ or {job.driver.stem}.iuv.npz next to the driver")
+        from retarget.weights.resolve import precomputed_hint
+
+        raise UsageError(f"{job.driver}: the precomputed DensePose backend needs the driver's IUV: "
+                         f"{precomputed_hint(job.options.command, 'driver', job.driver)}")
     if iuv_path is not None:
         from densepose_adapter.precomputed import PrecomputedIUV
 

@@ -156,9 +156,10 @@ class _Importer:
         if not reason and entry.format == "detectron2-pickle" and not entry.sha256:
             reason = official_shape_mismatch(load_densepose_checkpoint(path)[0], name)
         if reason:
-            option = "--densepose-weights FILE" if entry.format == "detectron2-pickle" else "--checkpoint-dir"
+            use = ("`retarget video --densepose-weights FILE`" if entry.format == "detectron2-pickle"
+                   else "`retarget video --checkpoint-dir DIR`")
             return self._skip(source, name, f"is a {name} checkpoint but not the published file "
-                              f"({reason}); not installed (use it directly with {option})", strict)
+                              f"({reason}); not installed (use it directly: {use})", strict)
         previous = self.filled.get(name)
         if previous and previous[0] != digest.sha256:
             return self._skip(source, name, f"another {name} checkpoint ({previous[1]}) was already "

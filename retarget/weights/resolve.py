@@ -109,7 +109,7 @@ def densepose_install_hint(name: str) -> str:
 
 #: Per command and input: the option that gives precomputed DensePose instead (``{stem}`` is the
 #: input's file stem), and the option that names a DensePose checkpoint. Every option named here
-#: exists on that command (tests/test_cli_help.py checks it).
+#: exists on that command (tests/test_cli_messages.py checks it).
 _PRECOMPUTED = {
     ("video", "driver"): "--driver-iuv FOLDER|FILE.npz, or a {stem}.iuv/ folder or {stem}.iuv.npz beside it",
     ("video", "source"): "--source-iuv FILE, or {stem}_IUV.png beside it",
@@ -121,6 +121,11 @@ _PRECOMPUTED = {
 _WEIGHTS_OPTION = {"video": "--densepose-weights", "frames": "--densepose-weights", "batch": "--densepose-weights",
                    "densepose": "--weights"}
 _ROLE = {"driver": "the driving video", "source": "the source photo"}
+
+
+def precomputed_hint(command: str, role: str, path: Path) -> str:
+    """How ``command`` takes precomputed DensePose for ``role`` (``driver``/``source``) input ``path``."""
+    return _PRECOMPUTED[command, role].format(stem=Path(path).stem)
 
 
 def densepose_missing_message(name: str, needs: list[tuple[str, Path]], command: str,
