@@ -70,6 +70,8 @@ JOB_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "side_by_side": _parse_bool,
     "precision": _parse_str,
     "fill": _parse_str,
+    "temporal_filter": _parse_bool,
+    "temporal_strength": _parse_int,
     "densepose_backend": _parse_str,
     "densepose_size": _parse_int,
     "densepose_track": _parse_bool,
@@ -80,6 +82,7 @@ _PATH_OPTIONS = ("source_iuv", "driver_iuv")
 DEFAULT_OPTIONS: dict[str, Any] = {
     "size": 256, "background": "scene", "output_mode": "frame", "on_missing": "hold", "table": "training",
     "batch_size": 4, "side_by_side": False, "precision": "fp32", "fill": "body",
+    "temporal_filter": True, "temporal_strength": 2,
     "densepose_backend": "auto", "densepose_size": 800,
     "densepose_track": True,
 }
@@ -295,3 +298,9 @@ def optional_digest(path: Path | None) -> str | None:
 def fingerprint(payload: dict[str, Any]) -> str:
     """Stable short hash of a JSON-able dict."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def temporal_radius(settings: dict[str, Any]) -> int:
+    """The temporal filter window of a job's settings (``temporal_strength``; 0 when ``temporal_filter``
+    is off)."""
+    return int(settings.get("temporal_strength", 2)) if settings.get("temporal_filter", True) else 0

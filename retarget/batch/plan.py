@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retarget.batch.jobs import BatchJob, fingerprint, optional_digest
+from retarget.batch.jobs import BatchJob, fingerprint, optional_digest, temporal_radius
 from retarget.batch.report import FINISHED
 from retarget.batch.worker import Task, WorkerConfig
 from retarget.errors import UsageError
@@ -96,7 +96,7 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
         VideoOptions(batch_size=settings["batch_size"], background=settings["background"],
                      output_mode=settings["output_mode"], on_missing=settings["on_missing"],
                      table=settings["table"], precision=settings.get("precision", "fp32"),
-                     fill=settings.get("fill", "body")).validate()
+                     fill=settings.get("fill", "body"), temporal_radius=temporal_radius(settings)).validate()
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
     size = settings["size"]

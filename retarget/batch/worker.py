@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retarget.batch.jobs import BatchJob
+from retarget.batch.jobs import BatchJob, temporal_radius
 from retarget.errors import RetargetError
 
 #: Environment variables a worker takes over from the process that planned the batch.
@@ -125,7 +125,8 @@ class BatchWorker:
         options = VideoOptions(batch_size=s["batch_size"], device=self.config.device, background=s["background"],
                                output_mode=s["output_mode"], on_missing=s["on_missing"], table=s["table"],
                                side_by_side=s["side_by_side"], precision=s.get("precision", "fp32"),
-                               fill=s.get("fill", "body"), quiet=True, command="batch")
+                               fill=s.get("fill", "body"), temporal_radius=temporal_radius(s), quiet=True,
+                               command="batch")
         values = dict(source=task.job.source, driver=task.job.driver, output=task.job.output,
                       source_iuv=Path(s["source_iuv"]) if s.get("source_iuv") else None,
                       driver_iuv=Path(s["driver_iuv"]) if s.get("driver_iuv") else None,

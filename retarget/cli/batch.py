@@ -69,6 +69,8 @@ def batch_command(
     side_by_side: opt.SideBySide = False,
     precision: opt.Precision = "fp32",
     fill: opt.Fill = "body",
+    temporal_filter: opt.TemporalFilter = True,
+    temporal_strength: opt.TemporalStrength = 2,
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept source photos above 50 megapixels."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No plan, progress bar or table."),
 ) -> None:
@@ -134,6 +136,7 @@ def batch_command(
     defaults = {"size": size, "background": background, "output_mode": output_mode, "on_missing": on_missing,
                 "table": table, "batch_size": batch_size, "side_by_side": side_by_side,
                 "precision": precision, "fill": fill,
+                "temporal_filter": temporal_filter, "temporal_strength": temporal_strength,
                 "densepose_backend": densepose_backend, "densepose_size": densepose_size,
                 "densepose_track": densepose_track}
     plan = make_plan(jobs, defaults, config, previous, overwrite=overwrite, rerun=rerun)

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from retarget.cli import _options as opt
 from retarget.cli.app import app
 from retarget.cli.common import resolve_device, resolve_models
 from retarget.errors import UsageError
@@ -42,7 +43,9 @@ def frames_command(
     checkpoint_dir: Optional[Path] = typer.Option(None, "--checkpoint-dir",
                                                   help="Folder with inpainter.pth and refiner.pth."),
     weight_free: bool = typer.Option(False, "--weight-free", help="Ignore installed weights."),
-    fill: str = typer.Option("body", "--fill", help="Weight-free texture completion: body (default) or nearest."),
+    fill: opt.Fill = "body",
+    temporal_filter: opt.TemporalFilter = True,
+    temporal_strength: opt.TemporalStrength = 2,
     source_iuv: Optional[Path] = typer.Option(None, "--source-iuv",
                                               help="DensePose IUV PNG (or UV .npy) of the photo."),
     driver_iuv: Optional[Path] = typer.Option(None, "--driver-iuv", help="Per-frame IUV: folder of *_IUV.png or .npz."),
@@ -84,7 +87,8 @@ def frames_command(
         raise UsageError(f"--size must be a multiple of 4 and at least 64, got {size}")
     device = resolve_device(device)
     options = VideoOptions(device=device, background=background, output_mode=output_mode, on_missing=on_missing,
-                           table=table, quiet=quiet, fill=fill, command="frames")
+                           table=table, quiet=quiet, fill=fill,
+                           temporal_radius=temporal_strength if temporal_filter else 0, command="frames")
     options.validate()
     info = probe_video(driver)
     check_driver_size(info, driver)
