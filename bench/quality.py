@@ -70,31 +70,42 @@ def render_image(photo_path: Path, source_uv: Path, target_uv: Path, fill: str, 
     return read_image_rgb(out).astype(np.float64) / 255.0
 
 
+def photo_cases(sid: str, photo_path: Path, parts: np.ndarray, uv_path: Path, min_pixels: int):
+    """Yield (id, limb group, photo path, full UV path, held-out mask, held-out UV) for one photo.
+
+    ``parts``: ``(H, W)`` DensePose part index per pixel; ``uv_path``: the photo's UV map (``.npy``).
+    """
+    from retarget.io.iuv import read_uv_npy
+
+    uv = read_uv_npy(uv_path)
+    for group in LIMB_GROUPS:
+        held = np.isin(parts, group) & ~np.isnan(uv).all(axis=2)
+        if held.sum() < min_pixels:
+            continue
+        held_uv = uv.copy()
+        held_uv[held] = np.nan
+        yield sid, group, photo_path, uv_path, held, held_uv
+
+
 def held_out_cases(samples: Path, min_pixels: int):
-    """Yield (sample id, limb group, photo path, full UV path, held-out mask, held-out UV array)."""
-    from retarget.io.iuv import read_iuv_png, read_uv_npy
+    """:func:`photo_cases` of every photo of ``samples`` (see :func:`sample_ids`)."""
+    from retarget.io.iuv import read_iuv_png
 
     for sid in sample_ids(samples):
-        iuv = read_iuv_png(samples / "source_iuv" / f"{sid}_IUV.png")
-        uv_path = samples / "source_uv" / f"{sid}.npy"
-        uv = read_uv_npy(uv_path)
-        for group in LIMB_GROUPS:
-            held = np.isin(iuv[..., 0], group) & ~np.isnan(uv).all(axis=2)
-            if held.sum() < min_pixels:
-                continue
-            held_uv = uv.copy()
-            held_uv[held] = np.nan
-            yield sid, group, samples / "source_img" / f"{sid}.jpg", uv_path, held, held_uv
+        parts = read_iuv_png(samples / "source_iuv" / f"{sid}_IUV.png")[..., 0]
+        yield from photo_cases(sid, samples / "source_img" / f"{sid}.jpg", parts,
+                               samples / "source_uv" / f"{sid}.npy", min_pixels)
 
 
-def run(samples: Path, fills: list[str], min_pixels: int, keep: Path | None = None) -> dict[str, list]:
-    """Scores ``{fill: [(sid, group, n_pixels, psnr, ssim), ...]}`` over every held-out case."""
+def run(samples: Path, fills: list[str], min_pixels: int, keep: Path | None = None, cases=None) -> dict[str, list]:
+    """Scores ``{fill: [(sid, group, n_pixels, psnr, ssim), ...]}`` over every held-out case
+    (``cases``: an iterable like :func:`held_out_cases`, default: those of ``samples``)."""
     from retarget.io.image import read_image_rgb
 
     scores: dict[str, list] = {fill: [] for fill in fills}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for sid, group, photo_path, uv_path, held, held_uv in held_out_cases(samples, min_pixels):
+        for sid, group, photo_path, uv_path, held, held_uv in (cases or held_out_cases(samples, min_pixels)):
             held_path = tmp / "held.npy"
             np.save(held_path, held_uv.astype(np.float32))
             photo = read_image_rgb(photo_path).astype(np.float64) / 255.0

@@ -181,3 +181,25 @@ def test_fill_option_reaches_the_pipeline():
 
 def test_relations_in_the_order_the_fill_tries_them():
     assert RELATIONS == ("left_right", "front_back", "front_back+left_right")
+
+
+def test_quality_protocol_body_is_not_behind_nearest_on_the_example_photo(tmp_path):
+    """bench/quality.py's held-out-limb protocol, on the repository's example photo (its IUV → UV)."""
+    import importlib.util
+
+    from conftest import REPO
+    from retarget.io.iuv import read_iuv_png
+    from retarget.uvmap import iuv_to_uv
+
+    spec = importlib.util.spec_from_file_location("quality_bench", REPO / "bench" / "quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    iuv = read_iuv_png(REPO / "examples" / "source_IUV.png")
+    np.save(tmp_path / "source.npy", iuv_to_uv(iuv))
+    cases = list(bench.photo_cases("example", REPO / "examples" / "source.jpg", iuv[..., 0], tmp_path / "source.npy",
+                                   min_pixels=400))
+    assert len(cases) >= 4
+    scores = bench.run(tmp_path, ["nearest", "body"], 400, cases=cases)
+    psnr = {fill: np.mean([row[3] for row in rows]) for fill, rows in scores.items()}
+    ssim = {fill: np.mean([row[4] for row in rows]) for fill, rows in scores.items()}
+    assert psnr["body"] >= psnr["nearest"] + 0.5 and ssim["body"] >= ssim["nearest"] + 0.02, (psnr, ssim)

@@ -17,7 +17,7 @@ belongs to):
   the reflection that swaps them must leave that seam in place, so the transform with the smallest mean
   chart distance between a shared vertex's coordinates in ``p`` (mapped) and in ``q`` wins.
 
-Every pair's winner is clear (typically 0.003–0.04 against ≥ 0.09 for the runner-up, in chart units);
+Every pair's winner is clear (its score is less than half the runner-up's, in chart units; see docs/weight_free.md);
 :func:`derive_correspondences` returns the scores so that tests and docs can show them. Pure numpy/scipy.
 """
 
