@@ -203,3 +203,22 @@ def test_quality_protocol_body_is_not_behind_nearest_on_the_example_photo(tmp_pa
     psnr = {fill: np.mean([row[3] for row in rows]) for fill, rows in scores.items()}
     ssim = {fill: np.mean([row[4] for row in rows]) for fill, rows in scores.items()}
     assert psnr["body"] >= psnr["nearest"] + 0.5 and ssim["body"] >= ssim["nearest"] + 0.02, (psnr, ssim)
+
+
+def test_copyable_texels_leave_out_part_borders(layout):
+    from retarget.pipeline.pair import copyable_texels
+
+    h, w = layout.shape  # a 16x16 "photo": left half shows part 15, right half part 16, one texel per pixel
+    halves = []
+    for part in (15, 16):
+        ys, xs = np.nonzero(layout.part == part)
+        assert len(ys) >= 128
+        halves.append(np.stack([(2 * xs[:128] + 1) / w - 1, (2 * ys[:128] + 1) / h - 1]).reshape(2, 16, 8))
+    uv = np.concatenate(halves, axis=2).astype(np.float32)
+    ok = copyable_texels(torch.from_numpy(uv)[None], torch.ones(1, 1, 16, 16), layout)[0, 0].numpy()
+
+    def texel(u, v):
+        return int(round(((v + 1) * h - 1) / 2)), int(round(((u + 1) * w - 1) / 2))
+
+    assert ok[texel(*uv[:, 8, 3])]  # inside the left half
+    assert not ok[texel(*uv[:, 8, 7])]  # next to the other part

@@ -142,13 +142,14 @@ def reliable_coverage(values: torch.Tensor, covered: torch.Tensor, labels: torch
     return covered & (fraction >= min_fraction) & (jump <= max_jump)
 
 
-def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout) -> torch.Tensor:
+def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout, trusted: torch.Tensor | None = None
+              ) -> torch.Tensor:
     """Body-aware completion of a partial coordinate texture (the default weight-free fill).
 
     1. Stray splats are dropped (:func:`reliable_coverage`); they are refilled like holes.
     2. An uncovered texel of the body takes the value at its left/right mirror, its front/back
-       counterpart or its mirror's front/back counterpart, the first of them that is covered
-       (coordinates, not colours, are copied, so the real cloth texture is reused).
+       counterpart or its mirror's front/back counterpart, the first of them that is covered and
+       ``trusted`` (coordinates, not colours, are copied, so the real cloth texture is reused).
     3. The rest of every body part with enough known texels is filled smoothly from them (multi-scale
        push-pull inside the part: never across part or island borders).
     4. Anything left (parts seen nowhere, not even through a counterpart) and every texel off the body
@@ -159,6 +160,9 @@ def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout) -> torch.Te
         texture: ``(N, C, Ht, Wt)`` partial texture (a coordinate texture: channels (x, y) in [-1, 1]).
         coverage: ``(N, 1, Ht, Wt)``; a texel is covered where ``coverage > 0.5``.
         layout: :class:`retarget.uvmap.layout.TextureLayout` of an ``(Ht, Wt)`` texture.
+        trusted: optional ``(N, 1, Ht, Wt)`` bool, the covered texels that may be *copied* to a counterpart
+            (e.g. :func:`retarget.pipeline.pair.copyable_texels`: not splatted from DensePose part
+            borders); default: every covered texel that passes the stray test.
 
     Returns:
         ``(N, C, Ht, Wt)`` completed texture, finite everywhere; covered texels that pass the stray test
@@ -182,8 +186,9 @@ def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout) -> torch.Te
     covered = coverage > 0.5
     covered = reliable_coverage(values, covered, labels) | (covered & ~body)  # 1.
     known = covered.clone()
+    source = covered if trusted is None else covered & trusted.bool()
     for k in range(other.shape[0]):  # 2. counterparts, read from the photo's own coverage only
-        read, ok = gather_counterparts(values, covered, labels, other[k], taps[k], weights[k])
+        read, ok = gather_counterparts(values, source, labels, other[k], taps[k], weights[k])
         take = ok & ~known & body
         values = torch.where(take, read, values)
         known |= take

@@ -154,6 +154,39 @@ def extend_person(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return flat[:, :, index].reshape(image.shape)
 
 
+#: Pixels within this distance of another DensePose part (or the background), at the pipeline's
+#: 256-pixel crop and scaled with the image, are not copied to other body parts by the body fill: their
+#: part label is the least certain (an arm's border often holds torso or background pixels).
+PART_BORDER_MARGIN = 1.0
+
+
+def copyable_texels(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tensor:
+    """Texels splatted mostly from pixels inside their part, away from part borders and the silhouette.
+
+    Each person pixel's part is read from ``layout`` at its UV; a pixel is on a border when a pixel within
+    :data:`PART_BORDER_MARGIN` (scaled to the image size) has another part or is background.
+
+    Args:
+        uv: ``(1, 2, H, W)`` UV with background ``-10``; mask: ``(1, 1, H, W)`` person mask;
+        layout: :class:`retarget.uvmap.layout.TextureLayout` of the texture.
+
+    Returns:
+        ``(1, 1, Ht, Wt)`` bool.
+    """
+    from scipy import ndimage
+
+    th, tw = layout.shape
+    u, v = uv[0, 0].detach().cpu().numpy(), uv[0, 1].detach().cpu().numpy()
+    col = np.clip(np.rint(((u + 1) * tw - 1) / 2), 0, tw - 1).astype(np.int64)
+    row = np.clip(np.rint(((v + 1) * th - 1) / 2), 0, th - 1).astype(np.int64)
+    part = np.where(mask[0, 0].detach().cpu().numpy() > 0.5, layout.part[row, col], 0)
+    size = 2 * int(np.ceil(PART_BORDER_MARGIN * max(part.shape) / 256.0)) + 1
+    inside = (part > 0) & (ndimage.maximum_filter(part, size) == part) & (ndimage.minimum_filter(part, size) == part)
+    indicator = torch.as_tensor(inside, dtype=uv.dtype, device=uv.device)[None, None]
+    fraction, covered = ops.inverse_grid_sample(indicator, uv, (th, tw))
+    return (fraction >= 0.5) & (covered > 0.5)
+
+
 @torch.no_grad()
 def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None = None,
                    texture_hw: tuple[int, int] | None = None, fill: str = "body") -> SourceState:
@@ -199,7 +232,8 @@ def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None 
     else:
         from retarget.uvmap.layout import texture_layout
 
-        completed = ops.body_fill(xy_texture, coverage, texture_layout(th, tw))
+        layout = texture_layout(th, tw)
+        completed = ops.body_fill(xy_texture, coverage, layout, trusted=copyable_texels(uv, mask, layout))
         pred_textures = ops.colour_texture_from_source(extend_person(image, mask), completed)
 
     background = image[0].flatten(1)[:, mask[0, 0].flatten() < 0.5]
