@@ -175,10 +175,12 @@ def copyable_texels(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tenso
     """
     from scipy import ndimage
 
+    from retarget.uvmap.layout import texel_coords
+
     th, tw = layout.shape
-    u, v = uv[0, 0].detach().cpu().numpy(), uv[0, 1].detach().cpu().numpy()
-    col = np.clip(np.rint(((u + 1) * tw - 1) / 2), 0, tw - 1).astype(np.int64)
-    row = np.clip(np.rint(((v + 1) * th - 1) / 2), 0, th - 1).astype(np.int64)
+    row, col = texel_coords(uv[0].permute(1, 2, 0).detach().cpu().numpy(), th, tw)
+    row = np.clip(np.rint(row), 0, th - 1).astype(np.int64)
+    col = np.clip(np.rint(col), 0, tw - 1).astype(np.int64)
     part = np.where(mask[0, 0].detach().cpu().numpy() > 0.5, layout.part[row, col], 0)
     size = 2 * int(np.ceil(PART_BORDER_MARGIN * max(part.shape) / 256.0)) + 1
     inside = (part > 0) & (ndimage.maximum_filter(part, size) == part) & (ndimage.minimum_filter(part, size) == part)

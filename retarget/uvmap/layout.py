@@ -82,7 +82,7 @@ def _filled_lookup(lookup: np.ndarray) -> np.ndarray:
     return out
 
 
-def _texel_coords(uv: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def texel_coords(uv: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Fractional (row, col) of UV points ``(..., 2)`` in texel units (texel centres at integers)."""
     col = ((uv[..., 0] + 1.0) * width - 1.0) / 2.0
     row = ((uv[..., 1] + 1.0) * height - 1.0) / 2.0
@@ -119,7 +119,7 @@ def build_layout(height: int, width: int, lookup: np.ndarray, atlas, light_keepi
     # 1. part and chart of every texel: the part most table points fall on (faces that cross a texture
     #    seam scatter a few stray points over other islands; the vote ignores them), its mean chart point.
     part_idx, i_idx, j_idx = np.nonzero(~np.isnan(lookup[..., 0]))
-    row, col = _texel_coords(lookup[part_idx, i_idx, j_idx], height, width)
+    row, col = texel_coords(lookup[part_idx, i_idx, j_idx], height, width)
     row, col = np.rint(row).astype(np.int64), np.rint(col).astype(np.int64)
     inside = (row >= 0) & (row < height) & (col >= 0) & (col < width)
     n_texels = height * width
@@ -180,7 +180,7 @@ def build_layout(height: int, width: int, lookup: np.ndarray, atlas, light_keepi
             q = steps[-1][0]
             grid = np.clip(np.rint(uv * (GRID - 1)), 0, GRID - 1).astype(np.int64)
             target = filled[q, grid[:, 0], grid[:, 1]]
-            r, c = _texel_coords(target, height, width)
+            r, c = texel_coords(target, height, width)
             t, w = _bilinear_taps(r, c, height, width)
             other[k, texels], taps[k, texels], weights[k, texels] = q, t, w
     return TextureLayout(part=part.reshape(height, width), chart=chart.reshape(height, width, 2),
@@ -197,4 +197,4 @@ def texture_layout(height: int, width: int) -> TextureLayout:
     return build_layout(height, width, get_lookup("training"), load_atlas())
 
 
-__all__ = ["LIGHT_KEEPING", "RELATIONS", "TextureLayout", "build_layout", "texture_layout"]
+__all__ = ["LIGHT_KEEPING", "texel_coords", "RELATIONS", "TextureLayout", "build_layout", "texture_layout"]
