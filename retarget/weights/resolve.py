@@ -167,7 +167,7 @@ def weight_free_message() -> str:
     manifest = load_manifest()
     hint = manifest.download_hint(manifest.get(INPAINTER))
     return ("note: coordinate-inpainting weights not installed, using the weight-free path "
-            "(body-aware texture fill, no refiner); for full quality run "
+            "(texture completed without a network, no refiner); for full quality run "
             f"`retarget weights fetch coordinpaint-inpainter` or download {hint} and run "
             "`retarget weights import FILE`")
 
