@@ -222,3 +222,28 @@ def test_copyable_texels_leave_out_part_borders(layout):
 
     assert ok[texel(*uv[:, 8, 3])]  # inside the left half
     assert not ok[texel(*uv[:, 8, 7])]  # next to the other part
+
+
+@pytest.mark.parametrize("shape", [(3, 40), (40, 3), (36, 48)])
+def test_push_pull_reaches_every_texel_of_non_square_textures(shape):
+    labels = torch.ones(shape, dtype=torch.long)
+    values = torch.zeros(1, 1, *shape)
+    known = torch.zeros(1, 1, *shape, dtype=torch.bool)
+    values[..., 0, 0], known[..., 0, 0] = 7.0, True  # one seed in a corner
+    out, valid = ops.push_pull_fill(values, known, labels, 1)
+    assert valid.all()
+    torch.testing.assert_close(out, torch.full_like(out, 7.0))
+
+
+def test_prepare_source_body_fill_on_random_inputs_is_finite():
+    from retarget.pipeline import prepare_source, render_targets
+
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(36, 36), (40, 64), (96, 48), (64, 36)]):
+        image = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(i))
+        uv = torch.from_numpy(rng.uniform(-1, 1, (1, 2, h, w)).astype(np.float32))
+        uv[:, :, torch.from_numpy(rng.random((h, w)) < 0.2 * (i + 1))] = float("nan")
+        uv[0, 0, 0, 0] = float("inf")
+        state = prepare_source(image, uv, None, fill="body")
+        assert torch.isfinite(state.completed_xy).all() and torch.isfinite(state.pred_textures).all()
+        assert torch.isfinite(render_targets(state, uv.expand(2, -1, -1, -1)).output).all()

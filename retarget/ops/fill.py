@@ -61,17 +61,17 @@ def push_pull_fill(values: torch.Tensor, known: torch.Tensor, labels: torch.Tens
     weight = known.to(values.dtype) * onehot[None]  # (N, L, H, W)
     total = (values[:, None] * weight[:, :, None]).reshape(n, n_labels * c, h, w)
     levels = [(total, weight)]
-    while min(levels[-1][1].shape[-2:]) > 1:
+    while max(levels[-1][1].shape[-2:]) > 1:  # down to a single cell (non-square: one axis stops first)
         t, wt = levels[-1]
-        levels.append((F.avg_pool2d(t, 2, ceil_mode=True, divisor_override=1),
-                       F.avg_pool2d(wt, 2, ceil_mode=True, divisor_override=1)))
+        kernel = (2 if t.shape[-2] > 1 else 1, 2 if t.shape[-1] > 1 else 1)
+        levels.append((F.avg_pool2d(t, kernel, ceil_mode=True, divisor_override=1),
+                       F.avg_pool2d(wt, kernel, ceil_mode=True, divisor_override=1)))
     mean = None
     for t, wt in reversed(levels):
         have = (wt > 1e-8).repeat_interleave(c, dim=1)
         own = t / wt.repeat_interleave(c, dim=1).clamp(min=1e-8)
         if mean is None:
             mean = torch.where(have, own, torch.zeros_like(own))
-            valid_label = wt > 1e-8
         else:
             up = F.interpolate(mean, size=t.shape[-2:], mode="bilinear", align_corners=False)
             mean = torch.where(have, own, up)
@@ -79,7 +79,8 @@ def push_pull_fill(values: torch.Tensor, known: torch.Tensor, labels: torch.Tens
     index = (labels.clamp(min=1) - 1)[None, None].expand(n, 1, h, w)
     per_label = mean.reshape(n, n_labels, c, h, w)
     picked = torch.gather(per_label, 1, index[:, :, None].expand(n, 1, c, h, w))[:, 0]
-    label_has = valid_label.reshape(n, n_labels).gather(1, (labels.clamp(min=1) - 1).reshape(1, -1).expand(n, -1))
+    has_known = weight.flatten(2).sum(-1) > 0  # (N, L): labels with at least one known texel
+    label_has = has_known.gather(1, (labels.clamp(min=1) - 1).reshape(1, -1).expand(n, -1))
     fillable = (label_has.reshape(n, 1, h, w) & (labels > 0)[None, None])
     known = known.bool()
     out = torch.where(known | ~fillable, values, picked)
