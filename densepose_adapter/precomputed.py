@@ -14,8 +14,8 @@ frame indices must be unique (two PNGs numbered alike, or a repeated ``frame_ind
 error) and within the driver's frames (:meth:`PrecomputedIUV.coverage`). Frames without an entry have
 no person (``--on-missing`` decides what is shown).
 
-Every problem is a :class:`SidecarError`: an :class:`densepose_adapter.errors.InputError` (one line naming the
-file) that is also a ``ValueError``.
+Every problem is a :class:`SidecarError`: an :class:`densepose_adapter.errors.InputError` (one line
+naming the file) that is also a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from densepose_adapter.types import DensePoseResult
 from densepose_adapter.errors import InputError
 from densepose_adapter.iuv import check_iuv, read_iuv_png
+from densepose_adapter.types import DensePoseResult
 
 _NUMBER = re.compile(r"(\d+)")
 #: Errors reading a damaged ``.npz`` member can raise (bad zip structure, CRC, deflate data, header).
