@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 from densepose_adapter.types import DensePoseBackend
-from retarget.errors import UsageError
+from densepose_adapter.errors import UsageError
 
 BACKENDS = ("torchvision", "detectron2", "precomputed")
 

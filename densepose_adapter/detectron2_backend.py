@@ -24,7 +24,7 @@ import numpy as np
 from densepose_adapter.composite import composite_iuv
 from densepose_adapter.rcnn.config import R50, R101
 from densepose_adapter.types import DensePoseInstance, DensePoseResult
-from retarget.errors import UsageError
+from densepose_adapter.errors import UsageError
 
 INSTALL_HINT = ("the detectron2 DensePose backend needs detectron2 and DensePose: "
                 "pip install 'git+https://github.com/facebookresearch/detectron2.git' "

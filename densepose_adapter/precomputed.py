@@ -8,14 +8,14 @@ Accepted sources for a video:
   streamed one frame at a time, so memory does not grow with the clip (compressed or not).
 
 Every frame, from either format, goes through the same check as a source IUV PNG
-(:func:`retarget.io.iuv.check_iuv`) and fails with the same one-line error. Frames must have the
+(:func:`densepose_adapter.iuv.check_iuv`) and fails with the same one-line error. Frames must have the
 driver's (displayed) size, which :meth:`PrecomputedIUV.check_driver` checks before any frame is used;
 frame indices must be unique (two PNGs numbered alike, or a repeated ``frame_indices`` entry, are an
 error) and within the driver's frames (:meth:`PrecomputedIUV.coverage`). Frames without an entry have
 no person (``--on-missing`` decides what is shown).
 
-Every problem is a :class:`SidecarError`: an :class:`retarget.errors.InputError` (one line naming the
-file) that is also a ``ValueError``.
+Every problem is a :class:`SidecarError`: an :class:`densepose_adapter.errors.InputError` (one line
+naming the file) that is also a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from densepose_adapter.errors import InputError
+from densepose_adapter.iuv import check_iuv, read_iuv_png
 from densepose_adapter.types import DensePoseResult
-from retarget.errors import InputError
-from retarget.io.iuv import check_iuv, read_iuv_png
 
 _NUMBER = re.compile(r"(\d+)")
 #: Errors reading a damaged ``.npz`` member can raise (bad zip structure, CRC, deflate data, header).

@@ -33,30 +33,31 @@ import torch
 from densepose_adapter.rcnn import DensePoseRCNN, build_model, load_config, resized_shape, stage_to_result
 from densepose_adapter.rcnn.config import ConfigError, DensePoseRCNNConfig
 from densepose_adapter.types import DensePoseResult
-from retarget.errors import InputError, UsageError, WeightsError
-from retarget.io.hashing import cached_file_sha256
+from densepose_adapter.errors import InputError, UsageError, WeightsError, WeightsNotGiven
+from densepose_adapter.hashing import cached_file_sha256
 
 DEFAULT_MIN_SCORE = 0.8  # DensePose's apply_net default (MODEL.ROI_HEADS.SCORE_THRESH_TEST)
 _VERSION = "1"  # bump when the outputs of this backend change for the same inputs and settings
 
 
 def resolve_weights(weights: str | os.PathLike | None, cfg: DensePoseRCNNConfig) -> Path:
-    """``weights`` if given, else the installed manifest file for the config's depth
-    (:func:`retarget.weights.resolve_densepose_weights`).
+    """``weights`` as a path, checked to exist.
+
+    This package never looks for installed weights: an application that installs them catches
+    :class:`WeightsNotGiven` and builds the backend again with the file for ``depth``
+    (``retarget`` does so in :func:`retarget.weights.resolve.open_densepose_backend`).
 
     Raises:
-        WeightsError: ``weights`` does not exist, or the installed file fails its hash check.
-        DensePoseWeightsMissing: nothing given and nothing installed; callers that know which input
-            needs DensePose turn it into a message naming that input and their own options.
+        WeightsError: ``weights`` does not exist.
+        WeightsNotGiven: ``weights`` is ``None``.
     """
-    if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"{path}: DensePose weights file not found")
-        return path
-    from retarget.weights import resolve_densepose_weights
-
-    return resolve_densepose_weights(None, "r101" if cfg.depth == 101 else "r50")
+    if weights is None:
+        raise WeightsNotGiven(f"no DensePose weights given: pass the detectron2 .pkl of the r{cfg.depth} config "
+                              "(weights=...)", cfg.depth)
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"{path}: DensePose weights file not found")
+    return path
 
 
 file_digest = cached_file_sha256  # sha256 of a file, memoised on (path, size, mtime)
@@ -82,7 +83,7 @@ class TorchvisionDensePoseBackend:
     ):
         """
         Args:
-            weights: detectron2 ``.pkl``; ``None``: the installed official file for the config.
+            weights: detectron2 ``.pkl`` (or a torch ``.pth`` state dict); required unless ``model`` is given.
             config: ``"r50"`` (default), ``"r101"``, a JSON file (``meta.json`` layout) or a config.
             min_score: detection score threshold (``SCORE_THRESH_TEST``). ``None``: the JSON config's
                 explicit ``MODEL.ROI_HEADS.SCORE_THRESH_TEST`` if it sets one, else 0.8.

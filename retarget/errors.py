@@ -2,27 +2,20 @@
 
 Library code raises these for problems the user can fix (bad input files, missing weights, ...).
 Anything else is a bug and is shown with a traceback.
+
+The classes are those of the standalone DensePose package (:mod:`densepose_adapter.errors`):
+``retarget`` depends on ``densepose_adapter``, never the other way round, and sharing one hierarchy
+means an error raised inside the DensePose package is caught and reported exactly like one raised by
+``retarget`` itself (``except RetargetError`` catches both).
 """
 
+from densepose_adapter.errors import DensePoseError, InputError, UsageError, WeightsError
 
-class RetargetError(Exception):
-    """An input or processing problem; the CLI prints ``error: <message>`` and exits with 1."""
+#: Base of every user-fixable error; the CLI prints ``error: <message>`` and exits with ``exit_code``
+#: (1; :class:`UsageError`: 2).
+RetargetError = DensePoseError
 
-    exit_code = 1
-
-
-class UsageError(RetargetError):
-    """A wrong combination of options; the CLI exits with 2."""
-
-    exit_code = 2
-
-
-class InputError(RetargetError):
-    """A file given by the user cannot be used (missing, unreadable, wrong content)."""
-
-
-class WeightsError(RetargetError):
-    """A checkpoint is missing, corrupt or not the file expected for its slot."""
+__all__ = ["DensePoseWeightsMissing", "InputError", "RetargetError", "UsageError", "WeightsError"]
 
 
 class DensePoseWeightsMissing(WeightsError):

@@ -27,7 +27,7 @@ from densepose_adapter.rcnn import (
 from densepose_adapter.types import DensePoseBackend, DensePoseResult
 from retarget.cli.app import main
 from retarget.errors import UsageError, WeightsError
-from retarget.io.safe_pickle import UnsafePickleError, load_restricted_pickle
+from densepose_adapter.safe_pickle import UnsafePickleError, load_restricted_pickle
 from tests.assets import densepose_dir
 from tests.conftest import DENSEPOSE_FIXTURE, require_shared
 

@@ -589,6 +589,34 @@ def test_resolve_densepose_names_the_install_command(tmp_path):
         resolve_densepose_weights(None, config="r18")
 
 
+def test_open_densepose_backend_uses_the_installed_file_only_when_none_is_given(monkeypatch, tmp_path):
+    from densepose_adapter.errors import WeightsNotGiven
+
+    from retarget.errors import DensePoseWeightsMissing
+
+    tiny = densepose_dir()
+    config = str(tiny / "meta.json")
+    with pytest.raises(DensePoseWeightsMissing) as info:  # nothing installed: the install hint, as before
+        resolve_module.open_densepose_backend("torchvision", config=config)
+    assert info.value.model == R50 and "retarget weights fetch densepose-r50-fpn-s1x" in str(info.value)
+    with pytest.raises(UsageError, match="--densepose-size must be >= 32"):  # a bad option is still reported first
+        resolve_module.open_densepose_backend("torchvision", config=config, densepose_size=16)
+    asked = []
+    monkeypatch.setattr(resolve_module, "resolve_densepose_weights",
+                        lambda explicit, name: asked.append((explicit, name)) or tiny / "model_tiny.pkl")
+    backend = resolve_module.open_densepose_backend("torchvision", config=config, densepose_size=64)
+    assert asked == [(None, "r50")] and backend.weights_path == tiny / "model_tiny.pkl"
+    given = tmp_path / "given.pkl"
+    shutil.copy(tiny / "model_tiny.pkl", given)
+    assert resolve_module.open_densepose_backend("torchvision", weights=given, config=config).weights_path == given
+    assert asked == [(None, "r50")]  # a given file is used as it is
+    from densepose_adapter.backends import make_backend
+
+    with pytest.raises(WeightsNotGiven) as bare:  # the package alone never looks for installed weights
+        make_backend("torchvision", config=config)
+    assert bare.value.depth == 50
+
+
 def test_weight_free_notice_is_printed_once(capsys, monkeypatch):
     monkeypatch.setitem(resolve_module._warned, "weight_free", False)
     warn_weight_free_once()

@@ -1,7 +1,7 @@
 """Loading official detectron2 DensePose checkpoints (``.pkl``) into :class:`DensePoseRCNN`.
 
 A model-zoo file is a pickle of ``{"model": {name: numpy.ndarray}, "__author__": ...}`` (latin1).
-It is read with the restricted unpickler (:func:`retarget.io.safe_pickle.load_restricted_pickle`),
+It is read with the restricted unpickler (:func:`densepose_adapter.safe_pickle.load_restricted_pickle`),
 never with plain ``pickle``. :func:`convert_detectron2_densepose_state` is the single place where
 detectron2 names become our parameter names (our modules mirror detectron2's, so the mapping is the
 identity except for a few non-parameter entries that are dropped); :func:`load_detectron2_state`
@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from retarget.errors import WeightsError
+from densepose_adapter.errors import WeightsError
+from densepose_adapter.safe_pickle import load_restricted_pickle, torch_load_plain
 
 # Entries of some detectron2 checkpoints that are not parameters of the inference model.
 _DROPPED_SUFFIXES = ("num_batches_tracked",)
@@ -107,12 +108,8 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
     if path.suffix.lower() in (".pth", ".pt"):
-        from retarget.weights.recognize import torch_load_plain
-
         data = torch_load_plain(path)  # a code-running file is refused naming the global it references
     else:
-        from retarget.io.safe_pickle import load_restricted_pickle
-
         data = load_restricted_pickle(path)
     if not isinstance(data, Mapping):
         raise WeightsError(f"{path}: expected a dict checkpoint, got {type(data).__name__}")

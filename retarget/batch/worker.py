@@ -107,13 +107,13 @@ class BatchWorker:
         name = "torchvision" if name in ("auto", "precomputed") else name
         key = (name, int(size), bool(track) and name == "torchvision")
         if key not in self._backends:
-            from densepose_adapter.backends import make_backend
+            from retarget.weights.resolve import open_densepose_backend
 
             kwargs: dict[str, Any] = {"weights": self.config.densepose_weights, "config": self.config.densepose_config,
                                       "densepose_size": int(size), "device": self.config.device}
             if name == "torchvision":
                 kwargs["track"] = bool(track)
-            self._backends[key] = make_backend(name, **kwargs)
+            self._backends[key] = open_densepose_backend(name, **kwargs)
         return self._backends[key]
 
     def video_job(self, task: Task):

@@ -71,7 +71,7 @@ def densepose_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Videos: frames per model call.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    from densepose_adapter.backends import make_backend
+    from retarget.weights.resolve import open_densepose_backend
 
     if not input.is_file():
         raise InputError(f"{input}: no such file")
@@ -104,7 +104,7 @@ def densepose_command(
         if backend_name == "torchvision":
             kwargs["track"] = bool(track and is_video)
         try:
-            backend = make_backend(backend_name, **kwargs)
+            backend = open_densepose_backend(backend_name, **kwargs)
         except DensePoseWeightsMissing as exc:
             from retarget.weights.resolve import densepose_missing_message
 

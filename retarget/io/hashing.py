@@ -1,33 +1,6 @@
-"""Content hashes of files (cache keys, report fingerprints, weights digests)."""
+"""Content hashes of files: the implementation lives in the standalone DensePose package
+(:mod:`densepose_adapter.hashing`), which needs it for its cache keys; re-exported here for retarget."""
 
-from __future__ import annotations
+from densepose_adapter.hashing import cached_file_sha256, file_sha256
 
-import hashlib
-import threading
-from pathlib import Path
-
-_MEMO: dict[tuple[str, int, int], str] = {}
-_LOCK = threading.Lock()
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file's content, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def cached_file_sha256(path: str | Path) -> str:
-    """:func:`file_sha256`, memoised per process on (resolved path, size, mtime)."""
-    path = Path(path)
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    with _LOCK:
-        if key in _MEMO:
-            return _MEMO[key]
-    value = file_sha256(path)
-    with _LOCK:
-        _MEMO[key] = value
-    return value
+__all__ = ["cached_file_sha256", "file_sha256"]

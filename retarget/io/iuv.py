@@ -8,6 +8,8 @@
 
 Writers are atomic: the data goes to a temporary file beside the target, renamed on success.
 User-fixable problems raise :class:`retarget.errors.InputError` with a one-line message naming the file.
+:func:`check_iuv` and :func:`read_iuv_png` live in the standalone DensePose package
+(:mod:`densepose_adapter.iuv`, which checks precomputed IUV with them) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from densepose_adapter.iuv import check_iuv, read_iuv_png
 from retarget.errors import InputError
 from retarget.io.atomic import write_bytes_atomic
+
+__all__ = ["check_iuv", "check_uv", "read_iuv_png", "read_uv_npy", "write_iuv_png", "write_uv_npy"]
 
 _UV_TOLERANCE = 1e-4
 
@@ -31,53 +36,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
         write_bytes_atomic(path, data)
     except OSError as exc:
         raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-
-
-def check_iuv(iuv: np.ndarray, name: str = "IUV array") -> np.ndarray:
-    """Validate an in-memory IUV image; returns it as ``(H, W, 3) uint8 [I, U, V]``.
-
-    Raises:
-        InputError: wrong shape or dtype, or a part index above 24.
-    """
-    iuv = np.asarray(iuv)
-    if iuv.ndim != 3 or iuv.shape[2] != 3 or iuv.shape[0] == 0 or iuv.shape[1] == 0:
-        raise InputError(f"{name}: expected an (H, W, 3) IUV image, got shape {iuv.shape}")
-    if iuv.dtype != np.uint8:
-        raise InputError(f"{name}: expected an 8-bit IUV image, got {iuv.dtype}")
-    top = int(iuv[..., 0].max())
-    if top > 24:
-        raise InputError(f"{name}: not a DensePose IUV image (part index I up to 24 expected in the "
-                         f"blue channel, found {top})")
-    return iuv
-
-
-def read_iuv_png(path: str | Path) -> np.ndarray:
-    """Read a DensePose IUV PNG.
-
-    Returns:
-        ``(H, W, 3) uint8`` with channels ``[I, U, V]`` (I = part 0..24, U and V 0..255).
-
-    Raises:
-        InputError: missing/unreadable file, not 8-bit 3-channel, or part index above 24.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: IUV file not found")
-    try:
-        raw = np.fromfile(path, dtype=np.uint8)  # also handles names OpenCV cannot open
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
-    except cv2.error:
-        image = None
-    if image is None:
-        raise InputError(f"{path}: not a readable image; the file is damaged or not a PNG")
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        channels = 1 if image.ndim == 2 else image.shape[2]
-        raise InputError(f"{path}: an IUV PNG must be 8-bit with 3 channels, got {image.dtype} with "
-                         f"{channels} channel(s)")
-    return check_iuv(image, str(path))
 
 
 def write_iuv_png(path: str | Path, iuv: np.ndarray) -> None:

@@ -65,12 +65,12 @@ def open_model_backend(name: str, weights: Path | None, densepose_size: int, dev
     ``track`` enables the port's tracked-region mode (detector run on a crop around the previous
     frame's person), a large CPU speed-up for single-performer videos.
     """
-    from densepose_adapter.backends import make_backend
+    from retarget.weights.resolve import open_densepose_backend
 
     kwargs = {"weights": weights, "config": config, "densepose_size": densepose_size, "device": device}
     if name == "torchvision":
         kwargs["track"] = track
-    return make_backend(name, **kwargs)
+    return open_densepose_backend(name, **kwargs)
 
 
 def driver_iuv_path(job: VideoJob) -> Path | None:

@@ -2,7 +2,8 @@
 
 - ``.pth`` files are read with ``torch.load(weights_only=True)``: tensors and plain containers only,
   nothing is executed.
-- detectron2 ``.pkl`` files are read with :func:`retarget.io.safe_pickle.load_restricted_pickle`.
+- detectron2 ``.pkl`` files are read with :func:`densepose_adapter.safe_pickle.load_restricted_pickle`;
+  both loaders live in the standalone DensePose package, which reads the same files.
 
 Recognition (what slot a file belongs to) looks at state-dict keys, never at file names:
 
@@ -18,16 +19,14 @@ Every failure is a one-line :class:`WeightsError`.
 
 from __future__ import annotations
 
-import errno
 import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from densepose_adapter.safe_pickle import load_restricted_pickle, torch_load_plain
 from retarget.errors import WeightsError
-from retarget.io.safe_pickle import load_restricted_pickle
-from retarget.weights.pickle_scan import first_unsafe_global
 
 INPAINTER = "coordinpaint-inpainter"
 REFINER = "coordinpaint-refiner"
@@ -37,12 +36,6 @@ DENSEPOSE_R101 = "densepose-r101-fpn-s1x"
 _SLOT_NAMES = {"inpainter": INPAINTER, "refiner": REFINER}
 _RES4_BLOCK = re.compile(r"^backbone\.bottom_up\.res4\.(\d+)\.")
 _RES4_BLOCKS = {6: DENSEPOSE_R50, 23: DENSEPOSE_R101}
-
-
-def _one_line(exc: BaseException, limit: int = 160) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,41 +68,6 @@ def classify_densepose(checkpoint: Any) -> str | None:
 
 # ---------------------------------------------------------------------------------------------
 # safe loading
-
-
-def _refused(path: Path, name: str) -> WeightsError:
-    return WeightsError(f"{path}: refused: the file references {name}, beyond tensors and plain containers "
-                        "(it could execute code); only plain state dicts are loaded")
-
-
-def torch_load_plain(path: str | Path) -> Any:
-    """``torch.load(weights_only=True)`` after our own scan of the pickle's globals.
-
-    A global outside torch that a plain state dict never needs (``posix.system``, ``builtins.eval``,
-    ``subprocess.Popen``, any module torch does not know) is refused before torch reads the file;
-    when torch refuses the file for any other reason, the first global beyond plain containers is
-    named. Neither depends on how torch words its refusal.
-    """
-    import torch
-
-    path = Path(path)
-    suspect = first_unsafe_global(path)
-    if suspect is not None and not suspect.startswith("torch."):
-        raise _refused(path, suspect)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: checkpoint not found") from None
-    except IsADirectoryError:
-        raise WeightsError(f"{path}: is a folder, not a checkpoint file") from None
-    except OSError as exc:
-        if path.is_file() and exc.errno in (None, errno.EINVAL):  # seeking past the end of a cut zip
-            raise WeightsError(f"{path}: not a readable torch checkpoint (truncated or corrupt)") from None
-        raise WeightsError(f"{path}: cannot read ({exc.strerror or _one_line(exc)})") from None
-    except Exception:  # noqa: BLE001 - torch's refusal (UnpicklingError) or a damaged file, in many ways
-        if suspect is not None:
-            raise _refused(path, suspect) from None
-        raise WeightsError(f"{path}: not a readable torch checkpoint (truncated or corrupt)") from None
 
 
 def _as_state_dict(obj: Any, path: Path) -> dict:

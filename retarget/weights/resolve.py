@@ -99,6 +99,28 @@ def resolve_densepose_weights(explicit: Path | None, config: str = "r50") -> Pat
     return path
 
 
+def open_densepose_backend(name: str, **kwargs):
+    """:func:`densepose_adapter.backends.make_backend`, with the installed checkpoint when none is given.
+
+    The DensePose package never looks for installed weights: it raises
+    :class:`~densepose_adapter.errors.WeightsNotGiven` (after checking every other option, so a bad
+    option is still reported first), and the backend is built again with the installed file for the
+    config's depth (:func:`resolve_densepose_weights`).
+
+    Raises:
+        DensePoseWeightsMissing: no weights given and none installed; callers that know which input
+            needs DensePose turn it into a message naming that input and their own options.
+    """
+    from densepose_adapter.backends import make_backend
+    from densepose_adapter.errors import WeightsNotGiven
+
+    try:
+        return make_backend(name, **kwargs)
+    except WeightsNotGiven as exc:
+        weights = resolve_densepose_weights(None, "r101" if exc.depth == 101 else "r50")
+    return make_backend(name, **{**kwargs, "weights": weights})
+
+
 def densepose_install_hint(name: str) -> str:
     """Where the DensePose checkpoint ``name`` comes from: the fetch command, or its URL + import."""
     manifest = load_manifest()
