@@ -36,7 +36,8 @@ def nearest_fill(texture: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(out)).to(device=texture.device, dtype=texture.dtype)
 
 
-def push_pull_fill(values: torch.Tensor, known: torch.Tensor, labels: torch.Tensor, n_labels: int) -> torch.Tensor:
+def push_pull_fill(values: torch.Tensor, known: torch.Tensor, labels: torch.Tensor, n_labels: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Smoothly fill unknown texels from the known texels *of the same label* (multi-scale push-pull).
 
     Push: per label, coverage-weighted sums are pooled 2×2 down to a single cell. Pull: from the coarsest
@@ -76,11 +77,11 @@ def push_pull_fill(values: torch.Tensor, known: torch.Tensor, labels: torch.Tens
             up = F.interpolate(mean, size=t.shape[-2:], mode="bilinear", align_corners=False)
             mean = torch.where(have, own, up)
     # every label with any known texel is defined everywhere after the pull; pick each texel's label
-    index = (labels.clamp(min=1) - 1)[None, None].expand(n, 1, h, w)
+    index = labels.clamp(min=1) - 1
     per_label = mean.reshape(n, n_labels, c, h, w)
-    picked = torch.gather(per_label, 1, index[:, :, None].expand(n, 1, c, h, w))[:, 0]
+    picked = torch.gather(per_label, 1, index[None, None, None].expand(n, 1, c, h, w))[:, 0]
     has_known = weight.flatten(2).sum(-1) > 0  # (N, L): labels with at least one known texel
-    label_has = has_known.gather(1, (labels.clamp(min=1) - 1).reshape(1, -1).expand(n, -1))
+    label_has = has_known.gather(1, index.reshape(1, -1).expand(n, -1))
     fillable = (label_has.reshape(n, 1, h, w) & (labels > 0)[None, None])
     known = known.bool()
     out = torch.where(known | ~fillable, values, picked)

@@ -143,15 +143,7 @@ def extend_person(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Args:
         image: ``(1, C, H, W)``; mask: ``(1, 1, H, W)`` person mask in {0, 1}.
     """
-    person = mask[0, 0].detach().cpu().numpy() > 0.5
-    if not person.any():
-        return image * mask
-    from scipy import ndimage
-
-    rows, cols = ndimage.distance_transform_edt(~person, return_distances=False, return_indices=True)
-    index = torch.as_tensor(rows * person.shape[1] + cols, device=image.device).reshape(-1)
-    flat = image.reshape(image.shape[0], image.shape[1], -1)
-    return flat[:, :, index].reshape(image.shape)
+    return ops.nearest_fill(image, mask) if bool((mask > 0.5).any()) else image * mask
 
 
 #: Pixels within this distance of another DensePose part (or the background), at the pipeline's
