@@ -142,6 +142,46 @@ def prepare_out_dir(out_dir: Path, overwrite: bool, inputs: list[Path]) -> Path:
     return out_dir
 
 
+def prepare_frames_job(driver: Path, out: Path, *, source: Path | None = None, frames: str | None = None,
+                       every: int | None = None, only_densepose: bool = False, overwrite: bool = False,
+                       options=None, **job_fields) -> tuple:
+    """Check the arguments of ``retarget frames`` and get everything ready before any image work.
+
+    Checks the source/``only_densepose`` combination and ``options``, probes the driver, parses the
+    selection (``frames`` / ``every``), fails early when DensePose weights are needed and missing, and
+    creates ``out`` (see :func:`prepare_out_dir`).
+
+    Args:
+        options: :class:`retarget.pipeline.video.VideoOptions` (``command="frames"``).
+        job_fields: further :class:`retarget.pipeline.job.VideoJob` fields (``size``, ``source_iuv``,
+            ``driver_iuv``, ``densepose_*``, ``allow_large``); unknown ones are ignored.
+
+    Returns:
+        ``(job, selection, out)`` for :func:`extract_frames` or :func:`extract_densepose_frames`.
+    """
+    from retarget.io.video import check_driver_size, probe_video
+    from retarget.pipeline.job import VideoJob, check_densepose_weights, densepose_needs
+
+    if only_densepose and source is not None:
+        raise UsageError("--only-densepose shows the driver's DensePose alone; leave out --source")
+    if not only_densepose and source is None:
+        raise UsageError("give --source (or --only-densepose to inspect the driver's DensePose alone)")
+    size = job_fields.get("size", 256)
+    if size % 4 or size < 64:
+        raise UsageError(f"--size must be a multiple of 4 and at least 64, got {size}")
+    options.validate()
+    info = probe_video(driver)
+    check_driver_size(info, driver)
+    selection = parse_selection(frames, every, info.frame_count)
+    values = dict(job_fields, source=source or Path("-"), driver=driver, options=options)
+    names = {f.name for f in dataclasses.fields(VideoJob)}
+    job = VideoJob(**{k: v for k, v in values.items() if k in names})
+    inputs = [p for p in (source, driver, job.source_iuv, job.driver_iuv) if p is not None]
+    needs = densepose_needs(job)
+    check_densepose_weights(job, [n for n in needs if n[0] == "driver"] if only_densepose else needs)
+    return job, selection, prepare_out_dir(out, overwrite, inputs)
+
+
 class _Writer:
     def __init__(self, root: Path):
         self.root = root
