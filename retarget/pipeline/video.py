@@ -4,10 +4,13 @@ Pass 1 (analysis) decodes the driver, gets every frame's DensePose result (cache
 frame), follows one person, smooths the crop track over time and, for ``--background scene``,
 feeds a bounded set of frames to the background-plate estimator.
 
-Pass 2 (render) decodes again in a thread, converts each frame's IUV crop to SMPL-UV, runs the
-warp/refiner on batches, composites the person back into the frame and hands frames to an encoder
-thread. Queues are bounded, so decode, compute and encode overlap and memory does not grow with
-video length. The output is written to a temporary file and renamed only on success.
+Pass 2 (render) is a chain of named stages: :func:`decode_stage` (a thread) → :class:`TargetStage`
+(each frame's IUV crop to SMPL-UV) → :class:`WarpRefineStage` (warp/refiner on batches) →
+:class:`CompositeStage` (the person back into the frame) → :class:`EncodeStage` (a thread). The
+threads and their bounded queues are :class:`retarget.pipeline.stream.Stream`'s, so decode, compute
+and encode overlap and memory does not grow with video length. The output is written to a temporary
+file and renamed only on success. ``retarget frames`` runs the same stages on chosen frames.
+See docs/architecture.md.
 """
 
 from __future__ import annotations
