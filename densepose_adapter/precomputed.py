@@ -186,6 +186,12 @@ class PrecomputedIUV:
         return f"precomputed:{self.path.resolve()}"
 
     @property
+    def has_boxes(self) -> bool:
+        """Whether the sidecar gives person boxes (an ``.npz`` with ``boxes``); otherwise each frame's
+        only box is the one around all its person pixels."""
+        return self._boxes is not None
+
+    @property
     def frame_indices(self) -> list[int]:
         return sorted(self._files) if self._files else sorted(self._index_of)
 

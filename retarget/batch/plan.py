@@ -96,7 +96,8 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
         VideoOptions(batch_size=settings["batch_size"], background=settings["background"],
                      output_mode=settings["output_mode"], on_missing=settings["on_missing"],
                      table=settings["table"], precision=settings.get("precision", "fp32"),
-                     fill=settings.get("fill", "body"), temporal_radius=temporal_radius(settings)).validate()
+                     fill=settings.get("fill", "body"), temporal_radius=temporal_radius(settings),
+                     person=str(settings.get("person", "largest"))).validate()
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
     size = settings["size"]

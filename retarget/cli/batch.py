@@ -59,6 +59,7 @@ def batch_command(
     densepose_config: opt.DensePoseConfig = None,
     densepose_size: opt.DensePoseSize = 800,
     densepose_track: opt.DensePoseTrack = True,
+    person: opt.Person = "largest",
     batch_size: opt.BatchSize = 4,
     device: opt.Device = "cpu",
     size: opt.CropSize = 256,
@@ -138,7 +139,7 @@ def batch_command(
                 "precision": precision, "fill": fill,
                 "temporal_filter": temporal_filter, "temporal_strength": temporal_strength,
                 "densepose_backend": densepose_backend, "densepose_size": densepose_size,
-                "densepose_track": densepose_track}
+                "densepose_track": densepose_track, "person": person}
     plan = make_plan(jobs, defaults, config, previous, overwrite=overwrite, rerun=rerun)
 
     to_run = plan.to_run

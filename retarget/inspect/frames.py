@@ -26,6 +26,7 @@ import torch
 from retarget.errors import InputError, UsageError
 from retarget.inspect import visual
 from retarget.io.image import write_image_rgb
+from retarget.pipeline.people import find_people, numbers_from_left, splits_by_blobs
 
 
 @dataclass
@@ -232,18 +233,21 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
         jobs, last_valid = _frame_jobs([frame], track, densepose, size, crop_options, hold_frames, last_valid)
         if frame.index not in selection:
             continue
-        _, crop, uv = jobs[0]
+        _, crop, uv, keep = jobs[0]
         dp = densepose.results([frame.index], [frame.rgb])[0]
         box = track.boxes[frame.index] if frame.index < len(track.boxes) else None
-        chosen = None
-        if box is not None and not np.isnan(box).any() and len(dp.boxes):
-            chosen = int(np.argmin(np.abs(np.asarray(dp.boxes, np.float64).reshape(-1, 4) - box).sum(axis=1)))
+        people = track.people(dp)
+        chosen = people.match(box)
+        numbers = numbers_from_left(people)
         folder = f"frame_{frame.index:06d}"
         figures: list[Figure] = []
         write(f"{folder}/driver.png", frame.rgb, f"driver frame {frame.index}", figures)
+        write(f"{folder}/driver_people.png", visual.draw_boxes(frame.rgb, people.boxes, chosen, numbers),
+              _people_caption(people, chosen, numbers, options.person), figures)
         iuv_vis = visual.iuv_to_rgb(dp.iuv)
         shown = visual.blend(frame.rgb, iuv_vis, dp.iuv[..., 0] > 0, 0.85)
-        write(f"{folder}/driver_iuv.png", visual.draw_boxes(shown, dp.boxes, chosen), "driver DensePose IUV", figures)
+        write(f"{folder}/driver_iuv.png", visual.draw_boxes(shown, people.boxes, chosen, numbers),
+              "driver DensePose IUV", figures)
         note = ""
         if uv is not None:
             target = torch.from_numpy(np.ascontiguousarray(uv))[None].permute(0, 3, 1, 2).to(state.image.device)
@@ -264,7 +268,7 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
             write(f"{folder}/refined.png", blank, "refined crop (no person)", figures)
             person = None
             note = "no person in this frame"
-        final = _composite(frame, crop, person, background, crop_options, size)
+        final = _composite(frame, crop, person, background, crop_options, size, keep)
         write(f"{folder}/final.png", final, "final composite", figures)
         tiles = [(f.caption, np.asarray(_read(write.root / f.path))) for f in figures]
         title = f"{job.driver.name} frame {frame.index} ({frame.time:.2f} s) as {job.source.name}"
@@ -294,6 +298,7 @@ def extract_densepose_frames(job, out_dir: Path, selection: FrameSelection, mode
     write = _Writer(Path(out_dir))
     info = probe_video(job.driver)
     densepose = driver_densepose(job, model_backend)
+    split_blobs = splits_by_blobs(densepose)
     result = FramesResult(out_dir=Path(out_dir), index_html=Path(out_dir) / "index.html")
     legend = visual.legend_image(None)
     result.source.append(write("legend.png", legend, "colour code legend"))
@@ -304,13 +309,15 @@ def extract_densepose_frames(job, out_dir: Path, selection: FrameSelection, mode
         if frame.index not in selection:
             continue
         dp = densepose.results([frame.index], [frame.rgb])[0]
+        people = find_people(dp.iuv, dp.boxes, split_blobs)
         folder = f"frame_{frame.index:06d}"
         figures: list[Figure] = []
         write(f"{folder}/driver.png", frame.rgb, f"driver frame {frame.index}", figures)
         write(f"{folder}/driver_iuv.png", visual.iuv_to_rgb(dp.iuv), "DensePose IUV", figures)
         shown = visual.blend(frame.rgb, visual.iuv_to_rgb(dp.iuv), dp.iuv[..., 0] > 0, 0.6)
-        write(f"{folder}/overlay.png", visual.draw_boxes(shown, dp.boxes),
-              f"IUV over the frame ({len(dp.boxes)} person box{'es' * (len(dp.boxes) != 1)})", figures)
+        write(f"{folder}/overlay.png", visual.draw_boxes(shown, people.boxes, None, numbers_from_left(people)),
+              f"IUV over the frame ({len(people)} {'person' if len(people) == 1 else 'people'}, "
+              "numbered from the left)", figures)
         write(f"{folder}/driver_uv.png", visual.coords_to_rgb(iuv_to_uv(dp.iuv, table=job.options.table)),
               "SMPL-UV", figures)
         tiles = [(f.caption, _read(write.root / f.path)) for f in figures]
@@ -340,4 +347,14 @@ def _settings_line(job, models) -> str:
     o = job.options
     path = "learned models" if models is not None and getattr(models, "learned", False) else "weight-free path"
     return (f"{path}; crop {job.size}px; background {o.background}; output mode {o.output_mode}; "
-            f"on-missing {o.on_missing}; table {o.table}")
+            f"on-missing {o.on_missing}; table {o.table}; person {o.person}")
+
+
+def _people_caption(people, chosen: int | None, numbers: list[str], choice: str) -> str:
+    """Caption of ``driver_people.png``: how many people, which one is replaced."""
+    if len(people) == 0:
+        return "people: none found"
+    count = f"{len(people)} {'person' if len(people) == 1 else 'people'} (numbered from the left)"
+    if chosen is None:
+        return f"{count}; none replaced here (--person {choice})"
+    return f"{count}; yellow: person {numbers[chosen]}, replaced (--person {choice})"
