@@ -314,13 +314,14 @@ class PersonTracker:
         return chosen
 
 
-def keep_layers(people: People, chosen: int | None, grow: float = 0.015) -> tuple[np.ndarray, np.ndarray] | None:
+def keep_layers(people: People, chosen: int | None, grow: float = 0.025) -> tuple[np.ndarray, np.ndarray] | None:
     """Driver pixels to keep in the output: ``(behind, in_front)`` bool masks of the other people.
 
     A person whose box reaches lower in the frame than the chosen one's (by 3 % of its height) is
     taken to stand in front of it: their pixels go over the pasted person; the others go under it.
-    Masks are grown by ``grow`` × the person's height (DensePose masks sit a little inside the body
-    outline). ``None`` when there is nobody else.
+    Masks are grown by ``grow`` × the person's height, at least 2 pixels (DensePose masks sit a little
+    inside the body outline, and the temporal filter may drop an edge pixel). The chosen person's own
+    pixels are never kept. ``None`` when there is nobody else.
     """
     if len(people) == 0 or (chosen is not None and len(people) == 1):
         return None
@@ -332,7 +333,7 @@ def keep_layers(people: People, chosen: int | None, grow: float = 0.015) -> tupl
         if k == chosen:
             continue
         x0, y0, x1, y1 = people.boxes[k]
-        radius = max(1, int(round(grow * (y1 - y0))))
+        radius = max(2, int(round(grow * (y1 - y0))))
         mask = cv2.dilate(people.mask(k).astype(np.uint8),
                           cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)) > 0
         in_front = ref is not None and y1 > ref[3] + 0.03 * (ref[3] - ref[1])
@@ -340,4 +341,5 @@ def keep_layers(people: People, chosen: int | None, grow: float = 0.015) -> tupl
     if chosen is not None:  # the chosen person's own pixels are never the driver's
         own = people.mask(chosen)
         behind &= ~own
+        front &= ~own
     return behind, front

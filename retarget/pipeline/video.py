@@ -472,17 +472,26 @@ def _frame_jobs(batch: list[VideoFrame], track: DriverTrack, densepose: FrameDen
     """Per frame: ``(index, crop, target_uv (S, S, 2) or None, keep)``, applying the on-missing policy.
 
     ``keep`` is ``(behind, in_front)`` masks of the other people's driver pixels kept in the output
-    (:func:`retarget.pipeline.people.keep_layers`), or ``None``.
+    (:func:`retarget.pipeline.people.keep_layers`), or ``None``. They come from the raw DensePose
+    (before the temporal filter, which may drop thin parts such as a hand for a frame).
     """
     from retarget.uvmap import iuv_to_uv
 
-    results = densepose.results([f.index for f in batch], [f.rgb for f in batch])
+    indices, images = [f.index for f in batch], [f.rgb for f in batch]
+    results = densepose.results(indices, images)
+    raw_stage = getattr(densepose, "inner", None) if options.keeps_others() else None
+    raws = raw_stage.results(indices, images) if raw_stage is not None else results
     crops, iuvs, keeps = [], [], []
-    for frame, result in zip(batch, results):
+    for frame, result, raw in zip(batch, results, raws):
         crop = track.crop(frame.index)
         people = track.people(result)
         chosen = people.match(track.boxes[frame.index]) if crop is not None else None
-        keeps.append(keep_layers(people, chosen) if options.keeps_others() else None)
+        if options.keeps_others():
+            everyone = track.people(raw) if raw is not result else people
+            keeps.append(keep_layers(everyone, everyone.match(track.boxes[frame.index]) if crop is not None
+                                     else None))
+        else:
+            keeps.append(None)
         if crop is None:
             crops.append(None)
             iuvs.append(None)
