@@ -96,3 +96,22 @@ def test_frames_numbers_the_people_and_highlights_the_chosen_one(group, tmp_path
     xs = np.nonzero(yellow)[1]
     right_cols = np.nonzero(masks[0, RIGHT].any(axis=0))[0]
     assert xs.size and right_cols.min() - 4 <= xs.min() and xs.max() <= right_cols.max() + 4
+
+
+def test_batch_jobs_take_a_person_key(group, tmp_path, capsys):
+    source, driver, _, masks, decoded = group
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(f"source,driver,output,person\n{source},{driver},bad.mp4,middle\n")
+    assert main(["batch", "--jobs", str(jobs), "--weight-free", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "jobs.csv:2" in err and "--person 'middle'" in err
+    jobs.write_text(f"source,driver,output,person\n{source},{driver},right.mp4,right\n")
+    assert main(["batch", "--jobs", str(jobs), "--size", "64", "--weight-free", "--workers", "1", "-q"]) == 0
+    capsys.readouterr()
+    frames, _ = read_video(tmp_path / "right.mp4")
+    assert len(frames) == len(decoded)
+    for out, drv, both in zip(frames, decoded, masks):
+        core = cv2.erode(both[RIGHT].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        r, g, b = (out[core][:, c].astype(float).mean() for c in range(3))
+        assert b > r + 25 and b > g + 25
+        assert np.abs(out.astype(int) - drv.astype(int))[both[LEFT]].mean() < 8  # after H.264 twice
