@@ -95,7 +95,8 @@ def make_group_driver(path: Path, *, n: int = 8, width: int = 200, height: int =
     walking slowly towards each other without touching, and its IUV sidecar.
 
     ``sidecar``: ``png`` (a ``<stem>.iuv/`` folder: merged IUV, no boxes), ``npz`` (``<stem>.iuv.npz``
-    with per-frame ``boxes`` and ``scores``, like a model's output) or ``none``.
+    with per-frame ``boxes`` (T, 2, 4) and ``scores``), ``detections`` (``<stem>.iuv.npz`` with one row
+    per box and ``frame_index``, as ``retarget densepose VIDEO --out FILE.npz`` writes) or ``none``.
 
     Returns:
         ``(n, 2, H, W)`` bool masks of each person (left, right) per frame.
@@ -134,6 +135,10 @@ def make_group_driver(path: Path, *, n: int = 8, width: int = 200, height: int =
     elif sidecar == "npz":
         np.savez(path.with_name(path.stem + ".iuv.npz"), iuv=np.stack(iuvs), boxes=np.array(boxes, np.float32),
                  scores=np.array([[0.9, 0.8]] * n, np.float32))
+    elif sidecar == "detections":
+        np.savez(path.with_name(path.stem + ".iuv.npz"), iuv=np.stack(iuvs),
+                 boxes=np.array(boxes, np.float32).reshape(-1, 4), scores=np.full(2 * n, 0.9, np.float32),
+                 frame_index=np.repeat(np.arange(n), 2))
     return np.array(masks)
 
 

@@ -22,10 +22,8 @@ def group(tmp_path_factory):
     folder = tmp_path_factory.mktemp("group")
     driver = folder / "group.mp4"
     masks = make_group_driver(driver, sidecar="png")
-    driver_npz = folder / "boxed.mp4"
-    make_group_driver(driver_npz, sidecar="npz")
     decoded, _ = read_video(driver)
-    return tinted_source(folder), driver, driver_npz, masks, decoded
+    return tinted_source(folder), driver, folder, masks, decoded
 
 
 def _render(source, driver, person: str, **options) -> list[np.ndarray]:
@@ -54,9 +52,11 @@ def test_each_choice_replaces_its_person_for_the_whole_clip_and_keeps_the_other(
     _check(_render(source, driver, person), decoded, masks, CHOICES[person])
 
 
-@pytest.mark.parametrize("person", ["left", "2"])
-def test_model_like_boxes_in_an_npz_sidecar_choose_alike(group, person):
-    source, _, driver, masks, _ = group
+@pytest.mark.parametrize("person, sidecar", [("left", "npz"), ("2", "detections")])
+def test_model_like_boxes_in_an_npz_sidecar_choose_alike(group, person, sidecar):
+    source, _, folder, _, _ = group
+    driver = folder / f"{sidecar}.mp4"
+    masks = make_group_driver(driver, sidecar=sidecar)
     decoded, _ = read_video(driver)
     _check(_render(source, driver, person, temporal_radius=0), decoded, masks, CHOICES[person])
 
