@@ -184,26 +184,51 @@ def _assign(fg: np.ndarray, boxes: np.ndarray, inside: np.ndarray) -> np.ndarray
     return labels
 
 
+def _grow(mask: np.ndarray, radius: int, box: np.ndarray | None = None) -> np.ndarray:
+    """``mask`` dilated by a disc of ``radius`` pixels, computed only around ``box`` (its bounding box)."""
+    h, w = mask.shape
+    box = box if box is not None else mask_box(mask)
+    if box is None:
+        return np.zeros_like(mask, dtype=bool)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, y0, x1, y1 = max(0, x0 - radius), max(0, y0 - radius), min(w, x1 + radius), min(h, y1 + radius)
+    out = np.zeros_like(mask, dtype=bool)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
+    out[y0:y1, x0:x1] = cv2.dilate(mask[y0:y1, x0:x1].astype(np.uint8), disc) > 0
+    return out
+
+
 def _blob_people(fg: np.ndarray) -> People:
-    """People as connected blobs of ``fg`` (small gaps closed, small blobs joined to the nearest)."""
+    """People as connected blobs of ``fg`` (small gaps closed, small blobs joined to the nearest).
+
+    Works inside the person pixels' bounding box (plus the gap), so its cost follows the people's size.
+    """
     box = mask_box(fg)
+    labels = np.full(fg.shape, -1, np.int16)
+    labels[fg] = 0
+    single = People(box[None], labels)
     gap = max(1, int(round(0.02 * (box[3] - box[1]))))
-    grown = cv2.dilate(fg.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1,) * 2))
-    count, blob_of, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
-    areas = np.bincount(blob_of[fg], minlength=count)
+    h, w = fg.shape
+    x0, y0 = max(0, int(box[0]) - gap), max(0, int(box[1]) - gap)
+    x1, y1 = min(w, int(box[2]) + gap), min(h, int(box[3]) + gap)
+    local = fg[y0:y1, x0:x1]
+    count, _, stats, _ = cv2.connectedComponentsWithStats(local.astype(np.uint8), connectivity=8)
+    areas = np.sort(stats[1:, cv2.CC_STAT_AREA])[::-1]
+    if len(areas) < 2 or areas[1] < MIN_BLOB_FRACTION * areas[0]:  # one body and specks at most: fast path
+        return single
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1,) * 2)
+    grown = cv2.dilate(local.astype(np.uint8), disc)
+    count, blob_of, stats, centroids = cv2.connectedComponentsWithStats(grown, connectivity=8)
+    areas = np.bincount(blob_of[local], minlength=count)
     blobs = [b for b in range(1, count) if areas[b] > 0]
-    if len(blobs) <= 1:
-        return People(box[None], np.where(fg, 0, -1).astype(np.int16))
     big = [b for b in blobs if areas[b] >= MIN_BLOB_FRACTION * areas[blobs].max()]
     if len(big) <= 1:
-        return People(box[None], np.where(fg, 0, -1).astype(np.int16))
+        return single
     target = {b: b for b in big}
-    ys, xs = np.nonzero(fg)
     for b in blobs:
         if b in target:
             continue
-        sel = blob_of[ys, xs] == b
-        cx, cy = xs[sel].mean(), ys[sel].mean()
+        cx, cy = centroids[b]
         target[b] = min(big, key=lambda g: (np.clip(cx, stats[g, 0], stats[g, 0] + stats[g, 2]) - cx) ** 2
                         + (np.clip(cy, stats[g, 1], stats[g, 1] + stats[g, 3]) - cy) ** 2)
     order = sorted(big, key=lambda g: stats[g, 0] + stats[g, 2] / 2)  # left to right
@@ -211,7 +236,7 @@ def _blob_people(fg: np.ndarray) -> People:
     lut = np.full(count, -1, np.int16)
     for b, g in target.items():
         lut[b] = index[g]
-    labels = np.where(fg, lut[blob_of], -1).astype(np.int16)
+    labels[y0:y1, x0:x1] = np.where(local, lut[blob_of], -1)
     boxes = np.stack([mask_box(labels == i) for i in range(len(order))])
     return People(boxes, labels)
 
@@ -334,8 +359,7 @@ def keep_layers(people: People, chosen: int | None, grow: float = 0.025) -> tupl
             continue
         x0, y0, x1, y1 = people.boxes[k]
         radius = max(2, int(round(grow * (y1 - y0))))
-        mask = cv2.dilate(people.mask(k).astype(np.uint8),
-                          cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)) > 0
+        mask = _grow(people.mask(k), radius)
         in_front = ref is not None and y1 > ref[3] + 0.03 * (ref[3] - ref[1])
         (front if in_front else behind)[mask] = True
     if chosen is not None:  # the chosen person's own pixels are never the driver's

@@ -477,21 +477,20 @@ def _frame_jobs(batch: list[VideoFrame], track: DriverTrack, densepose: FrameDen
     """
     from retarget.uvmap import iuv_to_uv
 
-    indices, images = [f.index for f in batch], [f.rgb for f in batch]
-    results = densepose.results(indices, images)
-    raw_stage = getattr(densepose, "inner", None) if options.keeps_others() else None
-    raws = raw_stage.results(indices, images) if raw_stage is not None else results
+    results = densepose.results([f.index for f in batch], [f.rgb for f in batch])
+    raw_stage = getattr(densepose, "inner", None)
     crops, iuvs, keeps = [], [], []
-    for frame, result, raw in zip(batch, results, raws):
+    for frame, result in zip(batch, results):
         crop = track.crop(frame.index)
         people = track.people(result)
         chosen = people.match(track.boxes[frame.index]) if crop is not None else None
-        if options.keeps_others():
-            everyone = track.people(raw) if raw is not result else people
-            keeps.append(keep_layers(everyone, everyone.match(track.boxes[frame.index]) if crop is not None
-                                     else None))
-        else:
-            keeps.append(None)
+        keep = None
+        if options.keeps_others() and len(people) > (chosen is not None):  # somebody else is there
+            everyone = people
+            if raw_stage is not None:
+                everyone = track.people(raw_stage.results([frame.index], [frame.rgb])[0])
+            keep = keep_layers(everyone, everyone.match(track.boxes[frame.index]) if crop is not None else None)
+        keeps.append(keep)
         if crop is None:
             crops.append(None)
             iuvs.append(None)
