@@ -129,7 +129,9 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, chosen: int | None = None,
         if labels is not None and k < len(labels):
             scale = float(np.clip(min(h, w) / 400, 0.35, 1.2))
             (tw, th), base = cv2.getTextSize(labels[k], cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-            tx, ty = int(np.clip(x0 + 2, 0, max(0, w - tw - 2))), int(np.clip(y0 + th + 3, th + 1, h - base - 1))
+            above = y0 - base - 3 >= th + 1  # above the box when there is room, else inside its top
+            ty = y0 - base - 3 if above else y0 + th + 3
+            tx, ty = int(np.clip(x0, 0, max(0, w - tw - 2))), int(np.clip(ty, th + 1, h - base - 1))
             cv2.rectangle(out, (tx - 1, ty - th - 2), (tx + tw + 1, ty + base), (0, 0, 0), -1)
             _text(out, labels[k], (tx, ty), scale, colour)
     return out
