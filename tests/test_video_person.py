@@ -115,3 +115,17 @@ def test_batch_jobs_take_a_person_key(group, tmp_path, capsys):
         r, g, b = (out[core][:, c].astype(float).mean() for c in range(3))
         assert b > r + 25 and b > g + 25
         assert np.abs(out.astype(int) - drv.astype(int))[both[LEFT]].mean() < 8  # after H.264 twice
+
+
+def test_a_chosen_person_runs_the_densepose_model_on_whole_frames(tmp_path, monkeypatch):
+    from retarget.pipeline import job as job_module
+
+    seen = []
+    monkeypatch.setattr(job_module, "open_model_backend", lambda *args: seen.append(args[-1]) or "backend")
+    for person, track in (("largest", True), ("left", False), ("2", False)):
+        job = VideoJob(source=tmp_path / "a.jpg", driver=tmp_path / "b.mp4", densepose_track=True,
+                       options=VideoOptions(person=person))
+        assert job_module._model_backend(job, "driver") == "backend" and seen[-1] is track
+    job = VideoJob(source=tmp_path / "a.jpg", driver=tmp_path / "b.mp4", densepose_track=False)
+    job_module._model_backend(job, "driver")
+    assert seen[-1] is False
