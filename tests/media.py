@@ -89,8 +89,12 @@ def make_driver(path: Path, *, n: int = 12, width: int = 160, height: int = 120,
 GROUP = ((0.36, 0.30, 0.34, (1.0, 0.45, 0.45)), (0.46, 0.76, 0.71, (0.45, 1.0, 0.45)))
 
 
+#: Two people of whom the right one stands lower (in front) and overlaps the left one.
+OVERLAPPING = ((0.40, 0.39, 0.41, (1.0, 0.45, 0.45), 0.45), (0.46, 0.48, 0.46, (0.45, 1.0, 0.45), 0.55))
+
+
 def make_group_driver(path: Path, *, n: int = 8, width: int = 200, height: int = 120, fps: int = 10,
-                      sidecar: str = "png") -> np.ndarray:
+                      sidecar: str = "png", people=GROUP) -> np.ndarray:
     """Write a driver clip with two people (the example photo, tinted red and green, see :data:`GROUP`)
     walking slowly towards each other without touching, and its IUV sidecar.
 
@@ -98,8 +102,11 @@ def make_group_driver(path: Path, *, n: int = 8, width: int = 200, height: int =
     with per-frame ``boxes`` (T, 2, 4) and ``scores``), ``detections`` (``<stem>.iuv.npz`` with one row
     per box and ``frame_index``, as ``retarget densepose VIDEO --out FILE.npz`` writes) or ``none``.
 
+    ``people``: (scale, first and last centre x as a fraction of the width, tint[, centre y fraction]),
+    drawn in order (a later person hides an earlier one where they overlap).
+
     Returns:
-        ``(n, 2, H, W)`` bool masks of each person (left, right) per frame.
+        ``(n, 2, H, W)`` bool masks of each person's visible pixels (in ``people`` order) per frame.
     """
     photo = cv2.imread(str(EXAMPLE_PHOTO))[..., ::-1].astype(np.float32)
     iuv_src = cv2.imread(str(EXAMPLE_IUV), cv2.IMREAD_UNCHANGED)
@@ -110,16 +117,17 @@ def make_group_driver(path: Path, *, n: int = 8, width: int = 200, height: int =
     for i in range(n):
         frame, iuv = background.copy(), np.zeros((height, width, 3), np.uint8)
         frame_masks, frame_boxes = [], []
-        for scale, x_first, x_last, tint in GROUP:
+        for scale, x_first, x_last, tint, *y in people:
             s = scale * height / 256
             cx = width * (x_first + (x_last - x_first) * i / max(1, n - 1))
-            m = np.array([[s, 0, cx - own_cx * s], [0, s, height / 2 - own_cy * s]], np.float32)
+            cy = height * (y[0] if y else 0.5)
+            m = np.array([[s, 0, cx - own_cx * s], [0, s, cy - own_cy * s]], np.float32)
             part = cv2.warpAffine(iuv_src, m, (width, height), flags=cv2.INTER_NEAREST)
             body = cv2.warpAffine(photo * np.float32(tint), m, (width, height), flags=cv2.INTER_LINEAR)
             mask = part[..., 0] > 0
             frame[mask] = np.clip(np.round(body[mask]), 0, 255).astype(np.uint8)
             iuv[mask] = part[mask]
-            frame_masks.append(mask)
+            frame_masks = [m & ~mask for m in frame_masks] + [mask]
             ys, xs = np.nonzero(mask)
             frame_boxes.append([xs.min() - 2, ys.min() - 2, xs.max() + 3, ys.max() + 3])
         frames.append(frame)
@@ -134,7 +142,7 @@ def make_group_driver(path: Path, *, n: int = 8, width: int = 200, height: int =
             cv2.imwrite(str(folder / f"frame_{i:05d}_IUV.png"), iuv)
     elif sidecar == "npz":
         np.savez(path.with_name(path.stem + ".iuv.npz"), iuv=np.stack(iuvs), boxes=np.array(boxes, np.float32),
-                 scores=np.array([[0.9, 0.8]] * n, np.float32))
+                 scores=np.array([[0.8, 0.9]] * n, np.float32))
     elif sidecar == "detections":
         np.savez(path.with_name(path.stem + ".iuv.npz"), iuv=np.stack(iuvs),
                  boxes=np.array(boxes, np.float32).reshape(-1, 4), scores=np.full(2 * n, 0.9, np.float32),

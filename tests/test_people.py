@@ -153,3 +153,15 @@ def test_keep_layers_put_a_lower_standing_person_in_front_and_never_the_chosen_o
 def test_driver_tracking_only_for_the_default_choice():
     assert driver_tracking(True, "largest") and not driver_tracking(False, "largest")
     assert not driver_tracking(True, "left") and not driver_tracking(True, "2")
+
+
+def test_shared_pixels_go_to_the_most_confident_box_unless_their_body_part_says_otherwise():
+    iuv = _iuv(40, 60, [(5, 5, 40, 35)])  # one blob, two overlapping boxes (x 20..25 in both)
+    boxes = np.array([[4, 4, 26, 36], [20, 4, 41, 36]], float)
+    assert find_people(iuv, boxes).mask(0)[20, 21]  # no scores: the nearer centre
+    people = find_people(iuv, boxes, scores=np.array([0.5, 0.9]))
+    assert people.mask(1)[20, 21] and people.mask(1)[20, 20] and people.mask(0)[20, 10]  # the IUV's top person
+    # a part (I = 5) of the left person reaching into the shared columns stays the left person's
+    iuv[10:15, 10:24, 0] = 5
+    people = find_people(iuv, boxes, scores=np.array([0.5, 0.9]))
+    assert people.mask(0)[12, 23] and people.mask(1)[20, 21]

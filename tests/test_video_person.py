@@ -10,7 +10,7 @@ import pytest
 from retarget.cli import main
 from retarget.pipeline.job import VideoJob, run_video_job
 from retarget.pipeline.video import VideoOptions
-from tests.media import make_group_driver, read_video, tinted_source
+from tests.media import OVERLAPPING, make_group_driver, read_video, tinted_source
 
 LEFT, RIGHT = 0, 1
 #: Which person (left 0, right 1) each choice replaces in :func:`make_group_driver`'s clip.
@@ -129,3 +129,21 @@ def test_a_chosen_person_runs_the_densepose_model_on_whole_frames(tmp_path, monk
     job = VideoJob(source=tmp_path / "a.jpg", driver=tmp_path / "b.mp4", densepose_track=False)
     job_module._model_backend(job, "driver")
     assert seen[-1] is False
+
+
+@pytest.mark.parametrize("person, chosen", [("left", LEFT), ("right", RIGHT)])
+def test_overlapping_people_the_one_in_front_stays_over_the_replaced_one(group, person, chosen):
+    source, _, folder, _, _ = group
+    driver = folder / f"overlap_{person}.mp4"
+    masks = make_group_driver(driver, sidecar="npz", people=OVERLAPPING)
+    decoded, _ = read_video(driver)
+    frames = _render(source, driver, person, temporal_radius=0)
+    for out, drv, both in zip(frames, decoded, masks):
+        assert (both[LEFT] & (cv2.dilate(both[RIGHT].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)).any()
+        diff = np.abs(out.astype(int) - drv.astype(int)).max(axis=2)
+        core = cv2.erode(both[chosen].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        assert out[core][:, 2].mean() > out[core][:, 0].mean() + 20  # replaced by the blue source
+        if chosen == LEFT:  # the person in front keeps every pixel, also over the replaced one
+            assert diff[both[RIGHT]].max() <= 2
+        else:  # the one behind keeps the pixels the replaced (front) person does not cover
+            assert np.median(diff[both[LEFT]]) <= 2

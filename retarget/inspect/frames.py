@@ -309,7 +309,7 @@ def extract_densepose_frames(job, out_dir: Path, selection: FrameSelection, mode
         if frame.index not in selection:
             continue
         dp = densepose.results([frame.index], [frame.rgb])[0]
-        people = find_people(dp.iuv, dp.boxes, split_blobs)
+        people = find_people(dp.iuv, dp.boxes, split_blobs, dp.scores)
         folder = f"frame_{frame.index:06d}"
         figures: list[Figure] = []
         write(f"{folder}/driver.png", frame.rgb, f"driver frame {frame.index}", figures)

@@ -17,9 +17,11 @@ without the person (``--on-missing``).
 People of a frame (:func:`find_people`): DensePose results keep only the full-frame IUV composite and
 the person boxes, so each person pixel is given to a box. Pixels inside exactly one box belong to
 it; a connected blob of person pixels whose unambiguous pixels all belong to one box belongs to it
-entirely; other pixels inside several boxes go to the box whose centre is nearest (relative to the
-box size). A result without real boxes (an IUV PNG sidecar or an ``.npz`` without ``boxes``: one
-box around all person pixels) is split into people by connected components of the person mask
+entirely, and so does a connected region of one body part reaching only that box's pixels; other
+pixels inside several boxes go to the most confident box (the IUV composite draws it on top), then
+to the box whose centre is nearest (relative to the box size). A result without real boxes (an IUV
+PNG sidecar or an ``.npz`` without ``boxes``: one box around all person pixels) is split into people
+by connected components of the person mask
 (gaps of about 2 % of its height closed; blobs under 10 % of the largest one attached to the nearest
 person); two people who touch in such a sidecar stay one person, an ``.npz`` sidecar with ``boxes``
 avoids that.
@@ -123,7 +125,8 @@ def box_pixels(box: np.ndarray, shape: tuple[int, int], margin: float = 0.02) ->
     return x0, y0, x1, y1
 
 
-def find_people(iuv: np.ndarray, boxes: np.ndarray, split_blobs: bool = False) -> People:
+def find_people(iuv: np.ndarray, boxes: np.ndarray, split_blobs: bool = False,
+                scores: np.ndarray | None = None) -> People:
     """Split the person pixels of a full-frame IUV among the person boxes (see the module docstring).
 
     Args:
@@ -131,6 +134,8 @@ def find_people(iuv: np.ndarray, boxes: np.ndarray, split_blobs: bool = False) -
         boxes: ``(N, 4)`` xyxy person boxes of the result.
         split_blobs: the result has no real boxes (an IUV PNG sidecar: one box around everyone):
             split its person pixels into people by connected blobs.
+        scores: ``(N,)`` detection scores: where boxes overlap, the IUV composite shows the more
+            confident person, so pixels left ambiguous go to the highest score (ties: nearest centre).
 
     Returns:
         :class:`People`; boxes whose area holds no person pixel are dropped. With a single box the
@@ -147,8 +152,11 @@ def find_people(iuv: np.ndarray, boxes: np.ndarray, split_blobs: bool = False) -
         region = np.zeros_like(fg)
         region[y0:y1, x0:x1] = fg[y0:y1, x0:x1]
         inside.append(region)
+    scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, np.float64).reshape(-1)
+    if len(scores) != len(boxes):
+        scores = np.ones(len(boxes))
     keep = [k for k, region in enumerate(inside) if region.any()]
-    boxes, inside = boxes[keep], [inside[k] for k in keep]
+    boxes, inside, scores = boxes[keep], [inside[k] for k in keep], scores[keep]
     if len(boxes) <= 1:
         if split_blobs or len(boxes) == 0:
             groups = _blob_people(fg)
@@ -156,11 +164,13 @@ def find_people(iuv: np.ndarray, boxes: np.ndarray, split_blobs: bool = False) -
                 return groups
         labels[inside[0]] = 0
         return People(boxes, labels)
-    return People(boxes, _assign(fg, boxes, np.stack(inside)))
+    return People(boxes, _assign(iuv[..., 0], boxes, np.stack(inside), scores))
 
 
-def _assign(fg: np.ndarray, boxes: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """Per-pixel person index for several boxes: unique box, whole blob, else nearest box centre."""
+def _assign(parts: np.ndarray, boxes: np.ndarray, inside: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per-pixel person index for several boxes: unique box, whole blob, whole same-part region,
+    else the highest score, then the nearest box centre (``parts``: the ``(H, W)`` part index I)."""
+    fg = parts > 0
     n = len(boxes)
     count = inside.sum(axis=0)
     owner = np.argmax(inside, axis=0).astype(np.int16)
@@ -173,6 +183,9 @@ def _assign(fg: np.ndarray, boxes: np.ndarray, inside: np.ndarray) -> np.ndarray
     whole = single[blob_of] & fg
     labels[whole] = blob_owner[blob_of[whole]]
     shared = fg & ~whole & (count > 1)
+    if shared.any():  # a region of one body part reaching only one person's own pixels is theirs
+        _assign_by_part(parts, labels, shared, n)
+        shared &= labels < 0
     if shared.any():
         ys, xs = np.nonzero(shared)
         centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
@@ -180,8 +193,29 @@ def _assign(fg: np.ndarray, boxes: np.ndarray, inside: np.ndarray) -> np.ndarray
         dist = np.maximum(np.abs(xs[:, None] + 0.5 - centres[None, :, 0]) / halves[None, :, 0],
                           np.abs(ys[:, None] + 0.5 - centres[None, :, 1]) / halves[None, :, 1])
         dist[~inside[:, ys, xs].T] = np.inf
+        rank = np.where(np.isfinite(dist), -scores[None, :], np.inf)  # the most confident box, then the nearest
+        dist[rank > rank.min(axis=1, keepdims=True)] = np.inf
         labels[ys, xs] = np.argmin(dist, axis=1)
     return labels
+
+
+def _assign_by_part(parts: np.ndarray, labels: np.ndarray, shared: np.ndarray, n: int) -> None:
+    """Give ``shared`` pixels (in several boxes) to a person when the 4-connected region of their body
+    part (through shared pixels and pixels already given) reaches that person's pixels only; in place."""
+    ys, xs = np.nonzero(shared)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    known = labels >= 0
+    rows, cols = np.nonzero(known | shared)  # the window: every pixel those regions can pass through
+    y0, y1, x0, x1 = min(y0, rows.min()), max(y1, rows.max() + 1), min(x0, cols.min()), max(x1, cols.max() + 1)
+    p_win, l_win, s_win = parts[y0:y1, x0:x1], labels[y0:y1, x0:x1], shared[y0:y1, x0:x1]
+    for part in np.unique(p_win[s_win]):
+        region = (p_win == part) & (s_win | (l_win >= 0))
+        count, comp = cv2.connectedComponents(region.astype(np.uint8), connectivity=4)
+        seeds = region & (l_win >= 0)
+        votes = np.bincount(comp[seeds].astype(np.int64) * n + l_win[seeds], minlength=count * n).reshape(count, n)
+        single = (votes > 0).sum(axis=1) == 1
+        take = s_win & (p_win == part) & single[comp]
+        l_win[take] = np.argmax(votes, axis=1)[comp[take]]
 
 
 def _grow(mask: np.ndarray, radius: int, box: np.ndarray | None = None) -> np.ndarray:

@@ -131,7 +131,7 @@ class DriverTrack:
 
     def people(self, result) -> People:
         """The people of a frame's DensePose ``result`` (as pass 1 saw them)."""
-        return find_people(result.iuv, result.boxes, self.split_blobs)
+        return find_people(result.iuv, result.boxes, self.split_blobs, result.scores)
 
     def crop(self, index: int) -> SquareCrop | None:
         if index >= len(self.crops) or np.isnan(self.crops[index]).any():
@@ -221,7 +221,7 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
         frames = _until_decode_error(iter_frames(driver, info.rotation), errors)
         for frame, result in densepose.stream(frames, options.batch_size, times):  # in order, maybe filtered
             tick = time.perf_counter()
-            people = find_people(result.iuv, result.boxes, split_blobs) if result.has_person else None
+            people = find_people(result.iuv, result.boxes, split_blobs, result.scores) if result.has_person else None
             chosen = tracker.step(people, frame.index) if people is not None else None
             box = people.boxes[chosen] if chosen is not None and people.mask(chosen).any() else None
             boxes.append(box if box is not None else np.full(4, np.nan))
