@@ -100,13 +100,13 @@ def run_naive(folder: Path, models: Models) -> dict:
     with VideoWriter(job.output, info.width, info.height, info.fps, info.time_base, audio_from=job.driver) as writer:
         for frame in iter_frames(job.driver, info.rotation):
             jobs, last = _frame_jobs([frame], track, densepose, size, options, 0, last)
-            _, crop, target_uv = jobs[0]
+            _, crop, target_uv, keep = jobs[0]
             person = None
             if target_uv is not None:
                 state = prepare_source(image, uv, models)  # texture + inpainting + source branch, every frame
                 result = render_targets(state, torch.from_numpy(target_uv).permute(2, 0, 1)[None], models)
                 person = (result.output[0].permute(1, 2, 0).numpy(), result.target_mask[0, 0].numpy())
-            writer.write(_composite(frame, crop, person, track.plate, options, size), frame.pts)
+            writer.write(_composite(frame, crop, person, track.plate, options, size, keep), frame.pts)
             frames += 1
     return {"frames": frames, "seconds": time.perf_counter() - start}
 

@@ -4,8 +4,11 @@ Accepted sources for a video:
 - a folder of per-frame IUV PNGs (DensePose layout on disk: B = I, G = U·255, R = V·255); the frame
   index is the last number in each file name (``frame_000012_IUV.png`` → 12);
 - one ``.npz`` with ``iuv`` ``(T, H, W, 3) uint8`` (channels I, U·255, V·255), optionally
-  ``frame_indices`` ``(T,)`` and ``boxes`` / ``scores`` (``(T, K, 4)`` / ``(T, K)``); ``iuv`` is
-  streamed one frame at a time, so memory does not grow with the clip (compressed or not).
+  ``frame_indices`` ``(T,)`` and person boxes, either ``boxes`` / ``scores`` (``(T, K, 4)`` /
+  ``(T, K)``, score 0 = empty slot) or, as ``retarget densepose VIDEO --out FILE.npz`` writes them, one
+  row per detection: ``boxes`` ``(M, 4)``, ``scores`` ``(M,)`` and ``frame_index`` ``(M,)`` (the frame
+  of each box); ``iuv`` is streamed one frame at a time, so memory does not grow with the clip
+  (compressed or not). Without boxes, a frame's only box is the one around all its person pixels.
 
 Every frame, from either format, goes through the same check as a source IUV PNG
 (:func:`densepose_adapter.iuv.check_iuv`) and fails with the same one-line error. Frames must have the
@@ -154,6 +157,7 @@ class PrecomputedIUV:
                     indices = np.asarray(data["frame_indices"]) if "frame_indices" in data else None
                     boxes = np.asarray(data["boxes"]) if "boxes" in data else None
                     scores = np.asarray(data["scores"]) if "scores" in data else None
+                    owners = np.asarray(data["frame_index"]) if "frame_index" in data else None
             except SidecarError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a damaged member fails in many ways (even TokenError)
@@ -179,11 +183,35 @@ class PrecomputedIUV:
                     raise SidecarError(f"{self.path}: 'boxes' must be ({count}, K, 4) and 'scores' ({count}, K), got "
                                        f"{boxes.shape} and {None if scores is None else scores.shape}")
                 self._boxes, self._scores = boxes, scores
+            elif boxes is not None and boxes.ndim == 2 and owners is not None:
+                self._boxes = self._group_detections(boxes, scores, owners)
         else:
             raise SidecarError(f"{self.path}: expected a folder of *_IUV.png files or an .npz")
 
+    def _group_detections(self, boxes: np.ndarray, scores: np.ndarray | None, owners: np.ndarray) -> dict:
+        """One row per detection (``boxes`` (M, 4), ``scores`` (M,), ``frame_index`` (M,)) → per frame."""
+        m = len(boxes)
+        if boxes.shape[1] != 4 or not np.issubdtype(boxes.dtype, np.number) or owners.shape != (m,) or \
+                not np.issubdtype(owners.dtype, np.integer) or (scores is not None and (
+                    scores.shape != (m,) or not np.issubdtype(scores.dtype, np.number))):
+            raise SidecarError(f"{self.path}: per-detection 'boxes' must be (M, 4) with 'frame_index' (M,) integers "
+                               f"and 'scores' (M,), got {boxes.shape}, {owners.shape} and "
+                               f"{None if scores is None else scores.shape}")
+        scores = np.ones(m, np.float32) if scores is None else scores
+        grouped: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for frame in np.unique(owners):
+            rows = owners == frame
+            grouped[int(frame)] = (boxes[rows].astype(np.float32), scores[rows].astype(np.float32))
+        return grouped
+
     def cache_key(self) -> str:
         return f"precomputed:{self.path.resolve()}"
+
+    @property
+    def has_boxes(self) -> bool:
+        """Whether the sidecar gives person boxes (an ``.npz`` with ``boxes``); otherwise each frame's
+        only box is the one around all its person pixels."""
+        return self._boxes is not None
 
     @property
     def frame_indices(self) -> list[int]:
@@ -247,7 +275,9 @@ class PrecomputedIUV:
                 iuv = check_iuv(iuv, str(where))
             except InputError as exc:
                 raise SidecarError(str(exc)) from None
-            if self._boxes is not None:
+            if isinstance(self._boxes, dict):
+                boxes, scores = self._boxes.get(index, (np.zeros((0, 4), np.float32), np.zeros(0, np.float32)))
+            elif self._boxes is not None:
                 boxes = self._boxes[i]
                 scores = self._scores[i] if self._scores is not None else np.ones(len(boxes), np.float32)
         if iuv is None:

@@ -83,6 +83,97 @@ def make_driver(path: Path, *, n: int = 12, width: int = 160, height: int = 120,
     return iuv_stack
 
 
+#: The two people of :func:`make_group_driver`: (scale × height/256, centre x at the first and last
+#: frame as a fraction of the width, RGB tint). The right one is taller (largest); the left one is
+#: nearer the frame centre (center).
+GROUP = ((0.36, 0.30, 0.34, (1.0, 0.45, 0.45)), (0.46, 0.76, 0.71, (0.45, 1.0, 0.45)))
+
+
+#: Two people of whom the right one stands lower (in front) and overlaps the left one.
+OVERLAPPING = ((0.40, 0.39, 0.41, (1.0, 0.45, 0.45), 0.45), (0.46, 0.48, 0.46, (0.45, 1.0, 0.45), 0.55))
+
+
+def make_group_driver(path: Path, *, n: int = 8, width: int = 200, height: int = 120, fps: int = 10,
+                      sidecar: str = "png", people=GROUP) -> np.ndarray:
+    """Write a driver clip with two people (the example photo, tinted red and green, see :data:`GROUP`)
+    walking slowly towards each other without touching, and its IUV sidecar.
+
+    ``sidecar``: ``png`` (a ``<stem>.iuv/`` folder: merged IUV, no boxes), ``npz`` (``<stem>.iuv.npz``
+    with per-frame ``boxes`` (T, 2, 4) and ``scores``), ``detections`` (``<stem>.iuv.npz`` with one row
+    per box and ``frame_index``, as ``retarget densepose VIDEO --out FILE.npz`` writes) or ``none``.
+
+    ``people``: (scale, first and last centre x as a fraction of the width, tint[, centre y fraction]),
+    drawn in order (a later person hides an earlier one where they overlap).
+
+    Returns:
+        ``(n, 2, H, W)`` bool masks of each person's visible pixels (in ``people`` order) per frame.
+    """
+    photo = cv2.imread(str(EXAMPLE_PHOTO))[..., ::-1].astype(np.float32)
+    iuv_src = cv2.imread(str(EXAMPLE_IUV), cv2.IMREAD_UNCHANGED)
+    ys, xs = np.nonzero(iuv_src[..., 0] > 0)
+    own_cx, own_cy = (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2
+    background = np.full((height, width, 3), (90, 110, 130), np.uint8)
+    frames, iuvs, masks, boxes = [], [], [], []
+    for i in range(n):
+        frame, iuv = background.copy(), np.zeros((height, width, 3), np.uint8)
+        frame_masks, frame_boxes = [], []
+        for scale, x_first, x_last, tint, *y in people:
+            s = scale * height / 256
+            cx = width * (x_first + (x_last - x_first) * i / max(1, n - 1))
+            cy = height * (y[0] if y else 0.5)
+            m = np.array([[s, 0, cx - own_cx * s], [0, s, cy - own_cy * s]], np.float32)
+            part = cv2.warpAffine(iuv_src, m, (width, height), flags=cv2.INTER_NEAREST)
+            body = cv2.warpAffine(photo * np.float32(tint), m, (width, height), flags=cv2.INTER_LINEAR)
+            mask = part[..., 0] > 0
+            frame[mask] = np.clip(np.round(body[mask]), 0, 255).astype(np.uint8)
+            iuv[mask] = part[mask]
+            frame_masks = [m & ~mask for m in frame_masks] + [mask]
+            ys, xs = np.nonzero(mask)
+            frame_boxes.append([xs.min() - 2, ys.min() - 2, xs.max() + 3, ys.max() + 3])
+        frames.append(frame)
+        iuvs.append(iuv)
+        masks.append(frame_masks)
+        boxes.append(frame_boxes)
+    write_clip(path, frames, fps)
+    if sidecar == "png":
+        folder = path.with_name(path.stem + ".iuv")
+        folder.mkdir(exist_ok=True)
+        for i, iuv in enumerate(iuvs):
+            cv2.imwrite(str(folder / f"frame_{i:05d}_IUV.png"), iuv)
+    elif sidecar == "npz":
+        np.savez(path.with_name(path.stem + ".iuv.npz"), iuv=np.stack(iuvs), boxes=np.array(boxes, np.float32),
+                 scores=np.array([[0.8, 0.9]] * n, np.float32))
+    elif sidecar == "detections":
+        np.savez(path.with_name(path.stem + ".iuv.npz"), iuv=np.stack(iuvs),
+                 boxes=np.array(boxes, np.float32).reshape(-1, 4), scores=np.full(2 * n, 0.9, np.float32),
+                 frame_index=np.repeat(np.arange(n), 2))
+    return np.array(masks)
+
+
+def tinted_source(folder: Path, tint=(0.35, 0.35, 1.0)) -> Path:
+    """The example photo tinted (blue by default) with its IUV render beside it: a source whose
+    person is told apart from :func:`make_group_driver`'s people by colour."""
+    photo = cv2.imread(str(EXAMPLE_PHOTO)).astype(np.float32)
+    path = folder / "blue.png"
+    cv2.imwrite(str(path), np.clip(photo * np.float32(tint[::-1]), 0, 255).astype(np.uint8))
+    (folder / "blue_IUV.png").write_bytes(EXAMPLE_IUV.read_bytes())
+    return path
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: int) -> None:
+    """Encode RGB ``frames`` as an H.264 ``.mp4`` without audio."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for i, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, fps)
+            for packet in stream.encode(vf):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
 class LookupDensePose:
     """A stand-in DensePose *model* backend for tests: returns known IUVs in call order, counts calls.
 

@@ -222,6 +222,7 @@ LIBRARY_MESSAGES = {
     "retarget/io/atomic.py": ["image", "video", "frames", "batch", "convert-iuv"],
     "retarget/pipeline/job.py": ["video", "frames", "batch"],
     "retarget/pipeline/video.py": ["video", "frames", "batch"],
+    "retarget/pipeline/people.py": ["video", "frames", "batch"],
     "retarget/pipeline/precision.py": ["video", "batch"],
     "retarget/inspect/frames.py": ["frames"],
     "retarget/batch/jobs.py": ["batch"],

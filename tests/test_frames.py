@@ -22,7 +22,8 @@ from tests.media import make_driver, read_video, sample_source
 N_FRAMES, WIDTH, HEIGHT = 8, 128, 96
 SOURCE_FILES = ["photo.png", "iuv.png", "uv.png", "texture_xy_partial.png", "coverage.png",
                 "texture_xy_completed.png", "texture_colour_partial.png", "texture_colour.png"]
-FRAME_FILES = ["driver.png", "driver_iuv.png", "target_uv.png", "coarse.png", "refined.png", "final.png", "sheet.png"]
+FRAME_FILES = ["driver.png", "driver_people.png", "driver_iuv.png", "target_uv.png", "coarse.png", "refined.png",
+               "final.png", "sheet.png"]
 
 
 @pytest.fixture(scope="module")

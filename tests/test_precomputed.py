@@ -54,3 +54,26 @@ def test_bad_sidecars_are_value_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no IUV PNGs"):
         PrecomputedIUV(tmp_path / "empty")
+
+
+def test_npz_boxes_per_frame_or_per_detection_as_retarget_densepose_writes(tmp_path):
+    iuv = np.zeros((3, 20, 30, 3), np.uint8)
+    iuv[:, 2:18, 2:10, 0] = 1
+    iuv[:2, 2:18, 20:28, 0] = 2
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, iuv=iuv)
+    assert not PrecomputedIUV(plain).has_boxes and len(PrecomputedIUV(plain).get(0).boxes) == 1  # around both
+    per_frame = tmp_path / "per_frame.npz"
+    slots = np.array([[[2, 2, 10, 18], [20, 2, 28, 18]]] * 3, np.float32)
+    np.savez(per_frame, iuv=iuv, boxes=slots, scores=np.array([[0.9, 0.8], [0.9, 0.8], [0.9, 0.0]], np.float32))
+    flat = tmp_path / "flat.npz"
+    np.savez(flat, iuv=iuv, boxes=slots.reshape(-1, 4)[:5], scores=np.full(5, 0.9, np.float32),
+             frame_index=np.array([0, 0, 1, 1, 2]))
+    for path in (per_frame, flat):
+        side = PrecomputedIUV(path)
+        assert side.has_boxes
+        assert [len(side.get(i).boxes) for i in range(3)] == [2, 2, 1]
+        assert np.array_equal(side.get(1).boxes, slots[1])
+    np.savez(flat, iuv=iuv, boxes=slots.reshape(-1, 4)[:5], frame_index=np.array([0.0, 0, 1, 1, 2]))
+    with pytest.raises(SidecarError, match="frame_index"):
+        PrecomputedIUV(flat)

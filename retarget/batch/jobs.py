@@ -75,6 +75,7 @@ JOB_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "densepose_backend": _parse_str,
     "densepose_size": _parse_int,
     "densepose_track": _parse_bool,
+    "person": _parse_str,
 }
 _PATH_OPTIONS = ("source_iuv", "driver_iuv")
 
@@ -85,6 +86,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "temporal_filter": True, "temporal_strength": 2,
     "densepose_backend": "auto", "densepose_size": 800,
     "densepose_track": True,
+    "person": "largest",
 }
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")

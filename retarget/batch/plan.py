@@ -96,7 +96,8 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
         VideoOptions(batch_size=settings["batch_size"], background=settings["background"],
                      output_mode=settings["output_mode"], on_missing=settings["on_missing"],
                      table=settings["table"], precision=settings.get("precision", "fp32"),
-                     fill=settings.get("fill", "body"), temporal_radius=temporal_radius(settings)).validate()
+                     fill=settings.get("fill", "body"), temporal_radius=temporal_radius(settings),
+                     person=str(settings.get("person", "largest"))).validate()
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
     size = settings["size"]
@@ -142,6 +143,7 @@ def make_plan(jobs: list[BatchJob], defaults: dict[str, Any], config: WorkerConf
         UsageError: invalid settings, two jobs with the same output, an output that is an input.
     """
     from retarget.pipeline.job import driver_iuv_sidecar, source_iuv_sidecar
+    from retarget.pipeline.people import driver_tracking
 
     seen: dict[str, BatchJob] = {}
     for job in jobs:
@@ -168,7 +170,8 @@ def make_plan(jobs: list[BatchJob], defaults: dict[str, Any], config: WorkerConf
         source_iuv = Path(settings["source_iuv"]) if settings.get("source_iuv") else source_iuv_sidecar(job.source)
         model_densepose = driver_iuv is None and backend != "precomputed"
         driver_digest = optional_digest(job.driver)
-        densepose_id = {"backend": backend, "size": settings["densepose_size"], "track": settings["densepose_track"],
+        track = driver_tracking(settings["densepose_track"], str(settings.get("person", "largest")))
+        densepose_id = {"backend": backend, "size": settings["densepose_size"], "track": track,
                         "weights": config.densepose_weights, "config": config.densepose_config}
         driver_key = fingerprint({"driver": driver_digest, "iuv": optional_digest(driver_iuv),
                                   "densepose": densepose_id if model_densepose else None})

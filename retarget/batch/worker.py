@@ -126,7 +126,7 @@ class BatchWorker:
                                output_mode=s["output_mode"], on_missing=s["on_missing"], table=s["table"],
                                side_by_side=s["side_by_side"], precision=s.get("precision", "fp32"),
                                fill=s.get("fill", "body"), temporal_radius=temporal_radius(s), quiet=True,
-                               command="batch")
+                               command="batch", person=str(s.get("person", "largest")))
         values = dict(source=task.job.source, driver=task.job.driver, output=task.job.output,
                       source_iuv=Path(s["source_iuv"]) if s.get("source_iuv") else None,
                       driver_iuv=Path(s["driver_iuv"]) if s.get("driver_iuv") else None,
@@ -163,8 +163,11 @@ class BatchWorker:
 
                 # a bad or too small driver is reported as such, before any model is loaded
                 check_driver_size(probe_video(job.driver), job.driver)
+                from retarget.pipeline.people import driver_tracking
+
                 s = task.settings
-                backend = self.densepose_backend(s["densepose_backend"], s["densepose_size"], s["densepose_track"])
+                backend = self.densepose_backend(s["densepose_backend"], s["densepose_size"],
+                                                 driver_tracking(s["densepose_track"], str(s.get("person", "largest"))))
             counter = [0]
 
             def frame_done(index, rgb):

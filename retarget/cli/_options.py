@@ -38,6 +38,10 @@ SideBySide = Annotated[bool, typer.Option("--side-by-side", help="Write driver |
 Precision = Annotated[str, typer.Option(
     "--precision", help="Per-frame refiner arithmetic: fp32 (reference numerics), bf16 (≈1.6× faster on CPUs "
                         "with native bf16, AVX512-BF16 or AMX; elsewhere it warns and runs fp32), fp16 (CUDA).")]
+Person = Annotated[str, typer.Option(
+    "--person", help="Driver person to replace: largest (default), center, left, right, or N: the N-th person "
+                     "from the left (from 1) in the first frame with people; then followed. Everyone else "
+                     "stays as in the driver (with --background scene). retarget frames numbers them.")]
 TemporalFilter = Annotated[bool, typer.Option(
     "--temporal-filter/--no-temporal-filter",
     help="Stabilise the driver's DensePose over time (motion-compensated label vote and UV smoothing).")]

@@ -59,6 +59,7 @@ def batch_command(
     densepose_config: opt.DensePoseConfig = None,
     densepose_size: opt.DensePoseSize = 800,
     densepose_track: opt.DensePoseTrack = True,
+    person: opt.Person = "largest",
     batch_size: opt.BatchSize = 4,
     device: opt.Device = "cpu",
     size: opt.CropSize = 256,
@@ -80,7 +81,7 @@ def batch_command(
                 "table": table, "batch_size": batch_size, "side_by_side": side_by_side, "precision": precision,
                 "fill": fill, "temporal_filter": temporal_filter, "temporal_strength": temporal_strength,
                 "densepose_backend": densepose_backend, "densepose_size": densepose_size,
-                "densepose_track": densepose_track}
+                "densepose_track": densepose_track, "person": person}
     result = run_batch(jobs_file, sources=sources, drivers=drivers, out_dir=out_dir, report=report, workers=workers,
                        threads=threads, backend=backend, address=address, overwrite=overwrite, rerun=rerun,
                        dry_run=dry_run, checkpoint_dir=checkpoint_dir, weight_free=weight_free,

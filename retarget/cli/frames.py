@@ -56,6 +56,7 @@ def frames_command(
     densepose_size: int = typer.Option(800, "--densepose-size", help="DensePose input shortest side."),
     densepose_track: bool = typer.Option(True, "--densepose-track/--no-densepose-track",
                                          help="Run the detector around the previous frame's person."),
+    person: opt.Person = "largest",
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     size: int = typer.Option(256, "--size", help="Person crop side."),
     background: str = typer.Option("scene", "--background", help="scene, source or #RRGGBB."),
@@ -71,7 +72,8 @@ def frames_command(
 
     options = VideoOptions(device=resolve_device(device), background=background, output_mode=output_mode,
                            on_missing=on_missing, table=table, quiet=quiet, fill=fill,
-                           temporal_radius=temporal_strength if temporal_filter else 0, command="frames")
+                           temporal_radius=temporal_strength if temporal_filter else 0, command="frames",
+                           person=person)
     job, selection, out = prepare_frames_job(
         driver, out, source=source, frames=frames, every=every, only_densepose=only_densepose, overwrite=overwrite,
         options=options, size=size, source_iuv=source_iuv, driver_iuv=driver_iuv,

@@ -41,6 +41,7 @@ def video_command(
     densepose_size: opt.DensePoseSize = 800,
     densepose_config: opt.DensePoseConfig = None,
     densepose_track: opt.DensePoseTrack = True,
+    person: opt.Person = "largest",
     batch_size: opt.BatchSize = 4,
     device: opt.Device = "cpu",
     size: opt.CropSize = 256,
@@ -65,7 +66,7 @@ def video_command(
     options = VideoOptions(batch_size=batch_size, device=resolve_device(device), background=background,
                            output_mode=output_mode, on_missing=on_missing, table=table,
                            side_by_side=side_by_side, quiet=quiet, precision=precision, keep_partial=keep_partial,
-                           fill=fill, temporal_radius=temporal_strength if temporal_filter else 0)
+                           fill=fill, temporal_radius=temporal_strength if temporal_filter else 0, person=person)
     job = VideoJob(source=source, driver=driver, output=output, source_iuv=source_iuv, driver_iuv=driver_iuv,
                    size=size, overwrite=overwrite, densepose_backend=densepose_backend,
                    densepose_weights=densepose_weights, densepose_size=densepose_size,

@@ -27,6 +27,7 @@ import torch
 from retarget.errors import InputError, UsageError
 from retarget.inspect import visual
 from retarget.io.image import write_image_rgb
+from retarget.pipeline.people import find_people, numbers_from_left, splits_by_blobs
 
 
 @dataclass
@@ -286,22 +287,25 @@ def write_frame_stages(job, plan, densepose, frame, frame_job, warp, composite, 
 
     Args:
         plan: the :class:`retarget.pipeline.video.RenderPlan` (pass 1) of ``job``.
-        frame_job: ``(index, crop, target UV)`` of ``frame`` from the target stage.
+        frame_job: ``(index, crop, target UV, kept people)`` of ``frame`` from the target stage.
         warp, composite: the runner's warp/refine and composite stages.
     """
-    _, crop, uv = frame_job
+    _, crop, uv, keep = frame_job
     track, size, state = plan.track, plan.size, warp.state
     dp = densepose.results([frame.index], [frame.rgb])[0]
     box = track.boxes[frame.index] if frame.index < len(track.boxes) else None
-    chosen = None
-    if box is not None and not np.isnan(box).any() and len(dp.boxes):
-        chosen = int(np.argmin(np.abs(np.asarray(dp.boxes, np.float64).reshape(-1, 4) - box).sum(axis=1)))
+    people = track.people(dp)
+    chosen = people.match(box)
+    numbers = numbers_from_left(people)
     folder = f"frame_{frame.index:06d}"
     figures: list[Figure] = []
     write(f"{folder}/driver.png", frame.rgb, f"driver frame {frame.index}", figures)
+    write(f"{folder}/driver_people.png", visual.draw_boxes(frame.rgb, people.boxes, chosen, numbers),
+          _people_caption(people, chosen, numbers, plan.options.person), figures)
     iuv_vis = visual.iuv_to_rgb(dp.iuv)
     shown = visual.blend(frame.rgb, iuv_vis, dp.iuv[..., 0] > 0, 0.85)
-    write(f"{folder}/driver_iuv.png", visual.draw_boxes(shown, dp.boxes, chosen), "driver DensePose IUV", figures)
+    write(f"{folder}/driver_iuv.png", visual.draw_boxes(shown, people.boxes, chosen, numbers),
+          "driver DensePose IUV", figures)
     note = ""
     if uv is not None:
         batch = warp.details(uv)
@@ -321,7 +325,7 @@ def write_frame_stages(job, plan, densepose, frame, frame_job, warp, composite, 
         write(f"{folder}/refined.png", blank, "refined crop (no person)", figures)
         person = None
         note = "no person in this frame"
-    write(f"{folder}/final.png", composite.frame(frame, crop, person), "final composite", figures)
+    write(f"{folder}/final.png", composite.frame(frame, crop, person, keep), "final composite", figures)
     tiles = [(f.caption, np.asarray(_read(write.root / f.path))) for f in figures]
     title = f"{job.driver.name} frame {frame.index} ({frame.time:.2f} s) as {job.source.name}"
     if note:
@@ -342,6 +346,7 @@ def extract_densepose_frames(job, out_dir: Path, selection: FrameSelection, mode
     write = _Writer(Path(out_dir))
     info = probe_video(job.driver)
     densepose = driver_densepose(job, model_backend)
+    split_blobs = splits_by_blobs(densepose)
     result = FramesResult(out_dir=Path(out_dir), index_html=Path(out_dir) / "index.html")
     legend = visual.legend_image(None)
     result.source.append(write("legend.png", legend, "colour code legend"))
@@ -352,13 +357,15 @@ def extract_densepose_frames(job, out_dir: Path, selection: FrameSelection, mode
         if frame.index not in selection:
             continue
         dp = densepose.results([frame.index], [frame.rgb])[0]
+        people = find_people(dp.iuv, dp.boxes, split_blobs, dp.scores)
         folder = f"frame_{frame.index:06d}"
         figures: list[Figure] = []
         write(f"{folder}/driver.png", frame.rgb, f"driver frame {frame.index}", figures)
         write(f"{folder}/driver_iuv.png", visual.iuv_to_rgb(dp.iuv), "DensePose IUV", figures)
         shown = visual.blend(frame.rgb, visual.iuv_to_rgb(dp.iuv), dp.iuv[..., 0] > 0, 0.6)
-        write(f"{folder}/overlay.png", visual.draw_boxes(shown, dp.boxes),
-              f"IUV over the frame ({len(dp.boxes)} person box{'es' * (len(dp.boxes) != 1)})", figures)
+        write(f"{folder}/overlay.png", visual.draw_boxes(shown, people.boxes, None, numbers_from_left(people)),
+              f"IUV over the frame ({len(people)} {'person' if len(people) == 1 else 'people'}, "
+              "numbered from the left)", figures)
         write(f"{folder}/driver_uv.png", visual.coords_to_rgb(iuv_to_uv(dp.iuv, table=job.options.table)),
               "SMPL-UV", figures)
         tiles = [(f.caption, _read(write.root / f.path)) for f in figures]
@@ -388,4 +395,14 @@ def _settings_line(job, models) -> str:
     o = job.options
     path = "learned models" if models is not None and getattr(models, "learned", False) else "weight-free path"
     return (f"{path}; crop {job.size}px; background {o.background}; output mode {o.output_mode}; "
-            f"on-missing {o.on_missing}; table {o.table}")
+            f"on-missing {o.on_missing}; table {o.table}; person {o.person}")
+
+
+def _people_caption(people, chosen: int | None, numbers: list[str], choice: str) -> str:
+    """Caption of ``driver_people.png``: how many people, which one is replaced."""
+    if len(people) == 0:
+        return "people: none found"
+    count = f"{len(people)} {'person' if len(people) == 1 else 'people'} (numbered from the left)"
+    if chosen is None:
+        return f"{count}; none replaced here (--person {choice})"
+    return f"{count}; yellow: person {numbers[chosen]}, replaced (--person {choice})"

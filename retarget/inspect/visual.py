@@ -113,13 +113,27 @@ def blend(base: np.ndarray, overlay: np.ndarray, mask: np.ndarray, alpha: float 
     return np.round(base.astype(np.float32) * (1 - m) + overlay.astype(np.float32) * m).astype(np.uint8)
 
 
-def draw_boxes(image: np.ndarray, boxes: np.ndarray, chosen: int | None = None) -> np.ndarray:
-    """Person boxes (xyxy) drawn on a copy; the followed one in yellow, others in white."""
+def draw_boxes(image: np.ndarray, boxes: np.ndarray, chosen: int | None = None,
+               labels: list[str] | None = None) -> np.ndarray:
+    """Person boxes (xyxy) drawn on a copy; the followed one in yellow (thicker), others in white.
+
+    ``labels`` (one per box, e.g. the person numbers of ``--person N``) are written at each box's
+    top-left corner, on a dark patch so they read on any background.
+    """
     out = np.ascontiguousarray(image.copy())
+    h, w = out.shape[:2]
     for k, box in enumerate(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)):
         colour = (255, 220, 0) if k == chosen else (255, 255, 255)
         x0, y0, x1, y1 = (int(round(c)) for c in box)
-        cv2.rectangle(out, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), colour, 1)
+        cv2.rectangle(out, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), colour, 2 if k == chosen else 1)
+        if labels is not None and k < len(labels):
+            scale = float(np.clip(min(h, w) / 400, 0.35, 1.2))
+            (tw, th), base = cv2.getTextSize(labels[k], cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+            above = y0 - base - 3 >= th + 1  # above the box when there is room, else inside its top
+            ty = y0 - base - 3 if above else y0 + th + 3
+            tx, ty = int(np.clip(x0, 0, max(0, w - tw - 2))), int(np.clip(ty, th + 1, h - base - 1))
+            cv2.rectangle(out, (tx - 1, ty - th - 2), (tx + tw + 1, ty + base), (0, 0, 0), -1)
+            _text(out, labels[k], (tx, ty), scale, colour)
     return out
 
 

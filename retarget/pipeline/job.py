@@ -15,6 +15,7 @@ import numpy as np
 from retarget.errors import DensePoseWeightsMissing, InputError, UsageError, WeightsError
 from retarget.pipeline.densepose_stage import DensePoseCache, FrameDensePose
 from retarget.pipeline.pair import Models
+from retarget.pipeline.people import driver_tracking
 from retarget.pipeline.video import VideoOptions, VideoSummary, render_video
 
 
@@ -148,8 +149,10 @@ def _model_backend(job: VideoJob, role: str, track: bool | None = None):
     """The DensePose model for ``role`` (``source`` or ``driver``); missing weights name that input."""
     name = "torchvision" if job.densepose_backend in ("auto", "precomputed") else job.densepose_backend
     try:
+        if track is None:
+            track = driver_tracking(job.densepose_track, job.options.person)
         return open_model_backend(name, job.densepose_weights, job.densepose_size, job.options.device,
-                                  job.densepose_config, job.densepose_track if track is None else track)
+                                  job.densepose_config, track)
     except DensePoseWeightsMissing as exc:
         from retarget.weights.resolve import densepose_missing_message
 

@@ -47,8 +47,15 @@ from retarget.pipeline.framing import (
     extend_colours,
     feather,
     paste_crop,
-    pick_person,
     smooth_track,
+)
+from retarget.pipeline.people import (
+    People,
+    PersonChoice,
+    PersonTracker,
+    find_people,
+    keep_layers,
+    splits_by_blobs,
 )
 from retarget.pipeline.pair import FILLS, Models, SourceState, render_targets
 from retarget.pipeline.source import SourceCrop
@@ -81,6 +88,7 @@ class VideoOptions:
     fill: str = "body"  # weight-free texture completion: body | nearest
     command: str = "video"  # the command running: the options messages name are that command's
     temporal_radius: int = 2  # driver IUV temporal filter: frames each side (look-ahead); 0 = off
+    person: str = "largest"  # driver person to replace: largest | center | left | right | N (from the left, 1-based)
 
     def hold_frames(self, fps: float) -> int:
         """How many frames ``--on-missing hold`` keeps the last pose for at ``fps``."""
@@ -103,6 +111,11 @@ class VideoOptions:
             raise UsageError(f"--temporal-strength must be 1..{MAX_TEMPORAL_RADIUS}, got {self.temporal_radius}")
         if self.precision == "fp16" and not str(self.device).startswith("cuda"):
             raise UsageError("--precision fp16 needs --device cuda; on CPU use bf16 or fp32")
+        PersonChoice.parse(self.person)
+
+    def keeps_others(self) -> bool:
+        """Whether the driver's other people stay in the output (over the scene plate)."""
+        return self.background == "scene"
 
 
 @dataclass
@@ -116,6 +129,11 @@ class DriverTrack:
     frame_count: int = 0
     times: dict = field(default_factory=dict)  # pass-1 seconds per stage
     decode_error: VideoDecodeError | None = None  # driver unreadable after frame_count frames (--keep-partial)
+    split_blobs: bool = False  # the DensePose source has no person boxes: people are split by blobs
+
+    def people(self, result) -> People:
+        """The people of a frame's DensePose ``result`` (as pass 1 saw them)."""
+        return find_people(result.iuv, result.boxes, self.split_blobs, result.scores)
 
     def crop(self, index: int) -> SquareCrop | None:
         if index >= len(self.crops) or np.isnan(self.crops[index]).any():
@@ -196,7 +214,8 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
     times = StageTimes()
     plate = ScenePlateEstimator(info.height, info.width) if options.background == "scene" else None
     boxes: list[np.ndarray] = []
-    previous = None
+    split_blobs = splits_by_blobs(densepose)
+    tracker = PersonTracker(PersonChoice.parse(options.person), info.width, info.height)
     bar = _progress(info.frame_count, analysis_label(densepose), options.quiet)
     count = 0
     errors: list[VideoDecodeError] = []
@@ -204,14 +223,10 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
         frames = _until_decode_error(iter_frames(driver, info.rotation), errors)
         for frame, result in densepose.stream(frames, options.batch_size, times):  # in order, maybe filtered
             tick = time.perf_counter()
-            chosen = pick_person(np.asarray(result.boxes).reshape(-1, 4), previous) if result.has_person else None
-            box = np.asarray(result.boxes[chosen], np.float64) if chosen is not None else None
-            if box is not None:
-                mask = person_mask(result.iuv, box)
-                if not mask.any():
-                    box = None
+            people = find_people(result.iuv, result.boxes, split_blobs, result.scores) if result.has_person else None
+            chosen = tracker.step(people, frame.index) if people is not None else None
+            box = people.boxes[chosen] if chosen is not None and people.mask(chosen).any() else None
             boxes.append(box if box is not None else np.full(4, np.nan))
-            previous = box if box is not None else previous
             if plate is not None:
                 plate.add(frame.rgb, result.iuv[..., 0] > 0)
             count += 1
@@ -238,7 +253,7 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
     plate_image = plate.plate() if plate is not None else None
     times.add("track_and_plate", time.perf_counter() - tick)
     return DriverTrack(info=info, boxes=box_array, crops=smooth_track(params, sigma), plate=plate_image,
-                       frame_count=count, times=times, decode_error=decode_error)
+                       frame_count=count, times=times, decode_error=decode_error, split_blobs=split_blobs)
 
 
 def _check_coverage(sidecar, driver: Path, count: int, options: VideoOptions) -> None:
@@ -350,7 +365,8 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
 
 @dataclass
 class FrameTargets:
-    """A batch of frames and, per frame, ``(index, crop or None, target UV (S, S, 2) or None)``."""
+    """A batch of frames and, per frame, ``(index, crop or None, target UV (S, S, 2) or None, kept people)``
+    (kept people: the other people's driver-pixel masks, see :func:`_frame_jobs`)."""
 
     frames: list[VideoFrame]
     jobs: list[tuple]
@@ -393,7 +409,7 @@ class WarpRefineStage:
         rendered = iter(_render_batch(self.state, self.models, [j[2] for j in targets.jobs if j[2] is not None],
                                       self.options))
         self.times.add("warp_and_refine", time.perf_counter() - tick)
-        persons = [next(rendered) if uv is not None else None for _, _, uv in targets.jobs]
+        persons = [next(rendered) if uv is not None else None for _, _, uv, _ in targets.jobs]
         return RenderedBatch(targets.frames, targets.jobs, persons)
 
     def details(self, uv: np.ndarray):
@@ -420,22 +436,23 @@ class CompositeStage:
     def __call__(self, batches: Iterable[RenderedBatch]) -> Iterator[tuple[np.ndarray, int | None]]:
         options = self.plan.options
         for batch in batches:
-            for frame, (_, crop, _), person in zip(batch.frames, batch.jobs, batch.persons):
+            for frame, (_, crop, _, keep), person in zip(batch.frames, batch.jobs, batch.persons):
                 self.missing += person is None
                 if person is None and options.on_missing == "skip":
                     self._advance()
                     continue
-                rgb = self.frame(frame, crop, person)
+                rgb = self.frame(frame, crop, person, keep)
                 if self.on_frame is not None:
                     self.on_frame(frame.index, rgb)
                 yield rgb, frame.pts
                 self.frames += 1
                 self._advance()
 
-    def frame(self, frame: VideoFrame, crop: SquareCrop | None, person) -> np.ndarray:
-        """One output frame (``uint8`` RGB) of ``frame`` with ``person`` (``(rgb, mask)`` or None) at ``crop``."""
+    def frame(self, frame: VideoFrame, crop: SquareCrop | None, person, keep=None) -> np.ndarray:
+        """One output frame (``uint8`` RGB) of ``frame`` with ``person`` (``(rgb, mask)`` or None) at ``crop``;
+        ``keep``: the other people's driver pixels to keep (from :func:`_frame_jobs`)."""
         tick = time.perf_counter()
-        rgb = _composite(frame, crop, person, self.plan.background, self.plan.options, self.plan.size)
+        rgb = _composite(frame, crop, person, self.plan.background, self.plan.options, self.plan.size, keep)
         self.times.add("composite", time.perf_counter() - tick)
         return rgb
 
@@ -498,34 +515,49 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
 
 def _frame_jobs(batch: list[VideoFrame], track: DriverTrack, densepose: FrameDensePose, size: int,
                 options: VideoOptions, hold_frames: int, last_valid):
-    """Per frame: ``(index, crop, target_uv (S, S, 2) or None)``, applying the on-missing policy."""
+    """Per frame: ``(index, crop, target_uv (S, S, 2) or None, keep)``, applying the on-missing policy.
+
+    ``keep`` is ``(behind, in_front)`` masks of the other people's driver pixels kept in the output
+    (:func:`retarget.pipeline.people.keep_layers`), or ``None``. They come from the raw DensePose
+    (before the temporal filter, which may drop thin parts such as a hand for a frame).
+    """
     from retarget.uvmap import iuv_to_uv
 
     results = densepose.results([f.index for f in batch], [f.rgb for f in batch])
-    crops, iuvs = [], []
+    raw_stage = getattr(densepose, "inner", None)
+    crops, iuvs, keeps = [], [], []
     for frame, result in zip(batch, results):
         crop = track.crop(frame.index)
+        people = track.people(result)
+        chosen = people.match(track.boxes[frame.index]) if crop is not None else None
+        keep = None
+        if options.keeps_others() and len(people) > (chosen is not None):  # somebody else is there
+            everyone = people
+            if raw_stage is not None:
+                everyone = track.people(raw_stage.results([frame.index], [frame.rgb])[0])
+            keep = keep_layers(everyone, everyone.match(track.boxes[frame.index]) if crop is not None else None)
+        keeps.append(keep)
         if crop is None:
             crops.append(None)
             iuvs.append(None)
             continue
-        box = track.boxes[frame.index]
-        iuv = result.iuv * person_mask(result.iuv, box)[..., None]
+        own = people.mask(chosen) if chosen is not None else person_mask(result.iuv, track.boxes[frame.index])
+        iuv = result.iuv * own[..., None]
         crops.append(crop)
         iuvs.append(crop_image(iuv, crop, size, nearest=True))
     valid = [i for i, v in enumerate(iuvs) if v is not None]
     uvs = iuv_to_uv(np.stack([iuvs[i] for i in valid]), table=options.table) if valid else []
     jobs = []
-    for frame, crop in zip(batch, crops):
+    for frame, crop, keep in zip(batch, crops, keeps):
         if crop is not None:
             uv = uvs[valid.index(len(jobs))]
             last_valid = (frame.index, crop, uv)
-            jobs.append((frame.index, crop, uv))
+            jobs.append((frame.index, crop, uv, keep))
         elif (options.on_missing == "hold" and last_valid is not None
               and frame.index - last_valid[0] <= hold_frames):
-            jobs.append((frame.index, last_valid[1], last_valid[2]))
+            jobs.append((frame.index, last_valid[1], last_valid[2], keep))
         else:
-            jobs.append((frame.index, None, None))
+            jobs.append((frame.index, None, None, keep))
     return jobs, last_valid
 
 
@@ -550,8 +582,13 @@ def _autocast(precision: str, device: torch.device):
 
 
 def _composite(frame: VideoFrame, crop: SquareCrop | None, person, background: np.ndarray,
-               options: VideoOptions, size: int) -> np.ndarray:
-    """One output frame as ``uint8`` RGB."""
+               options: VideoOptions, size: int, keep: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """One output frame as ``uint8`` RGB.
+
+    ``keep``: ``(behind, in_front)`` ``(H, W)`` bool masks of driver pixels (the other people) copied
+    from the driver frame under / over the pasted person.
+    """
+    driver_rgb = frame.rgb.astype(np.float32) / 255.0 if keep is not None else None
     if options.output_mode == "crop":
         if crop is not None:
             base = crop_image(background, crop, size, replicate=True).astype(np.float32)
@@ -559,16 +596,26 @@ def _composite(frame: VideoFrame, crop: SquareCrop | None, person, background: n
             base = crop_image(background, SquareCrop.around(background.shape[1] / 2, background.shape[0] / 2,
                                                             min(background.shape[:2])), size)
         canvas = base.copy()
+        if keep is not None:
+            window = crop or SquareCrop.around(background.shape[1] / 2, background.shape[0] / 2,
+                                               min(background.shape[:2]))
+            driver_rgb = crop_image(driver_rgb, window, size, replicate=crop is not None)
+            keep = tuple(crop_image(m.astype(np.uint8), window, size, nearest=True) > 0 for m in keep)
+            canvas[keep[0]] = driver_rgb[keep[0]]
         if person is not None:
             rgb, mask = person
             alpha = feather(mask, options.feather_px)[..., None]
             canvas = canvas * (1 - alpha) + extend_colours(rgb, mask, 2 * options.feather_px) * alpha
     else:
         canvas = np.array(background, dtype=np.float32, copy=True)
+        if keep is not None:
+            canvas[keep[0]] = driver_rgb[keep[0]]
         if person is not None and crop is not None:
             rgb, mask = person
             paste_crop(canvas, crop, extend_colours(rgb, mask, 2 * options.feather_px),
                        feather(mask, options.feather_px))
+    if keep is not None:
+        canvas[keep[1]] = driver_rgb[keep[1]]
     out = np.clip(np.round(canvas * 255.0), 0, 255).astype(np.uint8)
     if options.side_by_side:
         driver = frame.rgb if options.output_mode == "frame" else (
