@@ -220,7 +220,8 @@ def test_messages_of_each_command_module_name_its_own_options(module):
 LIBRARY_MESSAGES = {
     "retarget/io/image.py": ["image", "video", "frames", "batch"],
     "retarget/io/atomic.py": ["image", "video", "frames", "batch", "convert-iuv"],
-    "retarget/pipeline/job.py": ["video", "frames", "batch"],
+    "retarget/pipeline/job.py": ["video", "frames", "batch", "texture"],
+    "retarget/pipeline/texture.py": ["video", "frames", "batch", "image"],
     "retarget/pipeline/video.py": ["video", "frames", "batch"],
     "retarget/pipeline/precision.py": ["video", "batch"],
     "retarget/inspect/frames.py": ["frames"],

@@ -46,6 +46,10 @@ def frames_command(
     fill: opt.Fill = "body",
     temporal_filter: opt.TemporalFilter = True,
     temporal_strength: opt.TemporalStrength = 2,
+    texture: opt.Texture = None,
+    garment: opt.Garment = None,
+    garment_iuv: opt.GarmentIUV = None,
+    garment_region: opt.GarmentRegion = "upper",
     source_iuv: Optional[Path] = typer.Option(None, "--source-iuv",
                                               help="DensePose IUV PNG (or UV .npy) of the photo."),
     driver_iuv: Optional[Path] = typer.Option(None, "--driver-iuv", help="Per-frame IUV: folder of *_IUV.png or .npz."),
@@ -77,6 +81,7 @@ def frames_command(
     )
     from retarget.io.video import check_driver_size, probe_video
     from retarget.pipeline.job import VideoJob, check_densepose_weights, densepose_needs
+    from retarget.pipeline.texture import check_source_edits
     from retarget.pipeline.video import VideoOptions
 
     if only_densepose and source is not None:
@@ -96,10 +101,12 @@ def frames_command(
     values = dict(source=source or Path("-"), driver=driver, source_iuv=source_iuv, driver_iuv=driver_iuv,
                   size=size, densepose_backend=densepose_backend, densepose_weights=densepose_weights,
                   densepose_size=densepose_size, densepose_config=densepose_config,
-                  densepose_track=densepose_track, allow_large=allow_large, options=options)
+                  densepose_track=densepose_track, allow_large=allow_large, options=options, texture=texture,
+                  garment=garment, garment_iuv=garment_iuv, garment_region=garment_region)
     names = {f.name for f in dataclasses.fields(VideoJob)}
     job = VideoJob(**{k: v for k, v in values.items() if k in names})
-    inputs = [p for p in (source, driver, source_iuv, driver_iuv) if p is not None]
+    check_source_edits(job)
+    inputs = [p for p in (source, driver, source_iuv, driver_iuv, texture, garment, garment_iuv) if p is not None]
     needs = densepose_needs(job)
     check_densepose_weights(job, [n for n in needs if n[0] == "driver"] if only_densepose else needs)
     out = prepare_out_dir(out, overwrite, inputs)

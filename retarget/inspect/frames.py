@@ -208,6 +208,7 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
     from retarget.pipeline.job import driver_densepose, load_source
     from retarget.pipeline.pair import render_targets
     from retarget.pipeline.source import prepare_source_crop
+    from retarget.pipeline.texture import edit_source
     from retarget.pipeline.video import _composite, _frame_jobs, analyse_driver, output_background
 
     start = time.perf_counter()
@@ -217,6 +218,7 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
     info = probe_video(job.driver)
     source = load_source(job, model_backend)
     state = prepare_source_crop(source, models, options.device, fill=options.fill)
+    state = edit_source(job, state, models, model_backend)  # --texture / --garment
     result = FramesResult(out_dir=Path(out_dir), index_html=Path(out_dir) / "index.html")
     result.source = write_source_stages(source, state, write)
 

@@ -220,6 +220,11 @@ def _named(command: str, name: str) -> str:
     return f"the {name} job setting" if command == "batch" else "--" + name.replace("_", "-")
 
 
+def _size_hint(size: int, command: str) -> str:
+    return (f"; export it with `retarget texture --size {size}`, or render at the texture's size "
+            f"with {_named(command, 'size')}")
+
+
 def check_source_edits(job) -> None:
     """Reject contradictory or unknown texture/garment settings of a
     :class:`~retarget.pipeline.job.VideoJob` before any work (``UsageError``)."""
@@ -235,6 +240,8 @@ def check_source_edits(job) -> None:
     if job.garment_iuv is not None and job.garment is None:
         raise UsageError(f"{_named(command, 'garment_iuv')} is the DensePose of the {_named(command, 'garment')} "
                          "photo; give that photo too")
+    if job.texture is not None:  # a bad texture file fails before any work
+        read_texture(job.texture, (job.size, job.size), _size_hint(job.size, command))
 
 
 def edit_source(job, state: SourceState, models: Models | None, model_backend=None) -> SourceState:
@@ -242,9 +249,7 @@ def edit_source(job, state: SourceState, models: Models | None, model_backend=No
     job's ``texture`` (an edited texture file) or ``garment`` (another photo's clothes) applied."""
     if job.texture is not None:
         th, tw = state.pred_textures.shape[-2:]
-        hint = (f"; export it with `retarget texture --size {tw}`, or render at the texture's size "
-                f"with {_named(job.options.command, 'size')}")
-        return with_texture(state, read_texture(job.texture, (th, tw), hint), models)
+        return with_texture(state, read_texture(job.texture, (th, tw), _size_hint(tw, job.options.command)), models)
     if job.garment is None:
         return state
     from retarget.pipeline.job import load_source
