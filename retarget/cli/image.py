@@ -110,11 +110,20 @@ def image_command(
         raise InputError(f"{source}: width and height must be multiples of 4 and at least {MIN_SIDE}, "
                          f"got {image.shape[1]}x{image.shape[0]}")
 
+    edited_texture = None
+    if texture is not None:  # a bad texture fails before any work
+        from retarget.pipeline.texture import read_texture
+
+        h, w = image.shape[:2]
+        hint = (f"; `retarget image` uses textures of the photo's size: export one with `retarget texture --size N` "
+                f"(N = {w})" if h == w else "; `retarget image` uses textures of the photo's size (non-square here): "
+                "use `retarget video` or a square photo")
+        edited_texture = read_texture(texture, (h, w), hint)
     models = None if weight_free else resolve_models(checkpoint_dir, torch_device)
     if texture is None and garment is None:
         result = run_pair(image, suv, tuv, models, device=torch_device, fill=fill)
     else:
-        result = _edited_pair(image, suv, tuv, models, torch_device, fill, texture=texture, garment=garment,
+        result = _edited_pair(image, suv, tuv, models, torch_device, fill, texture=edited_texture, garment=garment,
                               garment_iuv=garment_iuv, region=garment_region, table=table, allow_large=allow_large)
     output = result.target.output[0].permute(1, 2, 0).cpu().numpy()
     write_image_rgb(out, to_uint8(output))
@@ -128,14 +137,15 @@ def image_command(
 
 def _edited_pair(image, suv, tuv, models, device, fill, *, texture, garment, garment_iuv, region, table,
                  allow_large):
-    """:func:`run_pair` with an edited texture (``--texture``) or another photo's clothes (``--garment``)."""
+    """:func:`run_pair` with an edited texture (``texture``: ``(H, W, 3)`` float, read by :func:`read_texture`)
+    or another photo's clothes (``--garment``)."""
     import torch
 
     from retarget.io.image import read_image_rgb
     from retarget.io.iuv import read_uv_npy
     from retarget.pipeline import PairResult, prepare_source, render_targets
     from retarget.pipeline.source import frame_source
-    from retarget.pipeline.texture import read_texture, with_garment, with_texture
+    from retarget.pipeline.texture import with_garment, with_texture
 
     def tensor(array):
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
@@ -143,10 +153,7 @@ def _edited_pair(image, suv, tuv, models, device, fill, *, texture, garment, gar
     h, w = image.shape[:2]
     state = prepare_source(tensor(image / 255.0), tensor(suv), models, fill=fill)
     if texture is not None:
-        hint = ("; `retarget image` uses textures of the photo's size: export one with `retarget texture --size "
-                f"{w}`" if h == w else "; `retarget image` uses textures of the photo's size (non-square here): "
-                "use `retarget video` or a square photo")
-        state = with_texture(state, read_texture(texture, (h, w), hint), models)
+        state = with_texture(state, texture, models)
     else:
         photo = read_image_rgb(garment, allow_large=allow_large)
         guv = read_uv_npy(garment_iuv) if garment_iuv.suffix == ".npy" else _iuv_to_uv(garment_iuv, table)
