@@ -425,3 +425,89 @@ def test_read_texture_accepts_grey_and_palette_pngs(tmp_path):
     grey = tmp_path / "grey.png"
     cv2.imwrite(str(grey), np.full((8, 8), 77, np.uint8))
     assert (read_texture(grey, (8, 8)) * 255).round().astype(int).tolist() == np.full((8, 8, 3), 77).tolist()
+
+
+class _GarmentDensePose:
+    """A stand-in DensePose model: the example's IUV for any photo it is given (counts calls)."""
+
+    name = "fake"
+
+    def __init__(self):
+        self.calls = 0
+
+    def cache_key(self) -> str:
+        return "fake"
+
+    def predict(self, images_bgr):
+        from densepose_adapter.types import DensePoseResult
+
+        self.calls += len(images_bgr)
+        return [DensePoseResult.from_iuv(_iuv()) for _ in images_bgr]
+
+
+def test_garment_densepose_from_the_model_on_the_learned_path(exported, garment_photo, tmp_path):
+    """B without an IUV: its DensePose comes from the model backend, as the source's would; on the learned
+    path (tiny random-weight models) the state handed to the runner has B's texels in the region and A's
+    photo with B's colours re-projected onto it; and the whole job runs."""
+    from retarget.pipeline.job import VideoJob, load_source, run_video_job
+    from retarget.pipeline.source import prepare_source_crop
+    from retarget.pipeline.texture import edit_source
+    from retarget.pipeline.video import VideoOptions
+
+    lone = tmp_path / "B_alone.png"
+    lone.write_bytes(garment_photo.read_bytes())
+    models = Models.from_checkpoint_dir(coordinpaint_dir())
+    job = VideoJob(source=exported["photo"], driver=exported["driver"], output=tmp_path / "out.mp4", size=64,
+                   options=VideoOptions(quiet=True), garment=lone, garment_region="upper")
+    backend = _GarmentDensePose()
+    source = load_source(job, backend)
+    assert backend.calls == 0  # the source has its IUV sidecar
+    state = prepare_source_crop(source, models)
+    swapped = edit_source(job, state, models, backend)
+    assert backend.calls == 1  # the garment photo
+    region = torch.from_numpy(np.isin(export_texture(state).part, GARMENT_REGIONS["upper"]))
+    outside = ~region
+    assert torch.equal(swapped.pred_textures[..., outside], state.pred_textures[..., outside])
+    assert (swapped.pred_textures[..., region] - state.pred_textures[..., region]).abs().mean() > 0.05
+    inside, _ = _regions(source.iuv)
+    away = cv2.dilate(np.isin(source.iuv[..., 0], GARMENT_REGIONS["upper"]).astype(np.uint8),
+                      np.ones((9, 9), np.uint8)) == 0
+    change = (swapped.image - state.image)[0].permute(1, 2, 0).numpy()
+    assert np.abs(change[inside]).mean() > 0.05
+    # off the person nothing moves; on it, away from the region, only pixels whose UV lands next to a region
+    # texel across an atlas seam (4 of 164 here)
+    person = source.iuv[..., 0] > 0
+    assert np.abs(change[away & ~person]).max() == 0
+    moved = np.abs(change[away & person]).max(axis=1) > 1e-6
+    assert moved.mean() < 0.05, (moved.sum(), moved.size)
+    assert swapped.refiner_source_features is not state.refiner_source_features
+    run_video_job(job, models, _GarmentDensePose())
+    assert len(read_video(job.output)[0]) == 4
+
+
+def test_garment_needs_densepose_message(exported, tmp_path, capsys):
+    from tests.test_cli_messages import assert_options_exist
+
+    lone = tmp_path / "lone.jpg"
+    lone.write_bytes(EXAMPLE_PHOTO.read_bytes())
+    assert main(["video", "--source", str(exported["photo"]), "--driver", str(exported["driver"]), "--weight-free",
+                 "-o", str(tmp_path / "o.mp4"), "--garment", str(lone)]) == 1
+    text = _one_error_line(capsys)
+    assert f"{lone}: the garment photo needs DensePose" in text and "--garment-iuv FILE, or lone_IUV.png" in text
+    assert_options_exist(("video",), text)
+
+
+def test_texture_command_usage_errors(exported, tmp_path, capsys):
+    from tests.test_cli_messages import assert_options_exist
+
+    base = ["texture", "--source", str(exported["photo"]), "--weight-free"]
+    cases = [(["-o", str(tmp_path / "t.jpg")], "give an output ending in .png"),
+             (["-o", str(exported["texture"])], "output exists; pass --overwrite"),
+             (["-o", str(tmp_path / "t.png"), "--size", "30"], "--size must be a multiple of 4"),
+             (["-o", str(tmp_path / "t.png"), "--fill", "mean"], "--fill 'mean'")]
+    for extra, says in cases:
+        assert main(base + extra) == 2
+        text = _one_error_line(capsys)
+        assert says in text, text
+        assert_options_exist(("texture",), text)
+    assert not list(tmp_path.iterdir())
