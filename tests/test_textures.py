@@ -511,3 +511,17 @@ def test_texture_command_usage_errors(exported, tmp_path, capsys):
         assert says in text, text
         assert_options_exist(("texture",), text)
     assert not list(tmp_path.iterdir())
+
+
+def test_missing_garment_files(exported, tmp_path, capsys):
+    video = ["video", "--source", str(exported["photo"]), "--driver", str(exported["driver"]), "--weight-free",
+             "-o", str(tmp_path / "o.mp4")]
+    image = ["image", "--source", str(exported["small"]), "--source-iuv", str(exported["small_iuv"]), "--target-iuv",
+             str(exported["small_iuv"]), "--weight-free", "-o", str(tmp_path / "o.png")]
+    missing = tmp_path / "nobody.jpg"
+    for argv in (video, image):
+        assert main(argv + ["--garment", str(missing)]) == 1
+        assert f"{missing}: garment photo not found" in _one_error_line(capsys)
+    assert main(video + ["--garment", str(EXAMPLE_PHOTO), "--garment-iuv", str(missing)]) == 1
+    assert f"{missing}: garment IUV not found" in _one_error_line(capsys)
+    assert not list(tmp_path.iterdir())

@@ -82,6 +82,8 @@ def image_command(
         raise UsageError(f"--garment-region {garment_region!r}: expected one of {', '.join(GARMENT_REGIONS)}")
     if garment_iuv is not None and garment is None:
         raise UsageError("--garment-iuv is the DensePose of the --garment photo; give that photo too")
+    if garment is not None and not garment.exists():
+        raise InputError(f"{garment}: garment photo not found; check the path")
     if garment is not None and garment_iuv is None:
         garment_iuv = garment.with_name(garment.stem + "_IUV.png")
         if not garment_iuv.is_file():

@@ -240,6 +240,10 @@ def check_source_edits(job) -> None:
     if job.garment_iuv is not None and job.garment is None:
         raise UsageError(f"{_named(command, 'garment_iuv')} is the DensePose of the {_named(command, 'garment')} "
                          "photo; give that photo too")
+    for path in (job.garment, job.garment_iuv):
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"{path}: {'garment photo' if path == job.garment else 'garment IUV'} not found; "
+                             "check the path")
     if job.texture is not None:  # a bad texture file fails before any work
         read_texture(job.texture, (job.size, job.size), _size_hint(job.size, command))
 
