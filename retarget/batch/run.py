@@ -1,4 +1,12 @@
-"""Running a planned batch: driver-aware scheduling over a pool of workers, progress, the report.
+"""Running a batch: :func:`run_batch` (``retarget batch`` as a Python call: check the arguments,
+collect and plan the jobs, run them, return a :class:`BatchResult`) and what it is built from:
+driver-aware scheduling over a pool of workers, progress, the report.
+
+    from retarget.batch import run_batch
+
+    result = run_batch(sources=["photos/"], drivers=["clips/"], out_dir=Path("out"), workers=2,
+                       settings={"size": 256, "background": "source"})
+    print(result.summary_table(), result.failure_message() or "all ok")
 
 Scheduling shares DensePose between the jobs of one driver without races: of the jobs whose driver
 needs the DensePose *model*, only the first job per distinct driver (the "lead") starts at once; it
@@ -23,12 +31,15 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from retarget.batch.plan import CONFLICT, RUN, SKIP, BatchPlan, PlannedJob
-from retarget.batch.report import now_iso, write_report
+from retarget.batch.jobs import DEFAULT_OPTIONS, BatchJob, cross_jobs, load_jobs_file
+from retarget.batch.plan import CONFLICT, RUN, SKIP, BatchPlan, PlannedJob, check_densepose_weights, make_plan
+from retarget.batch.report import REPORT_NAME, load_report, now_iso, write_report
 from retarget.batch.worker import BatchWorker, Task, WorkerConfig, init_process, one_line, run_in_process
+from retarget.errors import InputError, UsageError
 
 GIB = 1 << 30
 
@@ -317,8 +328,162 @@ def run_plan(plan: BatchPlan, executor: Executor, report_path: Path, meta: dict[
     return records
 
 
+# -- the Python API of `retarget batch`: validate, plan, run ----------------------------------------
+
+
+@dataclass
+class BatchResult:
+    """What :func:`run_batch` did.
+
+    Attributes:
+        plan: every job with its decision (run / skip / conflict).
+        report: path of ``batch_report.json`` (not written by a dry run).
+        backend, workers, threads: where the jobs ran (``workers`` may be ``None`` on Ray before it starts).
+        records: the report's records, in job order (empty for a dry run).
+        dry_run: only planned.
+    """
+
+    plan: BatchPlan
+    report: Path
+    backend: str
+    workers: int | None
+    threads: int
+    records: list[dict[str, Any]] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["status"] == "failed"]
+
+    def summary_table(self) -> str:
+        from retarget.batch.report import summary_table
+
+        return summary_table(self.records)
+
+    def failure_message(self) -> str | None:
+        """The command's one-line error when any job failed, else ``None``."""
+        if not self.failed:
+            return None
+        n = len(self.records)
+        return f"{len(self.failed)} of {n} job{'s' * (n != 1)} failed (see {self.report})"
+
+
+def check_batch_arguments(jobs_file: Path | None, sources, drivers, out_dir: Path | None, backend: str,
+                          address: str | None, workers: int | None, threads: int | None) -> None:
+    """The argument combinations ``retarget batch`` accepts (one-line :class:`UsageError` otherwise)."""
+    if backend not in ("local", "ray"):
+        raise UsageError(f"--backend {backend!r}: expected local or ray")
+    if address is not None and backend != "ray":
+        raise UsageError("--address is for --backend ray")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    if jobs_file is not None and (sources or drivers):
+        raise UsageError("give either --jobs FILE or --sources/--drivers, not both")
+    if jobs_file is None and not (sources and drivers):
+        raise UsageError("give --jobs FILE, or both --sources and --drivers")
+    if jobs_file is None and out_dir is None:
+        raise UsageError("--sources/--drivers need --out-dir")
+
+
+def collect_jobs(jobs_file: Path | None, sources, drivers, out_dir: Path, previous: dict) -> list[BatchJob]:
+    """The jobs of a jobs file, or every source × driver (never taking this batch's outputs, or those of
+    the ``previous`` report, as drivers)."""
+    if jobs_file is not None:
+        return load_jobs_file(jobs_file, out_dir)
+    jobs = cross_jobs(sources, drivers, out_dir, exclude_drivers=[Path(p) for p in previous])
+    outputs = {j.output for j in jobs}
+    return [j for j in jobs if j.driver not in outputs]
+
+
+def find_checkpoints(checkpoint_dir: Path | None, weight_free: bool) -> tuple[str, str] | None:
+    """``(inpainter.pth, refiner.pth)`` the workers load, or ``None`` (weight-free; one warning line
+    when no weights are installed)."""
+    if weight_free:
+        return None
+    from retarget.weights import resolve_coordinpaint_checkpoints, warn_weight_free_once
+
+    found = resolve_coordinpaint_checkpoints(checkpoint_dir)
+    if found is None:
+        warn_weight_free_once()
+        return None
+    return str(found[0]), str(found[1])
+
+
+def run_batch(jobs_file: Path | None = None, *, sources: list[str] | None = None, drivers: list[str] | None = None,
+              out_dir: Path | None = None, report: Path | None = None, workers: int | None = None,
+              threads: int | None = None, backend: str = "local", address: str | None = None,
+              overwrite: bool = False, rerun: bool = False, dry_run: bool = False,
+              checkpoint_dir: Path | None = None, weight_free: bool = False, device: str = "cpu",
+              densepose_weights: Path | None = None, densepose_config: str | None = None,
+              allow_large: bool = False, settings: dict[str, Any] | None = None, quiet: bool = False,
+              echo: Callable[[str], None] | None = None) -> BatchResult:
+    """``retarget batch`` as a function: plan the jobs, check them, run them, write the report.
+
+    The keyword arguments are the command's options (``jobs_file`` is ``--jobs``); ``settings`` holds
+    the per-job defaults (keys of :data:`retarget.batch.jobs.DEFAULT_OPTIONS`: ``size``,
+    ``background``, ``on_missing``, ..., overridden by each job's own options); ``device`` must be
+    valid already. The plan goes to ``echo`` (default: stderr) unless ``quiet``. Failed jobs do not
+    raise: see :attr:`BatchResult.failed`. Bad arguments, a bad jobs file or missing DensePose
+    weights raise a one-line :class:`retarget.errors.RetargetError` before any work.
+    """
+    check_batch_arguments(jobs_file, sources, drivers, out_dir, backend, address, workers, threads)
+    unknown = sorted(set(settings or {}) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise UsageError(f"unknown job settings: {', '.join(unknown)} (known: {', '.join(DEFAULT_OPTIONS)})")
+    out_dir = (out_dir if out_dir is not None else Path(jobs_file).absolute().parent).absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: --out-dir is not a folder")
+    report_path = (report or out_dir / REPORT_NAME).absolute()
+    previous = load_report(report_path)
+    jobs = collect_jobs(jobs_file, sources, drivers, out_dir, previous)
+
+    config = WorkerConfig.with_current_env(
+        checkpoints=find_checkpoints(checkpoint_dir, weight_free), device=device, allow_large=allow_large,
+        densepose_weights=str(densepose_weights.absolute()) if densepose_weights else None,
+        densepose_config=str(Path(densepose_config).absolute()) if densepose_config and Path(densepose_config).suffix
+        else densepose_config)
+    plan = make_plan(jobs, {**DEFAULT_OPTIONS, **(settings or {})}, config, previous, overwrite=overwrite,
+                     rerun=rerun)
+    to_run = plan.to_run
+    if backend == "local":
+        n_workers = workers or default_workers(len(to_run), any(p.model_densepose for p in to_run), device)
+        n_workers = min(n_workers, max(1, len(to_run)))
+        config.threads = threads or default_threads(n_workers)
+    else:
+        n_workers = workers
+        config.threads = threads or 1
+    if not quiet:
+        (echo or _stderr)(plan.describe(n_workers, backend))
+    check_densepose_weights(plan, config.densepose_weights, config.densepose_config)  # also with --dry-run
+    result = BatchResult(plan=plan, report=report_path, backend=backend, workers=n_workers, threads=config.threads,
+                         dry_run=dry_run)
+    if dry_run:
+        return result
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for planned in plan.jobs:
+        planned.job.output.parent.mkdir(parents=True, exist_ok=True)
+    if to_run and backend == "ray":
+        from retarget.batch.ray_backend import RayExecutor
+
+        executor = RayExecutor(config, n_workers, address)
+        result.workers = executor.workers
+    else:
+        executor = LocalExecutor(config, n_workers if to_run else 1)
+    meta = {"backend": backend, "workers": result.workers, "threads": config.threads}
+    result.records = run_plan(plan, executor, report_path, meta, quiet=quiet)
+    return result
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
 __all__ = [
     "CONFLICT",
+    "BatchResult",
     "RUN",
     "SKIP",
     "Executor",
@@ -327,6 +492,10 @@ __all__ = [
     "cpu_count",
     "default_threads",
     "default_workers",
+    "check_batch_arguments",
+    "collect_jobs",
+    "find_checkpoints",
     "initial_record",
+    "run_batch",
     "run_plan",
 ]

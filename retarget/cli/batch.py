@@ -9,7 +9,7 @@ import typer
 from retarget.cli import _options as opt
 from retarget.cli.app import app
 from retarget.cli.common import resolve_device
-from retarget.errors import InputError, UsageError
+from retarget.errors import InputError
 
 _HELP = """Run many source × driver jobs with models loaded once per worker.
 
@@ -74,106 +74,23 @@ def batch_command(
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept source photos above 50 megapixels."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No plan, progress bar or table."),
 ) -> None:
-    from retarget.batch import (
-        REPORT_NAME,
-        LocalExecutor,
-        WorkerConfig,
-        cross_jobs,
-        default_threads,
-        default_workers,
-        load_jobs_file,
-        load_report,
-        make_plan,
-        run_plan,
-        summary_table,
-    )
-    from retarget.batch.plan import check_densepose_weights
+    from retarget.batch import run_batch
 
-    if backend not in ("local", "ray"):
-        raise UsageError(f"--backend {backend!r}: expected local or ray")
-    if address is not None and backend != "ray":
-        raise UsageError("--address is for --backend ray")
-    if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {threads}")
-    if jobs_file is not None and (sources or drivers):
-        raise UsageError("give either --jobs FILE or --sources/--drivers, not both")
-    if jobs_file is None and not (sources and drivers):
-        raise UsageError("give --jobs FILE, or both --sources and --drivers")
-    if jobs_file is None and out_dir is None:
-        raise UsageError("--sources/--drivers need --out-dir")
-    if out_dir is None:
-        out_dir = Path(jobs_file).absolute().parent
-    out_dir = out_dir.absolute()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: --out-dir is not a folder")
-    report_path = (report or out_dir / REPORT_NAME).absolute()
-    previous = load_report(report_path)
-
-    if jobs_file is not None:
-        jobs = load_jobs_file(jobs_file, out_dir)
-    else:
-        jobs = cross_jobs(sources, drivers, out_dir, exclude_drivers=[Path(p) for p in previous])
-        outputs = {j.output for j in jobs}
-        jobs = [j for j in jobs if j.driver not in outputs]  # never take this batch's outputs as drivers
-
-    device = resolve_device(device)
-    checkpoints = None
-    if not weight_free:
-        from retarget.weights import resolve_coordinpaint_checkpoints, warn_weight_free_once
-
-        found = resolve_coordinpaint_checkpoints(checkpoint_dir)
-        if found is None:
-            warn_weight_free_once()
-        else:
-            checkpoints = (str(found[0]), str(found[1]))
-    config = WorkerConfig.with_current_env(
-        checkpoints=checkpoints, device=device, allow_large=allow_large,
-        densepose_weights=str(densepose_weights.absolute()) if densepose_weights else None,
-        densepose_config=str(Path(densepose_config).absolute()) if densepose_config and Path(densepose_config).suffix
-        else densepose_config)
-    defaults = {"size": size, "background": background, "output_mode": output_mode, "on_missing": on_missing,
-                "table": table, "batch_size": batch_size, "side_by_side": side_by_side,
-                "precision": precision, "fill": fill,
-                "temporal_filter": temporal_filter, "temporal_strength": temporal_strength,
+    settings = {"size": size, "background": background, "output_mode": output_mode, "on_missing": on_missing,
+                "table": table, "batch_size": batch_size, "side_by_side": side_by_side, "precision": precision,
+                "fill": fill, "temporal_filter": temporal_filter, "temporal_strength": temporal_strength,
                 "densepose_backend": densepose_backend, "densepose_size": densepose_size,
                 "densepose_track": densepose_track}
-    plan = make_plan(jobs, defaults, config, previous, overwrite=overwrite, rerun=rerun)
-
-    to_run = plan.to_run
-    if backend == "local":
-        n_workers = workers or default_workers(len(to_run), any(p.model_densepose for p in to_run), device)
-        n_workers = min(n_workers, max(1, len(to_run)))
-        config.threads = threads or default_threads(n_workers)
-    else:
-        n_workers = workers
-        config.threads = threads or 1
-    if not quiet:
-        typer.echo(plan.describe(n_workers, backend), err=True)
-    check_densepose_weights(plan, config.densepose_weights, config.densepose_config)  # also with --dry-run
+    result = run_batch(jobs_file, sources=sources, drivers=drivers, out_dir=out_dir, report=report, workers=workers,
+                       threads=threads, backend=backend, address=address, overwrite=overwrite, rerun=rerun,
+                       dry_run=dry_run, checkpoint_dir=checkpoint_dir, weight_free=weight_free,
+                       device=resolve_device(device), densepose_weights=densepose_weights,
+                       densepose_config=densepose_config, allow_large=allow_large, settings=settings, quiet=quiet,
+                       echo=lambda text: typer.echo(text, err=True))
     if dry_run:
         return
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for planned in plan.jobs:
-        folder = planned.job.output.parent
-        if not folder.is_dir():
-            folder.mkdir(parents=True, exist_ok=True)
-    if to_run and backend == "ray":
-        from retarget.batch.ray_backend import RayExecutor
-
-        executor = RayExecutor(config, n_workers, address)
-        n_workers = executor.workers
-    else:
-        executor = LocalExecutor(config, n_workers if to_run else 1)
-    meta = {"backend": backend, "workers": n_workers, "threads": config.threads}
-    records = run_plan(plan, executor, report_path, meta, quiet=quiet)
-
     if not quiet:
-        typer.echo(summary_table(records), err=True)
-    typer.echo(str(report_path))
-    failed = [r for r in records if r["status"] == "failed"]
-    if failed:
-        raise InputError(f"{len(failed)} of {len(records)} job{'s' * (len(records) != 1)} failed "
-                         f"(see {report_path})")
+        typer.echo(result.summary_table(), err=True)
+    typer.echo(str(result.report))
+    if result.failed:
+        raise InputError(result.failure_message())

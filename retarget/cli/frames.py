@@ -10,7 +10,6 @@ import typer
 from retarget.cli import _options as opt
 from retarget.cli.app import app
 from retarget.cli.common import resolve_device, resolve_models
-from retarget.errors import UsageError
 
 _HELP = """Write every intermediate image of a job, for inspection.
 
@@ -71,49 +70,22 @@ def frames_command(
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept a source photo above 50 megapixels."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
-    import dataclasses
-
-    from retarget.inspect.frames import (
-        extract_densepose_frames,
-        extract_frames,
-        parse_selection,
-        prepare_out_dir,
-    )
-    from retarget.io.video import check_driver_size, probe_video
-    from retarget.pipeline.job import VideoJob, check_densepose_weights, densepose_needs
-    from retarget.pipeline.texture import check_source_edits
+    from retarget.inspect.frames import extract_densepose_frames, extract_frames, prepare_frames_job
     from retarget.pipeline.video import VideoOptions
 
-    if only_densepose and source is not None:
-        raise UsageError("--only-densepose shows the driver's DensePose alone; leave out --source")
-    if not only_densepose and source is None:
-        raise UsageError("give --source (or --only-densepose to inspect the driver's DensePose alone)")
-    if size % 4 or size < 64:
-        raise UsageError(f"--size must be a multiple of 4 and at least 64, got {size}")
-    device = resolve_device(device)
-    options = VideoOptions(device=device, background=background, output_mode=output_mode, on_missing=on_missing,
-                           table=table, quiet=quiet, fill=fill,
+    options = VideoOptions(device=resolve_device(device), background=background, output_mode=output_mode,
+                           on_missing=on_missing, table=table, quiet=quiet, fill=fill,
                            temporal_radius=temporal_strength if temporal_filter else 0, command="frames")
-    options.validate()
-    info = probe_video(driver)
-    check_driver_size(info, driver)
-    selection = parse_selection(frames, every, info.frame_count)
-    values = dict(source=source or Path("-"), driver=driver, source_iuv=source_iuv, driver_iuv=driver_iuv,
-                  size=size, densepose_backend=densepose_backend, densepose_weights=densepose_weights,
-                  densepose_size=densepose_size, densepose_config=densepose_config,
-                  densepose_track=densepose_track, allow_large=allow_large, options=options, texture=texture,
-                  garment=garment, garment_iuv=garment_iuv, garment_region=garment_region)
-    names = {f.name for f in dataclasses.fields(VideoJob)}
-    job = VideoJob(**{k: v for k, v in values.items() if k in names})
-    check_source_edits(job)
-    inputs = [p for p in (source, driver, source_iuv, driver_iuv, texture, garment, garment_iuv) if p is not None]
-    needs = densepose_needs(job)
-    check_densepose_weights(job, [n for n in needs if n[0] == "driver"] if only_densepose else needs)
-    out = prepare_out_dir(out, overwrite, inputs)
+    job, selection, out = prepare_frames_job(
+        driver, out, source=source, frames=frames, every=every, only_densepose=only_densepose, overwrite=overwrite,
+        options=options, size=size, source_iuv=source_iuv, driver_iuv=driver_iuv,
+        densepose_backend=densepose_backend, densepose_weights=densepose_weights, densepose_size=densepose_size,
+        densepose_config=densepose_config, densepose_track=densepose_track, allow_large=allow_large,
+        texture=texture, garment=garment, garment_iuv=garment_iuv, garment_region=garment_region)
     if only_densepose:
         result = extract_densepose_frames(job, out, selection)
     else:
-        models = None if weight_free else resolve_models(checkpoint_dir, device)
+        models = None if weight_free else resolve_models(checkpoint_dir, options.device)
         result = extract_frames(job, out, selection, models, quiet=quiet)
     if not quiet:
         typer.echo(f"{len(result.frames)} frame{'s' * (len(result.frames) != 1)}, {len(result.files)} files in "

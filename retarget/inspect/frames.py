@@ -15,6 +15,7 @@ frames are warped/refined and composited.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass, field
@@ -141,6 +142,49 @@ def prepare_out_dir(out_dir: Path, overwrite: bool, inputs: list[Path]) -> Path:
     return out_dir
 
 
+def prepare_frames_job(driver: Path, out: Path, *, source: Path | None = None, frames: str | None = None,
+                       every: int | None = None, only_densepose: bool = False, overwrite: bool = False,
+                       options=None, **job_fields) -> tuple:
+    """Check the arguments of ``retarget frames`` and get everything ready before any image work.
+
+    Checks the source/``only_densepose`` combination and ``options``, probes the driver, parses the
+    selection (``frames`` / ``every``), fails early when DensePose weights are needed and missing, and
+    creates ``out`` (see :func:`prepare_out_dir`).
+
+    Args:
+        options: :class:`retarget.pipeline.video.VideoOptions` (``command="frames"``).
+        job_fields: further :class:`retarget.pipeline.job.VideoJob` fields (``size``, ``source_iuv``,
+            ``driver_iuv``, ``densepose_*``, ``allow_large``, ``texture``, ``garment*``); unknown ones are ignored.
+
+    Returns:
+        ``(job, selection, out)`` for :func:`extract_frames` or :func:`extract_densepose_frames`.
+    """
+    from retarget.io.video import check_driver_size, probe_video
+    from retarget.pipeline.job import VideoJob, check_densepose_weights, densepose_needs
+    from retarget.pipeline.texture import check_source_edits
+
+    if only_densepose and source is not None:
+        raise UsageError("--only-densepose shows the driver's DensePose alone; leave out --source")
+    if not only_densepose and source is None:
+        raise UsageError("give --source (or --only-densepose to inspect the driver's DensePose alone)")
+    size = job_fields.get("size", 256)
+    if size % 4 or size < 64:
+        raise UsageError(f"--size must be a multiple of 4 and at least 64, got {size}")
+    options.validate()
+    info = probe_video(driver)
+    check_driver_size(info, driver)
+    selection = parse_selection(frames, every, info.frame_count)
+    values = dict(job_fields, source=source or Path("-"), driver=driver, options=options)
+    names = {f.name for f in dataclasses.fields(VideoJob)}
+    job = VideoJob(**{k: v for k, v in values.items() if k in names})
+    check_source_edits(job)  # --texture / --garment (retarget/pipeline/texture.py)
+    inputs = [p for p in (source, driver, job.source_iuv, job.driver_iuv, job.texture, job.garment, job.garment_iuv)
+              if p is not None]
+    needs = densepose_needs(job)
+    check_densepose_weights(job, [n for n in needs if n[0] == "driver"] if only_densepose else needs)
+    return job, selection, prepare_out_dir(out, overwrite, inputs)
+
+
 class _Writer:
     def __init__(self, root: Path):
         self.root = root
@@ -181,21 +225,22 @@ def write_source_stages(source, state, write: _Writer) -> list[Figure]:
     return figures
 
 
-def _select_frames_iter(driver: Path, rotation: int, selection: FrameSelection, lookback: int):
-    """Decoded frames from ``first - lookback`` up to the last selected one."""
-    from retarget.io.video import iter_frames
+def _select_frames_iter(driver: Path, rotation: int, selection: FrameSelection, lookback: int, limit: int):
+    """Decoded frames (the runner's decode stage) from ``first - lookback`` up to the last selected one."""
+    from retarget.pipeline.video import StageTimes, decode_stage
 
-    first, last = selection.first(), selection.last()
-    for frame in iter_frames(driver, rotation):
-        if last is not None and frame.index > last:
-            break
-        if frame.index >= first - lookback:
+    last = selection.last()
+    for frame in decode_stage(driver, rotation, limit if last is None else min(limit, last + 1), StageTimes()):
+        if frame.index >= selection.first() - lookback:
             yield frame
 
 
 def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, model_backend=None, *,
                    quiet: bool = False) -> FramesResult:
     """Write the source stages once and every stage of the selected frames of ``job`` into ``out_dir``.
+
+    The frames go through the stages of ``retarget video`` (:mod:`retarget.pipeline.video`): pass 1
+    over the whole driver, then decode → IUV crop → warp and refine → composite, one frame at a time.
 
     Args:
         job: a :class:`retarget.pipeline.job.VideoJob` (its output path is not used).
@@ -206,16 +251,15 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
     """
     from retarget.io.video import probe_video
     from retarget.pipeline.job import driver_densepose, load_source
-    from retarget.pipeline.pair import render_targets
     from retarget.pipeline.source import prepare_source_crop
     from retarget.pipeline.texture import edit_source
-    from retarget.pipeline.video import _composite, _frame_jobs, analyse_driver, output_background
+    from retarget.pipeline.video import CompositeStage, StageTimes, TargetStage, WarpRefineStage, plan_render
 
     start = time.perf_counter()
-    options = job.options
+    options = dataclasses.replace(job.options, side_by_side=False)
     options.validate()
+    probe_video(job.driver)  # a bad driver fails before the source work
     write = _Writer(Path(out_dir))
-    info = probe_video(job.driver)
     source = load_source(job, model_backend)
     state = prepare_source_crop(source, models, options.device, fill=options.fill)
     state = edit_source(job, state, models, model_backend)  # --texture / --garment
@@ -223,66 +267,73 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
     result.source = write_source_stages(source, state, write)
 
     densepose = driver_densepose(job, model_backend)
-    track = analyse_driver(job.driver, densepose, options, info)
-    size = job.size
-    background = output_background(options, track, source)
-    hold_frames = options.hold_frames(info.fps)
-    crop_options = type(options)(**{**options.__dict__, "side_by_side": False})
-
-    last_valid = None
-    for frame in _select_frames_iter(job.driver, info.rotation, selection, hold_frames):
-        jobs, last_valid = _frame_jobs([frame], track, densepose, size, crop_options, hold_frames, last_valid)
-        if frame.index not in selection:
-            continue
-        _, crop, uv = jobs[0]
-        dp = densepose.results([frame.index], [frame.rgb])[0]
-        box = track.boxes[frame.index] if frame.index < len(track.boxes) else None
-        chosen = None
-        if box is not None and not np.isnan(box).any() and len(dp.boxes):
-            chosen = int(np.argmin(np.abs(np.asarray(dp.boxes, np.float64).reshape(-1, 4) - box).sum(axis=1)))
-        folder = f"frame_{frame.index:06d}"
-        figures: list[Figure] = []
-        write(f"{folder}/driver.png", frame.rgb, f"driver frame {frame.index}", figures)
-        iuv_vis = visual.iuv_to_rgb(dp.iuv)
-        shown = visual.blend(frame.rgb, iuv_vis, dp.iuv[..., 0] > 0, 0.85)
-        write(f"{folder}/driver_iuv.png", visual.draw_boxes(shown, dp.boxes, chosen), "driver DensePose IUV", figures)
-        note = ""
-        if uv is not None:
-            target = torch.from_numpy(np.ascontiguousarray(uv))[None].permute(0, 3, 1, 2).to(state.image.device)
-            batch = render_targets(state, target, models)
-            out_rgb = batch.output[0].permute(1, 2, 0).float().cpu().numpy()
-            mask = batch.target_mask[0, 0].float().cpu().numpy()
-            write(f"{folder}/target_uv.png", visual.coords_to_rgb(uv), "target UV (person crop)", figures)
-            write(f"{folder}/coarse.png", visual.float_to_rgb(_chw(batch.pred_img)), "warped coarse image", figures)
-            refined_label = "refined crop" if state.learned else "output crop (weight-free: no refiner)"
-            write(f"{folder}/refined.png", visual.float_to_rgb(out_rgb), refined_label, figures)
-            person = (out_rgb, mask)
-            if crop is not None and track.crop(frame.index) is None:
-                note = "no person in this frame: last pose held"
-        else:
-            blank = visual.placeholder(size, size, "no person")
-            write(f"{folder}/target_uv.png", blank, "target UV (no person)", figures)
-            write(f"{folder}/coarse.png", blank, "warped coarse image (no person)", figures)
-            write(f"{folder}/refined.png", blank, "refined crop (no person)", figures)
-            person = None
-            note = "no person in this frame"
-        final = _composite(frame, crop, person, background, crop_options, size)
-        write(f"{folder}/final.png", final, "final composite", figures)
-        tiles = [(f.caption, np.asarray(_read(write.root / f.path))) for f in figures]
-        title = f"{job.driver.name} frame {frame.index} ({frame.time:.2f} s) as {job.source.name}"
-        if note:
-            title += f" - {note}"
-        sheet_rel = f"{folder}/sheet.png"
-        write(sheet_rel, visual.contact_sheet(tiles, title), f"contact sheet, frame {frame.index}")
-        result.frames.append(FrameEntry(frame.index, frame.time, figures, sheet_rel, note))
+    plan = plan_render(source, state, job.driver, densepose, models, options)  # pass 1
+    times = StageTimes()
+    targets, warp = TargetStage(plan, densepose, times), WarpRefineStage(state, models, plan.options, times)
+    composite = CompositeStage(plan, times)
+    for frame in _select_frames_iter(job.driver, plan.info.rotation, selection, plan.hold_frames,
+                                     plan.track.frame_count):
+        frame_job = targets([frame]).jobs[0]  # every frame from the look-back on: --on-missing hold
+        if frame.index in selection:
+            result.frames.append(write_frame_stages(job, plan, densepose, frame, frame_job, warp, composite, write))
     if not result.frames:
-        raise InputError(f"{job.driver}: the selected frames are not in the video ({track.frame_count} frames)")
+        raise InputError(f"{job.driver}: the selected frames are not in the video ({plan.track.frame_count} frames)")
     result.seconds = time.perf_counter() - start
     from retarget.inspect.html import write_index
 
     write_index(result, title=f"retarget frames: {job.driver.name} as {job.source.name}",
                 settings=_settings_line(job, models))
     return result
+
+
+def write_frame_stages(job, plan, densepose, frame, frame_job, warp, composite, write: _Writer) -> FrameEntry:
+    """Every stage of one driver frame as viewable PNGs and a labelled contact sheet.
+
+    Args:
+        plan: the :class:`retarget.pipeline.video.RenderPlan` (pass 1) of ``job``.
+        frame_job: ``(index, crop, target UV)`` of ``frame`` from the target stage.
+        warp, composite: the runner's warp/refine and composite stages.
+    """
+    _, crop, uv = frame_job
+    track, size, state = plan.track, plan.size, warp.state
+    dp = densepose.results([frame.index], [frame.rgb])[0]
+    box = track.boxes[frame.index] if frame.index < len(track.boxes) else None
+    chosen = None
+    if box is not None and not np.isnan(box).any() and len(dp.boxes):
+        chosen = int(np.argmin(np.abs(np.asarray(dp.boxes, np.float64).reshape(-1, 4) - box).sum(axis=1)))
+    folder = f"frame_{frame.index:06d}"
+    figures: list[Figure] = []
+    write(f"{folder}/driver.png", frame.rgb, f"driver frame {frame.index}", figures)
+    iuv_vis = visual.iuv_to_rgb(dp.iuv)
+    shown = visual.blend(frame.rgb, iuv_vis, dp.iuv[..., 0] > 0, 0.85)
+    write(f"{folder}/driver_iuv.png", visual.draw_boxes(shown, dp.boxes, chosen), "driver DensePose IUV", figures)
+    note = ""
+    if uv is not None:
+        batch = warp.details(uv)
+        out_rgb = batch.output[0].permute(1, 2, 0).float().cpu().numpy()
+        mask = batch.target_mask[0, 0].float().cpu().numpy()
+        write(f"{folder}/target_uv.png", visual.coords_to_rgb(uv), "target UV (person crop)", figures)
+        write(f"{folder}/coarse.png", visual.float_to_rgb(_chw(batch.pred_img)), "warped coarse image", figures)
+        refined_label = "refined crop" if state.learned else "output crop (weight-free: no refiner)"
+        write(f"{folder}/refined.png", visual.float_to_rgb(out_rgb), refined_label, figures)
+        person = (out_rgb, mask)
+        if crop is not None and track.crop(frame.index) is None:
+            note = "no person in this frame: last pose held"
+    else:
+        blank = visual.placeholder(size, size, "no person")
+        write(f"{folder}/target_uv.png", blank, "target UV (no person)", figures)
+        write(f"{folder}/coarse.png", blank, "warped coarse image (no person)", figures)
+        write(f"{folder}/refined.png", blank, "refined crop (no person)", figures)
+        person = None
+        note = "no person in this frame"
+    write(f"{folder}/final.png", composite.frame(frame, crop, person), "final composite", figures)
+    tiles = [(f.caption, np.asarray(_read(write.root / f.path))) for f in figures]
+    title = f"{job.driver.name} frame {frame.index} ({frame.time:.2f} s) as {job.source.name}"
+    if note:
+        title += f" - {note}"
+    sheet_rel = f"{folder}/sheet.png"
+    write(sheet_rel, visual.contact_sheet(tiles, title), f"contact sheet, frame {frame.index}")
+    return FrameEntry(frame.index, frame.time, figures, sheet_rel, note)
 
 
 def extract_densepose_frames(job, out_dir: Path, selection: FrameSelection, model_backend=None) -> FramesResult:

@@ -4,23 +4,24 @@ Pass 1 (analysis) decodes the driver, gets every frame's DensePose result (cache
 frame), follows one person, smooths the crop track over time and, for ``--background scene``,
 feeds a bounded set of frames to the background-plate estimator.
 
-Pass 2 (render) decodes again in a thread, converts each frame's IUV crop to SMPL-UV, runs the
-warp/refiner on batches, composites the person back into the frame and hands frames to an encoder
-thread. Queues are bounded, so decode, compute and encode overlap and memory does not grow with
-video length. The output is written to a temporary file and renamed only on success.
+Pass 2 (render) is a chain of named stages: :func:`decode_stage` (a thread) → :class:`TargetStage`
+(each frame's IUV crop to SMPL-UV) → :class:`WarpRefineStage` (warp/refiner on batches) →
+:class:`CompositeStage` (the person back into the frame) → :class:`EncodeStage` (a thread). The
+threads and their bounded queues are :class:`retarget.pipeline.stream.Stream`'s, so decode, compute
+and encode overlap and memory does not grow with video length. The output is written to a temporary
+file and renamed only on success. ``retarget frames`` runs the same stages on chosen frames.
+See docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import queue
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -51,6 +52,7 @@ from retarget.pipeline.framing import (
 )
 from retarget.pipeline.pair import FILLS, Models, SourceState, render_targets
 from retarget.pipeline.source import SourceCrop
+from retarget.pipeline.stream import Stream
 
 BACKGROUNDS = ("scene", "source")
 OUTPUT_MODES = ("frame", "crop")
@@ -274,36 +276,185 @@ class StageTimes(dict):
         self[stage] = self.get(stage, 0.0) + seconds
 
 
-class _Worker(threading.Thread):
-    """A daemon thread whose exception is re-raised by :meth:`check`."""
-
-    def __init__(self, target: Callable[[], None], name: str):
-        super().__init__(name=name, daemon=True)
-        self._fn = target
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            self.error = exc
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise self.error
+# -- pass 2: the stages ------------------------------------------------------------------------
+# decode → DensePose/IUV crop → warp and refine (batched) → composite → encode. Decode and encode run
+# in their own threads (retarget.pipeline.stream); the three middle stages run in the calling thread.
 
 
-_END = object()
+@dataclass
+class RenderPlan:
+    """Pass 1 and what pass 2 derives from it (shared by ``retarget video`` and ``retarget frames``)."""
+
+    options: VideoOptions  # precision resolved for this machine
+    track: DriverTrack
+    background: np.ndarray  # (H, W, 3) float32 at driver size
+    size: int  # person crop side
+    analysis_s: float = 0.0
+
+    @property
+    def info(self) -> VideoInfo:
+        return self.track.info
+
+    @property
+    def hold_frames(self) -> int:
+        return self.options.hold_frames(self.info.fps)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the output video."""
+        width, height = (self.size, self.size) if self.options.output_mode == "crop" else (self.info.width,
+                                                                                          self.info.height)
+        return (2 * width if self.options.side_by_side else width), height
 
 
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
+def plan_render(source: SourceCrop, state: SourceState, driver: Path, densepose: FrameDensePose,
+                models: Models | None, options: VideoOptions) -> RenderPlan:
+    """Check ``options``, run pass 1 (:func:`analyse_driver`) and choose the output background."""
+    options.validate()
+    if models is not None:  # bf16 on a CPU without native bf16 runs fp32 (one warning line)
+        options = dataclasses.replace(options, precision=resolve_precision(options.precision, options.device))
+    start = time.perf_counter()
+    track = analyse_driver(driver, densepose, options, probe_video(driver))
+    analysis_s = time.perf_counter() - start
+    return RenderPlan(options=options, track=track, background=output_background(options, track, source),
+                      size=state.image.shape[-1], analysis_s=analysis_s)
+
+
+def decode_stage(driver: Path, rotation: int, limit: int, times: StageTimes) -> Iterator[VideoFrame]:
+    """Decode: the driver's first ``limit`` frames (pass 2 stops where pass 1 did, so a
+    ``--keep-partial`` run stops before the bad data); seconds go to ``times["decode"]``."""
+    frames = iter_frames(driver, rotation)
+    try:
+        for _ in range(limit):
+            tick = time.perf_counter()
+            frame = next(frames, None)
+            times.add("decode", time.perf_counter() - tick)
+            if frame is None:
+                return
+            yield frame
+    finally:
+        frames.close()
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of ``size`` consecutive items (the last one may be shorter)."""
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass
+class FrameTargets:
+    """A batch of frames and, per frame, ``(index, crop or None, target UV (S, S, 2) or None)``."""
+
+    frames: list[VideoFrame]
+    jobs: list[tuple]
+
+
+@dataclass
+class RenderedBatch:
+    """A batch of frames with their crops and rendered persons (``(rgb, mask)`` or None per frame)."""
+
+    frames: list[VideoFrame]
+    jobs: list[tuple]
+    persons: list
+
+
+class TargetStage:
+    """DensePose/IUV → crop → target UV for a batch of frames (:func:`_frame_jobs`), keeping the last
+    valid pose across batches for ``--on-missing hold``; seconds go to ``times["iuv_crop_to_uv"]``."""
+
+    def __init__(self, plan: RenderPlan, densepose: FrameDensePose, times: StageTimes):
+        self.plan, self.densepose, self.times = plan, densepose, times
+        self.last_valid: tuple[int, SquareCrop, np.ndarray] | None = None
+
+    def __call__(self, batch: list[VideoFrame]) -> FrameTargets:
+        tick = time.perf_counter()
+        jobs, self.last_valid = _frame_jobs(batch, self.plan.track, self.densepose, self.plan.size,
+                                            self.plan.options, self.plan.hold_frames, self.last_valid)
+        self.times.add("iuv_crop_to_uv", time.perf_counter() - tick)
+        return FrameTargets(batch, jobs)
+
+
+class WarpRefineStage:
+    """Warp and refine every target UV of a batch in one call (:func:`_render_batch`); frames without
+    one get ``None``; seconds go to ``times["warp_and_refine"]``."""
+
+    def __init__(self, state: SourceState, models: Models | None, options: VideoOptions, times: StageTimes):
+        self.state, self.models, self.options, self.times = state, models, options, times
+
+    def __call__(self, targets: FrameTargets) -> RenderedBatch:
+        tick = time.perf_counter()
+        rendered = iter(_render_batch(self.state, self.models, [j[2] for j in targets.jobs if j[2] is not None],
+                                      self.options))
+        self.times.add("warp_and_refine", time.perf_counter() - tick)
+        persons = [next(rendered) if uv is not None else None for _, _, uv in targets.jobs]
+        return RenderedBatch(targets.frames, targets.jobs, persons)
+
+    def details(self, uv: np.ndarray):
+        """One ``(S, S, 2)`` target UV's full :class:`retarget.pipeline.pair.TargetBatch` (coarse warp,
+        refined output, mask), for ``retarget frames``."""
+        device = self.state.image.device
+        target = torch.from_numpy(np.ascontiguousarray(uv))[None].permute(0, 3, 1, 2).to(device)
+        with _autocast(self.options.precision, device):
+            return render_targets(self.state, target, self.models)
+
+
+class CompositeStage:
+    """The output frames (:func:`_composite`) of rendered batches, in order: ``(rgb uint8, pts)`` per
+    frame, none for a frame without a person under ``--on-missing skip``. Counts ``frames`` and
+    ``missing`` frames, calls ``on_frame(index, rgb)`` before a frame is encoded, advances ``progress``;
+    seconds go to ``times["composite"]``."""
+
+    def __init__(self, plan: RenderPlan, times: StageTimes, on_frame: Callable[[int, np.ndarray], None] | None = None,
+                 progress=None):
+        self.plan, self.times, self.on_frame, self.progress = plan, times, on_frame, progress
+        self.frames = 0
+        self.missing = 0
+
+    def __call__(self, batches: Iterable[RenderedBatch]) -> Iterator[tuple[np.ndarray, int | None]]:
+        options = self.plan.options
+        for batch in batches:
+            for frame, (_, crop, _), person in zip(batch.frames, batch.jobs, batch.persons):
+                self.missing += person is None
+                if person is None and options.on_missing == "skip":
+                    self._advance()
+                    continue
+                rgb = self.frame(frame, crop, person)
+                if self.on_frame is not None:
+                    self.on_frame(frame.index, rgb)
+                yield rgb, frame.pts
+                self.frames += 1
+                self._advance()
+
+    def frame(self, frame: VideoFrame, crop: SquareCrop | None, person) -> np.ndarray:
+        """One output frame (``uint8`` RGB) of ``frame`` with ``person`` (``(rgb, mask)`` or None) at ``crop``."""
+        tick = time.perf_counter()
+        rgb = _composite(frame, crop, person, self.plan.background, self.plan.options, self.plan.size)
+        self.times.add("composite", time.perf_counter() - tick)
+        return rgb
+
+    def _advance(self) -> None:
+        if self.progress is not None:
+            self.progress.update(1)
+
+
+class EncodeStage:
+    """Encode ``(rgb, pts)`` frames with ``writer``; seconds go to ``times["encode"]``."""
+
+    def __init__(self, writer: VideoWriter, times: StageTimes):
+        self.writer, self.times = writer, times
+
+    def __call__(self, frames: Iterable[tuple[np.ndarray, int | None]]) -> None:
+        for rgb, pts in frames:
+            tick = time.perf_counter()
+            self.writer.write(rgb, pts)
+            self.times.add("encode", time.perf_counter() - tick)
 
 
 def render_video(source: SourceCrop, state: SourceState, driver: Path, output: Path, densepose: FrameDensePose,
@@ -321,135 +472,28 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
         options: settings.
         on_frame: called with ``(frame_index, rgb_uint8)`` for every output frame before encoding.
     """
-    options.validate()
-    if models is not None:  # bf16 on a CPU without native bf16 runs fp32 (one warning line)
-        options = dataclasses.replace(options, precision=resolve_precision(options.precision, options.device))
     start = time.perf_counter()
-    info = probe_video(driver)
-    track = analyse_driver(driver, densepose, options, info)
-    t_analysis = time.perf_counter() - start
-    size = state.image.shape[-1]
-    background = output_background(options, track, source)
-
-    if options.output_mode == "crop":
-        out_w, out_h = size, size
-    else:
-        out_w, out_h = info.width, info.height
-    if options.side_by_side:
-        out_w *= 2
-    hold_frames = options.hold_frames(info.fps)
-
-    stop = threading.Event()
-    decoded: queue.Queue = queue.Queue(maxsize=2 * options.batch_size)
-    encoded: queue.Queue = queue.Queue(maxsize=2 * options.batch_size)
-
+    plan = plan_render(source, state, driver, densepose, models, options)  # pass 1
+    options, track, info = plan.options, plan.track, plan.info
+    output = partial_output_path(output) if track.decode_error is not None else output
     times = StageTimes(track.times)
-
-    decoded_count = [0]  # pass 2 stops where pass 1 did (a --keep-partial run stops before the bad data)
-
-    def decode() -> None:
-        frames = iter_frames(driver, info.rotation)
-        while True:
-            tick = time.perf_counter()
-            frame = next(frames, None) if decoded_count[0] < track.frame_count else None
-            times.add("decode", time.perf_counter() - tick)
-            decoded_count[0] += 1
-            if frame is None or not _put(decoded, frame, stop):
-                break
-        frames.close()
-        _put(decoded, _END, stop)
-
-    if track.decode_error is not None:
-        output = partial_output_path(output)
-    summary = VideoSummary(frames=0, seconds=0.0, output=output)
-    bar = _progress(track.frame_count, RENDER_LABEL, options.quiet)
-    try:
-        with atomic_output(output) as tmp:
-            writer = VideoWriter(tmp, out_w, out_h, info.fps, info.time_base, audio_from=driver)
-
-            def encode() -> None:
-                while not stop.is_set():
-                    try:
-                        item = encoded.get(timeout=0.1)
-                    except queue.Empty:
-                        continue
-                    if item is _END:
-                        return
-                    tick = time.perf_counter()
-                    writer.write(*item)
-                    times.add("encode", time.perf_counter() - tick)
-
-            decoder, encoder = _Worker(decode, "retarget-decode"), _Worker(encode, "retarget-encode")
-            decoder.start()
-            encoder.start()
-            try:
-                last_valid: tuple[int, SquareCrop, np.ndarray] | None = None
-                pending: list[VideoFrame] = []
-                finished = False
-                while not finished:
-                    while len(pending) < options.batch_size:
-                        try:
-                            item = decoded.get(timeout=0.2)
-                        except queue.Empty:
-                            decoder.check()
-                            encoder.check()
-                            continue
-                        if item is _END:
-                            finished = True
-                            break
-                        pending.append(item)
-                    if not pending:
-                        break
-                    batch, pending = pending, []
-                    tick = time.perf_counter()
-                    jobs, last_valid = _frame_jobs(batch, track, densepose, size, options, hold_frames, last_valid)
-                    times.add("iuv_crop_to_uv", time.perf_counter() - tick)
-                    tick = time.perf_counter()
-                    rendered = _render_batch(state, models, [j[2] for j in jobs if j[2] is not None], options)
-                    times.add("warp_and_refine", time.perf_counter() - tick)
-                    k = 0
-                    for frame, (index, crop, uv) in zip(batch, jobs):
-                        person = None
-                        if uv is not None:
-                            person = rendered[k]
-                            k += 1
-                        if person is None and options.on_missing == "skip":
-                            summary.missing_frames += 1
-                            bar.update(1)
-                            continue
-                        summary.missing_frames += person is None
-                        tick = time.perf_counter()
-                        rgb = _composite(frame, crop, person, background, options, size)
-                        times.add("composite", time.perf_counter() - tick)
-                        if on_frame is not None:
-                            on_frame(frame.index, rgb)
-                        if not _put(encoded, (rgb, frame.pts), stop):
-                            encoder.check()
-                        encoder.check()
-                        summary.frames += 1
-                        bar.update(1)
-                decoder.check()
-                _put(encoded, _END, stop)
-                encoder.join()
-                encoder.check()
-                writer.close()
-            except BaseException:
-                stop.set()
-                encoder.join(timeout=5)
-                writer.abort()
-                raise
-            finally:
-                stop.set()
-    finally:
-        bar.close()
-    if summary.frames == 0:
+    targets, warp = TargetStage(plan, densepose, times), WarpRefineStage(state, models, options, times)
+    with _progress(track.frame_count, RENDER_LABEL, options.quiet) as bar:  # pass 2
+        composite = CompositeStage(plan, times, on_frame, bar)
+        with atomic_output(output) as tmp, VideoWriter(tmp, *plan.output_size, info.fps, info.time_base,
+                                                       audio_from=driver) as writer, \
+                Stream(maxsize=2 * options.batch_size) as stream:
+            frames = stream.produce("retarget-decode", decode_stage(driver, info.rotation, track.frame_count, times))
+            rendered = (warp(targets(batch)) for batch in batched(frames, options.batch_size))
+            stream.consume("retarget-encode", EncodeStage(writer, times), composite(rendered))
+    if composite.frames == 0:
         raise InputError(f"{driver}: no frame had a person to render (with --on-missing skip)")
     if track.decode_error is not None:
-        raise InputError(f"{track.decode_error}; kept the {summary.frames} frames rendered from it in {output}")
-    summary.seconds = time.perf_counter() - start
-    summary.densepose_calls = densepose.calls
-    summary.timings = {"analysis_s": t_analysis, "total_s": summary.seconds, **times}
-    return summary
+        raise InputError(f"{track.decode_error}; kept the {composite.frames} frames rendered from it in {output}")
+    seconds = time.perf_counter() - start
+    return VideoSummary(frames=composite.frames, seconds=seconds, output=output, densepose_calls=densepose.calls,
+                        missing_frames=composite.missing,
+                        timings={"analysis_s": plan.analysis_s, "total_s": seconds, **times})
 
 
 def _frame_jobs(batch: list[VideoFrame], track: DriverTrack, densepose: FrameDensePose, size: int,

@@ -1,0 +1,5 @@
+"""``python -m retarget``: the same as the ``retarget`` command."""
+
+from retarget.cli.app import main
+
+main()
