@@ -220,7 +220,8 @@ def test_messages_of_each_command_module_name_its_own_options(module):
 LIBRARY_MESSAGES = {
     "retarget/io/image.py": ["image", "video", "frames", "batch"],
     "retarget/io/atomic.py": ["image", "video", "frames", "batch", "convert-iuv"],
-    "retarget/pipeline/job.py": ["video", "frames", "batch"],
+    "retarget/pipeline/job.py": ["video", "frames", "batch", "texture"],
+    "retarget/pipeline/texture.py": ["video", "frames", "batch", "image"],
     "retarget/pipeline/video.py": ["video", "frames", "batch"],
     "retarget/pipeline/people.py": ["video", "frames", "batch"],
     "retarget/pipeline/precision.py": ["video", "batch"],
@@ -335,7 +336,7 @@ def test_precomputed_hints_name_options_of_their_command(key):
 
 
 def test_densepose_weights_option_table_covers_every_command_that_runs_densepose():
-    assert set(resolve_module._WEIGHTS_OPTION) == {"video", "frames", "batch", "densepose"}
+    assert set(resolve_module._WEIGHTS_OPTION) == {"video", "frames", "batch", "densepose", "texture"}
     for command, option in resolve_module._WEIGHTS_OPTION.items():
         assert option in options_of((command,))
 

@@ -76,8 +76,13 @@ JOB_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "densepose_size": _parse_int,
     "densepose_track": _parse_bool,
     "person": _parse_str,
+    # texture workflows (docs/textures.md); no command-line default: they belong to one job
+    "texture": _parse_str,
+    "garment": _parse_str,
+    "garment_iuv": _parse_str,
+    "garment_region": _parse_str,
 }
-_PATH_OPTIONS = ("source_iuv", "driver_iuv")
+_PATH_OPTIONS = ("source_iuv", "driver_iuv", "texture", "garment", "garment_iuv")
 
 #: Defaults of the per-job settings (those of ``retarget video``).
 DEFAULT_OPTIONS: dict[str, Any] = {

@@ -100,6 +100,15 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
                      person=str(settings.get("person", "largest"))).validate()
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
+    if settings.get("texture") and settings.get("garment"):
+        raise UsageError(f"{where}: give texture or garment, not both (paint the garment into the texture instead)")
+    from retarget.pipeline.texture import GARMENT_REGIONS
+
+    if settings.get("garment_region", "upper") not in GARMENT_REGIONS:
+        raise UsageError(f"{where}: garment_region {settings['garment_region']!r}: expected one of "
+                         f"{', '.join(GARMENT_REGIONS)}")
+    if settings.get("garment_iuv") and not settings.get("garment"):
+        raise UsageError(f"{where}: garment_iuv is the DensePose of the garment photo; give garment too")
     size = settings["size"]
     if size % 4 or size < 64:
         raise UsageError(f"{where}: size must be a multiple of 4 and at least 64, got {size}")
@@ -179,7 +188,7 @@ def make_plan(jobs: list[BatchJob], defaults: dict[str, Any], config: WorkerConf
                           "source_iuv": optional_digest(source_iuv), "driver_iuv": optional_digest(driver_iuv),
                           "settings": {k: v for k, v in settings.items() if k not in ("source_iuv", "driver_iuv")},
                           "models": models_id, "densepose": densepose_id if (model_densepose or source_iuv is None)
-                          else None})
+                          else None, **_edit_digests(settings)})
         record = previous.get(str(job.output.resolve()))
         exists = job.output.exists()
         action, overwrite_job = RUN, False
@@ -195,12 +204,27 @@ def make_plan(jobs: list[BatchJob], defaults: dict[str, Any], config: WorkerConf
         task = Task(index=index, job=job, settings=settings, overwrite=overwrite_job)
         needs = ([("source", job.source)] if source_iuv is None else []) + \
             ([("driver", job.driver)] if model_densepose else [])
+        garment = Path(settings["garment"]) if settings.get("garment") else None
+        if garment is not None and not settings.get("garment_iuv") and source_iuv_sidecar(garment) is None:
+            needs.append(("garment", garment))
         planned = PlannedJob(task=task, fingerprint=fp, driver_key=driver_key, model_densepose=model_densepose,
                              action=action, previous=record, densepose_needs=needs)
         plan.jobs.append(planned)
         plan.groups.setdefault(driver_key, []).append(planned)
     return plan
 
+
+
+def _edit_digests(settings: dict[str, Any]) -> dict[str, Any]:
+    """Content digests of a job's texture/garment inputs (absent when it has none, so fingerprints of jobs
+    without them are unchanged)."""
+    found = {key: optional_digest(Path(settings[key])) for key in ("texture", "garment", "garment_iuv")
+             if settings.get(key)}
+    if settings.get("garment") and not settings.get("garment_iuv"):
+        from retarget.pipeline.job import source_iuv_sidecar
+
+        found["garment_sidecar"] = optional_digest(source_iuv_sidecar(Path(settings["garment"])))
+    return {"edits": found} if found else {}
 
 
 def check_densepose_weights(plan: BatchPlan, densepose_weights: str | None, densepose_config: str | None) -> None:
@@ -227,7 +251,7 @@ def check_densepose_weights(plan: BatchPlan, densepose_weights: str | None, dens
     try:
         resolve_densepose_weights(None, f"r{depth}")
     except DensePoseWeightsMissing as exc:
-        roles = {"source": "source photo", "driver": "driving video"}
+        roles = {"source": "source photo", "driver": "driving video", "garment": "garment photo"}
         jobs = ", ".join(f"{p.job.name} ({' and '.join(f'{roles[r]} {Path(x).name}' for r, x in p.densepose_needs)})"
                          for p in needing)
         subject = (f"{len(needing)} of {len(plan.to_run)} job{'s' * (len(plan.to_run) != 1)} to run need DensePose: "

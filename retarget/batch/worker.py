@@ -133,7 +133,11 @@ class BatchWorker:
                       size=s["size"], overwrite=task.overwrite, densepose_backend=s["densepose_backend"],
                       densepose_weights=Path(self.config.densepose_weights) if self.config.densepose_weights else None,
                       densepose_size=s["densepose_size"], densepose_config=self.config.densepose_config,
-                      densepose_track=s["densepose_track"], allow_large=self.config.allow_large, options=options)
+                      densepose_track=s["densepose_track"], allow_large=self.config.allow_large, options=options,
+                      texture=Path(s["texture"]) if s.get("texture") else None,
+                      garment=Path(s["garment"]) if s.get("garment") else None,
+                      garment_iuv=Path(s["garment_iuv"]) if s.get("garment_iuv") else None,
+                      garment_region=s.get("garment_region", "upper"))
         names = {f.name for f in dataclasses.fields(VideoJob)}
         return VideoJob(**{k: v for k, v in values.items() if k in names})
 
@@ -145,6 +149,8 @@ class BatchWorker:
         driver_iuv = s.get("driver_iuv") or (driver_iuv_sidecar(task.job.driver)
                                              if s["densepose_backend"] in ("auto", "precomputed") else None)
         source_iuv = s.get("source_iuv") or source_iuv_sidecar(task.job.source)
+        if s.get("garment") and not s.get("garment_iuv") and source_iuv_sidecar(Path(s["garment"])) is None:
+            return True
         if s["densepose_backend"] == "precomputed":
             return source_iuv is None and driver_iuv is not None
         return driver_iuv is None or source_iuv is None

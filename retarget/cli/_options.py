@@ -48,3 +48,13 @@ TemporalFilter = Annotated[bool, typer.Option(
 TemporalStrength = Annotated[int, typer.Option(
     "--temporal-strength", min=1, max=8,
     help="Temporal filter window: frames on each side (also its look-ahead); more is steadier.")]
+# texture workflows (docs/textures.md): an edited texture, or another photo's clothes
+Texture = Annotated[Optional[Path], typer.Option(
+    "--texture", help="Render with this colour texture (from `retarget texture`, edited; PNG, same size).")]
+Garment = Annotated[Optional[Path], typer.Option(
+    "--garment", help="Photo of another person whose clothes the source person wears (see --garment-region).")]
+GarmentIUV = Annotated[Optional[Path], typer.Option(
+    "--garment-iuv", help="DensePose IUV PNG (or UV .npy) of the --garment photo (default: <stem>_IUV.png "
+                          "beside it, else DensePose).")]
+GarmentRegion = Annotated[str, typer.Option(
+    "--garment-region", help="Clothes taken from --garment: upper (torso, arms), lower (legs) or full.")]

@@ -45,6 +45,10 @@ def frames_command(
     fill: opt.Fill = "body",
     temporal_filter: opt.TemporalFilter = True,
     temporal_strength: opt.TemporalStrength = 2,
+    texture: opt.Texture = None,
+    garment: opt.Garment = None,
+    garment_iuv: opt.GarmentIUV = None,
+    garment_region: opt.GarmentRegion = "upper",
     source_iuv: Optional[Path] = typer.Option(None, "--source-iuv",
                                               help="DensePose IUV PNG (or UV .npy) of the photo."),
     driver_iuv: Optional[Path] = typer.Option(None, "--driver-iuv", help="Per-frame IUV: folder of *_IUV.png or .npz."),
@@ -78,7 +82,8 @@ def frames_command(
         driver, out, source=source, frames=frames, every=every, only_densepose=only_densepose, overwrite=overwrite,
         options=options, size=size, source_iuv=source_iuv, driver_iuv=driver_iuv,
         densepose_backend=densepose_backend, densepose_weights=densepose_weights, densepose_size=densepose_size,
-        densepose_config=densepose_config, densepose_track=densepose_track, allow_large=allow_large)
+        densepose_config=densepose_config, densepose_track=densepose_track, allow_large=allow_large,
+        texture=texture, garment=garment, garment_iuv=garment_iuv, garment_region=garment_region)
     if only_densepose:
         result = extract_densepose_frames(job, out, selection)
     else:

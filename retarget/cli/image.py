@@ -29,7 +29,11 @@ _MAKE_IUV = ("; `image` does not run DensePose: make an IUV render of {what} wit
         "  retarget image --source S.jpg --source-iuv S_IUV.png --target-iuv T_IUV.png --out O.png\n\n"
         "UV files are (H, W, 2) float .npy maps of SMPL-UV in [-1, 1] with NaN background; DensePose IUV "
         "PNGs are converted with --table (see `retarget convert-iuv`). Without weights the weight-free "
-        "path runs."
+        "path runs.\n\n"
+        "  retarget image --source A.jpg --source-iuv A_IUV.png --target-iuv T_IUV.png --garment B.jpg "
+        "--garment-region upper -o O.png\n\n"
+        "--texture renders an edited texture (from `retarget texture --size` with the photo's side), --garment "
+        "another photo's clothes (its IUV from --garment-iuv or B_IUV.png beside it); see docs/textures.md."
     ),
 )
 def image_command(
@@ -49,6 +53,10 @@ def image_command(
     dump_stages: Optional[Path] = typer.Option(None, "--dump-stages",
                                                help="Also write every stage to this .npz."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    texture: opt.Texture = None,
+    garment: opt.Garment = None,
+    garment_iuv: opt.GarmentIUV = None,
+    garment_region: opt.GarmentRegion = "upper",
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept a source photo above 50 megapixels."),
 ) -> None:
@@ -66,7 +74,23 @@ def image_command(
     if (target_uv is None) == (target_iuv is None):
         raise UsageError(f"give exactly one of --target-uv or --target-iuv{_MAKE_IUV.format(what='the target pose')}"
                          if target_uv is None else "give only one of --target-uv or --target-iuv")
-    inputs = [p for p in (source, source_uv, target_uv, source_iuv, target_iuv) if p is not None]
+    from retarget.pipeline.texture import GARMENT_REGIONS
+
+    if texture is not None and garment is not None:
+        raise UsageError("give --texture or --garment, not both (paint the garment into the texture instead)")
+    if garment_region not in GARMENT_REGIONS:
+        raise UsageError(f"--garment-region {garment_region!r}: expected one of {', '.join(GARMENT_REGIONS)}")
+    if garment_iuv is not None and garment is None:
+        raise UsageError("--garment-iuv is the DensePose of the --garment photo; give that photo too")
+    if garment is not None and not garment.exists():
+        raise InputError(f"{garment}: garment photo not found; check the path")
+    if garment is not None and garment_iuv is None:
+        garment_iuv = garment.with_name(garment.stem + "_IUV.png")
+        if not garment_iuv.is_file():
+            raise UsageError(f"{garment}: give --garment-iuv, or {garment_iuv.name} beside it"
+                             f"{_MAKE_IUV.format(what='the garment photo')}")
+    inputs = [p for p in (source, source_uv, target_uv, source_iuv, target_iuv, texture, garment, garment_iuv)
+              if p is not None]
     check_output_path(out, overwrite=overwrite, inputs=inputs)
     if dump_stages is not None:
         if dump_stages.suffix != ".npz":
@@ -88,8 +112,21 @@ def image_command(
         raise InputError(f"{source}: width and height must be multiples of 4 and at least {MIN_SIDE}, "
                          f"got {image.shape[1]}x{image.shape[0]}")
 
+    edited_texture = None
+    if texture is not None:  # a bad texture fails before any work
+        from retarget.pipeline.texture import read_texture
+
+        h, w = image.shape[:2]
+        hint = (f"; `retarget image` uses textures of the photo's size: export one with `retarget texture --size N` "
+                f"(N = {w})" if h == w else "; `retarget image` uses textures of the photo's size (non-square here): "
+                "use `retarget video` or a square photo")
+        edited_texture = read_texture(texture, (h, w), hint)
     models = None if weight_free else resolve_models(checkpoint_dir, torch_device)
-    result = run_pair(image, suv, tuv, models, device=torch_device, fill=fill)
+    if texture is None and garment is None:
+        result = run_pair(image, suv, tuv, models, device=torch_device, fill=fill)
+    else:
+        result = _edited_pair(image, suv, tuv, models, torch_device, fill, texture=edited_texture, garment=garment,
+                              garment_iuv=garment_iuv, region=garment_region, table=table, allow_large=allow_large)
     output = result.target.output[0].permute(1, 2, 0).cpu().numpy()
     write_image_rgb(out, to_uint8(output))
     if dump_stages is not None:
@@ -98,6 +135,42 @@ def image_command(
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
     typer.echo(f"wrote {out}" + (f" and {dump_stages}" if dump_stages else ""), err=True)
+
+
+def _edited_pair(image, suv, tuv, models, device, fill, *, texture, garment, garment_iuv, region, table,
+                 allow_large):
+    """:func:`run_pair` with an edited texture (``texture``: ``(H, W, 3)`` float, read by :func:`read_texture`)
+    or another photo's clothes (``--garment``)."""
+    import torch
+
+    from retarget.io.image import read_image_rgb
+    from retarget.io.iuv import read_uv_npy
+    from retarget.pipeline import PairResult, prepare_source, render_targets
+    from retarget.pipeline.source import frame_source
+    from retarget.pipeline.texture import with_garment, with_texture
+
+    def tensor(array):
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+
+    h, w = image.shape[:2]
+    state = prepare_source(tensor(image / 255.0), tensor(suv), models, fill=fill)
+    if texture is not None:
+        state = with_texture(state, texture, models)
+    else:
+        photo = read_image_rgb(garment, allow_large=allow_large)
+        guv = read_uv_npy(garment_iuv) if garment_iuv.suffix == ".npy" else _iuv_to_uv(garment_iuv, table)
+        if guv.shape[:2] != photo.shape[:2]:
+            raise InputError(f"{garment_iuv}: DensePose map is {guv.shape[1]}x{guv.shape[0]} but the garment photo "
+                             f"is {photo.shape[1]}x{photo.shape[0]}; it must be computed on the same image")
+        try:
+            crop = frame_source(photo, uv=guv, size=256)
+        except ValueError:
+            raise InputError(f"{garment}: no person found in the garment photo; the garment must be worn by a "
+                             "person whose DensePose is given") from None
+        worn = prepare_source(tensor(crop.image / 255.0), tensor(crop.uv), models, texture_hw=(h, w), fill=fill)
+        state = with_garment(state, worn, region, models, garment)
+    target = torch.from_numpy(np.ascontiguousarray(tuv[None], dtype=np.float32)).permute(0, 3, 1, 2).to(device)
+    return PairResult(state, render_targets(state, target, models))
 
 
 def _iuv_to_uv(path: Path, table: str) -> np.ndarray:

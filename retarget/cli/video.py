@@ -21,7 +21,10 @@ from retarget.cli.common import resolve_device, resolve_models
         "writes dance_as_photo.mp4 next to the driver. DensePose for the photo comes from --source-iuv or "
         "photo_IUV.png beside it; for the driver from --driver-iuv, a dance.iuv/ folder or dance.iuv.npz "
         "beside it, or the DensePose model (weights needed). Without coordinate-inpainting weights the "
-        "weight-free path runs."
+        "weight-free path runs.\n\n"
+        "  retarget video --source photo.jpg --driver dance.mp4 --texture person_texture.png\n\n"
+        "  retarget video --source A.jpg --garment B.jpg --garment-region upper --driver dance.mp4\n\n"
+        "render with an edited texture (from `retarget texture`), or with B's clothes on A (docs/textures.md)."
     ),
 )
 def video_command(
@@ -53,6 +56,10 @@ def video_command(
     side_by_side: opt.SideBySide = False,
     temporal_filter: opt.TemporalFilter = True,
     temporal_strength: opt.TemporalStrength = 2,
+    texture: opt.Texture = None,
+    garment: opt.Garment = None,
+    garment_iuv: opt.GarmentIUV = None,
+    garment_region: opt.GarmentRegion = "upper",
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept a source photo above 50 megapixels."),
     keep_partial: bool = typer.Option(False, "--keep-partial",
@@ -71,7 +78,8 @@ def video_command(
                    size=size, overwrite=overwrite, densepose_backend=densepose_backend,
                    densepose_weights=densepose_weights, densepose_size=densepose_size,
                    densepose_config=densepose_config, densepose_track=densepose_track, allow_large=allow_large,
-                   options=options)
+                   options=options, texture=texture, garment=garment, garment_iuv=garment_iuv,
+                   garment_region=garment_region)
     options.validate()
     models = None if weight_free else resolve_models(checkpoint_dir, options.device)
     summary = run_video_job(job, models)

@@ -155,13 +155,14 @@ def prepare_frames_job(driver: Path, out: Path, *, source: Path | None = None, f
     Args:
         options: :class:`retarget.pipeline.video.VideoOptions` (``command="frames"``).
         job_fields: further :class:`retarget.pipeline.job.VideoJob` fields (``size``, ``source_iuv``,
-            ``driver_iuv``, ``densepose_*``, ``allow_large``); unknown ones are ignored.
+            ``driver_iuv``, ``densepose_*``, ``allow_large``, ``texture``, ``garment*``); unknown ones are ignored.
 
     Returns:
         ``(job, selection, out)`` for :func:`extract_frames` or :func:`extract_densepose_frames`.
     """
     from retarget.io.video import check_driver_size, probe_video
     from retarget.pipeline.job import VideoJob, check_densepose_weights, densepose_needs
+    from retarget.pipeline.texture import check_source_edits
 
     if only_densepose and source is not None:
         raise UsageError("--only-densepose shows the driver's DensePose alone; leave out --source")
@@ -177,7 +178,9 @@ def prepare_frames_job(driver: Path, out: Path, *, source: Path | None = None, f
     values = dict(job_fields, source=source or Path("-"), driver=driver, options=options)
     names = {f.name for f in dataclasses.fields(VideoJob)}
     job = VideoJob(**{k: v for k, v in values.items() if k in names})
-    inputs = [p for p in (source, driver, job.source_iuv, job.driver_iuv) if p is not None]
+    check_source_edits(job)  # --texture / --garment (retarget/pipeline/texture.py)
+    inputs = [p for p in (source, driver, job.source_iuv, job.driver_iuv, job.texture, job.garment, job.garment_iuv)
+              if p is not None]
     needs = densepose_needs(job)
     check_densepose_weights(job, [n for n in needs if n[0] == "driver"] if only_densepose else needs)
     return job, selection, prepare_out_dir(out, overwrite, inputs)
@@ -250,6 +253,7 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
     from retarget.io.video import probe_video
     from retarget.pipeline.job import driver_densepose, load_source
     from retarget.pipeline.source import prepare_source_crop
+    from retarget.pipeline.texture import edit_source
     from retarget.pipeline.video import CompositeStage, StageTimes, TargetStage, WarpRefineStage, plan_render
 
     start = time.perf_counter()
@@ -259,6 +263,7 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
     write = _Writer(Path(out_dir))
     source = load_source(job, model_backend)
     state = prepare_source_crop(source, models, options.device, fill=options.fill)
+    state = edit_source(job, state, models, model_backend)  # --texture / --garment
     result = FramesResult(out_dir=Path(out_dir), index_html=Path(out_dir) / "index.html")
     result.source = write_source_stages(source, state, write)
 

@@ -6,6 +6,7 @@ backends so that they are loaded once per worker.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,11 @@ class VideoJob:
     densepose_track: bool = True
     allow_large: bool = False  # accept source photos above 50 megapixels
     options: VideoOptions = field(default_factory=VideoOptions)
+    # texture workflows (retarget/pipeline/texture.py): an edited colour texture, or another photo's clothes
+    texture: Path | None = None
+    garment: Path | None = None
+    garment_iuv: Path | None = None
+    garment_region: str = "upper"
 
     def output_path(self) -> Path:
         """``--output`` or ``<driver-stem>_as_<source-stem>.mp4`` next to the driver."""
@@ -88,6 +94,8 @@ def densepose_needs(job: VideoJob) -> list[tuple[str, Path]]:
         needs.append(("source", job.source))
     if driver_iuv_path(job) is None and job.densepose_backend != "precomputed":
         needs.append(("driver", job.driver))
+    if job.garment is not None and job.garment_iuv is None and source_iuv_sidecar(job.garment) is None:
+        needs.append(("garment", job.garment))
     return needs
 
 
@@ -156,15 +164,18 @@ def _model_backend(job: VideoJob, role: str, track: bool | None = None):
     except DensePoseWeightsMissing as exc:
         from retarget.weights.resolve import densepose_missing_message
 
-        path = job.source if role == "source" else job.driver
+        path = {"source": job.source, "garment": job.garment}.get(role, job.driver)
         raise WeightsError(densepose_missing_message(exc.model, [(role, path)], job.options.command)) from None
 
 
-def load_source(job: VideoJob, model_backend=None):
-    """Read and frame the source photo (IUV from ``--source-iuv``, its sidecar or the DensePose model)."""
+def load_source(job: VideoJob, model_backend=None, role: str = "source"):
+    """Read and frame the source photo (IUV from ``--source-iuv``, its sidecar or the DensePose model);
+    with ``role="garment"`` the garment photo (``--garment``, ``--garment-iuv``)."""
     from retarget.io.image import MIN_SIDE, read_image_rgb
     from retarget.pipeline.source import frame_source
 
+    if role == "garment":
+        job = dataclasses.replace(job, source=job.garment, source_iuv=job.garment_iuv)
     photo = read_image_rgb(job.source, min_side=MIN_SIDE, allow_large=job.allow_large)
     iuv_path = job.source_iuv or source_iuv_sidecar(job.source)
     iuv = uv = None
@@ -182,7 +193,7 @@ def load_source(job: VideoJob, model_backend=None):
             raise InputError(f"{iuv_path}: DensePose map is {dense.shape[1]}x{dense.shape[0]} but the photo "
                              f"is {photo.shape[1]}x{photo.shape[0]}; it must be computed on the same image")
     else:
-        backend = model_backend or _model_backend(job, "source", track=False)
+        backend = model_backend or _model_backend(job, role, track=False)
         if hasattr(backend, "reset_tracking"):
             backend.reset_tracking()
         result = backend.predict([np.ascontiguousarray(photo[..., ::-1])])[0]
@@ -198,6 +209,9 @@ def load_source(job: VideoJob, model_backend=None):
     try:
         return frame_source(photo, iuv=iuv, uv=uv, size=job.size, table=job.options.table)
     except ValueError as exc:
+        if role == "garment" and "no person" in str(exc):
+            raise InputError(f"{job.source}: no person found in the garment photo; the garment must be worn by a "
+                             "person whose DensePose is found (or given as its IUV)") from None
         raise InputError(f"{job.source}: {exc}") from None
 
 
@@ -206,12 +220,13 @@ def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_f
     from retarget.io.atomic import check_output_path
     from retarget.io.video import check_driver_size, probe_video
     from retarget.pipeline.source import prepare_source_crop
+    from retarget.pipeline.texture import check_source_edits, edit_source
 
     job.options.validate()
     if job.size % 4 or job.size < 64:
         raise UsageError(f"--size must be a multiple of 4 and at least 64, got {job.size}")
     output = job.output_path()
-    inputs = [job.source, job.driver, job.source_iuv, job.driver_iuv]
+    inputs = [job.source, job.driver, job.source_iuv, job.driver_iuv, job.texture, job.garment, job.garment_iuv]
     check_output_path(output, overwrite=job.overwrite, inputs=[p for p in inputs if p is not None])
     if output.suffix.lower() not in (".mp4", ".m4v", ".mov"):
         raise UsageError(f"{output}: output must be an .mp4 file")
@@ -226,9 +241,11 @@ def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_f
         hint = ", or pass --keep-partial to render the frames it holds" if job.options.command == "video" else ""
         raise InputError(f"{job.driver}: the file is truncated (an interrupted download or copy?); get the "
                          f"complete file{hint}")
+    check_source_edits(job)
     if model_backend is None:
         check_densepose_weights(job)
     source = load_source(job, model_backend)
     state = prepare_source_crop(source, models, job.options.device, fill=job.options.fill)
+    state = edit_source(job, state, models, model_backend)
     densepose = driver_densepose(job, model_backend)
     return render_video(source, state, job.driver, output, densepose, models, job.options, on_frame=on_frame)

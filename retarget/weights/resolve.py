@@ -139,10 +139,14 @@ _PRECOMPUTED = {
     ("frames", "source"): "--source-iuv FILE, or {stem}_IUV.png beside it",
     ("batch", "driver"): "a {stem}.iuv/ folder or {stem}.iuv.npz beside it, or a driver_iuv column in a jobs file",
     ("batch", "source"): "{stem}_IUV.png beside it, or a source_iuv column in a jobs file",
+    ("texture", "source"): "--source-iuv FILE, or {stem}_IUV.png beside it",
+    ("video", "garment"): "--garment-iuv FILE, or {stem}_IUV.png beside it",
+    ("frames", "garment"): "--garment-iuv FILE, or {stem}_IUV.png beside it",
+    ("batch", "garment"): "{stem}_IUV.png beside it, or a garment_iuv column in a jobs file",
 }
 _WEIGHTS_OPTION = {"video": "--densepose-weights", "frames": "--densepose-weights", "batch": "--densepose-weights",
-                   "densepose": "--weights"}
-_ROLE = {"driver": "the driving video", "source": "the source photo"}
+                   "texture": "--densepose-weights", "densepose": "--weights"}
+_ROLE = {"driver": "the driving video", "source": "the source photo", "garment": "the garment photo"}
 
 
 def precomputed_hint(command: str, role: str, path: Path) -> str:

@@ -1,0 +1,280 @@
+"""Texture workflows on a prepared source: export the colour texture, render with an edited one, garment swap.
+
+All three produce or consume the colour texture of a :class:`~retarget.pipeline.pair.SourceState`
+(``pred_textures``: ``(1, 3, Ht, Wt)`` in the SMPL-UV layout of :mod:`retarget.uvmap.layout`) and hand the
+runner a :class:`SourceState` like :func:`~retarget.pipeline.pair.prepare_source` does, so nothing
+downstream changes:
+
+- :func:`export_texture`: the completed colour texture, which texels the photo showed, the completed
+  coordinate texture and the part of every texel (``retarget texture``);
+- :func:`with_texture`: the state rendering another colour texture of the same size. Weight-free path:
+  the warp reads the new texture. Learned path: the refiner's source branch sees the photo with the
+  *edit* re-projected onto it: every person pixel of the photo moves by the difference between the new
+  and the old texture at that pixel's own UV (pixels whose texels were not edited stay exactly the
+  photo's), and the source branch is encoded again; the coarse image the refiner's target branch gets
+  is read from the new texture;
+- :func:`garment_texture`: A's colour texture with the texels of one body region (DensePose parts,
+  :data:`GARMENT_REGIONS`) taken from B's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retarget.errors import InputError
+from retarget.pipeline.pair import Models, SourceState
+
+#: Body regions of ``--garment-region`` as DensePose parts (1-based, :data:`retarget.inspect.visual.PART_NAMES`).
+#: The head (23, 24), hands (3, 4) and feet (5, 6) are in none of them: they always stay the person's own.
+GARMENT_REGIONS: dict[str, tuple[int, ...]] = {
+    "upper": (1, 2, 15, 16, 17, 18, 19, 20, 21, 22),  # torso, upper and lower arms
+    "lower": (7, 8, 9, 10, 11, 12, 13, 14),  # upper and lower legs
+    "full": (1, 2, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22),
+}
+#: A garment photo must show at least this fraction of the region's texels.
+MIN_GARMENT_COVERAGE = 0.05
+
+
+@dataclass
+class TextureExport:
+    """What ``retarget texture`` writes.
+
+    Attributes:
+        rgb: ``(Ht, Wt, 3) uint8`` completed colour texture.
+        seen: ``(Ht, Wt) bool`` texels that received pixels of the photo (the rest was completed).
+        part: ``(Ht, Wt) int64`` DensePose part of every texel, 0 off the body.
+        xy: ``(Ht, Wt, 2) float32`` completed coordinate texture: the (x, y) in ``[-1, 1]`` of the
+            cropped photo each texel's colour is read from.
+    """
+
+    rgb: np.ndarray
+    seen: np.ndarray
+    part: np.ndarray
+    xy: np.ndarray
+
+    def mask_image(self) -> np.ndarray:
+        """``(Ht, Wt) uint8``: 255 seen in the photo, 128 completed, 0 off the body (never rendered)."""
+        out = np.where(self.part > 0, 128, 0).astype(np.uint8)
+        out[self.seen] = 255
+        return out
+
+
+def export_texture(state: SourceState) -> TextureExport:
+    """The completed colour texture of ``state`` and what goes with it (see :class:`TextureExport`)."""
+    from retarget.uvmap.layout import texture_layout
+
+    rgb = state.pred_textures[0].permute(1, 2, 0).float().cpu().numpy()
+    rgb = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+    th, tw = rgb.shape[:2]
+    return TextureExport(rgb=rgb, seen=state.coverage[0, 0].cpu().numpy() > 0.5, part=texture_layout(th, tw).part,
+                         xy=state.completed_xy[0].permute(1, 2, 0).float().cpu().numpy())
+
+
+def texture_legend(export: TextureExport, scale: int = 0) -> np.ndarray:
+    """``(S, S, 3) uint8`` the texture (enlarged to at least 768 px) with part borders and part labels."""
+    import cv2
+
+    from retarget.inspect.visual import PART_NAMES
+
+    th, tw = export.part.shape
+    scale = scale or max(1, int(np.ceil(768 / max(th, tw))))
+    big = cv2.resize(export.rgb, (tw * scale, th * scale), interpolation=cv2.INTER_NEAREST)
+    # borders of the majority part in a 5x5 window: the per-texel map has single stray texels at seams
+    votes = np.stack([cv2.boxFilter((export.part == p).astype(np.float32), -1, (5, 5)) for p in range(25)])
+    smooth = np.argmax(votes, axis=0).astype(np.uint8)
+    part = cv2.resize(smooth, (tw * scale, th * scale), interpolation=cv2.INTER_NEAREST)
+    # completed texels slightly dimmed, off-body black: what the photo showed stands out
+    shade = np.where(cv2.resize(export.part.astype(np.uint8), (tw * scale, th * scale),
+                                interpolation=cv2.INTER_NEAREST) == 0, 0.25, 1.0)
+    seen = cv2.resize(export.seen.astype(np.uint8), (tw * scale, th * scale), interpolation=cv2.INTER_NEAREST)
+    shade = np.where((shade == 1.0) & (seen == 0), 0.8, shade)
+    out = (big.astype(np.float32) * shade[..., None]).astype(np.uint8)
+    border = np.zeros(part.shape, bool)
+    border[:, 1:] |= part[:, 1:] != part[:, :-1]
+    border[1:, :] |= part[1:, :] != part[:-1, :]
+    border = cv2.dilate(border.astype(np.uint8), np.ones((2, 2), np.uint8)) > 0
+    out[border] = (255, 255, 255)
+    for p in range(1, len(PART_NAMES)):
+        mask = (smooth == p).astype(np.uint8)
+        if not mask.any():
+            continue
+        n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask)
+        largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        cx, cy = (centroids[largest] + 0.5) * scale
+        name = PART_NAMES[p].replace(" (", "|").replace(")", "").replace("upper ", "up. ").replace("lower ", "low. ")
+        lines = [f"{p} {name.split('|')[0]}"] + name.split("|")[1:]
+        for k, text in enumerate(lines):
+            width = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.36, 1)[0][0]
+            org = (int(cx - width / 2), int(cy + 12 * k))
+            cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.36, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.36, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def read_texture(path: str | Path, shape: tuple[int, int], size_hint: str = "") -> np.ndarray:
+    """Read an edited texture as ``(Ht, Wt, 3) float32`` RGB in ``[0, 1]``.
+
+    Args:
+        path: image file (PNG recommended: JPEG changes every texel a little).
+        shape: ``(Ht, Wt)`` the texture size the pipeline uses.
+        size_hint: appended to the wrong-size message (how to get a texture of the right size).
+
+    Raises:
+        InputError: missing, a folder, not an image, damaged, with an alpha channel, or of another size.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from retarget.io.image import _to_rgb8
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: texture file not found; check the path")
+    if path.is_dir():
+        raise InputError(f"{path}: texture is a folder, expected an image file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
+                raise InputError(f"{path}: the texture has an alpha channel (transparency); save it as an RGB "
+                                 "PNG without transparency (every texel needs a colour)")
+            rgb = _to_rgb8(img)
+    except InputError:
+        raise
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: texture is not an image file (unknown format); give the PNG written by "
+                         "`retarget texture`, edited and saved as PNG") from None
+    except Exception as exc:  # noqa: BLE001 - decoders of untrusted files fail in many ways
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: cannot read the texture ({reason}); the file is damaged or incomplete") from None
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise InputError(f"{path}: unsupported texture layout {rgb.shape}; save it as an RGB PNG")
+    if rgb.shape[:2] != tuple(shape):
+        raise InputError(f"{path}: texture is {rgb.shape[1]}x{rgb.shape[0]} but this run uses {shape[1]}x{shape[0]} "
+                         f"textures{size_hint}")
+    return rgb.astype(np.float32) / 255.0
+
+
+@torch.no_grad()
+def with_texture(state: SourceState, texture: torch.Tensor | np.ndarray, models: Models | None = None
+                 ) -> SourceState:
+    """``state`` rendering ``texture`` instead of its own colour texture (see the module docstring).
+
+    Args:
+        state: from :func:`~retarget.pipeline.pair.prepare_source`.
+        texture: ``(1, 3, Ht, Wt)`` tensor or ``(Ht, Wt, 3)`` array, RGB in ``[0, 1]``, the size of
+            ``state.pred_textures``.
+        models: the models ``state`` was prepared with (the refiner re-encodes the source on the learned path).
+    """
+    from retarget import ops
+
+    if isinstance(texture, np.ndarray):
+        texture = torch.from_numpy(np.ascontiguousarray(texture, dtype=np.float32)).permute(2, 0, 1)[None]
+    texture = texture.to(device=state.pred_textures.device, dtype=state.pred_textures.dtype)
+    if texture.shape != state.pred_textures.shape:
+        raise ValueError(f"texture must be {tuple(state.pred_textures.shape)}, got {tuple(texture.shape)}")
+    edited = dataclasses.replace(state, pred_textures=texture)
+    if not state.learned:
+        return edited
+    if models is None or models.refiner is None:
+        raise ValueError("the source was prepared with learned models; pass the same models here")
+    delta = ops.sample_texture(texture - state.pred_textures, state.uv) * state.mask
+    image = (state.image + delta).clamp(0.0, 1.0)
+    source_input = torch.cat([image, state.refiner_source_input[:, 3:]], dim=1)
+    return dataclasses.replace(edited, image=image, refiner_source_input=source_input,
+                               refiner_source_features=models.refiner.encode_source(source_input))
+
+
+def region_mask(region: str, shape: tuple[int, int]) -> np.ndarray:
+    """``(Ht, Wt) bool`` texels of ``region`` (:data:`GARMENT_REGIONS`)."""
+    from retarget.uvmap.layout import texture_layout
+
+    if region not in GARMENT_REGIONS:
+        raise ValueError(f"unknown garment region {region!r}; choose one of {', '.join(GARMENT_REGIONS)}")
+    return np.isin(texture_layout(*shape).part, GARMENT_REGIONS[region])
+
+
+def garment_coverage(garment: SourceState, region: str) -> float:
+    """Fraction of ``region``'s texels that the garment photo shows."""
+    th, tw = garment.coverage.shape[-2:]
+    mask = region_mask(region, (th, tw))
+    seen = garment.coverage[0, 0].cpu().numpy() > 0.5
+    return float(seen[mask].mean()) if mask.any() else 0.0
+
+
+def garment_texture(person: SourceState, garment: SourceState, region: str) -> torch.Tensor:
+    """``(1, 3, Ht, Wt)`` the person's colour texture with ``region``'s texels from the garment's."""
+    if garment.pred_textures.shape != person.pred_textures.shape:
+        raise ValueError("person and garment textures differ in size")
+    mask = torch.from_numpy(region_mask(region, tuple(person.pred_textures.shape[-2:])))
+    mask = mask.to(person.pred_textures.device)[None, None]
+    return torch.where(mask, garment.pred_textures.to(person.pred_textures.dtype), person.pred_textures)
+
+
+def _named(command: str, name: str) -> str:
+    """How ``command`` calls a setting: an option (``--garment-region``) or, in batch, a job key."""
+    return f"the {name} job setting" if command == "batch" else "--" + name.replace("_", "-")
+
+
+def _size_hint(size: int, command: str) -> str:
+    return (f"; export it with `retarget texture --size {size}`, or render at the texture's size "
+            f"with {_named(command, 'size')}")
+
+
+def check_source_edits(job) -> None:
+    """Reject contradictory or unknown texture/garment settings of a
+    :class:`~retarget.pipeline.job.VideoJob` before any work (``UsageError``)."""
+    from retarget.errors import UsageError
+
+    command = job.options.command
+    if job.texture is not None and job.garment is not None:
+        raise UsageError(f"give {_named(command, 'texture')} or {_named(command, 'garment')}, not both (paint the "
+                         "garment into the texture instead)")
+    if job.garment_region not in GARMENT_REGIONS:
+        raise UsageError(f"{_named(command, 'garment_region')} {job.garment_region!r}: expected one of "
+                         f"{', '.join(GARMENT_REGIONS)}")
+    if job.garment_iuv is not None and job.garment is None:
+        raise UsageError(f"{_named(command, 'garment_iuv')} is the DensePose of the {_named(command, 'garment')} "
+                         "photo; give that photo too")
+    for path in (job.garment, job.garment_iuv):
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"{path}: {'garment photo' if path == job.garment else 'garment IUV'} not found; "
+                             "check the path")
+    if job.texture is not None:  # a bad texture file fails before any work
+        read_texture(job.texture, (job.size, job.size), _size_hint(job.size, command))
+
+
+def edit_source(job, state: SourceState, models: Models | None, model_backend=None) -> SourceState:
+    """The source state a :class:`~retarget.pipeline.job.VideoJob` renders: ``state`` itself, or with the
+    job's ``texture`` (an edited texture file) or ``garment`` (another photo's clothes) applied."""
+    if job.texture is not None:
+        th, tw = state.pred_textures.shape[-2:]
+        return with_texture(state, read_texture(job.texture, (th, tw), _size_hint(tw, job.options.command)), models)
+    if job.garment is None:
+        return state
+    from retarget.pipeline.job import load_source
+    from retarget.pipeline.source import prepare_source_crop
+
+    garment = prepare_source_crop(load_source(job, model_backend, role="garment"), models, job.options.device,
+                                  fill=job.options.fill)
+    return with_garment(state, garment, job.garment_region, models, job.garment)
+
+
+def with_garment(person: SourceState, garment: SourceState, region: str, models: Models | None,
+                 garment_path: str | Path = "garment") -> SourceState:
+    """``person`` wearing ``garment``'s clothes in ``region``; ``InputError`` when the garment photo shows
+    less than :data:`MIN_GARMENT_COVERAGE` of that region."""
+    seen = garment_coverage(garment, region)
+    if seen < MIN_GARMENT_COVERAGE:
+        raise InputError(f"{garment_path}: the garment photo shows only {100 * seen:.0f} % of the {region} body "
+                         f"region; use a photo where those clothes are visible")
+    return with_texture(person, garment_texture(person, garment, region), models)
+
+
+__all__ = ["GARMENT_REGIONS", "MIN_GARMENT_COVERAGE", "TextureExport", "check_source_edits", "edit_source",
+           "export_texture", "garment_coverage",
+           "garment_texture", "read_texture", "region_mask", "texture_legend", "with_garment", "with_texture"]
