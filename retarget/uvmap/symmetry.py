@@ -144,6 +144,48 @@ def limb_axes(atlas: DensePoseAtlas) -> dict[int, int]:
     return out
 
 
+@dataclass(frozen=True)
+class LimbNeighbour:
+    """The next segment ``other`` of the same limb as ``part``, and how their shared seam is charted.
+
+    ``around``: the chart axis running around the limb (0 = U, 1 = V) in both charts; a point at
+    ``a`` around ``part``'s seam lies at ``slope · a + offset`` around ``other``'s, and the seam lies at
+    ``seam`` along ``other``'s chart (the along axis is the other one).
+    """
+
+    part: int
+    other: int
+    around: int
+    slope: float
+    offset: float
+    seam: float
+    own_seam: float
+
+
+def limb_neighbours(atlas: DensePoseAtlas) -> dict[int, LimbNeighbour]:
+    """Per limb part, the adjacent segment of the same limb (upper ↔ lower arm or leg, same chart side
+    where they share the most vertices) and a linear map of the around-the-limb chart coordinate across
+    the seam they share (least squares over the shared vertices)."""
+    verts = _part_vertices(atlas)
+    axes = limb_axes(atlas)
+    out = {}
+    for p in LIMBS:
+        candidates = [r for r in LIMBS if r not in (p, FRONT_BACK[p], LEFT_RIGHT[p])]
+        counts = {r: len(np.intersect1d(verts[p][1], verts[r][1])) for r in candidates}
+        r = max(counts, key=lambda k: (counts[k], -k))
+        if counts[r] < 4:
+            continue
+        uv_p, smpl_p = verts[p]
+        uv_r, smpl_r = verts[r]
+        _, in_p, in_r = np.intersect1d(smpl_p, smpl_r, return_indices=True)
+        a = axes[p]
+        x, y = uv_p[in_p, a], uv_r[in_r, axes[r]]
+        slope, offset = np.polyfit(x, y, 1)
+        out[p] = LimbNeighbour(p, r, a, float(slope), float(offset), float(uv_r[in_r, 1 - axes[r]].mean()),
+                               float(uv_p[in_p, 1 - a].mean()))
+    return out
+
+
 def derive_correspondences(atlas: DensePoseAtlas) -> dict[str, dict[int, Correspondence]]:
     """Chart correspondences ``{"left_right": {p: ...}, "front_back": {p: ...}}`` from the atlas data.
 
