@@ -229,41 +229,57 @@ def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torc
         ``(values, known)`` updated.
     """
     from retarget.uvmap.layout import RELATIONS
-    from retarget.uvmap.symmetry import LIMBS
+    from retarget.uvmap.symmetry import LIMBS, N_PARTS
 
-    device = values.device
-    labels = torch.as_tensor(layout.part, device=device)
-    along = [k for k, name in enumerate(RELATIONS) if name.startswith("along_limb@")]
-    read = values.clone()
-    ok = torch.zeros_like(known)
-    for k in along:  # nearest seen row first (the relations are ordered by distance from the seam)
-        r, o = gather_counterparts(values, source, labels, torch.as_tensor(layout.other[k], device=device),
-                                   torch.as_tensor(layout.taps[k], device=device),
-                                   torch.as_tensor(layout.weights[k], device=device))
-        read = torch.where(o & ~ok, r, read)
-        ok |= o
-    copied = known & ~covered
+    n, c, h, w = values.shape
+    part = layout.part.reshape(-1)
+    idx = np.nonzero(np.isin(part, LIMBS))[0]  # only limb texels have along-limb relations
+    lab = torch.as_tensor(part[idx], device=values.device)
+    flat = values.reshape(n, c, h * w)
+    src = source.reshape(n, h * w)
+    part_t = torch.as_tensor(part, device=values.device)
+    read = flat[:, :, idx].clone()
+    ok = torch.zeros(n, len(idx), dtype=torch.bool, device=values.device)
+    for k, name in enumerate(RELATIONS):  # nearest seen row first (ordered by distance from the seam)
+        if not name.startswith("along_limb@"):
+            continue
+        taps = torch.as_tensor(layout.taps[k, idx], device=values.device)
+        other = torch.as_tensor(layout.other[k, idx], device=values.device)
+        wt = torch.as_tensor(layout.weights[k, idx], device=values.device)[None] * (
+            src[:, taps] & (part_t[taps] == other[:, None])[None]).to(values.dtype)
+        total = wt.sum(-1)
+        here = (total >= 0.5) & (other > 0)[None] & ~ok
+        r = (flat[:, :, taps] * wt[:, None]).sum(-1) / total.clamp(min=1e-8)[:, None]
+        read = torch.where(here[:, None], r, read)
+        ok |= here
+    cov = covered.reshape(n, h * w)[:, idx]
+    copied = known.reshape(n, h * w)[:, idx] & ~cov
     if colours is not None:
-        step = (_colour_at(colours, values) - _colour_at(colours, read)).norm(dim=1, keepdim=True)
-    seam = torch.as_tensor(layout.seam_distance, device=device)[None, None].expand_as(known)
-    lab = labels[None, None]
-    use = torch.zeros_like(known)
-    for n in range(values.shape[0]):
-        for p in LIMBS:
-            part = lab[0] == p
-            if not bool((ok[n] & part & ~covered[n]).any()):
-                continue  # the next segment is not seen either
-            take = int((copied[n] & part).sum()) < MIN_PART_SEED
-            compared = copied[n] & ok[n] & part
-            if not take and colours is not None and int(compared.sum()) >= MIN_SEAM_TEXELS:
-                compared &= seam[n] <= float(seam[n][compared].min()) + SEAM_BAND
-                take = float(step[n][compared].mean()) > SEAM_COLOUR_STEP
-            if take:
-                use[n] |= part
+        step = (_colour_at(colours, flat[:, :, idx, None]) - _colour_at(colours, read[..., None]))[..., 0].norm(dim=1)
+    seam = torch.as_tensor(layout.seam_distance.reshape(-1)[idx], device=values.device)
+    size = N_PARTS + 1
+    use = torch.zeros_like(ok)
+    for i in range(n):
+        def count(mask, weights=None):
+            one = mask.to(values.dtype) if weights is None else mask.to(values.dtype) * weights
+            return torch.zeros(size, dtype=values.dtype, device=values.device).index_add_(0, lab, one)
+
+        take = (count(ok[i] & ~cov[i]) > 0) & (count(copied[i]) < MIN_PART_SEED)
+        compared = copied[i] & ok[i]
+        if colours is not None:
+            closest = torch.full((size,), float("inf"), device=values.device).scatter_reduce(
+                0, lab[compared], seam[compared], reduce="amin")
+            band = compared & (seam <= closest[lab] + SEAM_BAND)
+            mean_step = count(band, step[i]) / count(band).clamp(min=1)
+            take |= (count(ok[i] & ~cov[i]) > 0) & (count(compared) >= MIN_SEAM_TEXELS) & (mean_step > SEAM_COLOUR_STEP)
+        use[i] = take[lab]
     drop = use & copied
-    known = known & ~drop
-    take = use & ok & ~covered
-    return torch.where(take, read, values), known | take
+    fill = use & ok & ~cov
+    out = flat.clone()
+    out[:, :, idx] = torch.where(fill[:, None], read, flat[:, :, idx])
+    known = known.reshape(n, h * w).clone()
+    known[:, idx] = (known[:, idx] & ~drop) | fill
+    return out.reshape(values.shape), known.reshape(n, 1, h, w)
 
 
 def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout, trusted: torch.Tensor | None = None,
