@@ -6,15 +6,19 @@ A :class:`TextureLayout` describes a texture of ``(Ht, Wt)`` texels in the pipel
 
 - ``part[r, c]``: the DensePose part (1..24) whose surface the texel shows, 0 off the body;
 - ``chart[r, c]``: the texel's chart coordinates ``(U, V)`` in that part;
-- for every *relation* ``k`` (left/right mirror, front/back, front/back then left/right): the part
-  ``other[k, t]`` and the texture position that corresponds to texel ``t``, as the four bilinear taps
-  ``taps[k, t]`` (flat texel indices) with weights ``weights[k, t]`` (all zero where texel ``t`` has no
-  counterpart in that relation).
+- for every *relation* ``k`` (:data:`RELATIONS`: left/right mirror, front/back, front/back then
+  left/right, and for limb parts the rows of the next segment of the same limb at several distances from
+  their seam): the part ``other[k, t]`` and the texture position that corresponds to texel ``t``, as the
+  four bilinear taps ``taps[k, t]`` (flat texel indices) with weights ``weights[k, t]`` (all zero where
+  texel ``t`` has no counterpart in that relation);
+- ``seam_distance[r, c]``: for limb texels, the chart distance along the limb to the seam shared with
+  that next segment (inf elsewhere).
 
 The texture domain and charts come from the ``training`` IUV→UV table (every chart point of every atlas
 face, :mod:`retarget.uvmap.tables`): a texel belongs to the part most table points fall on (texels
 between points take their nearest hit texel's part, within 1.5 texels). Counterparts follow
-:func:`retarget.uvmap.symmetry.derive_correspondences` (and :data:`LIGHT_KEEPING`). Pure numpy/scipy;
+:func:`retarget.uvmap.symmetry.derive_correspondences` (and :data:`LIGHT_KEEPING`) and
+:func:`retarget.uvmap.symmetry.limb_neighbours`. Pure numpy/scipy;
 :func:`texture_layout` keeps one layout per size in memory.
 """
 
@@ -61,6 +65,8 @@ class TextureLayout:
         other: ``(R, Ht*Wt) int64`` the corresponding part per relation, 0 where none.
         taps: ``(R, Ht*Wt, 4) int64`` flat texel indices of the bilinear taps of the counterpart.
         weights: ``(R, Ht*Wt, 4) float32`` their bilinear weights (sum 1, or all 0 where no counterpart).
+        seam_distance: ``(Ht, Wt) float32`` chart distance of a limb texel from the seam with the next
+            segment of its limb (:func:`retarget.uvmap.symmetry.limb_neighbours`), inf off the limbs.
     """
 
     part: np.ndarray
