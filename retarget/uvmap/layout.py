@@ -217,7 +217,7 @@ def build_layout(height: int, width: int, lookup: np.ndarray, atlas, light_keepi
 @functools.lru_cache(maxsize=4)
 def texture_layout(height: int, width: int) -> TextureLayout:
     """The layout of an ``(height, width)`` texture from the installed UV data (built once per process and
-    size, 0.6–0.7 s for 256×256 on a 2-core CPU)."""
+    size, about 0.5–0.7 s of CPU for 256×256 on the 2-core development machine)."""
     from retarget.uvmap.cache import get_lookup
     from retarget.uvmap.data import load_atlas
 
