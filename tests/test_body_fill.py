@@ -180,7 +180,69 @@ def test_fill_option_reaches_the_pipeline():
 
 
 def test_relations_in_the_order_the_fill_tries_them():
-    assert RELATIONS == ("left_right", "front_back", "front_back+left_right")
+    from retarget.uvmap.layout import ALONG_INSETS, SYMMETRY_RELATIONS
+
+    assert SYMMETRY_RELATIONS == ("left_right", "front_back", "front_back+left_right")
+    assert RELATIONS[:3] == SYMMETRY_RELATIONS and len(RELATIONS) == 3 + len(ALONG_INSETS)
+    assert list(ALONG_INSETS) == sorted(ALONG_INSETS)  # nearest row to the seam first
+
+
+def test_limb_neighbours_pair_upper_and_lower_segments_of_the_same_limb():
+    from retarget.uvmap.symmetry import limb_neighbours
+
+    found = limb_neighbours(load_atlas())
+    expected = {7: 11, 9: 13, 8: 12, 10: 14, 15: 19, 17: 21, 16: 20, 18: 22}
+    expected.update({v: k for k, v in expected.items()})
+    assert {p: n.other for p, n in found.items()} == expected
+    for p, n in found.items():
+        back = found[n.other]
+        assert abs(n.slope * back.slope - 1) < 0.05  # the around-the-limb maps invert each other
+        a = np.linspace(0.2, 0.8, 7)  # and compose to the identity where both stay inside the charts
+        there = n.slope * a + n.offset
+        inside = (there >= 0) & (there <= 1)
+        np.testing.assert_allclose((back.slope * there + back.offset)[inside], a[inside], atol=0.06)
+        assert min(n.seam, 1 - n.seam) < 0.1 and min(n.own_seam, 1 - n.own_seam) < 0.1  # seams at chart ends
+
+
+def _arm_case(layout, right_arm_colour):
+    """Coordinates: left arm parts point at x = -0.5, right arm parts at x = +0.5, the rest at x = 0; the
+    image the coordinates read is white at x < 0 and ``right_arm_colour`` at x > 0. The left upper arm
+    (15, 17) is held out."""
+    h, w = layout.shape
+    x = np.zeros((h, w), np.float32)
+    x[np.isin(layout.part, [15, 17, 19, 21])] = -0.5
+    x[np.isin(layout.part, [16, 18, 20, 22])] = 0.5
+    values = np.stack([x, np.zeros_like(x)])
+    covered = (layout.part > 0) & ~np.isin(layout.part, [15, 17])
+    image = torch.ones(1, 3, 32, 32)
+    image[..., 16:] = right_arm_colour
+    texture = torch.from_numpy(np.where(covered, values, 0))[None]
+    return texture, torch.from_numpy(covered.astype(np.float32))[None, None], image
+
+
+def test_a_mirror_that_does_not_continue_the_limb_gives_way_to_the_next_segment(layout):
+    held = np.isin(layout.part, [15, 17])
+    texture, coverage, image = _arm_case(layout, 0.0)  # the mirror arm is black, the left lower arm white
+    out = ops.body_fill(texture, coverage, layout, colours=image)[0].numpy()
+    assert np.mean(out[0][held] == -0.5) > 0.95  # filled from the left lower arm
+    mirror = ops.body_fill(texture, coverage, layout)[0].numpy()  # no colours: no seam test, the mirror
+    assert np.mean(mirror[0][held] == 0.5) > 0.95
+    texture, coverage, image = _arm_case(layout, 1.0)  # both arms white: the mirror continues the limb
+    kept = ops.body_fill(texture, coverage, layout, colours=image)[0].numpy()
+    assert np.mean(kept[0][held] == 0.5) > 0.95
+
+
+def test_part_nearest_fill_stays_inside_labels_and_copies_known_values():
+    labels = torch.zeros(8, 8, dtype=torch.long)
+    labels[:, :4], labels[:, 4:] = 1, 2
+    labels[0, 0] = 0
+    values = torch.arange(64, dtype=torch.float32).reshape(1, 1, 8, 8)
+    known = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    known[..., 7, 3] = known[..., 2, 5] = known[..., 6, 6] = True
+    out, valid = ops.part_nearest_fill(values, known, labels, 2)
+    assert valid[0, 0, labels > 0].all() and not valid[0, 0, 0, 0]
+    assert out[0, 0, 0, 0] == 0 and torch.all(out[0, 0, 1:, :4] == values[0, 0, 7, 3])
+    assert set(out[0, 0, :, 4:].unique().tolist()) == {values[0, 0, 2, 5].item(), values[0, 0, 6, 6].item()}
 
 
 def test_quality_protocol_body_is_not_behind_nearest_on_the_example_photo(tmp_path):
@@ -202,7 +264,7 @@ def test_quality_protocol_body_is_not_behind_nearest_on_the_example_photo(tmp_pa
     scores = bench.run(tmp_path, ["nearest", "body"], 400, cases=cases)
     psnr = {fill: np.mean([row[3] for row in rows]) for fill, rows in scores.items()}
     ssim = {fill: np.mean([row[4] for row in rows]) for fill, rows in scores.items()}
-    assert psnr["body"] >= psnr["nearest"] + 0.5 and ssim["body"] >= ssim["nearest"] + 0.02, (psnr, ssim)
+    assert psnr["body"] >= psnr["nearest"] + 0.5 and ssim["body"] >= ssim["nearest"] + 0.05, (psnr, ssim)
 
 
 def test_copyable_texels_leave_out_part_borders(layout):

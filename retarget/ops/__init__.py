@@ -4,7 +4,7 @@ Conventions are documented in :mod:`retarget.ops.coords`.
 """
 
 from retarget.ops.coords import BACKGROUND_UV, batched_meshgrid, make_meshgrid, split_uv_mask
-from retarget.ops.fill import body_fill, nearest_fill, push_pull_fill
+from retarget.ops.fill import body_fill, nearest_fill, part_nearest_fill, push_pull_fill
 from retarget.ops.warp import (
     colour_texture_from_source,
     coordinates_to_target,
@@ -22,6 +22,7 @@ __all__ = [
     "inverse_grid_sample",
     "make_meshgrid",
     "nearest_fill",
+    "part_nearest_fill",
     "push_pull_fill",
     "render_target",
     "sample_texture",

@@ -88,6 +88,47 @@ def push_pull_fill(values: torch.Tensor, known: torch.Tensor, labels: torch.Tens
     return out, known | fillable
 
 
+def part_nearest_fill(values: torch.Tensor, known: torch.Tensor, labels: torch.Tensor, n_labels: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Give every unknown texel of a label the value of the nearest known texel *of the same label*.
+
+    Unlike an average (:func:`push_pull_fill`), every filled value is one of the label's known values: a
+    coordinate texture filled this way only points at places its known texels point at (averaging the
+    coordinates of two distant places of a photo points between them, at whatever lies there).
+    Nearest neighbours and ties as in ``scipy.ndimage.distance_transform_edt``, per label's bounding box.
+
+    Args:
+        values: ``(N, C, H, W)`` float values; known: ``(N, 1, H, W)`` bool;
+        labels: ``(H, W)`` int64 label per texel in ``0 .. n_labels`` (label 0 is never filled);
+        n_labels: number of labels.
+
+    Returns:
+        ``(filled, valid)`` as :func:`push_pull_fill`: every texel of a label with a known texel is filled.
+    """
+    vals = values.detach().cpu().numpy().copy()
+    kn = known.detach().cpu().numpy()[:, 0].astype(bool)
+    lab = labels.detach().cpu().numpy()
+    valid = kn.copy()
+    for p in range(1, n_labels + 1):
+        where = lab == p
+        if not where.any():
+            continue
+        rows, cols = np.nonzero(where)
+        box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+        inside = where[box]
+        for i in range(vals.shape[0]):
+            seed = kn[i][box] & inside
+            if not seed.any():
+                continue
+            r, c = ndimage.distance_transform_edt(~seed, return_distances=False, return_indices=True)
+            sub = vals[i][(slice(None),) + box]
+            sub[:, inside] = sub[:, r, c][:, inside]
+            vals[i][(slice(None),) + box] = sub
+            valid[i][box] |= inside
+    return (torch.from_numpy(vals).to(values.device, values.dtype),
+            torch.from_numpy(valid[:, None]).to(known.device))
+
+
 def gather_counterparts(values: torch.Tensor, known: torch.Tensor, labels: torch.Tensor, other: torch.Tensor,
                         taps: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Read, for every texel, the value of its counterpart texel (bilinear over known taps of the right label).
@@ -144,17 +185,117 @@ def reliable_coverage(values: torch.Tensor, covered: torch.Tensor, labels: torch
     return covered & (fraction >= min_fraction) & (jump <= max_jump)
 
 
-def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout, trusted: torch.Tensor | None = None
-              ) -> torch.Tensor:
+def _colour_at(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """``(N, C, Ht, Wt)`` colours of ``image`` ``(N, C, H, W)`` at the coordinates ``xy`` ``(N, 2, Ht, Wt)``."""
+    import torch.nn.functional as F
+
+    return F.grid_sample(image.to(xy.dtype), xy.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border",
+                         align_corners=False)
+
+
+#: A mirrored limb whose copy differs from the seen next segment of the same limb by more than this colour
+#: step (Euclidean RGB distance in [0, 1], averaged along their seam) does not continue that limb (other
+#: lighting, or DensePose's mask of the mirror took in hair, dress or background): the limb is filled from
+#: its seen next segment instead. 0.2 is a clearly visible step (e.g. 0.115 on every channel).
+SEAM_COLOUR_STEP = 0.2
+#: The seam test compares the copied texels within this chart distance of the closest compared texel.
+SEAM_BAND = 0.1
+#: Fewer compared texels than this: no evidence, the mirror copy is kept.
+MIN_SEAM_TEXELS = 8
+
+
+def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torch.Tensor, source: torch.Tensor,
+                        layout, colours: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per limb part, keep the counterpart copies or take the seen next segment of the same limb instead.
+
+    ``layout``'s ``along_limb@d`` relations read, for every texel of a limb part, the row of the adjacent
+    segment of the same limb (upper ↔ lower arm or leg) at chart distance ``d`` from their shared seam,
+    at the same position around the limb: the nearest seen row wins. That segment has the limb's own
+    lighting and usually its material. A limb part takes it (and drops its counterpart copies) when
+
+    - it received fewer than :data:`MIN_PART_SEED` counterpart copies, or
+    - near the seam, the copied coordinates' colours differ from the adjacent segment's by more than
+      :data:`SEAM_COLOUR_STEP` on average (the copy does not continue the limb; needs ``colours``).
+
+    Sources are never mixed within a part, so later fills never average coordinates of two places.
+
+    Args:
+        values: ``(N, 2, Ht, Wt)`` coordinates after the counterpart copies; known: ``(N, 1, Ht, Wt)``
+            texels holding one; covered: the photo's own (reliable) coverage; source: the covered texels
+            that may be read; layout: :class:`retarget.uvmap.layout.TextureLayout`;
+        colours: ``(N, 3, H, W)`` the photo the coordinates point into, or None (no seam test).
+
+    Returns:
+        ``(values, known)`` updated.
+    """
+    from retarget.uvmap.layout import RELATIONS
+    from retarget.uvmap.symmetry import LIMBS, N_PARTS
+
+    n, c, h, w = values.shape
+    part = layout.part.reshape(-1)
+    idx = np.nonzero(np.isin(part, LIMBS))[0]  # only limb texels have along-limb relations
+    lab = torch.as_tensor(part[idx], device=values.device)
+    flat = values.reshape(n, c, h * w)
+    src = source.reshape(n, h * w)
+    part_t = torch.as_tensor(part, device=values.device)
+    read = flat[:, :, idx].clone()
+    ok = torch.zeros(n, len(idx), dtype=torch.bool, device=values.device)
+    for k, name in enumerate(RELATIONS):  # nearest seen row first (ordered by distance from the seam)
+        if not name.startswith("along_limb@"):
+            continue
+        taps = torch.as_tensor(layout.taps[k, idx], device=values.device)
+        other = torch.as_tensor(layout.other[k, idx], device=values.device)
+        wt = torch.as_tensor(layout.weights[k, idx], device=values.device)[None] * (
+            src[:, taps] & (part_t[taps] == other[:, None])[None]).to(values.dtype)
+        total = wt.sum(-1)
+        here = (total >= 0.5) & (other > 0)[None] & ~ok
+        r = (flat[:, :, taps] * wt[:, None]).sum(-1) / total.clamp(min=1e-8)[:, None]
+        read = torch.where(here[:, None], r, read)
+        ok |= here
+    cov = covered.reshape(n, h * w)[:, idx]
+    copied = known.reshape(n, h * w)[:, idx] & ~cov
+    if colours is not None:
+        step = (_colour_at(colours, flat[:, :, idx, None]) - _colour_at(colours, read[..., None]))[..., 0].norm(dim=1)
+    seam = torch.as_tensor(layout.seam_distance.reshape(-1)[idx], device=values.device)
+    size = N_PARTS + 1
+    use = torch.zeros_like(ok)
+    for i in range(n):
+        def count(mask, weights=None):
+            one = mask.to(values.dtype) if weights is None else mask.to(values.dtype) * weights
+            return torch.zeros(size, dtype=values.dtype, device=values.device).index_add_(0, lab, one)
+
+        take = (count(ok[i] & ~cov[i]) > 0) & (count(copied[i]) < MIN_PART_SEED)
+        compared = copied[i] & ok[i]
+        if colours is not None:
+            closest = torch.full((size,), float("inf"), device=values.device).scatter_reduce(
+                0, lab[compared], seam[compared], reduce="amin")
+            band = compared & (seam <= closest[lab] + SEAM_BAND)
+            mean_step = count(band, step[i]) / count(band).clamp(min=1)
+            take |= (count(ok[i] & ~cov[i]) > 0) & (count(compared) >= MIN_SEAM_TEXELS) & (mean_step > SEAM_COLOUR_STEP)
+        use[i] = take[lab]
+    drop = use & copied
+    fill = use & ok & ~cov
+    out = flat.clone()
+    out[:, :, idx] = torch.where(fill[:, None], read, flat[:, :, idx])
+    known = known.reshape(n, h * w).clone()
+    known[:, idx] = (known[:, idx] & ~drop) | fill
+    return out.reshape(values.shape), known.reshape(n, 1, h, w)
+
+
+def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout, trusted: torch.Tensor | None = None,
+              colours: torch.Tensor | None = None) -> torch.Tensor:
     """Body-aware completion of a partial coordinate texture (the default weight-free fill).
 
     1. Stray splats are dropped (:func:`reliable_coverage`); they are refilled like holes.
     2. An uncovered texel of the body takes the value at its left/right mirror, its front/back
        counterpart or its mirror's front/back counterpart, the first of them that is covered and
        ``trusted`` (coordinates, not colours, are copied, so the real cloth texture is reused).
-    3. The rest of every body part with enough known texels is filled smoothly from them (multi-scale
-       push-pull inside the part: never across part or island borders).
-    4. Anything left (parts seen nowhere, not even through a counterpart) and every texel off the body
+    3. A limb part whose copies do not continue the seen next segment of the same limb, or that got
+       too few copies, is filled from that segment instead (:func:`choose_limb_sources`).
+    4. The rest of every body part with enough known texels takes the nearest known texel *of that part*
+       (:func:`part_nearest_fill`: never across part or island borders, never an average of
+       coordinates).
+    5. Anything left (parts seen nowhere, not even through a counterpart) and every texel off the body
        (so that bilinear reads at island borders stay consistent) take the nearest texel holding a value
        (:func:`nearest_fill`): coordinates of the photo's person, never background.
 
@@ -162,14 +303,17 @@ def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout, trusted: to
         texture: ``(N, C, Ht, Wt)`` partial texture (a coordinate texture: channels (x, y) in [-1, 1]).
         coverage: ``(N, 1, Ht, Wt)``; a texel is covered where ``coverage > 0.5``.
         layout: :class:`retarget.uvmap.layout.TextureLayout` of an ``(Ht, Wt)`` texture.
-        trusted: optional ``(N, 1, Ht, Wt)`` bool, the covered texels that may be *copied* to a counterpart
-            (e.g. :func:`retarget.pipeline.pair.copyable_texels`: not splatted from DensePose part
+        trusted: optional ``(N, 1, Ht, Wt)`` bool, the covered texels that may be *copied* to another
+            texel (e.g. :func:`retarget.pipeline.pair.copyable_texels`: not splatted from DensePose part
             borders); default: every covered texel that passes the stray test.
+        colours: optional ``(N, 3, H, W)`` image the coordinates point into (the photo), for the seam
+            test of step 3; without it, step 3 only fills limb parts that got too few copies.
 
     Returns:
         ``(N, C, Ht, Wt)`` completed texture, finite everywhere; covered texels that pass the stray test
         keep their value. A batch item without any covered texel is returned unchanged.
     """
+    from retarget.uvmap.layout import SYMMETRY_RELATIONS
     from retarget.uvmap.symmetry import N_PARTS
 
     if texture.dim() != 4 or coverage.dim() != 4 or coverage.shape[1] != 1:
@@ -180,22 +324,22 @@ def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout, trusted: to
     device = texture.device
     values = torch.nan_to_num(texture.float())
     labels = torch.as_tensor(layout.part, device=device)
-    other = torch.as_tensor(layout.other, device=device)
-    taps = torch.as_tensor(layout.taps, device=device)
-    weights = torch.as_tensor(layout.weights, device=device)
     body = (labels > 0)[None, None]
 
     covered = coverage > 0.5
     covered = reliable_coverage(values, covered, labels) | (covered & ~body)  # 1.
     known = covered.clone()
     source = covered if trusted is None else covered & trusted.bool()
-    for k in range(other.shape[0]):  # 2. counterparts, read from the photo's own coverage only
-        read, ok = gather_counterparts(values, source, labels, other[k], taps[k], weights[k])
+    for k in range(len(SYMMETRY_RELATIONS)):  # 2. counterparts, read from the photo's own coverage only
+        read, ok = gather_counterparts(values, source, labels, torch.as_tensor(layout.other[k], device=device),
+                                       torch.as_tensor(layout.taps[k], device=device),
+                                       torch.as_tensor(layout.weights[k], device=device))
         take = ok & ~known & body
         values = torch.where(take, read, values)
         known |= take
-    values, known = push_pull_fill(values, _enough(known, labels, N_PARTS), labels, N_PARTS)  # 3.
-    out = nearest_fill(values, known.to(values.dtype))  # 4.
+    values, known = choose_limb_sources(values, known, covered, source, layout, colours)  # 3.
+    values, known = part_nearest_fill(values, _enough(known, labels, N_PARTS), labels, N_PARTS)  # 4.
+    out = nearest_fill(values, known.to(values.dtype))  # 5.
     empty = ~(coverage > 0.5).flatten(1).any(dim=1)
     out[empty] = texture[empty].float()
     return out.to(texture.dtype)

@@ -227,8 +227,10 @@ def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None 
         from retarget.uvmap.layout import texture_layout
 
         layout = texture_layout(th, tw)
-        completed = ops.body_fill(xy_texture, coverage, layout, trusted=copyable_texels(uv, mask, layout))
-        pred_textures = ops.colour_texture_from_source(extend_person(image, mask), completed)
+        extended = extend_person(image, mask)
+        completed = ops.body_fill(xy_texture, coverage, layout, trusted=copyable_texels(uv, mask, layout),
+                                  colours=extended)
+        pred_textures = ops.colour_texture_from_source(extended, completed)
 
     background = image[0].flatten(1)[:, mask[0, 0].flatten() < 0.5]
     background_rgb = background.median(dim=1).values if background.shape[1] else image.new_ones(3)

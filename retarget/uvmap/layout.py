@@ -6,15 +6,19 @@ A :class:`TextureLayout` describes a texture of ``(Ht, Wt)`` texels in the pipel
 
 - ``part[r, c]``: the DensePose part (1..24) whose surface the texel shows, 0 off the body;
 - ``chart[r, c]``: the texel's chart coordinates ``(U, V)`` in that part;
-- for every *relation* ``k`` (left/right mirror, front/back, front/back then left/right): the part
-  ``other[k, t]`` and the texture position that corresponds to texel ``t``, as the four bilinear taps
-  ``taps[k, t]`` (flat texel indices) with weights ``weights[k, t]`` (all zero where texel ``t`` has no
-  counterpart in that relation).
+- for every *relation* ``k`` (:data:`RELATIONS`: left/right mirror, front/back, front/back then
+  left/right, and for limb parts the rows of the next segment of the same limb at several distances from
+  their seam): the part ``other[k, t]`` and the texture position that corresponds to texel ``t``, as the
+  four bilinear taps ``taps[k, t]`` (flat texel indices) with weights ``weights[k, t]`` (all zero where
+  texel ``t`` has no counterpart in that relation);
+- ``seam_distance[r, c]``: for limb texels, the chart distance along the limb to the seam shared with
+  that next segment (inf elsewhere).
 
 The texture domain and charts come from the ``training`` IUV→UV table (every chart point of every atlas
 face, :mod:`retarget.uvmap.tables`): a texel belongs to the part most table points fall on (texels
 between points take their nearest hit texel's part, within 1.5 texels). Counterparts follow
-:func:`retarget.uvmap.symmetry.derive_correspondences` (and :data:`LIGHT_KEEPING`). Pure numpy/scipy;
+:func:`retarget.uvmap.symmetry.derive_correspondences` (and :data:`LIGHT_KEEPING`) and
+:func:`retarget.uvmap.symmetry.limb_neighbours`. Pure numpy/scipy;
 :func:`texture_layout` keeps one layout per size in memory.
 """
 
@@ -33,11 +37,17 @@ from retarget.uvmap.symmetry import (
     apply_transform,
     derive_correspondences,
     limb_axes,
+    limb_neighbours,
 )
 from retarget.uvmap.tables import GRID
 
-#: Relation names in the order the body fill tries them.
-RELATIONS = ("left_right", "front_back", "front_back+left_right")
+#: Symmetry relations, in the order the body fill tries them.
+SYMMETRY_RELATIONS = ("left_right", "front_back", "front_back+left_right")
+#: Along-limb relations read a row of the adjacent segment of the same limb, this far (in chart units)
+#: inside it from the seam the two segments share; the body fill takes the nearest seen row.
+ALONG_INSETS = (0.05, 0.15, 0.25, 0.35, 0.5)
+#: All relations (the first axis of :class:`TextureLayout`'s ``other``, ``taps`` and ``weights``).
+RELATIONS = SYMMETRY_RELATIONS + tuple(f"along_limb@{d}" for d in ALONG_INSETS)
 #: Left/right copies of limbs are also reflected around the limb's own axis, so that the side of the
 #: limb facing the light in the photo stays the side facing the light: the anatomical mirror alone
 #: turns a limb lit from the viewer's left into one lit from the right (see docs/weight_free.md for the
@@ -55,6 +65,8 @@ class TextureLayout:
         other: ``(R, Ht*Wt) int64`` the corresponding part per relation, 0 where none.
         taps: ``(R, Ht*Wt, 4) int64`` flat texel indices of the bilinear taps of the counterpart.
         weights: ``(R, Ht*Wt, 4) float32`` their bilinear weights (sum 1, or all 0 where no counterpart).
+        seam_distance: ``(Ht, Wt) float32`` chart distance of a limb texel from the seam with the next
+            segment of its limb (:func:`retarget.uvmap.symmetry.limb_neighbours`), inf off the limbs.
     """
 
     part: np.ndarray
@@ -62,6 +74,7 @@ class TextureLayout:
     other: np.ndarray
     taps: np.ndarray
     weights: np.ndarray
+    seam_distance: np.ndarray
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -166,11 +179,28 @@ def build_layout(height: int, width: int, lookup: np.ndarray, atlas, light_keepi
         flip = [(FRONT_BACK[p], corr["front_back"][p].transform)]
         return flip if k == 1 else flip + mirror(FRONT_BACK[p])
 
+    def to_taps(q: int, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bilinear taps and weights of the texture positions of chart points ``uv`` of part ``q``."""
+        grid = np.clip(np.rint(uv * (GRID - 1)), 0, GRID - 1).astype(np.int64)
+        r, c = texel_coords(filled[q, grid[:, 0], grid[:, 1]], height, width)
+        return _bilinear_taps(r, c, height, width)
+
+    neighbours = limb_neighbours(atlas)
+    seam_distance = np.full(n_texels, np.inf, np.float32)
     for p in range(1, N_PARTS + 1):
         texels = np.nonzero(part == p)[0]
         if not len(texels):
             continue
-        for k in range(len(RELATIONS)):
+        if p in neighbours:  # along the limb: a row of the next segment, at the same place around the limb
+            nb = neighbours[p]
+            seam_distance[texels] = np.abs(chart[texels, 1 - nb.around] - nb.own_seam)
+            for inset in ALONG_INSETS:
+                uv = np.zeros((len(texels), 2))
+                uv[:, nb.around] = np.clip(nb.slope * chart[texels, nb.around] + nb.offset, 0.0, 1.0)
+                uv[:, 1 - nb.around] = nb.seam - inset if nb.seam > 0.5 else nb.seam + inset
+                k = RELATIONS.index(f"along_limb@{inset}")
+                other[k, texels], taps[k, texels], weights[k, texels] = nb.other, *to_taps(nb.other, uv)
+        for k in range(len(SYMMETRY_RELATIONS)):
             steps = chain(p, k)
             if steps is None:
                 continue
@@ -178,23 +208,21 @@ def build_layout(height: int, width: int, lookup: np.ndarray, atlas, light_keepi
             for _, transform in steps:
                 uv = apply_transform(transform, uv)
             q = steps[-1][0]
-            grid = np.clip(np.rint(uv * (GRID - 1)), 0, GRID - 1).astype(np.int64)
-            target = filled[q, grid[:, 0], grid[:, 1]]
-            r, c = texel_coords(target, height, width)
-            t, w = _bilinear_taps(r, c, height, width)
-            other[k, texels], taps[k, texels], weights[k, texels] = q, t, w
+            other[k, texels], taps[k, texels], weights[k, texels] = q, *to_taps(q, uv)
     return TextureLayout(part=part.reshape(height, width), chart=chart.reshape(height, width, 2),
-                         other=other, taps=taps, weights=weights)
+                         other=other, taps=taps, weights=weights,
+                         seam_distance=seam_distance.reshape(height, width))
 
 
 @functools.lru_cache(maxsize=4)
 def texture_layout(height: int, width: int) -> TextureLayout:
     """The layout of an ``(height, width)`` texture from the installed UV data (built once per process and
-    size, 0.6–0.7 s for 256×256 on a 2-core CPU)."""
+    size, about 0.5–0.7 s of CPU for 256×256 on the 2-core development machine)."""
     from retarget.uvmap.cache import get_lookup
     from retarget.uvmap.data import load_atlas
 
     return build_layout(height, width, get_lookup("training"), load_atlas())
 
 
-__all__ = ["LIGHT_KEEPING", "texel_coords", "RELATIONS", "TextureLayout", "build_layout", "texture_layout"]
+__all__ = ["ALONG_INSETS", "LIGHT_KEEPING", "RELATIONS", "SYMMETRY_RELATIONS", "TextureLayout", "build_layout",
+           "texel_coords", "texture_layout"]

@@ -17,6 +17,11 @@ belongs to):
   the reflection that swaps them must leave that seam in place, so the transform with the smallest mean
   chart distance between a shared vertex's coordinates in ``p`` (mapped) and in ``q`` wins.
 
+- **along the limb** (:func:`limb_neighbours`): the upper and lower segment of one limb on the same chart
+  half share the elbow or knee seam; a line fitted through the shared vertices maps the coordinate
+  around the limb from one chart to the other, and the seam's position along each chart is the shared
+  vertices' mean.
+
 Every pair's winner is clear (its score is less than half the runner-up's, in chart units; see docs/weight_free.md);
 :func:`derive_correspondences` returns the scores so that tests and docs can show them. Pure numpy/scipy.
 """
@@ -144,6 +149,49 @@ def limb_axes(atlas: DensePoseAtlas) -> dict[int, int]:
     return out
 
 
+@dataclass(frozen=True)
+class LimbNeighbour:
+    """The next segment ``other`` of the same limb as ``part``, and how their shared seam is charted.
+
+    ``around``: the chart axis running around the limb (0 = U, 1 = V; the same in both charts, see
+    :func:`limb_axes`); a point at ``a`` around ``part``'s seam lies at ``slope · a + offset`` around
+    ``other``'s. The seam lies at ``seam`` along ``other``'s chart and at ``own_seam`` along ``part``'s
+    (the along axis is the other one).
+    """
+
+    part: int
+    other: int
+    around: int
+    slope: float
+    offset: float
+    seam: float
+    own_seam: float
+
+
+def limb_neighbours(atlas: DensePoseAtlas) -> dict[int, LimbNeighbour]:
+    """Per limb part, the adjacent segment of the same limb (upper ↔ lower arm or leg, same chart side
+    where they share the most vertices) and a linear map of the around-the-limb chart coordinate across
+    the seam they share (least squares over the shared vertices)."""
+    verts = _part_vertices(atlas)
+    axes = limb_axes(atlas)
+    out = {}
+    for p in LIMBS:
+        candidates = [r for r in LIMBS if r not in (p, FRONT_BACK[p], LEFT_RIGHT[p])]
+        counts = {r: len(np.intersect1d(verts[p][1], verts[r][1])) for r in candidates}
+        r = max(counts, key=lambda k: (counts[k], -k))
+        if counts[r] < 4 or axes[r] != axes[p]:
+            continue  # too short a seam, or charts drawn crosswise (not the case in DensePose's atlas)
+        uv_p, smpl_p = verts[p]
+        uv_r, smpl_r = verts[r]
+        _, in_p, in_r = np.intersect1d(smpl_p, smpl_r, return_indices=True)
+        a = axes[p]
+        x, y = uv_p[in_p, a], uv_r[in_r, a]
+        slope, offset = np.polyfit(x, y, 1)
+        out[p] = LimbNeighbour(p, r, a, float(slope), float(offset), float(uv_r[in_r, 1 - a].mean()),
+                               float(uv_p[in_p, 1 - a].mean()))
+    return out
+
+
 def derive_correspondences(atlas: DensePoseAtlas) -> dict[str, dict[int, Correspondence]]:
     """Chart correspondences ``{"left_right": {p: ...}, "front_back": {p: ...}}`` from the atlas data.
 
@@ -165,5 +213,5 @@ def derive_correspondences(atlas: DensePoseAtlas) -> dict[str, dict[int, Corresp
     return out
 
 
-__all__ = ["Correspondence", "FRONT_BACK", "LEFT_RIGHT", "LIMBS", "TRANSFORMS", "apply_transform",
-           "derive_correspondences", "inverse_transform", "limb_axes"]
+__all__ = ["Correspondence", "FRONT_BACK", "LEFT_RIGHT", "LIMBS", "LimbNeighbour", "TRANSFORMS", "apply_transform",
+           "derive_correspondences", "inverse_transform", "limb_axes", "limb_neighbours"]
