@@ -55,7 +55,7 @@ from retarget.pipeline.source import SourceCrop
 BACKGROUNDS = ("scene", "source")
 OUTPUT_MODES = ("frame", "crop")
 ON_MISSING = ("hold", "background", "skip")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 MAX_TEMPORAL_RADIUS = 8
 
 
@@ -79,6 +79,7 @@ class VideoOptions:
     fill: str = "body"  # weight-free texture completion: body | nearest
     command: str = "video"  # the command running: the options messages name are that command's
     temporal_radius: int = 2  # driver IUV temporal filter: frames each side (look-ahead); 0 = off
+    engine: str = "auto"  # per-frame refiner engine: auto | torch | openvino (retarget.engine)
 
     def hold_frames(self, fps: float) -> int:
         """How many frames ``--on-missing hold`` keeps the last pose for at ``fps``."""
@@ -101,6 +102,11 @@ class VideoOptions:
             raise UsageError(f"--temporal-strength must be 1..{MAX_TEMPORAL_RADIUS}, got {self.temporal_radius}")
         if self.precision == "fp16" and not str(self.device).startswith("cuda"):
             raise UsageError("--precision fp16 needs --device cuda; on CPU use bf16 or fp32")
+        from retarget.engine import check_engine
+
+        check_engine(self.engine)
+        if self.precision == "int8" and self.engine == "torch":
+            raise UsageError("--precision int8 needs --engine openvino (or --engine auto with OpenVINO installed)")
 
 
 @dataclass
@@ -324,6 +330,10 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
     options.validate()
     if models is not None:  # bf16 on a CPU without native bf16 runs fp32 (one warning line)
         options = dataclasses.replace(options, precision=resolve_precision(options.precision, options.device))
+        from retarget.engine import wrap_models
+
+        models = wrap_models(models, options.engine, options.device, options.precision, options.batch_size,
+                             state.image.shape[-1], quiet=options.quiet)
     start = time.perf_counter()
     info = probe_video(driver)
     track = analyse_driver(driver, densepose, options, info)
@@ -489,17 +499,19 @@ def _render_batch(state: SourceState, models: Models | None, uvs: list[np.ndarra
     """Warp/refine a list of ``(S, S, 2)`` target UVs → list of (rgb ``(S,S,3)``, mask ``(S,S)``) numpy."""
     if not uvs:
         return []
-    target = torch.from_numpy(np.stack(uvs)).permute(0, 3, 1, 2).to(state.image.device)
+    from retarget.engine.transfer import device_to_host, host_to_device
+
+    target = host_to_device(np.stack(uvs), state.image.device)  # pinned, asynchronous copy on CUDA
     with _autocast(options.precision, state.image.device):
         result = render_targets(state, target, models)
-    rgb = result.output.permute(0, 2, 3, 1).float().cpu().numpy()
-    masks = result.target_mask[:, 0].float().cpu().numpy()
+    rgb = device_to_host(result.output.permute(0, 2, 3, 1))
+    masks = device_to_host(result.target_mask[:, 0])
     return list(zip(rgb, masks))
 
 
 def _autocast(precision: str, device: torch.device):
-    """Mixed precision for the per-frame networks (fp32: a no-op context)."""
-    if precision == "fp32":
+    """Mixed precision for the per-frame torch networks (fp32, int8: a no-op context; int8 is OpenVINO's)."""
+    if precision not in ("bf16", "fp16"):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
