@@ -96,6 +96,7 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
         VideoOptions(batch_size=settings["batch_size"], background=settings["background"],
                      output_mode=settings["output_mode"], on_missing=settings["on_missing"],
                      table=settings["table"], precision=settings.get("precision", "fp32"),
+                     engine=settings.get("engine", "auto"),
                      fill=settings.get("fill", "body"), temporal_radius=temporal_radius(settings)).validate()
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None

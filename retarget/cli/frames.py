@@ -44,6 +44,9 @@ def frames_command(
                                                   help="Folder with inpainter.pth and refiner.pth."),
     weight_free: bool = typer.Option(False, "--weight-free", help="Ignore installed weights."),
     fill: opt.Fill = "body",
+    # --- inference engine (issue 14) ---
+    engine: opt.Engine = "auto",
+    # ---
     temporal_filter: opt.TemporalFilter = True,
     temporal_strength: opt.TemporalStrength = 2,
     source_iuv: Optional[Path] = typer.Option(None, "--source-iuv",
@@ -88,7 +91,8 @@ def frames_command(
     device = resolve_device(device)
     options = VideoOptions(device=device, background=background, output_mode=output_mode, on_missing=on_missing,
                            table=table, quiet=quiet, fill=fill,
-                           temporal_radius=temporal_strength if temporal_filter else 0, command="frames")
+                           temporal_radius=temporal_strength if temporal_filter else 0, command="frames",
+                           engine=engine)
     options.validate()
     info = probe_video(driver)
     check_driver_size(info, driver)

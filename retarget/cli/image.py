@@ -49,6 +49,11 @@ def image_command(
     dump_stages: Optional[Path] = typer.Option(None, "--dump-stages",
                                                help="Also write every stage to this .npz."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    # --- inference engine (issue 14) ---
+    engine: str = typer.Option("auto", "--engine",
+                               help="Refiner engine: auto (torch here: one frame does not repay a conversion), "
+                                    "torch or openvino (pip install 'retarget[openvino]')."),
+    # ---
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept a source photo above 50 megapixels."),
 ) -> None:
@@ -88,7 +93,12 @@ def image_command(
         raise InputError(f"{source}: width and height must be multiples of 4 and at least {MIN_SIDE}, "
                          f"got {image.shape[1]}x{image.shape[0]}")
 
+    from retarget.engine import check_engine, wrap_models
+
+    check_engine(engine)
     models = None if weight_free else resolve_models(checkpoint_dir, torch_device)
+    if engine == "openvino":
+        models = wrap_models(models, engine, torch_device, "fp32", 1, image.shape[:2])
     result = run_pair(image, suv, tuv, models, device=torch_device, fill=fill)
     output = result.target.output[0].permute(1, 2, 0).cpu().numpy()
     write_image_rgb(out, to_uint8(output))

@@ -73,6 +73,35 @@ def resolve_engine(engine: str, device: str, precision: str) -> str:
     return "openvino" if on_cpu and precision != "fp16" and openvino_available() else "torch"
 
 
+#: Whether ``auto`` runs the DensePose port's backbone + FPN with OpenVINO (when installed, on CPU); set
+#: from bench/densepose.py's measurement (docs/performance.md).
+AUTO_DENSEPOSE_OPENVINO = True
+
+
+def densepose_engine(engine: str, device: str) -> str:
+    """The DensePose port's engine (``torch`` or ``openvino``) for ``--engine`` on ``device``."""
+    check_engine(engine)
+    on_cpu = str(device).startswith("cpu")
+    if engine == "openvino":
+        if not on_cpu:
+            raise UsageError(f"--engine openvino runs on the CPU; with --device {device} use --engine torch")
+        require_openvino("--engine openvino")
+        return "openvino"
+    if engine == "auto" and on_cpu and AUTO_DENSEPOSE_OPENVINO and openvino_available():
+        return "openvino"
+    return "torch"
+
+
+def densepose_engine_kwargs(engine: str, device: str, quiet: bool = False) -> dict:
+    """Keyword arguments of the DensePose port for ``--engine`` (the engine and retarget's cache folder)."""
+    from retarget.paths import cache_dir
+
+    chosen = densepose_engine(engine, device)
+    if chosen == "torch":
+        return {}
+    return {"engine": chosen, "engine_cache": cache_dir() / "engines", "quiet": quiet}
+
+
 def wrap_models(models, engine: str, device: str, precision: str, batch_size: int, size: int,
                 quiet: bool = False):
     """``models`` with the refiner run by the chosen engine (a new :class:`Models`; ``None`` stays ``None``).

@@ -43,8 +43,12 @@ class _Recorder:
         return self.refiner.decode(source, target_input, target_xy, target_mask)
 
 
-def example_refiner_inputs(refiner, inpainter, size: int, examples: Path = EXAMPLES) -> list[tuple]:
-    """Per example frame, the 6 decode inputs (batch 1 tensors) the pipeline gives the refiner."""
+def example_refiner_inputs(refiner, inpainter, size: int | tuple[int, int], examples: Path = EXAMPLES) -> list[tuple]:
+    """Per example frame, the 6 decode inputs (batch 1 tensors) the pipeline gives the refiner.
+
+    The example is framed as ``retarget video`` frames a person (square crop); for a non-square ``size``
+    (``retarget image`` on a whole photo) the square crop of the larger side is cropped to ``size``.
+    """
     from retarget.io.image import read_image_rgb
     from retarget.io.iuv import read_iuv_png
     from retarget.pipeline.pair import Models, prepare_source, render_targets
@@ -56,18 +60,25 @@ def example_refiner_inputs(refiner, inpainter, size: int, examples: Path = EXAMP
                          f"({examples}); use a source checkout, or --precision fp32")
     if inpainter is None:
         raise UsageError("--precision int8 needs the learned models (inpainter and refiner)")
+    h, w = (size, size) if isinstance(size, int) else size
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+
+    def cut(array):
+        return np.ascontiguousarray(array[top:top + h, left:left + w])
+
     photo = read_image_rgb(examples / "source.jpg")
-    source = frame_source(photo, iuv=read_iuv_png(examples / "source_IUV.png"), size=size)
+    source = frame_source(photo, iuv=read_iuv_png(examples / "source_IUV.png"), size=side)
     recorder = _Recorder(refiner)
     models = Models(inpainter, recorder)
     with torch.no_grad():
-        image = torch.from_numpy(source.image.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-        uv = torch.from_numpy(np.ascontiguousarray(source.uv)).permute(2, 0, 1)[None]
+        image = torch.from_numpy(cut(source.image).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+        uv = torch.from_numpy(cut(source.uv)).permute(2, 0, 1)[None]
         state = prepare_source(image, uv, models)
         for png in pngs:
             iuv = read_iuv_png(png)
-            target = frame_source(np.zeros(iuv.shape, np.uint8), iuv=iuv, size=size)
-            render_targets(state, torch.from_numpy(target.uv).permute(2, 0, 1)[None], models)
+            target = frame_source(np.zeros(iuv.shape, np.uint8), iuv=iuv, size=side)
+            render_targets(state, torch.from_numpy(cut(target.uv)).permute(2, 0, 1)[None], models)
     return recorder.calls
 
 
@@ -98,8 +109,8 @@ def measure(compiled, items: list[list[np.ndarray]], references: list[np.ndarray
     return float(err.mean()), float(np.percentile(err, 99))
 
 
-def quantize_refiner(fp32_model, refiner, inpainter, batch: int, size: int, budget: dict, quiet: bool = False,
-                     max_rounds: int = 3) -> tuple[object, dict]:
+def quantize_refiner(fp32_model, refiner, inpainter, batch: int, size: int | tuple[int, int], budget: dict,
+                     quiet: bool = False, max_rounds: int = 3) -> tuple[object, dict]:
     """``(int8 openvino.Model, meta)``; meta holds ``err_mean``, ``err_p99``, ``within_budget`` and the method."""
     try:
         import nncf

@@ -36,18 +36,24 @@ class DecodeBranch(nn.Module):
         return self.refiner.decode(features, target_input, target_xy, target_mask)
 
 
-def example_inputs(refiner: Refiner, batch: int, size: int) -> tuple[torch.Tensor, ...]:
-    """Shape-correct inputs for tracing: source features of batch 1, target tensors of ``batch``."""
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def example_inputs(refiner: Refiner, batch: int, size: int | tuple[int, int]) -> tuple[torch.Tensor, ...]:
+    """Shape-correct inputs for tracing: source features of batch 1, target tensors of ``batch`` at ``size``
+    (a side, or ``(height, width)``)."""
     g = torch.Generator().manual_seed(0)
     ngf = refiner.ngf
-    feats = tuple(torch.rand(1, ngf, size // f, size // f, generator=g) for f in (1, 2, 4))
-    target = torch.rand(batch, refiner.in_target, size, size, generator=g)
-    xy = torch.rand(batch, 2, size, size, generator=g) * 2 - 1
-    mask = (torch.rand(batch, 1, size, size, generator=g) > 0.5).float()
+    h, w = _hw(size)
+    feats = tuple(torch.rand(1, ngf, h // f, w // f, generator=g) for f in (1, 2, 4))
+    target = torch.rand(batch, refiner.in_target, h, w, generator=g)
+    xy = torch.rand(batch, 2, h, w, generator=g) * 2 - 1
+    mask = (torch.rand(batch, 1, h, w, generator=g) > 0.5).float()
     return (*feats, target, xy, mask)
 
 
-def convert_decode(refiner: Refiner, batch: int, size: int):
+def convert_decode(refiner: Refiner, batch: int, size: int | tuple[int, int]):
     """``openvino.Model`` of the decode branch at a static ``(batch, size)``; inputs named :data:`INPUT_NAMES`."""
     from retarget.engine import require_openvino
 
@@ -81,7 +87,7 @@ class OpenVINORefiner:
     Args:
         refiner: the torch refiner (weights hashed into the cache key).
         precision: ``fp32``, ``bf16`` or ``int8``.
-        batch_size, size: static input shape of the converted model.
+        batch_size, size: static input shape of the converted model (``size``: a side or ``(height, width)``).
         quiet: no progress message while converting.
         inpainter: the torch inpainter (int8 only: builds the calibration frames).
         over_budget: int8 whose measured error exceeds :data:`INT8_BUDGET`: ``fallback`` (warn, run
@@ -90,7 +96,8 @@ class OpenVINORefiner:
 
     engine = "openvino"
 
-    def __init__(self, refiner: Refiner, precision: str = "fp32", batch_size: int = 4, size: int = 256,
+    def __init__(self, refiner: Refiner, precision: str = "fp32", batch_size: int = 4,
+                 size: int | tuple[int, int] = 256,
                  quiet: bool = False, inpainter=None, over_budget: str = "fallback"):
         from densepose_adapter.openvino_cache import entry_key, state_digest
 
@@ -99,15 +106,15 @@ class OpenVINORefiner:
         self.torch_refiner = refiner.eval()
         self.ngf, self.in_source, self.in_target = refiner.ngf, refiner.in_source, refiner.in_target
         self.out_channels = refiner.out_channels
-        self.batch_size, self.size = int(batch_size), int(size)
+        self.batch_size, self.hw = int(batch_size), _hw(size)
         cache = engine_cache()
         digest = state_digest(refiner)
-        base = {"net": "refiner-decode", "weights": digest, "batch": self.batch_size, "size": self.size,
+        base = {"net": "refiner-decode", "weights": digest, "batch": self.batch_size, "size": list(self.hw),
                 "channels": [refiner.in_source, refiner.in_target, refiner.out_channels, refiner.ngf]}
-        shape = f"batch {self.batch_size}, {self.size}x{self.size}"
+        shape = f"batch {self.batch_size}, {self.hw[1]}x{self.hw[0]}"
 
         def build_fp32():
-            return convert_decode(refiner, self.batch_size, self.size), {"precision": "fp32"}
+            return convert_decode(refiner, self.batch_size, self.hw), {"precision": "fp32"}
 
         fp32_message = None if quiet else (f"converting the refiner to OpenVINO (fp32, {shape}); once, cached "
                                            f"under {cache.root}")
@@ -119,7 +126,7 @@ class OpenVINORefiner:
             from retarget.engine.calibration import CALIBRATION_VERSION, quantize_refiner
 
             def build_int8():
-                return quantize_refiner(fp32_model, refiner, inpainter, self.batch_size, self.size, INT8_BUDGET,
+                return quantize_refiner(fp32_model, refiner, inpainter, self.batch_size, self.hw, INT8_BUDGET,
                                         quiet=quiet)
 
             key = entry_key(dict(base, precision="int8", calibration=CALIBRATION_VERSION, budget=INT8_BUDGET))
@@ -152,7 +159,7 @@ class OpenVINORefiner:
                target_mask: torch.Tensor) -> torch.Tensor:
         """Same contract as :meth:`retarget.models.Refiner.decode` (source features of batch 1)."""
         n, _, h, w = target_input.shape
-        if (h, w) != (self.size, self.size) or any(f.shape[0] != 1 for f in source.scales):
+        if (h, w) != self.hw or any(f.shape[0] != 1 for f in source.scales):
             return self.torch_refiner.decode(source, target_input, target_xy, target_mask)  # not what was converted
         feats = [f.detach().float().cpu().numpy() for f in source.scales]
         outs = []

@@ -213,6 +213,11 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
     start = time.perf_counter()
     options = job.options
     options.validate()
+    if models is not None:
+        from retarget.engine import wrap_models
+
+        models = wrap_models(models, options.engine, options.device, options.precision, 1, job.size,
+                             quiet=options.quiet)
     write = _Writer(Path(out_dir))
     info = probe_video(job.driver)
     source = load_source(job, model_backend)

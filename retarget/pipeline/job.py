@@ -59,17 +59,21 @@ def source_iuv_sidecar(photo: Path) -> Path | None:
 
 
 def open_model_backend(name: str, weights: Path | None, densepose_size: int, device: str,
-                       config: str | None = None, track: bool = True):
+                       config: str | None = None, track: bool = True, engine: str = "torch", quiet: bool = False):
     """Create a DensePose model backend (``torchvision`` port or ``detectron2``), weights resolved.
 
     ``track`` enables the port's tracked-region mode (detector run on a crop around the previous
-    frame's person), a large CPU speed-up for single-performer videos.
+    frame's person), a large CPU speed-up for single-performer videos. ``engine`` (``--engine``) runs the
+    port's backbone + FPN with OpenVINO when it resolves to ``openvino`` (:func:`retarget.engine.densepose_engine`).
     """
     from retarget.weights.resolve import open_densepose_backend
 
     kwargs = {"weights": weights, "config": config, "densepose_size": densepose_size, "device": device}
     if name == "torchvision":
+        from retarget.engine import densepose_engine_kwargs
+
         kwargs["track"] = track
+        kwargs.update(densepose_engine_kwargs(engine, device, quiet))
     return open_densepose_backend(name, **kwargs)
 
 
@@ -149,7 +153,8 @@ def _model_backend(job: VideoJob, role: str, track: bool | None = None):
     name = "torchvision" if job.densepose_backend in ("auto", "precomputed") else job.densepose_backend
     try:
         return open_model_backend(name, job.densepose_weights, job.densepose_size, job.options.device,
-                                  job.densepose_config, job.densepose_track if track is None else track)
+                                  job.densepose_config, job.densepose_track if track is None else track,
+                                  engine=job.options.engine, quiet=job.options.quiet)
     except DensePoseWeightsMissing as exc:
         from retarget.weights.resolve import densepose_missing_message
 

@@ -102,11 +102,13 @@ class VideoOptions:
             raise UsageError(f"--temporal-strength must be 1..{MAX_TEMPORAL_RADIUS}, got {self.temporal_radius}")
         if self.precision == "fp16" and not str(self.device).startswith("cuda"):
             raise UsageError("--precision fp16 needs --device cuda; on CPU use bf16 or fp32")
-        from retarget.engine import check_engine
+        from retarget.engine import check_engine, require_openvino
 
         check_engine(self.engine)
         if self.precision == "int8" and self.engine == "torch":
             raise UsageError("--precision int8 needs --engine openvino (or --engine auto with OpenVINO installed)")
+        if self.engine == "openvino" or self.precision == "int8":  # fail before any work, not at pass 2
+            require_openvino(f"--engine {self.engine}" if self.precision != "int8" else "--precision int8")
 
 
 @dataclass
