@@ -12,12 +12,15 @@ serves every source photo.
 is not ``fp16``; otherwise ``torch``. The rule is fixed, not measured at run time (measuring would
 cost a conversion): OpenVINO fp32 was faster than torch eager on the refiner on both CPUs measured,
 an AVX-512 VNNI Xeon (issue 14: 0.85× at batch 1, 0.6× at batch 4) and the AVX2 EPYC of
-docs/performance.md. ``int8`` needs OpenVINO (``auto`` or ``openvino``).
+docs/performance.md. ``int8`` needs OpenVINO (``auto`` or ``openvino``). The environment variable
+``RETARGET_ENGINE`` (``torch`` or ``openvino``) overrides what ``auto`` means (the test suite sets
+``torch`` so that only the engine tests pay for conversions).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from retarget.errors import UsageError
 
@@ -41,6 +44,12 @@ def require_openvino(what: str = "--engine openvino"):
     return import_openvino(what, INSTALL_HINT)
 
 
+def auto_override() -> str | None:
+    """``RETARGET_ENGINE`` when it names an engine (what ``auto`` then means), else ``None``."""
+    value = os.environ.get("RETARGET_ENGINE", "").strip().lower()
+    return value if value in ("torch", "openvino") else None
+
+
 def check_engine(engine: str) -> str:
     if engine not in ENGINES:
         raise UsageError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
@@ -55,6 +64,8 @@ def resolve_engine(engine: str, device: str, precision: str) -> str:
             ``int8`` with the torch engine or without OpenVINO.
     """
     check_engine(engine)
+    if engine == "auto" and auto_override():
+        engine = auto_override()
     on_cpu = str(device).startswith("cpu")
     if engine == "torch":
         if precision == "int8":
@@ -81,6 +92,8 @@ AUTO_DENSEPOSE_OPENVINO = True
 def densepose_engine(engine: str, device: str) -> str:
     """The DensePose port's engine (``torch`` or ``openvino``) for ``--engine`` on ``device``."""
     check_engine(engine)
+    if engine == "auto" and auto_override():
+        engine = auto_override()
     on_cpu = str(device).startswith("cpu")
     if engine == "openvino":
         if not on_cpu:
