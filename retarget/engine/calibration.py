@@ -137,7 +137,7 @@ def quantize_refiner(fp32_model, refiner, inpainter, batch: int, size: int | tup
                           subset_size=subset, fast_bias_correction=True)
     err_mean, err_p99 = measure(compile_model(model, "fp32"), validation, references)
     method = "nncf.quantize (MIXED preset)"
-    if err_mean > budget["mean"]:
+    if err_mean > budget["mean"] and max_rounds > 0:
         if not quiet:
             print(f"note: int8 refiner error {err_mean:.2f} grey levels (budget {budget['mean']}); NNCF accuracy "
                   "control keeps the most sensitive layers in fp32", file=sys.stderr, flush=True)

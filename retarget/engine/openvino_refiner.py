@@ -92,13 +92,15 @@ class OpenVINORefiner:
         inpainter: the torch inpainter (int8 only: builds the calibration frames).
         over_budget: int8 whose measured error exceeds :data:`INT8_BUDGET`: ``fallback`` (warn, run
             fp32) or ``run`` (benchmarks: run int8 anyway, error reported).
+        accuracy_control: over budget, let NNCF revert sensitive layers to fp32 (slow on full-size models;
+            benchmarks may turn it off to measure plain post-training quantization).
     """
 
     engine = "openvino"
 
     def __init__(self, refiner: Refiner, precision: str = "fp32", batch_size: int = 4,
                  size: int | tuple[int, int] = 256,
-                 quiet: bool = False, inpainter=None, over_budget: str = "fallback"):
+                 quiet: bool = False, inpainter=None, over_budget: str = "fallback", accuracy_control: bool = True):
         from densepose_adapter.openvino_cache import entry_key, state_digest
 
         if precision not in ("fp32", "bf16", "int8"):
@@ -127,9 +129,10 @@ class OpenVINORefiner:
 
             def build_int8():
                 return quantize_refiner(fp32_model, refiner, inpainter, self.batch_size, self.hw, INT8_BUDGET,
-                                        quiet=quiet)
+                                        quiet=quiet, max_rounds=3 if accuracy_control else 0)
 
-            key = entry_key(dict(base, precision="int8", calibration=CALIBRATION_VERSION, budget=INT8_BUDGET))
+            key = entry_key(dict(base, precision="int8", calibration=CALIBRATION_VERSION, budget=INT8_BUDGET,
+                                  accuracy_control=accuracy_control))
             message = None if quiet else (f"quantizing the refiner to int8 with NNCF ({shape}), calibrated on the "
                                           f"shipped example frames; once, cached under {cache.root}")
             int8_model, meta = cache.get("refiner", key, build_int8, message)
