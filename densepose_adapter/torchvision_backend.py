@@ -139,7 +139,12 @@ class TorchvisionDensePoseBackend:
         self.fuse_bn = bool(fuse_bn)
         self.engine = engine
         if engine == "openvino":
+            import copy
+
             from densepose_adapter.openvino_backbone import OpenVINOBackbone
+
+            if model is not None:  # the backbone is swapped below: leave the caller's model as it was
+                self.model = copy.deepcopy(self.model)
 
             root = Path(engine_cache) if engine_cache else Path(
                 os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "densepose_adapter" / "engines"
