@@ -30,7 +30,7 @@ FRAME_STEP = 3
 
 
 class _Recorder:
-    """Refiner stand-in that records every ``decode`` call's inputs, then runs the torch refiner."""
+    """Refiner stand-in that records every ``decode`` call's inputs (its output is not needed: zeros)."""
 
     def __init__(self, refiner):
         self.refiner, self.calls = refiner, []
@@ -40,7 +40,8 @@ class _Recorder:
 
     def decode(self, source, target_input, target_xy, target_mask):
         self.calls.append((*source.scales, target_input, target_xy, target_mask))
-        return self.refiner.decode(source, target_input, target_xy, target_mask)
+        n, _, h, w = target_input.shape
+        return target_input.new_zeros(n, self.refiner.out_channels, h, w)
 
 
 def example_refiner_inputs(refiner, inpainter, size: int | tuple[int, int], examples: Path = EXAMPLES) -> list[tuple]:
