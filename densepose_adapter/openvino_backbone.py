@@ -37,7 +37,10 @@ def convert_fpn(fpn, size_divisibility: int = 32):
 
     ov = import_openvino("DensePose engine openvino")
     example = torch.zeros(1, 3, 2 * size_divisibility * 4, 2 * size_divisibility * 3)
-    with torch.no_grad():
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings: shapes are static per converted model
         model = ov.convert_model(_FPNOutputs(fpn.eval()), example_input=example,
                                  input=[ov.PartialShape([-1, 3, -1, -1])])
     return model

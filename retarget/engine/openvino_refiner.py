@@ -58,7 +58,10 @@ def convert_decode(refiner: Refiner, batch: int, size: int | tuple[int, int]):
     from retarget.engine import require_openvino
 
     ov = require_openvino()
-    with torch.no_grad():
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings: shapes are static per converted model
         model = ov.convert_model(DecodeBranch(refiner.eval()), example_input=example_inputs(refiner, batch, size))
     for port, name in zip(model.inputs, INPUT_NAMES):
         port.get_tensor().set_names({name})
