@@ -8,10 +8,12 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# torch/torchvision are pinned here (they install from the local wheel cache); pyproject keeps ranges.
+# torch/torchvision (and the optional OpenVINO engine: openvino, nncf) are pinned here so tests and benches
+# cover them; pyproject keeps ranges (extra `openvino`).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q --disable-pip-version-check openvino==2026.4.1 nncf==3.4.0
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 

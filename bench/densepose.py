@@ -5,6 +5,11 @@ people, which drives the DensePose head: the box classifier is biased so that ev
 exactly one person (``TEST.DETECTIONS_PER_IMAGE`` 1), the typical driver video.
 
     .venv/bin/python bench/densepose.py [--frames 2] [--sizes 800 512] [--threads N] [--no-track]
+        [--engines torch openvino] [--device cpu|cuda]
+
+With ``--engines torch openvino`` the OpenVINO backbone + FPN (RPN/NMS/ROIAlign and heads stay in
+torch) is timed on the same frames and compared with torch; the last lines are one per size and mode:
+``densepose engine=openvino size=<s> mode=<m> s_per_frame=<x> vs_torch=<r> iuv_identical=<% of person pixels>``.
 
 Prints a table (seconds per frame, and the share of the main stages) and writes nothing; copy the
 figures into docs/densepose.md ("Performance").
@@ -74,7 +79,8 @@ def stage_times(model: DensePoseRCNN, image: np.ndarray, size: int) -> dict[str,
     return t
 
 
-def _time_frames(backend: TorchvisionDensePoseBackend, frames: list[np.ndarray], prev_box=None) -> list[float]:
+def _time_frames(backend: TorchvisionDensePoseBackend, frames: list[np.ndarray], prev_box=None,
+                 results: list | None = None) -> list[float]:
     out = []
     for f in frames:
         if prev_box is not None:
@@ -83,7 +89,19 @@ def _time_frames(backend: TorchvisionDensePoseBackend, frames: list[np.ndarray],
         res = backend.predict([f])[0]
         out.append(time.perf_counter() - t0)
         assert len(res.scores) == 1
+        if results is not None:
+            results.append(res)
     return out
+
+
+def iuv_agreement(a: list, b: list) -> float:
+    """Share of person pixels (of ``a``) with identical I, U and V in ``b``."""
+    same = total = 0
+    for ra, rb in zip(a, b):
+        person = ra.iuv[..., 0] > 0
+        same += int((ra.iuv == rb.iuv).all(axis=2)[person].sum())
+        total += int(person.sum())
+    return same / max(total, 1)
 
 
 def main() -> None:
@@ -94,13 +112,23 @@ def main() -> None:
     ap.add_argument("--no-track", action="store_true", help="skip the tracked-region measurement")
     ap.add_argument("--fuse-bn", action="store_true", help="also time the BN-folded variant")
     ap.add_argument("--breakdown", action="store_true", help="also time the stages separately")
+    ap.add_argument("--engines", nargs="+", default=["torch"], choices=["torch", "openvino"],
+                    help="backbone + FPN engines to compare (openvino: CPU only)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (torch engine)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}; median (min) of {args.frames} frames")
-    print("| --densepose-size | network input | mode | s / frame |")
-    print("|---:|---|---|---:|")
+    import os
+    import tempfile
+
+    where = (torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda")
+             else f"{platform.processor() or platform.machine()}, load {os.getloadavg()[0]:.1f}")
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}: "
+          f"{where}; median (min) of {args.frames} frames")
+    print("| --densepose-size | network input | mode | engine | s / frame |")
+    print("|---:|---|---|---|---:|")
+    summary = []
+    engine_cache = tempfile.mkdtemp(prefix="bench-densepose-engines-")
     frames = [frame(i) for i in range(args.frames + 1)]
     box = np.array([490.0, 140.0, 790.0, 700.0], np.float32)  # a standing person, 300×560 px
     for fuse in (False, True) if args.fuse_bn else (False,):
@@ -109,18 +137,37 @@ def main() -> None:
             hw = resized_shape(720, 1280, size, model.cfg.max_size_test)
             settings = [("full frame", False)] + ([] if args.no_track else [("tracked region", True)])
             for label, track in settings:
-                backend = TorchvisionDensePoseBackend(config=model.cfg, model=model, min_score=0.8,
-                                                      densepose_size=size, track=track)
-                _time_frames(backend, frames[:1], box if track else None)  # warm-up
-                times = _time_frames(backend, frames[1:], box if track else None)
-                mode = label + (", BN folded" if fuse else "")
-                net_in = f"{hw[1]}×{hw[0]}" if not track else "crop ≈580×720 → ×" + f"{hw[0] / 720:.2f}"
-                print(f"| {size} | {net_in} | {mode} | {np.median(times):.2f} ({min(times):.2f}) |",
-                      flush=True)
+                measured = {}
+                for engine in args.engines:
+                    extra = {"engine": "openvino", "engine_cache": engine_cache, "quiet": True} \
+                        if engine == "openvino" else {}
+                    backend = TorchvisionDensePoseBackend(config=model.cfg, model=model, min_score=0.8,
+                                                          densepose_size=size, track=track, device=args.device,
+                                                          **extra)
+                    _time_frames(backend, frames[:1], box if track else None)  # warm-up
+                    results: list = []
+                    times = _time_frames(backend, frames[1:], box if track else None, results)
+                    measured[engine] = (float(np.median(times)), results)
+                    mode = label + (", BN folded" if fuse else "")
+                    net_in = f"{hw[1]}×{hw[0]}" if not track else "crop ≈580×720 → ×" + f"{hw[0] / 720:.2f}"
+                    print(f"| {size} | {net_in} | {mode} | {engine} | {np.median(times):.2f} ({min(times):.2f}) |",
+                          flush=True)
+                if "torch" in measured and "openvino" in measured:
+                    t_torch, r_torch = measured["torch"]
+                    t_ov, r_ov = measured["openvino"]
+                    summary.append(f"densepose engine=openvino size={size} mode={label.replace(' ', '-')} "
+                                   f"s_per_frame={t_ov:.3f} vs_torch={t_ov / t_torch:.3f} "
+                                   f"iuv_identical={100 * iuv_agreement(r_torch, r_ov):.2f}%")
             if args.breakdown:
                 st = stage_times(model, frames[1], size)
                 total = sum(st.values())
                 print("  " + ", ".join(f"{k} {v:.2f}s ({v / total:.0%})" for k, v in st.items()))
+    import shutil
+
+    shutil.rmtree(engine_cache, ignore_errors=True)
+    if summary:
+        print()
+        print("\n".join(summary))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Benchmark of the video pipeline against a naive reference-style loop, measured in one run.
 
     .venv/bin/python bench/video.py [--frames 8] [--batches 1 4 8] [--no-rss]
+        [--engines torch openvino] [--precisions fp32 int8] [--device cpu|cuda]
 
 - Builds full-size models (official widths: inpainter ngf 32, refiner ngf 256; random weights).
 - Driver: the first ``--frames`` frames of ``examples/driver.mp4`` with its IUV sidecar.
@@ -8,6 +9,14 @@
   batch size; prints frames/s and per-stage seconds per frame.
 - Naive: the reference's per-frame loop (rebuild the coordinate texture, inpaint, run the full
   refiner, batch 1) with the same decode, crop, composite and encode, on the same frames.
+- Engines × precisions × batches (``--engines``, ``--precisions``): every variant renders the same
+  frames; its error is that of its final frames vs torch fp32 (first batch size) on the same frames,
+  in 0–255 grey levels over all pixels. OpenVINO conversion / int8 quantization happen before the
+  timing (they are cached once per weights and shape). int8 runs even over its error budget here
+  (``over_budget="run"``) so its error is reported; ``--accuracy-control`` lets NNCF revert layers.
+  The last lines are one per variant:
+  ``variant=<engine>-<precision>-b<batch> s_per_frame=<x> vs_naive=<r> err_mean=<grey> err_p99=<grey>``.
+- ``--device cuda``: the same lines on a CUDA device (torch engine; fp16 autocast with ``--precisions fp16``).
 - RSS: peak resident memory of ``retarget video`` (weight-free) on a 5 s and a 50 s driver, each in
   its own process.
 
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -75,14 +85,41 @@ def full_size_models() -> Models:
     return Models(inpainter, refiner)
 
 
-def run_ours(folder: Path, models: Models, batch: int, precision: str = "fp32") -> dict:
+def run_ours(folder: Path, models: Models, batch: int, precision: str = "fp32", engine: str = "torch",
+             device: str = "cpu") -> dict:
+    frames: dict[int, np.ndarray] = {}
     job = VideoJob(source=folder / "source.jpg", driver=folder / "driver.mp4", output=folder / f"ours_b{batch}.mp4",
-                   overwrite=True, options=VideoOptions(batch_size=batch, quiet=True, precision=precision))
-    summary = run_video_job(job, models)
-    return {"frames": summary.frames, "seconds": summary.seconds, "timings": summary.timings}
+                   overwrite=True, options=VideoOptions(batch_size=batch, quiet=True, precision=precision,
+                                                        engine=engine, device=device))
+    summary = run_video_job(job, models, on_frame=lambda i, rgb: frames.__setitem__(i, rgb.copy()))
+    return {"frames": summary.frames, "seconds": summary.seconds, "timings": summary.timings, "rgb": frames}
 
 
-def run_naive(folder: Path, models: Models) -> dict:
+def variant_models(models: Models, engine: str, precision: str, batch: int, accuracy_control: bool) -> Models:
+    """``models`` for one variant; OpenVINO conversion / quantization done here, outside the timing."""
+    if engine != "openvino":
+        return models
+    from retarget.engine.openvino_refiner import OpenVINORefiner
+
+    refiner = OpenVINORefiner(models.refiner, precision=precision, batch_size=batch, size=256,
+                              inpainter=models.inpainter, over_budget="run", accuracy_control=accuracy_control)
+    if precision == "int8":
+        meta = refiner.meta
+        print(f"  int8 refiner crop error on the example frames: mean {meta['err_mean']:.2f}, p99 "
+              f"{meta['err_p99']:.1f} grey levels ({meta['method']}); within budget: {meta['within_budget']}",
+              flush=True)
+    return Models(models.inpainter, refiner)
+
+
+def frame_error(frames: dict, reference: dict) -> tuple[float, float]:
+    """``(mean, p99)`` |difference| in grey levels over all pixels of the frames both runs rendered."""
+    diffs = [np.abs(frames[i].astype(np.int16) - reference[i].astype(np.int16)).ravel()
+             for i in sorted(set(frames) & set(reference))]
+    d = np.concatenate(diffs) if diffs else np.zeros(1)
+    return float(d.mean()), float(np.percentile(d, 99))
+
+
+def run_naive(folder: Path, models: Models, device: str = "cpu") -> dict:
     """Reference-style: everything per frame, batch 1 (same decode / crop / composite / encode)."""
     start = time.perf_counter()
     job = VideoJob(source=folder / "source.jpg", driver=folder / "driver.mp4", output=folder / "naive.mp4",
@@ -92,8 +129,8 @@ def run_naive(folder: Path, models: Models) -> dict:
     densepose: FrameDensePose = driver_densepose(job)
     info = probe_video(job.driver)
     track = analyse_driver(job.driver, densepose, options, info)
-    image = torch.from_numpy(source.image.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-    uv = torch.from_numpy(source.uv).permute(2, 0, 1)[None]
+    image = torch.from_numpy(source.image.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
+    uv = torch.from_numpy(source.uv).permute(2, 0, 1)[None].to(device)
     size = source.image.shape[0]
     frames = 0
     last = None
@@ -104,8 +141,9 @@ def run_naive(folder: Path, models: Models) -> dict:
             person = None
             if target_uv is not None:
                 state = prepare_source(image, uv, models)  # texture + inpainting + source branch, every frame
-                result = render_targets(state, torch.from_numpy(target_uv).permute(2, 0, 1)[None], models)
-                person = (result.output[0].permute(1, 2, 0).numpy(), result.target_mask[0, 0].numpy())
+                target = torch.from_numpy(target_uv).permute(2, 0, 1)[None].to(device)
+                result = render_targets(state, target, models)
+                person = (result.output[0].permute(1, 2, 0).cpu().numpy(), result.target_mask[0, 0].cpu().numpy())
             writer.write(_composite(frame, crop, person, track.plate, options, size, keep), frame.pts)
             frames += 1
     return {"frames": frames, "seconds": time.perf_counter() - start}
@@ -156,11 +194,19 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"],
-                        help="precisions to measure ours with (the naive loop is always fp32)")
+                        help="precisions to measure ours with (the naive loop is always fp32): fp32, bf16, fp16 "
+                             "(CUDA), int8 (OpenVINO)")
+    parser.add_argument("--engines", nargs="+", default=["torch"], choices=["torch", "openvino"],
+                        help="engines of the per-frame refiner")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--accuracy-control", action="store_true",
+                        help="int8: let NNCF revert sensitive layers to fp32 when over the error budget (slow)")
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--rss-only", action="store_true", help="only the 5 s / 50 s peak-RSS comparison")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    where = (torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda")
+             else f"CPU {platform.processor() or platform.machine()}, load {os.getloadavg()[0]:.1f}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}: {where}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if not args.rss_only:
@@ -174,26 +220,38 @@ def main() -> None:
 
 
 def timings(folder: Path, args) -> None:
-    """Naive loop vs ours at every batch size and precision, on the same frames."""
-    models = full_size_models()
+    """Naive loop vs ours at every engine, precision and batch size, on the same frames."""
+    models = full_size_models().to(args.device)
     trimmed_driver(folder, args.frames)
-    naive = run_naive(folder, models)
+    naive = run_naive(folder, models, args.device)
     naive_per_frame = naive["seconds"] / naive["frames"]
     print(f"\nnaive reference-style loop: {naive_per_frame:.2f} s/frame ({naive['frames']} frames)")
-    print(f"\n{'precision':>9} {'batch':>5} {'s/frame':>8} {'frames/s':>9} {'vs naive':>9}")
+    reference = run_ours(folder, models, args.batches[0], "fp32", "torch", args.device)["rgb"]
+    print(f"\n{'engine':>8} {'precision':>9} {'batch':>5} {'s/frame':>8} {'frames/s':>9} {'vs naive':>9}")
     rows = []
-    for precision in args.precisions:
-        for batch in args.batches:
-            ours = run_ours(folder, models, batch, precision)
-            per_frame = ours["seconds"] / ours["frames"]
-            rows.append((batch, per_frame, ours, precision))
-            print(f"{precision:>9} {batch:>5} {per_frame:>8.2f} {1 / per_frame:>9.3f} "
-                  f"{per_frame / naive_per_frame:>8.2f}x", flush=True)
-    best = min((r for r in rows if r[3] == "fp32"), key=lambda r: r[1], default=min(rows, key=lambda r: r[1]))
-    print(f"\nper-stage seconds per frame (ours, {best[3]}, batch {best[0]}):")
+    for engine in args.engines:
+        for precision in args.precisions:
+            if engine == "torch" and precision == "int8":
+                continue  # int8 is OpenVINO's
+            if engine == "openvino" and precision == "fp16":
+                continue  # fp16 is the CUDA autocast path
+            for batch in args.batches:
+                variant = variant_models(models, engine, precision, batch, args.accuracy_control)
+                ours = run_ours(folder, variant, batch, precision, engine, args.device)
+                per_frame = ours["seconds"] / ours["frames"]
+                err = frame_error(ours["rgb"], reference)
+                rows.append((batch, per_frame, ours, precision, engine, err))
+                print(f"{engine:>8} {precision:>9} {batch:>5} {per_frame:>8.2f} {1 / per_frame:>9.3f} "
+                      f"{per_frame / naive_per_frame:>8.2f}x", flush=True)
+    best = min(rows, key=lambda r: r[1])
+    print(f"\nper-stage seconds per frame (ours, {best[4]} {best[3]}, batch {best[0]}):")
     for stage, seconds in best[2]["timings"].items():
         if stage not in ("analysis_s", "total_s"):
             print(f"  {stage:<18} {seconds / best[2]['frames']:.4f}")
+    print()
+    for batch, per_frame, _, precision, engine, (err_mean, err_p99) in rows:
+        print(f"variant={engine}-{precision}-b{batch} s_per_frame={per_frame:.3f} "
+              f"vs_naive={per_frame / naive_per_frame:.3f} err_mean={err_mean:.3f} err_p99={err_p99:.1f}")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,9 @@ class TorchvisionDensePoseBackend:
         batch_size: int | None = None,
         fuse_bn: bool = False,
         model: DensePoseRCNN | None = None,
+        engine: str = "torch",
+        engine_cache: str | os.PathLike | None = None,
+        quiet: bool = False,
     ):
         """
         Args:
@@ -94,6 +97,10 @@ class TorchvisionDensePoseBackend:
             batch_size: frames per forward pass (default 1 on CPU, 4 on GPU).
             fuse_bn: fold frozen BN into convs (a few % faster, ~1e-6 numeric differences).
             model: an already built model (tests); ``weights`` is then ignored.
+            engine: ``torch`` or ``openvino`` (backbone + FPN converted once and run by OpenVINO, CPU only;
+                see :mod:`densepose_adapter.openvino_backbone`).
+            engine_cache: folder of converted models (default ``$XDG_CACHE_HOME/densepose_adapter/engines``).
+            quiet: no progress message while converting.
         """
         try:
             cfg = config if isinstance(config, DensePoseRCNNConfig) else load_config(config)
@@ -105,6 +112,10 @@ class TorchvisionDensePoseBackend:
             raise UsageError(f"DensePose config: {exc}") from None
         if not 0.0 <= cfg.score_thresh_test < 1.0:
             raise UsageError(f"DensePose detection score threshold must be in [0, 1), got {cfg.score_thresh_test}")
+        if engine not in ("torch", "openvino"):
+            raise UsageError(f"DensePose engine {engine!r}: expected torch or openvino")
+        if engine == "openvino" and torch.device(device).type != "cpu":
+            raise UsageError(f"the OpenVINO DensePose engine runs on the CPU, not {device}; use the torch engine")
         if int(densepose_size) < 32:
             raise UsageError(f"--densepose-size must be >= 32, got {densepose_size}")
         self.cfg = cfg
@@ -126,6 +137,19 @@ class TorchvisionDensePoseBackend:
             self._weights_digest = None
             self.model = build_model(self.weights_path, cfg, device=self.device, fuse_bn=fuse_bn)
         self.fuse_bn = bool(fuse_bn)
+        self.engine = engine
+        if engine == "openvino":
+            import copy
+
+            from densepose_adapter.openvino_backbone import OpenVINOBackbone
+
+            if model is not None:  # the backbone is swapped below: leave the caller's model as it was
+                self.model = copy.deepcopy(self.model)
+
+            root = Path(engine_cache) if engine_cache else Path(
+                os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "densepose_adapter" / "engines"
+            payload = {"config": self.cfg.to_dict(), "fuse_bn": self.fuse_bn}
+            self.model.backbone = OpenVINOBackbone(self.model.backbone, root, payload, quiet=quiet)
         self._prev_box: np.ndarray | None = None
 
     # ------------------------------------------------------------------------------------------
@@ -137,6 +161,8 @@ class TorchvisionDensePoseBackend:
             "config": self.cfg.to_dict(), "size": self.densepose_size, "fuse_bn": self.fuse_bn,
             "track": [self.track, self.track_margin] if self.track else False,
         }
+        if self.engine != "torch":  # results differ by float rounding; torch keys stay as they were
+            payload["engine"] = self.engine
         return "torchvision-" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
     def reset_tracking(self) -> None:

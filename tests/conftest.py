@@ -39,6 +39,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("retarget_home")
     monkeypatch.setenv("RETARGET_HOME", str(home))
     monkeypatch.setenv("RETARGET_CACHE_DIR", str(home / "cache"))
+    monkeypatch.setenv("RETARGET_ENGINE", "torch")  # `--engine auto` = torch: only tests/test_engine.py converts
     yield home
 
 

@@ -121,7 +121,7 @@ def test_a_chosen_person_runs_the_densepose_model_on_whole_frames(tmp_path, monk
     from retarget.pipeline import job as job_module
 
     seen = []
-    monkeypatch.setattr(job_module, "open_model_backend", lambda *args: seen.append(args[-1]) or "backend")
+    monkeypatch.setattr(job_module, "open_model_backend", lambda *args, **kwargs: seen.append(args[-1]) or "backend")
     for person, track in (("largest", True), ("left", False), ("2", False)):
         job = VideoJob(source=tmp_path / "a.jpg", driver=tmp_path / "b.mp4", densepose_track=True,
                        options=VideoOptions(person=person))

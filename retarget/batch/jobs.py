@@ -69,6 +69,7 @@ JOB_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "batch_size": _parse_int,
     "side_by_side": _parse_bool,
     "precision": _parse_str,
+    "engine": _parse_str,
     "fill": _parse_str,
     "temporal_filter": _parse_bool,
     "temporal_strength": _parse_int,
@@ -87,7 +88,7 @@ _PATH_OPTIONS = ("source_iuv", "driver_iuv", "texture", "garment", "garment_iuv"
 #: Defaults of the per-job settings (those of ``retarget video``).
 DEFAULT_OPTIONS: dict[str, Any] = {
     "size": 256, "background": "scene", "output_mode": "frame", "on_missing": "hold", "table": "training",
-    "batch_size": 4, "side_by_side": False, "precision": "fp32", "fill": "body",
+    "batch_size": 4, "side_by_side": False, "precision": "fp32", "fill": "body", "engine": "auto",
     "temporal_filter": True, "temporal_strength": 2,
     "densepose_backend": "auto", "densepose_size": 800,
     "densepose_track": True,

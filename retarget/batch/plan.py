@@ -97,6 +97,7 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
                      output_mode=settings["output_mode"], on_missing=settings["on_missing"],
                      table=settings["table"], precision=settings.get("precision", "fp32"),
                      fill=settings.get("fill", "body"), temporal_radius=temporal_radius(settings),
+                     engine=settings.get("engine", "auto"),
                      person=str(settings.get("person", "largest"))).validate()
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None

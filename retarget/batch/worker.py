@@ -102,17 +102,20 @@ class BatchWorker:
         self._backends: dict[tuple, Any] = {}
         self.jobs_run = 0
 
-    def densepose_backend(self, name: str, size: int, track: bool):
+    def densepose_backend(self, name: str, size: int, track: bool, engine: str = "torch"):
         """The DensePose model backend for these settings, created on first use and kept."""
         name = "torchvision" if name in ("auto", "precomputed") else name
-        key = (name, int(size), bool(track) and name == "torchvision")
+        key = (name, int(size), bool(track) and name == "torchvision", engine if name == "torchvision" else "")
         if key not in self._backends:
             from retarget.weights.resolve import open_densepose_backend
 
             kwargs: dict[str, Any] = {"weights": self.config.densepose_weights, "config": self.config.densepose_config,
                                       "densepose_size": int(size), "device": self.config.device}
             if name == "torchvision":
+                from retarget.engine import densepose_engine_kwargs
+
                 kwargs["track"] = bool(track)
+                kwargs.update(densepose_engine_kwargs(engine, self.config.device, quiet=True))
             self._backends[key] = open_densepose_backend(name, **kwargs)
         return self._backends[key]
 
@@ -125,6 +128,7 @@ class BatchWorker:
         options = VideoOptions(batch_size=s["batch_size"], device=self.config.device, background=s["background"],
                                output_mode=s["output_mode"], on_missing=s["on_missing"], table=s["table"],
                                side_by_side=s["side_by_side"], precision=s.get("precision", "fp32"),
+                               engine=s.get("engine", "auto"),
                                fill=s.get("fill", "body"), temporal_radius=temporal_radius(s), quiet=True,
                                command="batch", person=str(s.get("person", "largest")))
         values = dict(source=task.job.source, driver=task.job.driver, output=task.job.output,
@@ -173,7 +177,8 @@ class BatchWorker:
 
                 s = task.settings
                 backend = self.densepose_backend(s["densepose_backend"], s["densepose_size"],
-                                                 driver_tracking(s["densepose_track"], str(s.get("person", "largest"))))
+                                                 driver_tracking(s["densepose_track"], str(s.get("person", "largest"))),
+                                                 s.get("engine", "auto"))
             counter = [0]
 
             def frame_done(index, rgb):

@@ -37,11 +37,16 @@ Table = Annotated[str, typer.Option("--table", help="IUV→UV table: training or
 SideBySide = Annotated[bool, typer.Option("--side-by-side", help="Write driver | result side by side.")]
 Precision = Annotated[str, typer.Option(
     "--precision", help="Per-frame refiner arithmetic: fp32 (reference numerics), bf16 (≈1.6× faster on CPUs "
-                        "with native bf16, AVX512-BF16 or AMX; elsewhere it warns and runs fp32), fp16 (CUDA).")]
+                        "with native bf16, AVX512-BF16 or AMX; elsewhere it warns and runs fp32), fp16 (CUDA), "
+                        "int8 (OpenVINO, NNCF-quantized within an error budget, else it warns and runs fp32).")]
 Person = Annotated[str, typer.Option(
     "--person", help="Driver person to replace: largest (default), center, left, right, or N: the N-th person "
                      "from the left (from 1) in the first frame with people; then followed. Everyone else "
                      "stays as in the driver (with --background scene). retarget frames numbers them.")]
+# --- inference engine (issue 14) ---
+Engine = Annotated[str, typer.Option(
+    "--engine", help="Per-frame refiner engine: auto (OpenVINO when installed and on CPU, else torch), torch or "
+                     "openvino (pip install 'retarget[openvino]'; converted once, cached).")]
 TemporalFilter = Annotated[bool, typer.Option(
     "--temporal-filter/--no-temporal-filter",
     help="Stabilise the driver's DensePose over time (motion-compensated label vote and UV smoothing).")]

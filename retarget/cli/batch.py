@@ -70,6 +70,9 @@ def batch_command(
     side_by_side: opt.SideBySide = False,
     precision: opt.Precision = "fp32",
     fill: opt.Fill = "body",
+    # --- inference engine (issue 14) ---
+    engine: opt.Engine = "auto",
+    # ---
     temporal_filter: opt.TemporalFilter = True,
     temporal_strength: opt.TemporalStrength = 2,
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept source photos above 50 megapixels."),
@@ -79,7 +82,8 @@ def batch_command(
 
     settings = {"size": size, "background": background, "output_mode": output_mode, "on_missing": on_missing,
                 "table": table, "batch_size": batch_size, "side_by_side": side_by_side, "precision": precision,
-                "fill": fill, "temporal_filter": temporal_filter, "temporal_strength": temporal_strength,
+                "fill": fill, "engine": engine, "temporal_filter": temporal_filter,
+                "temporal_strength": temporal_strength,
                 "densepose_backend": densepose_backend, "densepose_size": densepose_size,
                 "densepose_track": densepose_track, "person": person}
     result = run_batch(jobs_file, sources=sources, drivers=drivers, out_dir=out_dir, report=report, workers=workers,

@@ -70,6 +70,11 @@ def densepose_command(
         "--render", help="Videos: segm or iuv, written as an H.264 video to --out FILE.mp4.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Videos: frames per model call.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    # --- inference engine (issue 14) ---
+    engine: Annotated[str, typer.Option(
+        "--engine", help="torchvision backend: auto (OpenVINO backbone + FPN when installed, on CPU), torch or "
+                         "openvino (pip install 'retarget[openvino]').")] = "auto",
+    # ---
 ) -> None:
     from retarget.weights.resolve import open_densepose_backend
 
@@ -102,7 +107,10 @@ def densepose_command(
         kwargs = {"weights": weights, "config": config, "min_score": min_score, "densepose_size": densepose_size,
                   "device": device}
         if backend_name == "torchvision":
+            from retarget.engine import densepose_engine_kwargs
+
             kwargs["track"] = bool(track and is_video)
+            kwargs.update(densepose_engine_kwargs(engine, device, quiet))
         try:
             backend = open_densepose_backend(backend_name, **kwargs)
         except DensePoseWeightsMissing as exc:

@@ -43,6 +43,9 @@ def frames_command(
                                                   help="Folder with inpainter.pth and refiner.pth."),
     weight_free: bool = typer.Option(False, "--weight-free", help="Ignore installed weights."),
     fill: opt.Fill = "body",
+    # --- inference engine (issue 14) ---
+    engine: opt.Engine = "auto",
+    # ---
     temporal_filter: opt.TemporalFilter = True,
     temporal_strength: opt.TemporalStrength = 2,
     texture: opt.Texture = None,
@@ -77,7 +80,7 @@ def frames_command(
     options = VideoOptions(device=resolve_device(device), background=background, output_mode=output_mode,
                            on_missing=on_missing, table=table, quiet=quiet, fill=fill,
                            temporal_radius=temporal_strength if temporal_filter else 0, command="frames",
-                           person=person)
+                           person=person, engine=engine)
     job, selection, out = prepare_frames_job(
         driver, out, source=source, frames=frames, every=every, only_densepose=only_densepose, overwrite=overwrite,
         options=options, size=size, source_iuv=source_iuv, driver_iuv=driver_iuv,

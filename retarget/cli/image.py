@@ -57,6 +57,11 @@ def image_command(
     garment: opt.Garment = None,
     garment_iuv: opt.GarmentIUV = None,
     garment_region: opt.GarmentRegion = "upper",
+    # --- inference engine (issue 14) ---
+    engine: str = typer.Option("auto", "--engine",
+                               help="Refiner engine: auto (torch here: one frame does not repay a conversion), "
+                                    "torch or openvino (pip install 'retarget[openvino]')."),
+    # ---
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept a source photo above 50 megapixels."),
 ) -> None:
@@ -121,7 +126,12 @@ def image_command(
                 f"(N = {w})" if h == w else "; `retarget image` uses textures of the photo's size (non-square here): "
                 "use `retarget video` or a square photo")
         edited_texture = read_texture(texture, (h, w), hint)
+    from retarget.engine import check_engine, wrap_models
+
+    check_engine(engine)
     models = None if weight_free else resolve_models(checkpoint_dir, torch_device)
+    if engine == "openvino":
+        models = wrap_models(models, engine, torch_device, "fp32", 1, image.shape[:2])
     if texture is None and garment is None:
         result = run_pair(image, suv, tuv, models, device=torch_device, fill=fill)
     else:

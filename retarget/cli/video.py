@@ -54,6 +54,9 @@ def video_command(
     table: opt.Table = "training",
     precision: opt.Precision = "fp32",
     side_by_side: opt.SideBySide = False,
+    # --- inference engine (issue 14) ---
+    engine: opt.Engine = "auto",
+    # ---
     temporal_filter: opt.TemporalFilter = True,
     temporal_strength: opt.TemporalStrength = 2,
     texture: opt.Texture = None,
@@ -73,7 +76,8 @@ def video_command(
     options = VideoOptions(batch_size=batch_size, device=resolve_device(device), background=background,
                            output_mode=output_mode, on_missing=on_missing, table=table,
                            side_by_side=side_by_side, quiet=quiet, precision=precision, keep_partial=keep_partial,
-                           fill=fill, temporal_radius=temporal_strength if temporal_filter else 0, person=person)
+                           fill=fill, temporal_radius=temporal_strength if temporal_filter else 0, person=person,
+                           engine=engine)
     job = VideoJob(source=source, driver=driver, output=output, source_iuv=source_iuv, driver_iuv=driver_iuv,
                    size=size, overwrite=overwrite, densepose_backend=densepose_backend,
                    densepose_weights=densepose_weights, densepose_size=densepose_size,

@@ -254,12 +254,20 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
     from retarget.pipeline.job import driver_densepose, load_source
     from retarget.pipeline.source import prepare_source_crop
     from retarget.pipeline.texture import edit_source
-    from retarget.pipeline.video import CompositeStage, StageTimes, TargetStage, WarpRefineStage, plan_render
+    from retarget.pipeline.video import (
+        CompositeStage,
+        StageTimes,
+        TargetStage,
+        WarpRefineStage,
+        engine_models,
+        plan_render,
+    )
 
     start = time.perf_counter()
     options = dataclasses.replace(job.options, side_by_side=False)
     options.validate()
     probe_video(job.driver)  # a bad driver fails before the source work
+    models = engine_models(models, options, job.size, batch_size=1)  # --engine (one frame at a time)
     write = _Writer(Path(out_dir))
     source = load_source(job, model_backend)
     state = prepare_source_crop(source, models, options.device, fill=options.fill)

@@ -66,17 +66,21 @@ def source_iuv_sidecar(photo: Path) -> Path | None:
 
 
 def open_model_backend(name: str, weights: Path | None, densepose_size: int, device: str,
-                       config: str | None = None, track: bool = True):
+                       config: str | None = None, track: bool = True, engine: str = "torch", quiet: bool = False):
     """Create a DensePose model backend (``torchvision`` port or ``detectron2``), weights resolved.
 
     ``track`` enables the port's tracked-region mode (detector run on a crop around the previous
-    frame's person), a large CPU speed-up for single-performer videos.
+    frame's person), a large CPU speed-up for single-performer videos. ``engine`` (``--engine``) runs the
+    port's backbone + FPN with OpenVINO when it resolves to ``openvino`` (:func:`retarget.engine.densepose_engine`).
     """
     from retarget.weights.resolve import open_densepose_backend
 
     kwargs = {"weights": weights, "config": config, "densepose_size": densepose_size, "device": device}
     if name == "torchvision":
+        from retarget.engine import densepose_engine_kwargs
+
         kwargs["track"] = track
+        kwargs.update(densepose_engine_kwargs(engine, device, quiet))
     return open_densepose_backend(name, **kwargs)
 
 
@@ -160,7 +164,8 @@ def _model_backend(job: VideoJob, role: str, track: bool | None = None):
         if track is None:
             track = driver_tracking(job.densepose_track, job.options.person)
         return open_model_backend(name, job.densepose_weights, job.densepose_size, job.options.device,
-                                  job.densepose_config, track)
+                                  job.densepose_config, track, engine=job.options.engine,
+                                  quiet=job.options.quiet)
     except DensePoseWeightsMissing as exc:
         from retarget.weights.resolve import densepose_missing_message
 

@@ -64,7 +64,7 @@ from retarget.pipeline.stream import Stream
 BACKGROUNDS = ("scene", "source")
 OUTPUT_MODES = ("frame", "crop")
 ON_MISSING = ("hold", "background", "skip")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 MAX_TEMPORAL_RADIUS = 8
 
 
@@ -89,6 +89,7 @@ class VideoOptions:
     command: str = "video"  # the command running: the options messages name are that command's
     temporal_radius: int = 2  # driver IUV temporal filter: frames each side (look-ahead); 0 = off
     person: str = "largest"  # driver person to replace: largest | center | left | right | N (from the left, 1-based)
+    engine: str = "auto"  # per-frame refiner engine: auto | torch | openvino (retarget.engine)
 
     def hold_frames(self, fps: float) -> int:
         """How many frames ``--on-missing hold`` keeps the last pose for at ``fps``."""
@@ -112,6 +113,13 @@ class VideoOptions:
         if self.precision == "fp16" and not str(self.device).startswith("cuda"):
             raise UsageError("--precision fp16 needs --device cuda; on CPU use bf16 or fp32")
         PersonChoice.parse(self.person)
+        from retarget.engine import check_engine, require_openvino
+
+        check_engine(self.engine)
+        if self.precision == "int8" and self.engine == "torch":
+            raise UsageError("--precision int8 needs --engine openvino (or --engine auto with OpenVINO installed)")
+        if self.engine == "openvino" or self.precision == "int8":  # fail before any work, not at pass 2
+            require_openvino(f"--engine {self.engine}" if self.precision != "int8" else "--precision int8")
 
     def keeps_others(self) -> bool:
         """Whether the driver's other people stay in the output (over the scene plate)."""
@@ -335,6 +343,17 @@ def plan_render(source: SourceCrop, state: SourceState, driver: Path, densepose:
                       size=state.image.shape[-1], analysis_s=analysis_s)
 
 
+def engine_models(models: Models | None, options: VideoOptions, size: int, batch_size: int | None = None):
+    """``models`` with the per-frame refiner on ``options.engine`` (:func:`retarget.engine.wrap_models`:
+    converted once and cached for OpenVINO); ``None`` (weight-free) stays ``None``."""
+    if models is None:
+        return None
+    from retarget.engine import wrap_models
+
+    return wrap_models(models, options.engine, options.device, options.precision,
+                       options.batch_size if batch_size is None else batch_size, size, quiet=options.quiet)
+
+
 def decode_stage(driver: Path, rotation: int, limit: int, times: StageTimes) -> Iterator[VideoFrame]:
     """Decode: the driver's first ``limit`` frames (pass 2 stops where pass 1 did, so a
     ``--keep-partial`` run stops before the bad data); seconds go to ``times["decode"]``."""
@@ -492,6 +511,7 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
     start = time.perf_counter()
     plan = plan_render(source, state, driver, densepose, models, options)  # pass 1
     options, track, info = plan.options, plan.track, plan.info
+    models = engine_models(models, options, plan.size)  # --engine: the per-frame refiner on torch or OpenVINO
     output = partial_output_path(output) if track.decode_error is not None else output
     times = StageTimes(track.times)
     targets, warp = TargetStage(plan, densepose, times), WarpRefineStage(state, models, options, times)
@@ -565,17 +585,19 @@ def _render_batch(state: SourceState, models: Models | None, uvs: list[np.ndarra
     """Warp/refine a list of ``(S, S, 2)`` target UVs → list of (rgb ``(S,S,3)``, mask ``(S,S)``) numpy."""
     if not uvs:
         return []
-    target = torch.from_numpy(np.stack(uvs)).permute(0, 3, 1, 2).to(state.image.device)
+    from retarget.engine.transfer import device_to_host, host_to_device
+
+    target = host_to_device(np.stack(uvs), state.image.device)  # pinned, asynchronous copy on CUDA
     with _autocast(options.precision, state.image.device):
         result = render_targets(state, target, models)
-    rgb = result.output.permute(0, 2, 3, 1).float().cpu().numpy()
-    masks = result.target_mask[:, 0].float().cpu().numpy()
+    rgb = device_to_host(result.output.permute(0, 2, 3, 1))
+    masks = device_to_host(result.target_mask[:, 0])
     return list(zip(rgb, masks))
 
 
 def _autocast(precision: str, device: torch.device):
-    """Mixed precision for the per-frame networks (fp32: a no-op context)."""
-    if precision == "fp32":
+    """Mixed precision for the per-frame torch networks (fp32, int8: a no-op context; int8 is OpenVINO's)."""
+    if precision not in ("bf16", "fp16"):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)

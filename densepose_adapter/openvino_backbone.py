@@ -1,0 +1,78 @@
+"""The DensePose port's backbone + FPN (most of its CPU time) run by OpenVINO.
+
+:class:`OpenVINOBackbone` replaces ``DensePoseRCNN.backbone`` (same call: padded image batch → dict of
+``p2`` … ``p6``); the RPN, NMS, ROIAlign and the heads stay in torch. The converted model has a
+dynamic batch, height and width (tracked-region crops change the input size every frame) and is
+cached on disk by :class:`densepose_adapter.openvino_cache.ModelCache`, keyed by the weights' digest,
+the config and the OpenVINO version.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+#: ``engine`` values of the port: torch eager, or backbone + FPN through OpenVINO.
+ENGINES = ("torch", "openvino")
+
+
+class _FPNOutputs(nn.Module):
+    """The FPN with a tuple output (``p2`` … ``p6``), for conversion."""
+
+    def __init__(self, fpn):
+        super().__init__()
+        self.fpn = fpn
+
+    def forward(self, x):
+        features = self.fpn(x)
+        return tuple(features[k] for k in self.fpn.out_features)
+
+
+def convert_fpn(fpn, size_divisibility: int = 32):
+    """``openvino.Model`` of ``fpn`` with inputs ``(-1, 3, -1, -1)``."""
+    from densepose_adapter.openvino_cache import import_openvino
+
+    ov = import_openvino("DensePose engine openvino")
+    example = torch.zeros(1, 3, 2 * size_divisibility * 4, 2 * size_divisibility * 3)
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings: shapes are static per converted model
+        model = ov.convert_model(_FPNOutputs(fpn.eval()), example_input=example,
+                                 input=[ov.PartialShape([-1, 3, -1, -1])])
+    return model
+
+
+class OpenVINOBackbone(nn.Module):
+    """Drop-in for ``DensePoseRCNN.backbone`` (CPU only).
+
+    Args:
+        fpn: the torch FPN (weights hashed into the cache key).
+        cache_root: folder of converted models.
+        key_payload: what else identifies the model (weights file digest, config).
+        quiet: no progress message while converting.
+    """
+
+    def __init__(self, fpn, cache_root: str | os.PathLike, key_payload: dict, quiet: bool = False):
+        super().__init__()
+        from densepose_adapter.openvino_cache import ModelCache, core, entry_key, state_digest
+
+        self.out_features = fpn.out_features
+        self.strides = fpn.strides
+        self.out_channels = fpn.out_channels
+        cache = ModelCache(cache_root)
+        key = entry_key(dict(key_payload, net="densepose-fpn", weights=state_digest(fpn)))
+        message = None if quiet else (f"converting the DensePose backbone to OpenVINO (fp32); once, cached under "
+                                      f"{cache.root}")
+        model, _ = cache.get("densepose-fpn", key, lambda: (convert_fpn(fpn), {"precision": "fp32"}), message)
+        self.compiled = core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                            "PERFORMANCE_HINT": "LATENCY"})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        result = self.compiled([x.detach().float().cpu().numpy()])
+        outs = [torch.from_numpy(np.array(result[i], dtype=np.float32, copy=True)).to(x.device)
+                for i in range(len(self.out_features))]
+        return dict(zip(self.out_features, outs))

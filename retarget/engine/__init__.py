@@ -1,0 +1,144 @@
+"""Inference engine of the per-frame networks: ``torch`` (eager), ``openvino``, or ``auto``.
+
+The refiner's per-frame branch (:meth:`retarget.models.Refiner.decode`) is what runs once per target
+frame; the source branch and the inpainter run once per source and stay in torch. With ``openvino``
+the decode branch is converted once (cached under ``$RETARGET_HOME/cache/engines``, see
+:mod:`densepose_adapter.openvino_cache`) and :func:`wrap_models` puts an object with the refiner's
+interface into :class:`~retarget.pipeline.pair.Models`, so the pipeline code does not change.
+The source-branch features stay *inputs* of the converted model (not constants), so one conversion
+serves every source photo.
+
+``auto`` (the default) picks ``openvino`` when it is installed, the device is a CPU and the precision
+is not ``fp16``; otherwise ``torch``. The rule is fixed, not measured at run time (measuring would
+cost a conversion): OpenVINO fp32 was faster than torch eager on the refiner on both CPUs measured,
+an AVX-512 VNNI Xeon (issue 14: 0.85× at batch 1, 0.6× at batch 4) and the AVX2 EPYC of
+docs/performance.md. ``int8`` needs OpenVINO (``auto`` or ``openvino``). The environment variable
+``RETARGET_ENGINE`` (``torch`` or ``openvino``) overrides what ``auto`` means (the test suite sets
+``torch`` so that only the engine tests pay for conversions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from retarget.errors import UsageError
+
+ENGINES = ("auto", "torch", "openvino")
+
+#: How to get OpenVINO (the optional extra).
+INSTALL_HINT = "pip install 'retarget[openvino]'"
+
+
+def openvino_available() -> bool:
+    """True when OpenVINO can be imported (cheap after the first call)."""
+    from densepose_adapter.openvino_cache import openvino_available as available
+
+    return available()
+
+
+def require_openvino(what: str = "--engine openvino"):
+    """The ``openvino`` module, or a one-line :class:`UsageError` saying how to install it."""
+    from densepose_adapter.openvino_cache import import_openvino
+
+    return import_openvino(what, INSTALL_HINT)
+
+
+def auto_override() -> str | None:
+    """``RETARGET_ENGINE`` when it names an engine (what ``auto`` then means), else ``None``."""
+    value = os.environ.get("RETARGET_ENGINE", "").strip().lower()
+    return value if value in ("torch", "openvino") else None
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise UsageError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    return engine
+
+
+def resolve_engine(engine: str, device: str, precision: str) -> str:
+    """``torch`` or ``openvino`` for ``--engine`` on ``device`` at ``precision`` (see the module docstring).
+
+    Raises:
+        UsageError: unknown engine; ``openvino`` on a non-CPU device or without OpenVINO installed;
+            ``int8`` with the torch engine or without OpenVINO.
+    """
+    check_engine(engine)
+    if engine == "auto" and auto_override():
+        engine = auto_override()
+    on_cpu = str(device).startswith("cpu")
+    if engine == "torch":
+        if precision == "int8":
+            raise UsageError("--precision int8 needs --engine openvino (or --engine auto with OpenVINO installed)")
+        return "torch"
+    if engine == "openvino":
+        if not on_cpu:
+            raise UsageError(f"--engine openvino runs on the CPU; with --device {device} use --engine torch")
+        require_openvino("--engine openvino")
+        return "openvino"
+    if precision == "int8":
+        if not on_cpu:
+            raise UsageError(f"--precision int8 runs on the CPU (OpenVINO); with --device {device} use fp16 or fp32")
+        require_openvino("--precision int8")
+        return "openvino"
+    return "openvino" if on_cpu and precision != "fp16" and openvino_available() else "torch"
+
+
+#: Whether ``auto`` runs the DensePose port's backbone + FPN with OpenVINO (when installed, on CPU); set
+#: from bench/densepose.py's measurement (docs/performance.md).
+AUTO_DENSEPOSE_OPENVINO = True
+
+
+def densepose_engine(engine: str, device: str) -> str:
+    """The DensePose port's engine (``torch`` or ``openvino``) for ``--engine`` on ``device``."""
+    check_engine(engine)
+    if engine == "auto" and auto_override():
+        engine = auto_override()
+    on_cpu = str(device).startswith("cpu")
+    if engine == "openvino":
+        if not on_cpu:
+            raise UsageError(f"--engine openvino runs on the CPU; with --device {device} use --engine torch")
+        require_openvino("--engine openvino")
+        return "openvino"
+    if engine == "auto" and on_cpu and AUTO_DENSEPOSE_OPENVINO and openvino_available():
+        return "openvino"
+    return "torch"
+
+
+def densepose_engine_kwargs(engine: str, device: str, quiet: bool = False) -> dict:
+    """Keyword arguments of the DensePose port for ``--engine`` (the engine and retarget's cache folder)."""
+    from retarget.paths import cache_dir
+
+    chosen = densepose_engine(engine, device)
+    if chosen == "torch":
+        return {}
+    return {"engine": chosen, "engine_cache": cache_dir() / "engines", "quiet": quiet}
+
+
+def wrap_models(models, engine: str, device: str, precision: str, batch_size: int, size: int,
+                quiet: bool = False):
+    """``models`` with the refiner run by the chosen engine (a new :class:`Models`; ``None`` stays ``None``).
+
+    Args:
+        models: :class:`~retarget.pipeline.pair.Models` (torch) or ``None`` (weight-free path).
+        engine: ``auto``, ``torch`` or ``openvino``.
+        device, precision: as resolved for the run (``fp32``, ``bf16``, ``fp16`` or ``int8``).
+        batch_size: frames per refiner call (the converted model has this static batch; smaller
+            batches are padded).
+        size: crop side (the converted model's spatial size).
+        quiet: no conversion progress message.
+    """
+    chosen = resolve_engine(engine, device, precision)
+    if models is None or models.refiner is None or chosen == "torch":
+        return models
+    from retarget.engine.openvino_refiner import OpenVINORefiner
+
+    if isinstance(models.refiner, OpenVINORefiner):
+        return models
+    refiner = OpenVINORefiner(models.refiner, precision=precision, batch_size=batch_size, size=size, quiet=quiet,
+                              inpainter=models.inpainter)
+    return dataclasses.replace(models, refiner=refiner)
+
+
+__all__ = ["ENGINES", "INSTALL_HINT", "check_engine", "openvino_available", "require_openvino", "resolve_engine",
+           "wrap_models"]

@@ -1,0 +1,164 @@
+"""int8 post-training quantization of the refiner's decode branch (NNCF), with an error budget.
+
+Calibration and validation frames are the project's own example (``examples/source.jpg`` animated by
+the DensePose frames of ``examples/driver.iuv``), never the user's video: the refiner inputs of those
+frames are recorded from the torch pipeline with the user's weights. Even frames calibrate, odd
+frames validate.
+
+Accuracy control: the quantized model's output crop is compared with fp32 on the validation frames
+(person pixels, 0–255 grey levels). Over the budget, NNCF's ``quantize_with_accuracy_control`` reverts
+the most sensitive layers to fp32 until the mean error is inside it (a bounded number of rounds); the
+final figures are stored with the model and decide whether ``int8`` runs (see
+:class:`retarget.engine.openvino_refiner.OpenVINORefiner`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retarget.errors import UsageError
+
+#: Bump when the calibration frames or procedure change (part of the cache key).
+CALIBRATION_VERSION = "1"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+#: Example frames used (every 3rd of the 60, to span the motion): half calibrate, half validate.
+FRAME_STEP = 3
+
+
+class _Recorder:
+    """Refiner stand-in that records every ``decode`` call's inputs (its output is not needed: zeros)."""
+
+    def __init__(self, refiner):
+        self.refiner, self.calls = refiner, []
+
+    def encode_source(self, x):
+        return self.refiner.encode_source(x)
+
+    def decode(self, source, target_input, target_xy, target_mask):
+        self.calls.append((*source.scales, target_input, target_xy, target_mask))
+        n, _, h, w = target_input.shape
+        return target_input.new_zeros(n, self.refiner.out_channels, h, w)
+
+
+def example_refiner_inputs(refiner, inpainter, size: int | tuple[int, int], examples: Path = EXAMPLES) -> list[tuple]:
+    """Per example frame, the 6 decode inputs (batch 1 tensors) the pipeline gives the refiner.
+
+    The example is framed as ``retarget video`` frames a person (square crop); for a non-square ``size``
+    (``retarget image`` on a whole photo) the square crop of the larger side is cropped to ``size``.
+    """
+    from retarget.io.image import read_image_rgb
+    from retarget.io.iuv import read_iuv_png
+    from retarget.pipeline.pair import Models, prepare_source, render_targets
+    from retarget.pipeline.source import frame_source
+
+    pngs = sorted((examples / "driver.iuv").glob("*_IUV.png"))[::FRAME_STEP]
+    if not (examples / "source.jpg").is_file() or len(pngs) < 4:
+        raise UsageError(f"--precision int8: the calibration frames of the project's examples/ folder are missing "
+                         f"({examples}); use a source checkout, or --precision fp32")
+    if inpainter is None:
+        raise UsageError("--precision int8 needs the learned models (inpainter and refiner)")
+    h, w = (size, size) if isinstance(size, int) else size
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+
+    def cut(array):
+        return np.ascontiguousarray(array[top:top + h, left:left + w])
+
+    photo = read_image_rgb(examples / "source.jpg")
+    source = frame_source(photo, iuv=read_iuv_png(examples / "source_IUV.png"), size=side)
+    recorder = _Recorder(refiner)
+    models = Models(inpainter, recorder)
+    with torch.no_grad():
+        image = torch.from_numpy(cut(source.image).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+        uv = torch.from_numpy(cut(source.uv)).permute(2, 0, 1)[None]
+        state = prepare_source(image, uv, models)
+        for png in pngs:
+            iuv = read_iuv_png(png)
+            target = frame_source(np.zeros(iuv.shape, np.uint8), iuv=iuv, size=side)
+            render_targets(state, torch.from_numpy(cut(target.uv)).permute(2, 0, 1)[None], models)
+    return recorder.calls
+
+
+def batched(frames: list[tuple], batch: int) -> list[list[np.ndarray]]:
+    """Group batch-1 inputs into batches of ``batch`` target frames (source features stay batch 1);
+    the last group is filled up with the first frames again."""
+    items = []
+    for start in range(0, len(frames), batch):
+        group = [frames[(start + i) % len(frames)] for i in range(batch)]
+        feats = [group[0][i].numpy() for i in range(3)]
+        targets = [torch.cat([g[i] for g in group]).numpy() for i in range(3, 6)]
+        items.append(feats + targets)
+    return items
+
+
+def output_error(raw: np.ndarray, reference_raw: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per person pixel and channel: |sigmoid(raw) − sigmoid(reference)| in 0–255 grey levels."""
+    a = 255.0 / (1.0 + np.exp(-raw.astype(np.float64)))
+    b = 255.0 / (1.0 + np.exp(-reference_raw.astype(np.float64)))
+    keep = np.broadcast_to(mask > 0.5, a.shape)
+    return np.abs(a - b)[keep]
+
+
+def measure(compiled, items: list[list[np.ndarray]], references: list[np.ndarray]) -> tuple[float, float]:
+    """``(mean, p99)`` output error of ``compiled`` vs ``references`` over ``items`` (grey levels)."""
+    errors = [output_error(compiled(item)[0], ref, item[5]) for item, ref in zip(items, references)]
+    err = np.concatenate(errors) if errors else np.zeros(1)
+    return float(err.mean()), float(np.percentile(err, 99))
+
+
+def quantize_refiner(fp32_model, refiner, inpainter, batch: int, size: int | tuple[int, int], budget: dict,
+                     quiet: bool = False, max_rounds: int = 3) -> tuple[object, dict]:
+    """``(int8 openvino.Model, meta)``; meta holds ``err_mean``, ``err_p99``, ``within_budget`` and the method."""
+    try:
+        import nncf
+    except ImportError:
+        from retarget.engine import INSTALL_HINT
+
+        raise UsageError(f"--precision int8: NNCF is not installed; {INSTALL_HINT}") from None
+    from retarget.engine.openvino_refiner import compile_model
+
+    frames = example_refiner_inputs(refiner, inpainter, size)
+    calibration = batched(frames[0::2], batch)
+    validation = batched(frames[1::2], batch)
+    fp32 = compile_model(fp32_model, "fp32")
+    references = [np.array(fp32(item)[0], copy=True) for item in validation]
+    subset = len(calibration)
+
+    def transform(item):
+        return item
+
+    import logging
+
+    logging.getLogger("nncf").setLevel(logging.WARNING)  # its per-step INFO lines are not for users
+    model = nncf.quantize(fp32_model, nncf.Dataset(calibration, transform), preset=nncf.QuantizationPreset.MIXED,
+                          subset_size=subset, fast_bias_correction=True)
+    err_mean, err_p99 = measure(compile_model(model, "fp32"), validation, references)
+    method = "nncf.quantize (MIXED preset)"
+    if err_mean > budget["mean"] and max_rounds > 0:
+        if not quiet:
+            print(f"note: int8 refiner error {err_mean:.2f} grey levels (budget {budget['mean']}); NNCF accuracy "
+                  "control keeps the most sensitive layers in fp32", file=sys.stderr, flush=True)
+        pairs = list(zip(validation, references))
+
+        def validate(compiled, data) -> float:  # higher is better: 255 minus the mean error (NNCF needs ≠ 0)
+            err = np.concatenate([output_error(compiled(item)[0], ref, item[5]) for item, ref in data])
+            return 255.0 - float(err.mean())
+
+        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+        model = nncf.quantize_with_accuracy_control(
+            fp32_model, nncf.Dataset(calibration, transform), nncf.Dataset(pairs, lambda pair: pair[0]),
+            validation_fn=validate, max_drop=budget["mean"], drop_type=nncf.DropType.ABSOLUTE,
+            preset=nncf.QuantizationPreset.MIXED, subset_size=subset,
+            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(max_num_iterations=max_rounds))
+        err_mean, err_p99 = measure(compile_model(model, "fp32"), validation, references)
+        method = f"nncf.quantize_with_accuracy_control (max_drop {budget['mean']}, ≤{max_rounds} rounds)"
+    within = err_mean <= budget["mean"] and err_p99 <= budget["p99"]
+    meta = {"precision": "int8", "err_mean": err_mean, "err_p99": err_p99, "within_budget": within,
+            "budget": budget, "method": method, "calibration_frames": len(frames[0::2]),
+            "validation_frames": len(frames[1::2])}
+    return model, meta

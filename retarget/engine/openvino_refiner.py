@@ -1,0 +1,180 @@
+"""The refiner's per-frame branch run by OpenVINO (fp32, bf16 on CPUs with native bf16, or int8).
+
+:class:`OpenVINORefiner` has the interface the pipeline uses of :class:`retarget.models.Refiner`
+(``encode_source`` → torch, ``decode`` → OpenVINO), so :func:`retarget.pipeline.pair.render_targets`
+runs it unchanged. The converted model has a static shape ``(batch, ·, size, size)``; a smaller
+batch is padded (its extra rows are dropped), a larger one is split.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+from retarget.errors import UsageError
+from retarget.models.refiner import Refiner, SourceFeatures
+
+#: int8 error budget on the refiner's output crop (person pixels, 0–255 grey levels, vs fp32), measured
+#: on held-out frames of the shipped example (see :mod:`retarget.engine.calibration`).
+INT8_BUDGET = {"mean": 1.5, "p99": 8.0}
+
+INPUT_NAMES = ("source_full", "source_half", "source_quarter", "target_input", "target_xy", "target_mask")
+
+
+class DecodeBranch(nn.Module):
+    """``Refiner.decode`` as a module with plain tensor inputs (what gets converted)."""
+
+    def __init__(self, refiner: Refiner):
+        super().__init__()
+        self.refiner = refiner
+
+    def forward(self, source_full, source_half, source_quarter, target_input, target_xy, target_mask):
+        features = SourceFeatures((source_full, source_half, source_quarter))
+        return self.refiner.decode(features, target_input, target_xy, target_mask)
+
+
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def example_inputs(refiner: Refiner, batch: int, size: int | tuple[int, int]) -> tuple[torch.Tensor, ...]:
+    """Shape-correct inputs for tracing: source features of batch 1, target tensors of ``batch`` at ``size``
+    (a side, or ``(height, width)``)."""
+    g = torch.Generator().manual_seed(0)
+    ngf = refiner.ngf
+    h, w = _hw(size)
+    feats = tuple(torch.rand(1, ngf, h // f, w // f, generator=g) for f in (1, 2, 4))
+    target = torch.rand(batch, refiner.in_target, h, w, generator=g)
+    xy = torch.rand(batch, 2, h, w, generator=g) * 2 - 1
+    mask = (torch.rand(batch, 1, h, w, generator=g) > 0.5).float()
+    return (*feats, target, xy, mask)
+
+
+def convert_decode(refiner: Refiner, batch: int, size: int | tuple[int, int]):
+    """``openvino.Model`` of the decode branch at a static ``(batch, size)``; inputs named :data:`INPUT_NAMES`."""
+    from retarget.engine import require_openvino
+
+    ov = require_openvino()
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings: shapes are static per converted model
+        model = ov.convert_model(DecodeBranch(refiner.eval()), example_input=example_inputs(refiner, batch, size))
+    for port, name in zip(model.inputs, INPUT_NAMES):
+        port.get_tensor().set_names({name})
+    return model
+
+
+def engine_cache():
+    """The engines' :class:`~densepose_adapter.openvino_cache.ModelCache` (``cache_dir()/engines``)."""
+    from densepose_adapter.openvino_cache import ModelCache
+    from retarget.paths import cache_dir
+
+    return ModelCache(cache_dir() / "engines")
+
+
+def compile_model(model, precision: str):
+    """Compiled for the CPU; ``bf16`` asks for bf16 inference (only chosen where the CPU has it natively)."""
+    from densepose_adapter.openvino_cache import core
+
+    hint = "bf16" if precision == "bf16" else "f32"
+    return core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
+
+
+class OpenVINORefiner:
+    """Refiner stand-in: torch source branch, OpenVINO decode branch.
+
+    Args:
+        refiner: the torch refiner (weights hashed into the cache key).
+        precision: ``fp32``, ``bf16`` or ``int8``.
+        batch_size, size: static input shape of the converted model (``size``: a side or ``(height, width)``).
+        quiet: no progress message while converting.
+        inpainter: the torch inpainter (int8 only: builds the calibration frames).
+        over_budget: int8 whose measured error exceeds :data:`INT8_BUDGET`: ``fallback`` (warn, run
+            fp32) or ``run`` (benchmarks: run int8 anyway, error reported).
+        accuracy_control: over budget, let NNCF revert sensitive layers to fp32 (slow on full-size models;
+            benchmarks may turn it off to measure plain post-training quantization).
+    """
+
+    engine = "openvino"
+
+    def __init__(self, refiner: Refiner, precision: str = "fp32", batch_size: int = 4,
+                 size: int | tuple[int, int] = 256,
+                 quiet: bool = False, inpainter=None, over_budget: str = "fallback", accuracy_control: bool = True):
+        from densepose_adapter.openvino_cache import entry_key, state_digest
+
+        if precision not in ("fp32", "bf16", "int8"):
+            raise UsageError(f"--precision {precision}: the OpenVINO engine runs fp32, bf16 or int8")
+        self.torch_refiner = refiner.eval()
+        self.ngf, self.in_source, self.in_target = refiner.ngf, refiner.in_source, refiner.in_target
+        self.out_channels = refiner.out_channels
+        self.batch_size, self.hw = int(batch_size), _hw(size)
+        cache = engine_cache()
+        digest = state_digest(refiner)
+        base = {"net": "refiner-decode", "weights": digest, "batch": self.batch_size, "size": list(self.hw),
+                "channels": [refiner.in_source, refiner.in_target, refiner.out_channels, refiner.ngf]}
+        shape = f"batch {self.batch_size}, {self.hw[1]}x{self.hw[0]}"
+
+        def build_fp32():
+            return convert_decode(refiner, self.batch_size, self.hw), {"precision": "fp32"}
+
+        fp32_message = None if quiet else (f"converting the refiner to OpenVINO (fp32, {shape}); once, cached "
+                                           f"under {cache.root}")
+        fp32_model, _ = cache.get("refiner", entry_key(dict(base, precision="fp32")), build_fp32, fp32_message)
+        self.meta: dict = {"precision": "fp32"}
+        self.precision = "bf16" if precision == "bf16" else "fp32"
+        model = fp32_model
+        if precision == "int8":
+            from retarget.engine.calibration import CALIBRATION_VERSION, quantize_refiner
+
+            def build_int8():
+                return quantize_refiner(fp32_model, refiner, inpainter, self.batch_size, self.hw, INT8_BUDGET,
+                                        quiet=quiet, max_rounds=3 if accuracy_control else 0)
+
+            key = entry_key(dict(base, precision="int8", calibration=CALIBRATION_VERSION, budget=INT8_BUDGET,
+                                  accuracy_control=accuracy_control))
+            message = None if quiet else (f"quantizing the refiner to int8 with NNCF ({shape}), calibrated on the "
+                                          f"shipped example frames; once, cached under {cache.root}")
+            int8_model, meta = cache.get("refiner", key, build_int8, message)
+            self.meta = meta
+            if meta.get("within_budget") or over_budget == "run":
+                model, self.precision = int8_model, "int8"
+            else:
+                print(f"warning: --precision int8: the quantized refiner's error on the example frames "
+                      f"(mean {meta['err_mean']:.2f}, p99 {meta['err_p99']:.1f} grey levels) exceeds the budget "
+                      f"(mean ≤ {INT8_BUDGET['mean']}, p99 ≤ {INT8_BUDGET['p99']}); running OpenVINO fp32",
+                      file=sys.stderr)
+        self.compiled = compile_model(model, self.precision)
+
+    # -- the part of the Refiner interface the pipeline uses ------------------------------------
+    def encode_source(self, source_input: torch.Tensor) -> SourceFeatures:
+        return self.torch_refiner.encode_source(source_input)
+
+    def to(self, device) -> "OpenVINORefiner":
+        if not str(device).startswith("cpu"):
+            raise UsageError(f"--engine openvino runs on the CPU; with --device {device} use --engine torch")
+        return self
+
+    def eval(self) -> "OpenVINORefiner":
+        return self
+
+    def decode(self, source: SourceFeatures, target_input: torch.Tensor, target_xy: torch.Tensor,
+               target_mask: torch.Tensor) -> torch.Tensor:
+        """Same contract as :meth:`retarget.models.Refiner.decode` (source features of batch 1)."""
+        n, _, h, w = target_input.shape
+        if (h, w) != self.hw or any(f.shape[0] != 1 for f in source.scales):
+            return self.torch_refiner.decode(source, target_input, target_xy, target_mask)  # not what was converted
+        feats = [f.detach().float().cpu().numpy() for f in source.scales]
+        outs = []
+        for start in range(0, n, self.batch_size):
+            parts = [t[start:start + self.batch_size].detach().float().cpu() for t in (target_input, target_xy,
+                                                                                      target_mask)]
+            k = parts[0].shape[0]
+            if k < self.batch_size:  # pad with copies of the last frame; dropped below
+                parts = [torch.cat([p, p[-1:].expand(self.batch_size - k, -1, -1, -1)]) for p in parts]
+            result = self.compiled([*feats, *(p.numpy() for p in parts)])[0]
+            outs.append(torch.from_numpy(np.array(result[:k], dtype=np.float32, copy=True)))
+        return torch.cat(outs).to(target_input.device)
