@@ -296,7 +296,7 @@ def test_garment_swap_keeps_the_persons_skin_where_the_garment_shows_skin(shirt)
     out = garment_texture(person, garment, "upper", skin)[0].permute(1, 2, 0).numpy()
     bare = np.isin(part, (15, 16, 17, 18))
     torso = np.isin(part, (1, 2, 19, 20, 21, 22))
-    assert (out[bare] == 0).mean() > 0.97  # B's bare upper arms: A's own texels
+    assert (out[bare] == 0).mean() > 0.95  # B's bare upper arms: A's own texels
     assert (np.abs(out[torso] - shirt).max(axis=1) < 0.05).all()  # B's shirt (blue or beige): all B's
     assert not skin[~np.isin(part, GARMENT_REGIONS["upper"])].any()
 
