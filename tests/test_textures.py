@@ -18,6 +18,7 @@ from retarget.pipeline import Models, prepare_source
 from retarget.pipeline.texture import (
     GARMENT_REGIONS,
     export_texture,
+    garment_skin,
     garment_texture,
     read_texture,
     with_texture,
@@ -265,6 +266,50 @@ def _state_with_texture(texture: torch.Tensor):
     from types import SimpleNamespace
 
     return SimpleNamespace(pred_textures=texture)
+
+
+SKIN = np.array([0.80, 0.55, 0.42], np.float32)
+SHIRT = np.array([0.20, 0.35, 0.75], np.float32)
+BEIGE = np.array([0.85, 0.78, 0.68], np.float32)  # within a generic skin rule, not near B's own skin
+
+
+def _garment_with_skin(shirt: np.ndarray, size: int = 64, seen_parts=None):
+    """B: skin on the hands, head and upper arms (shaded 70–100 %, with noise), ``shirt`` on the rest."""
+    from types import SimpleNamespace
+
+    part = export_texture_stub_part(size)
+    rng = np.random.default_rng(0)
+    shade = rng.uniform(0.7, 1.0, (size, size, 1)).astype(np.float32)
+    rgb = np.where(np.isin(part, (3, 4, 23, 24, 15, 16, 17, 18))[..., None], SKIN * shade, shirt)
+    rgb = np.clip(rgb + rng.normal(0, 0.01, rgb.shape), 0, 1).astype(np.float32)
+    seen = part > 0 if seen_parts is None else np.isin(part, seen_parts)
+    return SimpleNamespace(pred_textures=torch.from_numpy(rgb).permute(2, 0, 1)[None],
+                           coverage=torch.from_numpy(seen.astype(np.float32))[None, None]), part
+
+
+@pytest.mark.parametrize("shirt", [SHIRT, BEIGE], ids=["blue", "beige"])
+def test_garment_swap_keeps_the_persons_skin_where_the_garment_shows_skin(shirt):
+    garment, part = _garment_with_skin(shirt)
+    person = _state_with_texture(torch.zeros(1, 3, 64, 64))
+    skin = garment_skin(garment, "upper")
+    assert skin is not None
+    out = garment_texture(person, garment, "upper", skin)[0].permute(1, 2, 0).numpy()
+    bare = np.isin(part, (15, 16, 17, 18))
+    torso = np.isin(part, (1, 2, 19, 20, 21, 22))
+    assert (out[bare] == 0).mean() > 0.95  # B's bare upper arms: A's own texels
+    assert (np.abs(out[torso] - shirt).max(axis=1) < 0.05).all()  # B's shirt (blue or beige): all B's
+    assert not skin[~np.isin(part, GARMENT_REGIONS["upper"])].any()
+
+
+def test_garment_skin_needs_the_garments_face_or_hands():
+    """No seen face or hand texels, or a skin model that is not warm (a blue-tinted photo): no skin test,
+    the whole region is taken (the behaviour without a skin model)."""
+    garment, _ = _garment_with_skin(SHIRT, seen_parts=(1, 2, 15, 16, 17, 18, 19, 20, 21, 22))
+    assert garment_skin(garment, "upper") is None
+    garment, _ = _garment_with_skin(SHIRT)
+    garment.pred_textures = torch.from_numpy(_blue(garment.pred_textures[0].permute(1, 2, 0).numpy() * 255)
+                                             / 255).permute(2, 0, 1)[None].float()
+    assert garment_skin(garment, "upper") is None
 
 
 def test_image_garment_swap_region_colours(exported, garment_photo, tmp_path):

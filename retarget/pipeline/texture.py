@@ -14,12 +14,14 @@ downstream changes:
   photo's), and the source branch is encoded again; the coarse image the refiner's target branch gets
   is read from the new texture;
 - :func:`garment_texture`: A's colour texture with the texels of one body region (DensePose parts,
-  :data:`GARMENT_REGIONS`) taken from B's.
+  :data:`GARMENT_REGIONS`) taken from B's, except those showing B's own bare skin (:func:`garment_skin`:
+  B's skin colour estimated from B's face and hands), which stay A's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,12 +208,93 @@ def garment_coverage(garment: SourceState, region: str) -> float:
     return float(seen[mask].mean()) if mask.any() else 0.0
 
 
-def garment_texture(person: SourceState, garment: SourceState, region: str) -> torch.Tensor:
-    """``(1, 3, Ht, Wt)`` the person's colour texture with ``region``'s texels from the garment's."""
+#: Parts that are almost always bare skin: hands (3, 4) and head (23, 24; hair is trimmed away).
+SKIN_PARTS = (3, 4, 23, 24)
+#: Fewest seen, trimmed skin-part texels (and fraction of the texture) a skin model needs.
+MIN_SKIN_TEXELS = 16
+#: A region texel is the garment photo's skin when its chroma is within this many robust spreads of the model.
+SKIN_DISTANCE = 3.0
+#: Floor of the model's chroma spread (Cr/Cb units of RGB in [0, 1]): JPEG noise and shading.
+SKIN_MIN_SPREAD = 0.012
+
+
+def _chroma(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(Y, Cr, Cb)`` of ``(..., 3)`` RGB in ``[0, 1]`` (BT.601, chroma centred on 0)."""
+    y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    return y, 0.713 * (rgb[..., 0] - y), 0.564 * (rgb[..., 2] - y)
+
+
+def skin_model(rgb: np.ndarray, seen: np.ndarray, part: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """One person's skin colour from the texels of :data:`SKIN_PARTS` their photo shows.
+
+    Args:
+        rgb: ``(Ht, Wt, 3)`` colour texture, RGB in ``[0, 1]``.
+        seen: ``(Ht, Wt) bool`` texels the photo showed.
+        part: ``(Ht, Wt)`` DensePose part of every texel.
+
+    Returns:
+        ``(centre, spread, y_min)``: the robust (median / MAD) centre and spread of ``(Cr, Cb)`` and the
+        darkest luminance still taken as skin; ``None`` when fewer than :data:`MIN_SKIN_TEXELS` texels
+        remain or the centre is not warm (``Cr <= Cb``: a glove, a mask, the back of a hat, a tinted photo).
+        Hair is dropped as the texels darker than half the pool's 90th luminance percentile, then outliers
+        beyond 2.5 spreads are trimmed twice.
+    """
+    pool = seen & np.isin(part, SKIN_PARTS)
+    if pool.sum() < MIN_SKIN_TEXELS:
+        return None
+    y, cr, cb = _chroma(rgb[pool].astype(np.float64))
+    keep = y >= 0.5 * np.percentile(y, 90)
+    for _ in range(3):
+        if keep.sum() < MIN_SKIN_TEXELS:
+            return None
+        c = np.stack([cr[keep], cb[keep]], axis=1)
+        centre = np.median(c, axis=0)
+        spread = np.maximum(1.4826 * np.median(np.abs(c - centre), axis=0), SKIN_MIN_SPREAD)
+        keep = keep & (np.hypot((cr - centre[0]) / spread[0], (cb - centre[1]) / spread[1]) <= 2.5)
+    if keep.sum() < MIN_SKIN_TEXELS or centre[0] <= centre[1]:
+        return None
+    return centre, spread, float(0.5 * np.percentile(y[keep], 10))
+
+
+def skin_texels(rgb: np.ndarray, model: tuple[np.ndarray, np.ndarray, float], within: np.ndarray) -> np.ndarray:
+    """``(Ht, Wt) bool`` texels of ``within`` whose colour is the person's skin by ``model`` (:func:`skin_model`):
+    chroma within :data:`SKIN_DISTANCE` spreads of its centre, not darker than its ``y_min``, and agreeing
+    with at least half of their 3×3 neighbours in ``within`` (isolated texels of a print or a seam are not skin)."""
+    import cv2
+
+    centre, spread, y_min = model
+    y, cr, cb = _chroma(rgb.astype(np.float64))
+    close = within & (y >= y_min) & (np.hypot((cr - centre[0]) / spread[0], (cb - centre[1]) / spread[1])
+                                     <= SKIN_DISTANCE)
+    box = np.ones((3, 3), np.float32)
+    near = cv2.filter2D(close.astype(np.float32), -1, box, borderType=cv2.BORDER_CONSTANT)
+    total = cv2.filter2D(within.astype(np.float32), -1, box, borderType=cv2.BORDER_CONSTANT)
+    return close & (near >= 0.5 * total)
+
+
+def garment_skin(garment: SourceState, region: str) -> np.ndarray | None:
+    """``(Ht, Wt) bool`` texels of ``region`` that show the garment photo's bare skin, or ``None`` when its
+    skin model cannot be estimated (it shows too little of its hands and face)."""
+    from retarget.uvmap.layout import texture_layout
+
+    rgb = garment.pred_textures[0].permute(1, 2, 0).float().cpu().numpy()
+    part = texture_layout(*rgb.shape[:2]).part
+    model = skin_model(rgb, garment.coverage[0, 0].cpu().numpy() > 0.5, part)
+    if model is None:
+        return None
+    return skin_texels(rgb, model, np.isin(part, GARMENT_REGIONS[region]))
+
+
+def garment_texture(person: SourceState, garment: SourceState, region: str,
+                    keep_skin: np.ndarray | None = None) -> torch.Tensor:
+    """``(1, 3, Ht, Wt)`` the person's colour texture with ``region``'s texels from the garment's, except the
+    ``keep_skin`` texels (``(Ht, Wt) bool``, e.g. :func:`garment_skin`), which stay the person's own."""
     if garment.pred_textures.shape != person.pred_textures.shape:
         raise ValueError("person and garment textures differ in size")
-    mask = torch.from_numpy(region_mask(region, tuple(person.pred_textures.shape[-2:])))
-    mask = mask.to(person.pred_textures.device)[None, None]
+    mask = region_mask(region, tuple(person.pred_textures.shape[-2:]))
+    if keep_skin is not None:
+        mask = mask & ~keep_skin
+    mask = torch.from_numpy(mask).to(person.pred_textures.device)[None, None]
     return torch.where(mask, garment.pred_textures.to(person.pred_textures.dtype), person.pred_textures)
 
 
@@ -272,9 +355,14 @@ def with_garment(person: SourceState, garment: SourceState, region: str, models:
     if seen < MIN_GARMENT_COVERAGE:
         raise InputError(f"{garment_path}: the garment photo shows only {100 * seen:.0f} % of the {region} body "
                          f"region; use a photo where those clothes are visible")
-    return with_texture(person, garment_texture(person, garment, region), models)
+    skin = garment_skin(garment, region)
+    if skin is None:
+        print(f"note: {garment_path}: the garment photo shows too little of its face and hands to tell its skin "
+              f"from its clothes; the whole {region} body region is taken from it", file=sys.stderr)
+    return with_texture(person, garment_texture(person, garment, region, skin), models)
 
 
 __all__ = ["GARMENT_REGIONS", "MIN_GARMENT_COVERAGE", "TextureExport", "check_source_edits", "edit_source",
            "export_texture", "garment_coverage",
-           "garment_texture", "read_texture", "region_mask", "texture_legend", "with_garment", "with_texture"]
+           "garment_skin", "garment_texture", "read_texture", "region_mask", "skin_model", "skin_texels",
+           "texture_legend", "with_garment", "with_texture"]
