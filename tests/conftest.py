@@ -9,6 +9,8 @@ in the test (``tests/assets.py``).
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,14 @@ def fixture_dirs(prefix: str, marker: str) -> list[Path]:
     root = SHARED / "fixtures"
     found = sorted(p for p in root.glob(f"{prefix}*") if (p / marker).exists()) if root.is_dir() else []
     return found or [root / prefix]  # a missing fixture is then skipped (fails under CI) in require_shared
+
+
+@pytest.fixture
+def no_leaked_threads():
+    """Every thread a test starts is gone when it ends."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and set(threading.enumerate()) - before:
+        time.sleep(0.01)
+    assert set(threading.enumerate()) - before == set()

@@ -12,17 +12,6 @@ import pytest
 from retarget.pipeline.stream import Stream
 
 
-@pytest.fixture
-def no_leaked_threads():
-    """Every thread a test starts is gone when it ends."""
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and set(threading.enumerate()) - before:
-        time.sleep(0.01)
-    assert set(threading.enumerate()) - before == set()
-
-
 def _doubled(items):
     for item in items:
         yield 2 * item

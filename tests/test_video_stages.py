@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -58,16 +57,6 @@ def _setup(folder):
 
 def _with(plan, **changes):
     return dataclasses.replace(plan, options=dataclasses.replace(plan.options, **changes))
-
-
-@pytest.fixture
-def no_leaked_threads():
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and set(threading.enumerate()) - before:
-        time.sleep(0.01)
-    assert set(threading.enumerate()) - before == set()
 
 
 def test_pass_one_plans_the_output(setup):
