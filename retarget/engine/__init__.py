@@ -56,6 +56,23 @@ def check_engine(engine: str) -> str:
     return engine
 
 
+def _requested(engine: str, device: str) -> str:
+    """``--engine`` after ``RETARGET_ENGINE`` (what ``auto`` means); an explicit ``openvino`` is checked here
+    (CPU only, installed)."""
+    check_engine(engine)
+    if engine == "auto" and auto_override():
+        engine = auto_override()
+    if engine == "openvino":
+        if not _on_cpu(device):
+            raise UsageError(f"--engine openvino runs on the CPU; with --device {device} use --engine torch")
+        require_openvino("--engine openvino")
+    return engine
+
+
+def _on_cpu(device: str) -> bool:
+    return str(device).startswith("cpu")
+
+
 def resolve_engine(engine: str, device: str, precision: str) -> str:
     """``torch`` or ``openvino`` for ``--engine`` on ``device`` at ``precision`` (see the module docstring).
 
@@ -63,25 +80,19 @@ def resolve_engine(engine: str, device: str, precision: str) -> str:
         UsageError: unknown engine; ``openvino`` on a non-CPU device or without OpenVINO installed;
             ``int8`` with the torch engine or without OpenVINO.
     """
-    check_engine(engine)
-    if engine == "auto" and auto_override():
-        engine = auto_override()
-    on_cpu = str(device).startswith("cpu")
+    engine = _requested(engine, device)
     if engine == "torch":
         if precision == "int8":
             raise UsageError("--precision int8 needs --engine openvino (or --engine auto with OpenVINO installed)")
         return "torch"
     if engine == "openvino":
-        if not on_cpu:
-            raise UsageError(f"--engine openvino runs on the CPU; with --device {device} use --engine torch")
-        require_openvino("--engine openvino")
         return "openvino"
     if precision == "int8":
-        if not on_cpu:
+        if not _on_cpu(device):
             raise UsageError(f"--precision int8 runs on the CPU (OpenVINO); with --device {device} use fp16 or fp32")
         require_openvino("--precision int8")
         return "openvino"
-    return "openvino" if on_cpu and precision != "fp16" and openvino_available() else "torch"
+    return "openvino" if _on_cpu(device) and precision != "fp16" and openvino_available() else "torch"
 
 
 #: Whether ``auto`` runs the DensePose port's backbone + FPN with OpenVINO (when installed, on CPU); set
@@ -91,18 +102,10 @@ AUTO_DENSEPOSE_OPENVINO = True
 
 def densepose_engine(engine: str, device: str) -> str:
     """The DensePose port's engine (``torch`` or ``openvino``) for ``--engine`` on ``device``."""
-    check_engine(engine)
-    if engine == "auto" and auto_override():
-        engine = auto_override()
-    on_cpu = str(device).startswith("cpu")
-    if engine == "openvino":
-        if not on_cpu:
-            raise UsageError(f"--engine openvino runs on the CPU; with --device {device} use --engine torch")
-        require_openvino("--engine openvino")
-        return "openvino"
-    if engine == "auto" and on_cpu and AUTO_DENSEPOSE_OPENVINO and openvino_available():
-        return "openvino"
-    return "torch"
+    engine = _requested(engine, device)
+    if engine == "auto":
+        return "openvino" if _on_cpu(device) and AUTO_DENSEPOSE_OPENVINO and openvino_available() else "torch"
+    return engine
 
 
 def densepose_engine_kwargs(engine: str, device: str, quiet: bool = False) -> dict:

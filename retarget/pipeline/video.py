@@ -113,13 +113,11 @@ class VideoOptions:
         if self.precision == "fp16" and not str(self.device).startswith("cuda"):
             raise UsageError("--precision fp16 needs --device cuda; on CPU use bf16 or fp32")
         PersonChoice.parse(self.person)
-        from retarget.engine import check_engine, require_openvino
+        from retarget.engine import check_engine, resolve_engine
 
         check_engine(self.engine)
-        if self.precision == "int8" and self.engine == "torch":
-            raise UsageError("--precision int8 needs --engine openvino (or --engine auto with OpenVINO installed)")
-        if self.engine == "openvino" or self.precision == "int8":  # fail before any work, not at pass 2
-            require_openvino(f"--engine {self.engine}" if self.precision != "int8" else "--precision int8")
+        if self.engine != "auto" or self.precision == "int8":  # an explicit choice fails before any work
+            resolve_engine(self.engine, self.device, self.precision)
 
     def keeps_others(self) -> bool:
         """Whether the driver's other people stay in the output (over the scene plate)."""
