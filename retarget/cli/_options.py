@@ -43,7 +43,7 @@ Person = Annotated[str, typer.Option(
     "--person", help="Driver person to replace: largest (default), center, left, right, or N: the N-th person "
                      "from the left (from 1) in the first frame with people; then followed. Everyone else "
                      "stays as in the driver (with --background scene). retarget frames numbers them.")]
-# --- inference engine (issue 14) ---
+# inference engine of the per-frame networks (retarget/engine, docs/performance.md)
 Engine = Annotated[str, typer.Option(
     "--engine", help="Per-frame refiner engine: auto (OpenVINO when installed and on CPU, else torch), torch or "
                      "openvino (pip install 'retarget[openvino]'; converted once, cached).")]

@@ -70,9 +70,7 @@ def batch_command(
     side_by_side: opt.SideBySide = False,
     precision: opt.Precision = "fp32",
     fill: opt.Fill = "body",
-    # --- inference engine (issue 14) ---
     engine: opt.Engine = "auto",
-    # ---
     temporal_filter: opt.TemporalFilter = True,
     temporal_strength: opt.TemporalStrength = 2,
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept source photos above 50 megapixels."),

@@ -70,11 +70,9 @@ def densepose_command(
         "--render", help="Videos: segm or iuv, written as an H.264 video to --out FILE.mp4.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Videos: frames per model call.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    # --- inference engine (issue 14) ---
     engine: Annotated[str, typer.Option(
         "--engine", help="torchvision backend: auto (OpenVINO backbone + FPN when installed, on CPU), torch or "
                          "openvino (pip install 'retarget[openvino]').")] = "auto",
-    # ---
 ) -> None:
     from retarget.weights.resolve import open_densepose_backend
 

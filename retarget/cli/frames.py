@@ -43,9 +43,7 @@ def frames_command(
                                                   help="Folder with inpainter.pth and refiner.pth."),
     weight_free: bool = typer.Option(False, "--weight-free", help="Ignore installed weights."),
     fill: opt.Fill = "body",
-    # --- inference engine (issue 14) ---
     engine: opt.Engine = "auto",
-    # ---
     temporal_filter: opt.TemporalFilter = True,
     temporal_strength: opt.TemporalStrength = 2,
     texture: opt.Texture = None,

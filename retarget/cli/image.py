@@ -57,11 +57,9 @@ def image_command(
     garment: opt.Garment = None,
     garment_iuv: opt.GarmentIUV = None,
     garment_region: opt.GarmentRegion = "upper",
-    # --- inference engine (issue 14) ---
     engine: str = typer.Option("auto", "--engine",
                                help="Refiner engine: auto (torch here: one frame does not repay a conversion), "
                                     "torch or openvino (pip install 'retarget[openvino]')."),
-    # ---
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept a source photo above 50 megapixels."),
 ) -> None:

@@ -54,9 +54,7 @@ def video_command(
     table: opt.Table = "training",
     precision: opt.Precision = "fp32",
     side_by_side: opt.SideBySide = False,
-    # --- inference engine (issue 14) ---
     engine: opt.Engine = "auto",
-    # ---
     temporal_filter: opt.TemporalFilter = True,
     temporal_strength: opt.TemporalStrength = 2,
     texture: opt.Texture = None,
