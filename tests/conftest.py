@@ -70,3 +70,12 @@ def no_leaked_threads():
     while time.monotonic() < deadline and set(threading.enumerate()) - before:
         time.sleep(0.01)
     assert set(threading.enumerate()) - before == set()
+
+
+def one_error_line(capsys) -> str:
+    """The one ``error…`` line a failed command printed on stderr (and no traceback)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error")]
+    assert len(lines) == 1, err
+    return lines[0]

@@ -51,29 +51,7 @@ def make_driver(path: Path, *, n: int = 12, width: int = 160, height: int = 120,
         mask = (iuv[..., :1] > 0)
         frames.append(np.where(mask, body, background))
         iuvs.append(iuv)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        if audio:
-            astream = container.add_stream("aac", rate=16000)
-            astream.layout = "mono"
-        for i, frame in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            vf.pts, vf.time_base = i, Fraction(1, fps)
-            for packet in stream.encode(vf):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-        if audio:
-            total = int(16000 * n / fps)
-            tone = (0.1 * np.sin(2 * np.pi * 440 * np.arange(total) / 16000)).astype(np.float32)
-            for start in range(0, total, 1024):
-                af = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="fltp", layout="mono")
-                af.sample_rate, af.pts = 16000, start
-                for packet in astream.encode(af):
-                    container.mux(packet)
-            for packet in astream.encode(None):
-                container.mux(packet)
+    write_clip(path, frames, fps, audio=audio)
     iuv_stack = np.stack(iuvs)
     if sidecar:
         folder = path.with_name(path.stem + ".iuv")
@@ -160,11 +138,14 @@ def tinted_source(folder: Path, tint=(0.35, 0.35, 1.0)) -> Path:
     return path
 
 
-def write_clip(path: Path, frames: list[np.ndarray], fps: int) -> None:
-    """Encode RGB ``frames`` as an H.264 ``.mp4`` without audio."""
+def write_clip(path: Path, frames: list[np.ndarray], fps: int, audio: bool = False) -> None:
+    """Encode RGB ``frames`` as an H.264 ``.mp4``; ``audio``: with a 440 Hz AAC tone as long as the video."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        if audio:
+            astream = container.add_stream("aac", rate=16000)
+            astream.layout = "mono"
         for i, frame in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             vf.pts, vf.time_base = i, Fraction(1, fps)
@@ -172,6 +153,16 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int) -> None:
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+        if audio:
+            total = int(16000 * len(frames) / fps)
+            tone = (0.1 * np.sin(2 * np.pi * 440 * np.arange(total) / 16000)).astype(np.float32)
+            for start in range(0, total, 1024):
+                af = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="fltp", layout="mono")
+                af.sample_rate, af.pts = 16000, start
+                for packet in astream.encode(af):
+                    container.mux(packet)
+            for packet in astream.encode(None):
+                container.mux(packet)
 
 
 class LookupDensePose:

@@ -20,7 +20,7 @@ from retarget.cli import main
 from retarget.cli.app import app
 from retarget.weights import load_manifest
 from retarget.weights import resolve as resolve_module
-from tests.conftest import EXAMPLE_IUV, EXAMPLE_PHOTO, REPO
+from tests.conftest import EXAMPLE_IUV, EXAMPLE_PHOTO, REPO, one_error_line
 from tests.media import make_driver
 
 R50 = "densepose-r50-fpn-s1x"
@@ -72,14 +72,6 @@ def assert_options_exist(path: tuple[str, ...], text: str) -> None:
     assert not unknown, f"`retarget {' '.join(path)}` has no {sorted(unknown)}, but its message names them: {text}"
 
 
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error")]
-    assert len(lines) == 1, err
-    return lines[0]
-
-
 # -- DensePose weights missing ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
@@ -107,7 +99,7 @@ def _check_missing_weights(text: str, path: tuple[str, ...], *, inputs: list[str
 def test_video_driver_needs_densepose(media, capsys):
     code = main(["video", "--source", str(media / "sided.jpg"), "--driver", str(media / "clip.mp4"), "--weight-free"])
     assert code == 1
-    text = _one_error_line(capsys)
+    text = one_error_line(capsys)
     _check_missing_weights(text, ("video",), inputs=[str(media / "clip.mp4")],
                            says=["the driving video needs DensePose", "--driver-iuv", "clip.iuv/", "clip.iuv.npz",
                                  "--densepose-weights"])
@@ -119,7 +111,7 @@ def test_video_source_needs_densepose(media, capsys):
     code = main(["video", "--source", str(media / "photo.jpg"), "--driver", str(media / "iuvclip.mp4"),
                  "--weight-free"])
     assert code == 1
-    text = _one_error_line(capsys)
+    text = one_error_line(capsys)
     _check_missing_weights(text, ("video",), inputs=[str(media / "photo.jpg")],
                            says=["the source photo needs DensePose", "--source-iuv", "photo_IUV.png"])
     assert "driving video" not in text
@@ -130,7 +122,7 @@ def test_frames_names_both_inputs_before_any_work(media, tmp_path, capsys):
     code = main(["frames", "--source", str(media / "photo.jpg"), "--driver", str(media / "clip.mp4"), "--out", str(out),
                  "--weight-free"])
     assert code == 1
-    text = _one_error_line(capsys)
+    text = one_error_line(capsys)
     _check_missing_weights(text, ("frames",), inputs=[str(media / "photo.jpg"), str(media / "clip.mp4")],
                            says=["--source-iuv", "--driver-iuv", "source photo", "driving video"])
     assert not out.exists()
@@ -138,7 +130,7 @@ def test_frames_names_both_inputs_before_any_work(media, tmp_path, capsys):
 
 def test_densepose_command_names_its_own_option(media, tmp_path, capsys):
     assert main(["densepose", str(media / "photo.jpg"), "--out", str(tmp_path / "o.npz")]) == 1
-    text = _one_error_line(capsys)
+    text = one_error_line(capsys)
     _check_missing_weights(text, ("densepose",), inputs=[str(media / "photo.jpg")], says=["--weights FILE.pkl"])
     assert "--densepose-weights" not in text
 
@@ -155,7 +147,7 @@ def test_batch_reports_each_job_up_front(media, tmp_path, capsys, dry_run):
     shutil.copytree(media / "iuvclip.iuv", drivers / "iuvclip.iuv")
     args = ["batch", "--sources", str(sources), "--drivers", str(drivers), "--out-dir", str(out), "--weight-free"]
     assert main(args + (["--dry-run"] if dry_run else [])) == 1
-    text = _one_error_line(capsys)
+    text = one_error_line(capsys)
     _check_missing_weights(text, ("batch",), inputs=[],
                            says=["3 of 4 jobs to run need DensePose",
                                  "clip_as_photo.mp4 (source photo photo.jpg and driving video clip.mp4)",
@@ -168,7 +160,7 @@ def test_batch_reports_each_job_up_front(media, tmp_path, capsys, dry_run):
 
 def test_image_says_how_to_make_an_iuv(capsys):
     assert main(["image", "--source", str(EXAMPLE_PHOTO), "--target-iuv", str(EXAMPLE_IUV), "-o", "x.png"]) == 2
-    text = _one_error_line(capsys)
+    text = one_error_line(capsys)
     assert "retarget densepose" in text and f"retarget weights fetch {R50}" in text
     assert_options_exist(("image",), text)
 
@@ -302,7 +294,7 @@ def test_keep_partial_is_offered_only_where_it_exists(tmp_path, capsys):
                        "--weight-free", "-q", "--frames", "0:9"]}
     for command, argv in runs.items():
         assert main(argv) == 1
-        text = _one_error_line(capsys)
+        text = one_error_line(capsys)
         assert "corrupt" in text, text
         assert ("--keep-partial" in text) == (command == "video"), text
         assert_options_exist((command,), text)

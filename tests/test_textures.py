@@ -24,7 +24,7 @@ from retarget.pipeline.texture import (
     with_texture,
 )
 from tests.assets import coordinpaint_dir
-from tests.conftest import EXAMPLE_IUV, EXAMPLE_PHOTO
+from tests.conftest import EXAMPLE_IUV, EXAMPLE_PHOTO, one_error_line
 from tests.media import make_driver, read_video, sample_source
 
 SIZE = 128  # texture / crop size of the round trips (the pipeline's default is 256; smaller is faster)
@@ -34,14 +34,6 @@ TORSO = (1, 2)
 
 def _rgb(path) -> np.ndarray:
     return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., ::-1].astype(np.float32)
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def _shift_fraction(result: np.ndarray, plain: np.ndarray, target: np.ndarray) -> float:
@@ -372,7 +364,7 @@ def test_invalid_texture_is_one_line_on_every_command(exported, tmp_path, capsys
     }
     for command, argv in runs.items():
         assert main(argv + ["--texture", str(path)]) == 1
-        text = _one_error_line(capsys)
+        text = one_error_line(capsys)
         assert says in text and str(path) in text, text
         assert_options_exist((command,), text)
     assert not (tmp_path / "o.mp4").exists()
@@ -386,7 +378,7 @@ def test_invalid_texture_on_image_and_batch(exported, tmp_path, capsys):
     small, _ = _bad_textures(tmp_path)["size"]
     assert main(["image", "--source", str(exported["photo"]), "--source-iuv", str(EXAMPLE_IUV), "--target-iuv",
                  str(EXAMPLE_IUV), "--weight-free", "-o", str(tmp_path / "o.png"), "--texture", str(small)]) == 1
-    text = _one_error_line(capsys)
+    text = one_error_line(capsys)
     assert "is 64x64 but this run uses 256x256" in text and "`retarget texture --size N` (N = 256)" in text
     assert_options_exist(("image",), text)
     assert not (tmp_path / "o.png").exists()
@@ -414,7 +406,7 @@ def test_texture_and_garment_options_are_checked_before_any_work(exported, garme
     for name, argv in (("video", video), ("image", image)):
         for extra, says in cases:
             assert main(argv + extra) == 2
-            text = _one_error_line(capsys)
+            text = one_error_line(capsys)
             assert says in text, text
             assert_options_exist((name,), text)
     assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "o.png").exists()
@@ -434,7 +426,7 @@ def test_garment_photo_without_a_person(exported, tmp_path, capsys):
     }
     for command, argv in runs.items():
         assert main(argv + ["--garment", str(empty)]) == 1
-        text = _one_error_line(capsys)
+        text = one_error_line(capsys)
         assert f"{empty}: no person found in the garment photo" in text, text
         assert_options_exist((command,), text)
     assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "o.png").exists()
@@ -450,7 +442,7 @@ def test_garment_photo_that_does_not_show_the_region(exported, tmp_path, capsys)
     assert main(["image", "--source", str(exported["small"]), "--source-iuv", str(exported["small_iuv"]),
                  "--target-iuv", str(exported["small_iuv"]), "--weight-free", "-o", str(tmp_path / "o.png"),
                  "--garment", str(head)]) == 1
-    text = _one_error_line(capsys)
+    text = one_error_line(capsys)
     assert "shows only 0 % of the upper body region" in text, text
 
 
@@ -461,7 +453,7 @@ def test_image_garment_needs_its_iuv(exported, tmp_path, capsys):
     lone.write_bytes(EXAMPLE_PHOTO.read_bytes())
     assert main(["image", "--source", str(exported["photo"]), "--source-iuv", str(EXAMPLE_IUV), "--target-iuv",
                  str(EXAMPLE_IUV), "--weight-free", "-o", str(tmp_path / "o.png"), "--garment", str(lone)]) == 2
-    text = _one_error_line(capsys)
+    text = one_error_line(capsys)
     assert "--garment-iuv" in text and "lone_IUV.png" in text and "retarget densepose" in text
     assert_options_exist(("image",), text)
 
@@ -537,7 +529,7 @@ def test_garment_needs_densepose_message(exported, tmp_path, capsys):
     lone.write_bytes(EXAMPLE_PHOTO.read_bytes())
     assert main(["video", "--source", str(exported["photo"]), "--driver", str(exported["driver"]), "--weight-free",
                  "-o", str(tmp_path / "o.mp4"), "--garment", str(lone)]) == 1
-    text = _one_error_line(capsys)
+    text = one_error_line(capsys)
     assert f"{lone}: the garment photo needs DensePose" in text and "--garment-iuv FILE, or lone_IUV.png" in text
     assert_options_exist(("video",), text)
 
@@ -552,7 +544,7 @@ def test_texture_command_usage_errors(exported, tmp_path, capsys):
              (["-o", str(tmp_path / "t.png"), "--fill", "mean"], "--fill 'mean'")]
     for extra, says in cases:
         assert main(base + extra) == 2
-        text = _one_error_line(capsys)
+        text = one_error_line(capsys)
         assert says in text, text
         assert_options_exist(("texture",), text)
     assert not list(tmp_path.iterdir())
@@ -566,7 +558,7 @@ def test_missing_garment_files(exported, tmp_path, capsys):
     missing = tmp_path / "nobody.jpg"
     for argv in (video, image):
         assert main(argv + ["--garment", str(missing)]) == 1
-        assert f"{missing}: garment photo not found" in _one_error_line(capsys)
+        assert f"{missing}: garment photo not found" in one_error_line(capsys)
     assert main(video + ["--garment", str(EXAMPLE_PHOTO), "--garment-iuv", str(missing)]) == 1
-    assert f"{missing}: garment IUV not found" in _one_error_line(capsys)
+    assert f"{missing}: garment IUV not found" in one_error_line(capsys)
     assert not list(tmp_path.iterdir())
