@@ -150,21 +150,6 @@ def test_body_fill_is_finite_deterministic_and_keeps_an_empty_texture():
         ops.body_fill(texture, coverage, texture_layout(64, 64))
 
 
-def test_push_pull_stays_inside_labels():
-    labels = torch.zeros(16, 16, dtype=torch.long)
-    labels[:, :8] = 1
-    labels[:, 8:] = 2
-    values = torch.zeros(1, 1, 16, 16)
-    values[..., :8] = 5.0
-    values[..., 8:] = -3.0
-    known = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
-    known[..., 0, 0] = True
-    known[..., 15, 15] = True
-    out, valid = ops.push_pull_fill(values * known, known, labels, 2)
-    assert valid.all()
-    assert torch.all(out[..., :8] == 5.0) and torch.all(out[..., 8:] == -3.0)
-
-
 def test_fill_option_reaches_the_pipeline():
     from retarget.pipeline import prepare_source
 
@@ -287,12 +272,12 @@ def test_copyable_texels_leave_out_part_borders(layout):
 
 
 @pytest.mark.parametrize("shape", [(3, 40), (40, 3), (36, 48)])
-def test_push_pull_reaches_every_texel_of_non_square_textures(shape):
+def test_part_nearest_fill_reaches_every_texel_of_non_square_textures(shape):
     labels = torch.ones(shape, dtype=torch.long)
     values = torch.zeros(1, 1, *shape)
     known = torch.zeros(1, 1, *shape, dtype=torch.bool)
     values[..., 0, 0], known[..., 0, 0] = 7.0, True  # one seed in a corner
-    out, valid = ops.push_pull_fill(values, known, labels, 1)
+    out, valid = ops.part_nearest_fill(values, known, labels, 1)
     assert valid.all()
     torch.testing.assert_close(out, torch.full_like(out, 7.0))
 

@@ -4,7 +4,7 @@ Conventions are documented in :mod:`retarget.ops.coords`.
 """
 
 from retarget.ops.coords import BACKGROUND_UV, batched_meshgrid, make_meshgrid, split_uv_mask
-from retarget.ops.fill import body_fill, nearest_fill, part_nearest_fill, push_pull_fill
+from retarget.ops.fill import body_fill, nearest_fill, part_nearest_fill
 from retarget.ops.warp import (
     colour_texture_from_source,
     coordinates_to_target,
@@ -23,7 +23,6 @@ __all__ = [
     "make_meshgrid",
     "nearest_fill",
     "part_nearest_fill",
-    "push_pull_fill",
     "render_target",
     "sample_texture",
     "split_uv_mask",

@@ -36,63 +36,11 @@ def nearest_fill(texture: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(out)).to(device=texture.device, dtype=texture.dtype)
 
 
-def push_pull_fill(values: torch.Tensor, known: torch.Tensor, labels: torch.Tensor, n_labels: int
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smoothly fill unknown texels from the known texels *of the same label* (multi-scale push-pull).
-
-    Push: per label, coverage-weighted sums are pooled 2×2 down to a single cell. Pull: from the coarsest
-    level up, every cell without known texels of its label takes the bilinearly upsampled coarser
-    average. Values never mix across labels; known texels keep their value exactly.
-
-    Args:
-        values: ``(N, C, H, W)`` float values (e.g. a coordinate texture).
-        known: ``(N, 1, H, W)`` bool or {0, 1}, which texels hold a value.
-        labels: ``(H, W)`` int64 label per texel in ``0 .. n_labels``; label 0 is never filled.
-        n_labels: number of labels (1..n_labels are filled).
-
-    Returns:
-        ``(filled, valid)``: ``filled`` ``(N, C, H, W)`` with unknown texels of every label that has at
-        least one known texel filled (other texels unchanged); ``valid`` ``(N, 1, H, W)`` bool, texels
-        that now hold a value (known, or filled here).
-    """
-    import torch.nn.functional as F
-
-    n, c, h, w = values.shape
-    onehot = F.one_hot(labels.clamp(0, n_labels), n_labels + 1)[..., 1:].permute(2, 0, 1).to(values.dtype)
-    weight = known.to(values.dtype) * onehot[None]  # (N, L, H, W)
-    total = (values[:, None] * weight[:, :, None]).reshape(n, n_labels * c, h, w)
-    levels = [(total, weight)]
-    while max(levels[-1][1].shape[-2:]) > 1:  # down to a single cell (non-square: one axis stops first)
-        t, wt = levels[-1]
-        kernel = (2 if t.shape[-2] > 1 else 1, 2 if t.shape[-1] > 1 else 1)
-        levels.append((F.avg_pool2d(t, kernel, ceil_mode=True, divisor_override=1),
-                       F.avg_pool2d(wt, kernel, ceil_mode=True, divisor_override=1)))
-    mean = None
-    for t, wt in reversed(levels):
-        have = (wt > 1e-8).repeat_interleave(c, dim=1)
-        own = t / wt.repeat_interleave(c, dim=1).clamp(min=1e-8)
-        if mean is None:
-            mean = torch.where(have, own, torch.zeros_like(own))
-        else:
-            up = F.interpolate(mean, size=t.shape[-2:], mode="bilinear", align_corners=False)
-            mean = torch.where(have, own, up)
-    # every label with any known texel is defined everywhere after the pull; pick each texel's label
-    index = labels.clamp(min=1) - 1
-    per_label = mean.reshape(n, n_labels, c, h, w)
-    picked = torch.gather(per_label, 1, index[None, None, None].expand(n, 1, c, h, w))[:, 0]
-    has_known = weight.flatten(2).sum(-1) > 0  # (N, L): labels with at least one known texel
-    label_has = has_known.gather(1, index.reshape(1, -1).expand(n, -1))
-    fillable = (label_has.reshape(n, 1, h, w) & (labels > 0)[None, None])
-    known = known.bool()
-    out = torch.where(known | ~fillable, values, picked)
-    return out, known | fillable
-
-
 def part_nearest_fill(values: torch.Tensor, known: torch.Tensor, labels: torch.Tensor, n_labels: int
                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """Give every unknown texel of a label the value of the nearest known texel *of the same label*.
 
-    Unlike an average (:func:`push_pull_fill`), every filled value is one of the label's known values: a
+    Unlike an average (e.g. a push-pull fill), every filled value is one of the label's known values: a
     coordinate texture filled this way only points at places its known texels point at (averaging the
     coordinates of two distant places of a photo points between them, at whatever lies there).
     Nearest neighbours and ties as in ``scipy.ndimage.distance_transform_edt``, per label's bounding box.
@@ -103,7 +51,8 @@ def part_nearest_fill(values: torch.Tensor, known: torch.Tensor, labels: torch.T
         n_labels: number of labels.
 
     Returns:
-        ``(filled, valid)`` as :func:`push_pull_fill`: every texel of a label with a known texel is filled.
+        ``(filled, valid)``: ``filled`` ``(N, C, H, W)`` with every texel of a label that has a known texel
+        filled (other texels unchanged); ``valid`` ``(N, 1, H, W)`` bool, texels that now hold a value.
     """
     vals = values.detach().cpu().numpy().copy()
     kn = known.detach().cpu().numpy()[:, 0].astype(bool)
