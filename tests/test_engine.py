@@ -92,6 +92,53 @@ def test_render_targets_through_openvino_matches_torch(models, engine_home):
     assert (outputs[0] - outputs[1]).abs().max().item() > 1e-3  # the source features are inputs
 
 
+def test_converted_refiner_has_static_input_shapes(models, engine_home):
+    """Tracing leaves every dimension dynamic; the cached model must carry the one shape it serves."""
+    from retarget.engine.openvino_refiner import OpenVINORefiner
+
+    refiner = OpenVINORefiner(models.refiner, batch_size=3, size=(48, 64))
+    ngf, shapes = models.refiner.ngf, {}
+    for port in refiner.compiled.inputs:
+        assert port.get_partial_shape().is_static, port
+        shapes[port.get_any_name()] = list(port.get_shape())
+    assert shapes == {"source_full": [1, ngf, 48, 64], "source_half": [1, ngf, 24, 32],
+                      "source_quarter": [1, ngf, 12, 16], "target_input": [3, models.refiner.in_target, 48, 64],
+                      "target_xy": [3, 2, 48, 64], "target_mask": [3, 1, 48, 64]}
+
+
+def test_layer_profile_names_every_convolution_with_its_macs(models, engine_home):
+    """bench/engine_profile.py's figures: every convolution of the decode branch is counted, with the MACs
+    that torch's own layers give (forward hooks) and a time from OpenVINO's counters."""
+    from retarget.engine.openvino_refiner import OpenVINORefiner
+    from retarget.engine.profile import conv_macs, profile_model
+
+    batch, size = 2, 64
+    refiner = OpenVINORefiner(models.refiner, batch_size=batch, size=size)
+    expected = []
+
+    def count(module, args, out):
+        expected.append(out.numel() * module.in_channels // module.groups * module.kernel_size[0]
+                        * module.kernel_size[1])
+
+    source, target, xy, mask = _inputs(models.refiner, batch, size)  # (runs the source branch: before the hooks)
+    hooks = [m.register_forward_hook(count) for m in models.refiner.modules() if isinstance(m, torch.nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            models.refiner.decode(source, target, xy, mask)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    macs = conv_macs(refiner.model)
+    assert len(macs) == len(expected) == 13  # target encoder 3, residual 6, decoder 3, final 1
+    assert sum(macs.values()) == sum(expected)
+    inputs = [[*(f.numpy() for f in source.scales), target.numpy(), xy.numpy(), mask.numpy()]]
+    result = profile_model(refiner.model, inputs, calls=2, frames_per_call=batch)
+    assert set(result.macs) == set(macs)  # every convolution ran under its torch layer's name
+    assert result.conv_s() > 0 and result.gmac_per_s() > 0 and result.wall_s > 0
+    assert sum(result.macs.values()) == sum(expected) / batch
+    assert all(result.by_layer[name] > 0 for name in macs)
+
+
 def test_refiner_conversion_is_cached_and_keyed(models, engine_home, monkeypatch):
     from densepose_adapter.openvino_cache import entry_key
     from retarget.engine import openvino_refiner

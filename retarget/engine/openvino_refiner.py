@@ -23,6 +23,10 @@ INT8_BUDGET = {"mean": 1.5, "p99": 8.0}
 
 INPUT_NAMES = ("source_full", "source_half", "source_quarter", "target_input", "target_xy", "target_mask")
 
+#: Bump when :func:`convert_decode` changes what a converted model holds (part of the cache key).
+#: 2: static input shapes (the traced model had fully dynamic ones).
+CONVERT_VERSION = "2"
+
 
 class DecodeBranch(nn.Module):
     """``Refiner.decode`` as a module with plain tensor inputs (what gets converted)."""
@@ -54,17 +58,23 @@ def example_inputs(refiner: Refiner, batch: int, size: int | tuple[int, int]) ->
 
 
 def convert_decode(refiner: Refiner, batch: int, size: int | tuple[int, int]):
-    """``openvino.Model`` of the decode branch at a static ``(batch, size)``; inputs named :data:`INPUT_NAMES`."""
+    """``openvino.Model`` of the decode branch at a static ``(batch, size)``; inputs named :data:`INPUT_NAMES`.
+
+    Tracing leaves every input dimension dynamic; the model is reshaped to the example inputs' shapes so
+    that OpenVINO folds the shape arithmetic (warp meshgrids) and picks kernels for the one shape used.
+    """
     from retarget.engine import require_openvino
 
     ov = require_openvino()
     import warnings
 
+    inputs = example_inputs(refiner, batch, size)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings: shapes are static per converted model
-        model = ov.convert_model(DecodeBranch(refiner.eval()), example_input=example_inputs(refiner, batch, size))
+        model = ov.convert_model(DecodeBranch(refiner.eval()), example_input=inputs)
     for port, name in zip(model.inputs, INPUT_NAMES):
         port.get_tensor().set_names({name})
+    model.reshape({name: list(t.shape) for name, t in zip(INPUT_NAMES, inputs)})
     return model
 
 
@@ -76,12 +86,16 @@ def engine_cache():
     return ModelCache(cache_dir() / "engines")
 
 
-def compile_model(model, precision: str):
-    """Compiled for the CPU; ``bf16`` asks for bf16 inference (only chosen where the CPU has it natively)."""
+def compile_model(model, precision: str, profile: bool = False):
+    """Compiled for the CPU; ``bf16`` asks for bf16 inference (only chosen where the CPU has it natively);
+    ``profile`` turns on OpenVINO's per-layer performance counters (bench/engine_profile.py)."""
     from densepose_adapter.openvino_cache import core
 
     hint = "bf16" if precision == "bf16" else "f32"
-    return core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
+    config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+    if profile:
+        config["PERF_COUNT"] = True
+    return core().compile_model(model, "CPU", config)
 
 
 class OpenVINORefiner:
@@ -114,7 +128,8 @@ class OpenVINORefiner:
         self.batch_size, self.hw = int(batch_size), _hw(size)
         cache = engine_cache()
         digest = state_digest(refiner)
-        base = {"net": "refiner-decode", "weights": digest, "batch": self.batch_size, "size": list(self.hw),
+        base = {"net": "refiner-decode", "convert": CONVERT_VERSION, "weights": digest, "batch": self.batch_size,
+                "size": list(self.hw),
                 "channels": [refiner.in_source, refiner.in_target, refiner.out_channels, refiner.ngf]}
         shape = f"batch {self.batch_size}, {self.hw[1]}x{self.hw[0]}"
 
@@ -147,6 +162,7 @@ class OpenVINORefiner:
                       f"(mean {meta['err_mean']:.2f}, p99 {meta['err_p99']:.1f} grey levels) exceeds the budget "
                       f"(mean ≤ {INT8_BUDGET['mean']}, p99 ≤ {INT8_BUDGET['p99']}); running OpenVINO fp32",
                       file=sys.stderr)
+        self.model = model  #: the ``openvino.Model`` that runs (int8, or fp32 after a fallback)
         self.compiled = compile_model(model, self.precision)
 
     # -- the part of the Refiner interface the pipeline uses ------------------------------------
