@@ -105,9 +105,10 @@ def variant_models(models: Models, engine: str, precision: str, batch: int, accu
                               inpainter=models.inpainter, over_budget="run", accuracy_control=accuracy_control)
     if precision == "int8":
         meta = refiner.meta
+        fp32_layers = ", ".join(meta.get("fp32_convolutions", [])) or "none"
         print(f"  int8 refiner crop error on the example frames: mean {meta['err_mean']:.2f}, p99 "
-              f"{meta['err_p99']:.1f} grey levels ({meta['method']}); within budget: {meta['within_budget']}",
-              flush=True)
+              f"{meta['err_p99']:.1f} grey levels ({meta['method']}); within budget: {meta['within_budget']}; "
+              f"convolutions in fp32: {fp32_layers}", flush=True)
     return Models(models.inpainter, refiner)
 
 

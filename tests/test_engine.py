@@ -4,6 +4,7 @@ backbone through OpenVINO, and the CUDA path's host/device copies (checked on th
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -259,18 +260,22 @@ def test_int8_on_the_tiny_models_meets_its_budget_or_falls_back(models, engine_h
     refiner = OpenVINORefiner(models.refiner, precision="int8", batch_size=2, size=64, inpainter=models.inpainter)
     meta = refiner.meta
     assert meta["precision"] == "int8" and meta["err_mean"] > 0  # int8 really differs from fp32
+    layer = re.compile(r"(target_encoder|residual|decoder)\.\d\.conv|final")
+    assert all(layer.fullmatch(name) for name in meta["fp32_convolutions"]), meta["fp32_convolutions"]
     # the stored figures are what an independent measurement on the validation frames gives
     frames = example_refiner_inputs(models.refiner, models.inpainter, 64)[1::2]
     items = batched(frames, 2)
     fp32 = OpenVINORefiner(models.refiner, batch_size=2, size=64)
     references = [np.array(fp32.compiled(item)[0], copy=True) for item in items]
+    err = capsys.readouterr().err
     if meta["within_budget"]:
         assert refiner.precision == "int8"
+        assert ("kept in fp32" in err) == bool(meta["fp32_convolutions"])  # the user is told what stayed fp32
         err_mean, err_p99 = measure(refiner.compiled, items, references)
         assert err_mean == pytest.approx(meta["err_mean"], rel=1e-3, abs=1e-3)
         assert err_mean <= INT8_BUDGET["mean"] and err_p99 <= INT8_BUDGET["p99"]
     else:
-        assert refiner.precision == "fp32" and "exceeds the budget" in capsys.readouterr().err
+        assert refiner.precision == "fp32" and "exceeds the budget" in err
     forced = OpenVINORefiner(models.refiner, precision="int8", batch_size=2, size=64, inpainter=models.inpainter,
                              over_budget="run")
     assert forced.precision == "int8"

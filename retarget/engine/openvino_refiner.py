@@ -147,7 +147,7 @@ class OpenVINORefiner:
 
             def build_int8():
                 return quantize_refiner(fp32_model, refiner, inpainter, self.batch_size, self.hw, INT8_BUDGET,
-                                        quiet=quiet, max_rounds=3 if accuracy_control else 0)
+                                        quiet=quiet, max_rounds=5 if accuracy_control else 0)
 
             key = entry_key(dict(base, precision="int8", calibration=CALIBRATION_VERSION, budget=INT8_BUDGET,
                                   accuracy_control=accuracy_control))
@@ -157,6 +157,12 @@ class OpenVINORefiner:
             self.meta = meta
             if meta.get("within_budget") or over_budget == "run":
                 model, self.precision = int8_model, "int8"
+                kept = meta.get("fp32_convolutions") or []
+                if kept and meta.get("within_budget") and not quiet:
+                    print(f"note: --precision int8: within the error budget (mean {meta['err_mean']:.2f}, p99 "
+                          f"{meta['err_p99']:.1f} grey levels on the example frames) with {len(kept)} convolution(s) "
+                          f"kept in fp32 by accuracy control ({', '.join(kept)}), so it gains less speed",
+                          file=sys.stderr)
             else:
                 print(f"warning: --precision int8: the quantized refiner's error on the example frames "
                       f"(mean {meta['err_mean']:.2f}, p99 {meta['err_p99']:.1f} grey levels) exceeds the budget "
