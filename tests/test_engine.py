@@ -337,3 +337,31 @@ def test_autocast_only_for_torch_mixed_precisions():
     for precision in ("fp32", "int8"):
         assert isinstance(_autocast(precision, torch.device("cpu")), contextlib.nullcontext)
     assert not isinstance(_autocast("bf16", torch.device("cpu")), contextlib.nullcontext)
+
+
+def test_image_command_with_openvino_matches_torch(engine_home, tmp_path, monkeypatch):
+    """`retarget image --engine openvino` (converted at the photo's own size, batch 1) renders what torch does."""
+    from retarget.cli import main
+    from retarget.io.image import read_image_rgb
+    from tests.assets import coordinpaint_dir
+    from tests.conftest import EXAMPLE_IUV, EXAMPLE_PHOTO
+
+    from PIL import Image
+
+    target_iuv = tmp_path / "mirrored_IUV.png"  # a second pose of the photo's size: the source pose mirrored
+    Image.open(EXAMPLE_IUV).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(target_iuv)
+    common = ["image", "--source", str(EXAMPLE_PHOTO), "--source-iuv", str(EXAMPLE_IUV), "--target-iuv",
+              str(target_iuv), "--checkpoint-dir", str(coordinpaint_dir())]
+    from retarget.engine.openvino_refiner import OpenVINORefiner
+
+    calls, decode = [], OpenVINORefiner.decode
+    monkeypatch.setattr(OpenVINORefiner, "decode", lambda self, *a: calls.append(self.hw) or decode(self, *a))
+    outputs = {}
+    for engine in ("torch", "openvino"):
+        out = tmp_path / f"{engine}.png"
+        assert main([*common, "--engine", engine, "-o", str(out)]) == 0
+        outputs[engine] = read_image_rgb(out).astype(np.int16)
+    assert calls == [(256, 256)]  # only the openvino run went through the converted model, at the photo's size
+    diff = np.abs(outputs["openvino"] - outputs["torch"])
+    assert diff.max() <= 1, diff.max()
+    assert outputs["torch"].std() > 5  # a picture, not a blank frame
