@@ -161,7 +161,7 @@ class OpenVINORefiner:
                 if kept and meta.get("within_budget") and not quiet:
                     print(f"note: --precision int8: within the error budget (mean {meta['err_mean']:.2f}, p99 "
                           f"{meta['err_p99']:.1f} grey levels on the example frames) with {len(kept)} convolution(s) "
-                          f"kept in fp32 by accuracy control ({', '.join(kept)}), so it gains less speed",
+                          f"kept in fp32 ({', '.join(kept)}), so it gains less speed",
                           file=sys.stderr)
             else:
                 print(f"warning: --precision int8: the quantized refiner's error on the example frames "
