@@ -5,11 +5,17 @@
 dynamic batch, height and width (tracked-region crops change the input size every frame) and is
 cached on disk by :class:`densepose_adapter.openvino_cache.ModelCache`, keyed by the weights' digest,
 the config and the OpenVINO version.
+
+An input shape seen twice in a row (full-frame DensePose: one shape per video) is compiled once more
+for that static shape, which OpenVINO runs faster (ResNet-50 + FPN at 928×512 on 2 AVX2 cores: 0.74 s
+instead of 0.84 s with the dynamic shape; compiling takes ≈ 0.15 s); the last :data:`STATIC_SHAPES`
+such compiles are kept. One-off shapes (tracked crops) use the dynamic model.
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -17,6 +23,11 @@ from torch import nn
 
 #: ``engine`` values of the port: torch eager, or backbone + FPN through OpenVINO.
 ENGINES = ("torch", "openvino")
+
+#: How many static-shape compiles :class:`OpenVINOBackbone` keeps (least recently used dropped first).
+STATIC_SHAPES = 4
+
+_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
 
 
 class _FPNOutputs(nn.Module):
@@ -68,11 +79,31 @@ class OpenVINOBackbone(nn.Module):
         message = None if quiet else (f"converting the DensePose backbone to OpenVINO (fp32); once, cached under "
                                       f"{cache.root}")
         model, _ = cache.get("densepose-fpn", key, lambda: (convert_fpn(fpn), {"precision": "fp32"}), message)
-        self.compiled = core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
-                                                            "PERFORMANCE_HINT": "LATENCY"})
+        self.model = model
+        self.compiled = core().compile_model(model, "CPU", _CONFIG)  # dynamic input shape
+        self.static: OrderedDict[tuple[int, ...], object] = OrderedDict()  #: shape → static-shape compile
+        self._last_shape: tuple[int, ...] | None = None
+
+    def compiled_for(self, shape: tuple[int, ...]):
+        """The compiled model to run an input of ``shape`` with (see the module docstring)."""
+        from densepose_adapter.openvino_cache import core
+
+        shape = tuple(int(d) for d in shape)
+        repeated, self._last_shape = shape == self._last_shape, shape
+        if shape in self.static:
+            self.static.move_to_end(shape)
+            return self.static[shape]
+        if not repeated:
+            return self.compiled
+        model = self.model.clone()
+        model.reshape({model.inputs[0]: list(shape)})
+        self.static[shape] = core().compile_model(model, "CPU", _CONFIG)
+        while len(self.static) > STATIC_SHAPES:
+            self.static.popitem(last=False)
+        return self.static[shape]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        result = self.compiled([x.detach().float().cpu().numpy()])
+        result = self.compiled_for(x.shape)([x.detach().float().cpu().numpy()])
         outs = [torch.from_numpy(np.array(result[i], dtype=np.float32, copy=True)).to(x.device)
                 for i in range(len(self.out_features))]
         return dict(zip(self.out_features, outs))

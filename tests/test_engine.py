@@ -299,6 +299,34 @@ def test_densepose_backbone_through_openvino_matches_torch(engine_home):
             assert (got[name] - expected[name]).abs().max().item() <= 1e-4 * max(1.0, expected[name].abs().max())
 
 
+def test_densepose_backbone_compiles_a_repeated_input_shape_statically(engine_home, monkeypatch):
+    """Full-frame DensePose repeats one shape: from its second frame on it runs a static-shape compile
+    (same outputs); one-off shapes (tracked crops) stay on the dynamic model; the compiles are bounded."""
+    from densepose_adapter import openvino_backbone
+    from densepose_adapter.openvino_backbone import OpenVINOBackbone
+    from densepose_adapter.rcnn import build_model, load_config
+
+    folder = densepose_dir()
+    model = build_model(folder / "model_tiny.pkl", load_config(folder / "meta.json"))
+    backbone = OpenVINOBackbone(model.backbone, engine_home, {"test": 1}, quiet=True)
+    monkeypatch.setattr(openvino_backbone, "STATIC_SHAPES", 2)
+    x = torch.randn(1, 3, 96, 128)
+    first = backbone(x)
+    assert backbone.compiled_for((1, 3, 64, 64)) is backbone.compiled  # a new shape: dynamic
+    assert not backbone.static
+    backbone(x)
+    second = backbone(x)  # x's shape again, twice in a row → static
+    assert list(backbone.static) == [(1, 3, 96, 128)]
+    static = backbone.static[(1, 3, 96, 128)]
+    assert static.inputs[0].get_partial_shape().is_static
+    for name in first:
+        assert (second[name] - first[name]).abs().max().item() <= 1e-5 * max(1.0, first[name].abs().max())
+    for hw in ((64, 64), (64, 96), (32, 32)):
+        backbone(torch.randn(1, 3, *hw))
+        backbone(torch.randn(1, 3, *hw))
+    assert list(backbone.static) == [(1, 3, 64, 96), (1, 3, 32, 32)]  # the oldest dropped, at most 2 kept
+
+
 @pytest.mark.slow
 def test_densepose_backend_openvino_gives_the_same_iuv(engine_home):
     from densepose_adapter.torchvision_backend import TorchvisionDensePoseBackend
