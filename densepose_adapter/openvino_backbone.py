@@ -9,7 +9,7 @@ the config and the OpenVINO version.
 An input shape seen twice in a row (full-frame DensePose: one shape per video) is compiled once more
 for that static shape, which OpenVINO runs faster (ResNet-50 + FPN at 928×512 on 2 AVX2 cores: 0.74 s
 instead of 0.84 s with the dynamic shape; compiling takes ≈ 0.15 s); the last :data:`STATIC_SHAPES`
-such compiles are kept. One-off shapes (tracked crops) use the dynamic model.
+such compile(s) are kept. One-off shapes (tracked crops) use the dynamic model.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from torch import nn
 ENGINES = ("torch", "openvino")
 
 #: How many static-shape compiles :class:`OpenVINOBackbone` keeps (least recently used dropped first).
-STATIC_SHAPES = 4
+#: Each holds its own copy of the weights and buffers (≈ 230 MB for ResNet-50 + FPN at 928×512), and
+#: full-frame DensePose needs only one.
+STATIC_SHAPES = 1
 
 _CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
 
