@@ -29,8 +29,6 @@ ENGINES = ("torch", "openvino")
 #: full-frame DensePose needs only one.
 STATIC_SHAPES = 1
 
-_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-
 
 class _FPNOutputs(nn.Module):
     """The FPN with a tuple output (``p2`` … ``p6``), for conversion."""
@@ -53,7 +51,7 @@ def convert_fpn(fpn, size_divisibility: int = 32):
     import warnings
 
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings: shapes are static per converted model
+        warnings.simplefilter("ignore")  # tracer warnings about data-dependent shapes: the input is dynamic here
         model = ov.convert_model(_FPNOutputs(fpn.eval()), example_input=example,
                                  input=[ov.PartialShape([-1, 3, -1, -1])])
     return model
@@ -71,7 +69,7 @@ class OpenVINOBackbone(nn.Module):
 
     def __init__(self, fpn, cache_root: str | os.PathLike, key_payload: dict, quiet: bool = False):
         super().__init__()
-        from densepose_adapter.openvino_cache import ModelCache, core, entry_key, state_digest
+        from densepose_adapter.openvino_cache import ModelCache, compile_cpu, entry_key, state_digest
 
         self.out_features = fpn.out_features
         self.strides = fpn.strides
@@ -82,13 +80,13 @@ class OpenVINOBackbone(nn.Module):
                                       f"{cache.root}")
         model, _ = cache.get("densepose-fpn", key, lambda: (convert_fpn(fpn), {"precision": "fp32"}), message)
         self.model = model
-        self.compiled = core().compile_model(model, "CPU", _CONFIG)  # dynamic input shape
+        self.compiled = compile_cpu(model)  # dynamic input shape
         self.static: OrderedDict[tuple[int, ...], object] = OrderedDict()  #: shape → static-shape compile
         self._last_shape: tuple[int, ...] | None = None
 
     def compiled_for(self, shape: tuple[int, ...]):
         """The compiled model to run an input of ``shape`` with (see the module docstring)."""
-        from densepose_adapter.openvino_cache import core
+        from densepose_adapter.openvino_cache import compile_cpu
 
         shape = tuple(int(d) for d in shape)
         repeated, self._last_shape = shape == self._last_shape, shape
@@ -99,7 +97,7 @@ class OpenVINOBackbone(nn.Module):
             return self.compiled
         model = self.model.clone()
         model.reshape({model.inputs[0]: list(shape)})
-        self.static[shape] = core().compile_model(model, "CPU", _CONFIG)
+        self.static[shape] = compile_cpu(model)
         while len(self.static) > STATIC_SHAPES:
             self.static.popitem(last=False)
         return self.static[shape]

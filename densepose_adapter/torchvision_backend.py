@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from densepose_adapter.openvino_backbone import ENGINES
 from densepose_adapter.rcnn import DensePoseRCNN, build_model, load_config, resized_shape, stage_to_result
 from densepose_adapter.rcnn.config import ConfigError, DensePoseRCNNConfig
 from densepose_adapter.types import DensePoseResult
@@ -112,8 +113,8 @@ class TorchvisionDensePoseBackend:
             raise UsageError(f"DensePose config: {exc}") from None
         if not 0.0 <= cfg.score_thresh_test < 1.0:
             raise UsageError(f"DensePose detection score threshold must be in [0, 1), got {cfg.score_thresh_test}")
-        if engine not in ("torch", "openvino"):
-            raise UsageError(f"DensePose engine {engine!r}: expected torch or openvino")
+        if engine not in ENGINES:
+            raise UsageError(f"DensePose engine {engine!r}: expected {' or '.join(ENGINES)}")
         if engine == "openvino" and torch.device(device).type != "cpu":
             raise UsageError(f"the OpenVINO DensePose engine runs on the CPU, not {device}; use the torch engine")
         if int(densepose_size) < 32:

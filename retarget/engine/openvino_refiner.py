@@ -89,13 +89,9 @@ def engine_cache():
 def compile_model(model, precision: str, profile: bool = False):
     """Compiled for the CPU; ``bf16`` asks for bf16 inference (only chosen where the CPU has it natively);
     ``profile`` turns on OpenVINO's per-layer performance counters (bench/engine_profile.py)."""
-    from densepose_adapter.openvino_cache import core
+    from densepose_adapter.openvino_cache import compile_cpu
 
-    hint = "bf16" if precision == "bf16" else "f32"
-    config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
-    if profile:
-        config["PERF_COUNT"] = True
-    return core().compile_model(model, "CPU", config)
+    return compile_cpu(model, "bf16" if precision == "bf16" else "f32", profile)
 
 
 class OpenVINORefiner:
