@@ -107,16 +107,11 @@ class BatchWorker:
         name = "torchvision" if name in ("auto", "precomputed") else name
         key = (name, int(size), bool(track) and name == "torchvision", engine if name == "torchvision" else "")
         if key not in self._backends:
-            from retarget.weights.resolve import open_densepose_backend
+            from retarget.pipeline.job import open_model_backend
 
-            kwargs: dict[str, Any] = {"weights": self.config.densepose_weights, "config": self.config.densepose_config,
-                                      "densepose_size": int(size), "device": self.config.device}
-            if name == "torchvision":
-                from retarget.engine import densepose_engine_kwargs
-
-                kwargs["track"] = bool(track)
-                kwargs.update(densepose_engine_kwargs(engine, self.config.device, quiet=True))
-            self._backends[key] = open_densepose_backend(name, **kwargs)
+            self._backends[key] = open_model_backend(name, self.config.densepose_weights, int(size), self.config.device,
+                                                     self.config.densepose_config, bool(track), engine=engine,
+                                                     quiet=True)
         return self._backends[key]
 
     def video_job(self, task: Task):
