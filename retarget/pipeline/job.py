@@ -207,7 +207,7 @@ def load_source(job: VideoJob, model_backend=None, role: str = "source"):
         iuv = result.iuv
         if len(result.boxes) > 1:
             from retarget.pipeline.framing import pick_person
-            from retarget.pipeline.video import person_mask
+            from retarget.pipeline.people import person_mask
 
             largest = pick_person(np.asarray(result.boxes).reshape(-1, 4), None)
             iuv = iuv * person_mask(iuv, np.asarray(result.boxes[largest]))[..., None]

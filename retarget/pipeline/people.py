@@ -125,6 +125,20 @@ def box_pixels(box: np.ndarray, shape: tuple[int, int], margin: float = 0.02) ->
     return x0, y0, x1, y1
 
 
+def _in_box(fg: np.ndarray, box: np.ndarray, margin: float = 0.02) -> np.ndarray:
+    """The ``fg`` pixels inside ``box`` grown by ``margin`` (:func:`box_pixels`)."""
+    x0, y0, x1, y1 = box_pixels(box, fg.shape, margin)
+    region = np.zeros_like(fg)
+    region[y0:y1, x0:x1] = fg[y0:y1, x0:x1]
+    return region
+
+
+def person_mask(iuv: np.ndarray, box: np.ndarray | None, margin: float = 0.02) -> np.ndarray:
+    """``(H, W)`` bool pixels of the person in ``box`` (all person pixels when ``box`` is None)."""
+    fg = iuv[..., 0] > 0
+    return fg if box is None else _in_box(fg, box, margin)
+
+
 def find_people(iuv: np.ndarray, boxes: np.ndarray, split_blobs: bool = False,
                 scores: np.ndarray | None = None) -> People:
     """Split the person pixels of a full-frame IUV among the person boxes (see the module docstring).
@@ -146,12 +160,7 @@ def find_people(iuv: np.ndarray, boxes: np.ndarray, split_blobs: bool = False,
     labels = np.full(fg.shape, -1, np.int16)
     if not fg.any():
         return People(np.zeros((0, 4)), labels)
-    inside = []
-    for box in boxes:
-        x0, y0, x1, y1 = box_pixels(box, fg.shape)
-        region = np.zeros_like(fg)
-        region[y0:y1, x0:x1] = fg[y0:y1, x0:x1]
-        inside.append(region)
+    inside = [_in_box(fg, box) for box in boxes]
     scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, np.float64).reshape(-1)
     if len(scores) != len(boxes):
         scores = np.ones(len(boxes))

@@ -55,6 +55,7 @@ from retarget.pipeline.people import (
     PersonTracker,
     find_people,
     keep_layers,
+    person_mask,
     splits_by_blobs,
 )
 from retarget.pipeline.pair import FILLS, Models, SourceState, render_targets
@@ -180,20 +181,6 @@ def analysis_label(densepose: FrameDensePose) -> str:
 
 
 RENDER_LABEL = "2/2 render"
-
-
-def person_mask(iuv: np.ndarray, box: np.ndarray | None, margin: float = 0.02) -> np.ndarray:
-    """``(H, W)`` bool pixels of the person in ``box`` (all person pixels when ``box`` is None)."""
-    fg = iuv[..., 0] > 0
-    if box is None:
-        return fg
-    h, w = fg.shape
-    pad_x, pad_y = margin * (box[2] - box[0]), margin * (box[3] - box[1])
-    x0, y0 = max(0, int(np.floor(box[0] - pad_x))), max(0, int(np.floor(box[1] - pad_y)))
-    x1, y1 = min(w, int(np.ceil(box[2] + pad_x))), min(h, int(np.ceil(box[3] + pad_y)))
-    keep = np.zeros_like(fg)
-    keep[y0:y1, x0:x1] = fg[y0:y1, x0:x1]
-    return keep
 
 
 def _until_decode_error(frames: Iterator[VideoFrame], errors: list) -> Iterator[VideoFrame]:
