@@ -213,14 +213,15 @@ def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torc
             one = mask.to(values.dtype) if weights is None else mask.to(values.dtype) * weights
             return torch.zeros(size, dtype=values.dtype, device=values.device).index_add_(0, lab, one)
 
-        take = (count(ok[i] & ~cov[i]) > 0) & (count(copied[i]) < MIN_PART_SEED)
+        readable = count(ok[i] & ~cov[i]) > 0  # parts whose next segment can be read
+        take = readable & (count(copied[i]) < MIN_PART_SEED)
         compared = copied[i] & ok[i]
         if colours is not None:
             closest = torch.full((size,), float("inf"), device=values.device).scatter_reduce(
                 0, lab[compared], seam[compared], reduce="amin")
             band = compared & (seam <= closest[lab] + SEAM_BAND)
             mean_step = count(band, step[i]) / count(band).clamp(min=1)
-            take |= (count(ok[i] & ~cov[i]) > 0) & (count(compared) >= MIN_SEAM_TEXELS) & (mean_step > SEAM_COLOUR_STEP)
+            take |= readable & (count(compared) >= MIN_SEAM_TEXELS) & (mean_step > SEAM_COLOUR_STEP)
         use[i] = take[lab]
     drop = use & copied
     fill = use & ok & ~cov
