@@ -18,7 +18,6 @@ figures into docs/densepose.md ("Performance").
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
@@ -27,6 +26,7 @@ import torch
 from densepose_adapter.rcnn import DensePoseRCNN, preset, resized_shape
 from densepose_adapter.rcnn.model import resize_bgr
 from densepose_adapter.torchvision_backend import TorchvisionDensePoseBackend
+from retarget.pipeline.precision import cpu_description
 
 
 def make_model(fuse_bn: bool) -> DensePoseRCNN:
@@ -118,11 +118,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    import os
     import tempfile
 
     where = (torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda")
-             else f"{platform.processor() or platform.machine()}, load {os.getloadavg()[0]:.1f}")
+             else cpu_description())
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}: "
           f"{where}; median (min) of {args.frames} frames")
     print("| --densepose-size | network input | mode | engine | s / frame |")

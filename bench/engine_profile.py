@@ -19,8 +19,6 @@ docs/performance.md records a run.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 from pathlib import Path
 
@@ -32,25 +30,7 @@ from video import full_size_models  # noqa: E402  (bench/video.py: the same rand
 from retarget.engine.calibration import batched, example_refiner_inputs  # noqa: E402
 from retarget.engine.openvino_refiner import OpenVINORefiner  # noqa: E402
 from retarget.engine.profile import profile_model  # noqa: E402
-from retarget.pipeline.precision import cpu_flags  # noqa: E402
-
-#: Extensions that decide int8 / bf16 throughput (shown when the CPU has them).
-ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
-def cpu_line() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    flags = cpu_flags()
-    have = [f for f in ISA if f in flags] or ["none of " + ", ".join(ISA)]
-    return f"CPU {name}, {os.cpu_count()} cores, {' '.join(have)}; load {os.getloadavg()[0]:.1f}"
-
+from retarget.pipeline.precision import cpu_description  # noqa: E402
 
 def report(refiner: OpenVINORefiner, items: list, calls: int, top: int) -> None:
     result = profile_model(refiner.model, items, calls, refiner.batch_size, refiner.precision)
@@ -77,7 +57,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3, help="timed inferences per precision")
     parser.add_argument("--top", type=int, default=10, help="rows per table")
     args = parser.parse_args()
-    print(cpu_line())
+    print(cpu_description())
     models = full_size_models()
     items = batched(example_refiner_inputs(models.refiner, models.inpainter, 256), args.batch)
     for precision in args.precisions:

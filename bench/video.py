@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from retarget.models import Inpainter, Refiner  # noqa: E402
 from retarget.pipeline import Models, prepare_source, render_targets  # noqa: E402
 from retarget.pipeline.densepose_stage import FrameDensePose  # noqa: E402
 from retarget.pipeline.job import VideoJob, driver_densepose, load_source, run_video_job  # noqa: E402
+from retarget.pipeline.precision import cpu_description  # noqa: E402
 from retarget.pipeline.video import (  # noqa: E402
     VideoOptions,
     _composite,
@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument("--rss-only", action="store_true", help="only the 5 s / 50 s peak-RSS comparison")
     args = parser.parse_args()
     where = (torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda")
-             else f"CPU {platform.processor() or platform.machine()}, load {os.getloadavg()[0]:.1f}")
+             else cpu_description())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}: {where}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

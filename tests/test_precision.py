@@ -25,6 +25,15 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert precision.cpu_flags(tmp_path / "none") == set()
 
 
+def test_cpu_description_names_the_model_and_the_extensions_that_decide_speed(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Xeon Test 1234\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
+    text = precision.cpu_description(info)
+    assert text.startswith("CPU Xeon Test 1234, ") and "avx2 avx512f avx512_vnni;" in text and "bf16" not in text
+    info.write_text("processor\t: 0\nmodel name\t: Old\nflags\t\t: fpu sse\n")
+    assert "none of avx2" in precision.cpu_description(info)
+
+
 def test_effective_precision_falls_back_only_for_bf16_on_cpus_without_it():
     assert precision.effective_precision("bf16", "cpu", native_bf16=True) == ("bf16", None)
     chosen, warning = precision.effective_precision("bf16", "cpu", native_bf16=False)

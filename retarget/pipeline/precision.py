@@ -34,6 +34,30 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     return set()
 
 
+#: Instruction-set extensions that decide int8 / bf16 throughput (named in benchmark output when present).
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """``CPU <model name>, <n> cores, <extensions of SPEED_FLAGS it has>; load <1-min load average>``
+    (what benchmark figures are measured on)."""
+    import os
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name") and ":" in line:
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = cpu_flags(cpuinfo)
+    have = [f for f in SPEED_FLAGS if f in flags] or ["none of " + ", ".join(SPEED_FLAGS)]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"CPU {name}, {os.cpu_count()} cores, {' '.join(have)}; load {load:.1f}"
+
+
 def cpu_has_native_bf16() -> bool:
     """torch's own capability query (AVX512-BF16 or AMX), else the /proc/cpuinfo flags."""
     import torch
