@@ -27,7 +27,8 @@ sys.path.insert(0, str(REPO))
 
 from video import full_size_models  # noqa: E402  (bench/video.py: the same random full-size models)
 
-from retarget.engine.calibration import batched, example_refiner_inputs  # noqa: E402
+from retarget.engine.calibration import batched  # noqa: E402
+from retarget.pipeline.calibration_frames import calibration_frames_for, example_refiner_inputs  # noqa: E402
 from retarget.engine.openvino_refiner import OpenVINORefiner  # noqa: E402
 from retarget.engine.profile import profile_model  # noqa: E402
 from retarget.pipeline.precision import cpu_description  # noqa: E402
@@ -62,7 +63,8 @@ def main() -> None:
     items = batched(example_refiner_inputs(models.refiner, models.inpainter, 256), args.batch)
     for precision in args.precisions:
         refiner = OpenVINORefiner(models.refiner, precision=precision, batch_size=args.batch, size=256,
-                                  inpainter=models.inpainter, over_budget="run", accuracy_control=False)
+                                  calibration_frames=calibration_frames_for(models, 256), over_budget="run",
+                                  accuracy_control=False)
         report(refiner, items, args.calls, args.top)
 
 

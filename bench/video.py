@@ -100,9 +100,11 @@ def variant_models(models: Models, engine: str, precision: str, batch: int, accu
     if engine != "openvino":
         return models
     from retarget.engine.openvino_refiner import OpenVINORefiner
+    from retarget.pipeline.calibration_frames import calibration_frames_for
 
     refiner = OpenVINORefiner(models.refiner, precision=precision, batch_size=batch, size=256,
-                              inpainter=models.inpainter, over_budget="run", accuracy_control=accuracy_control)
+                              calibration_frames=calibration_frames_for(models, 256), over_budget="run",
+                              accuracy_control=accuracy_control)
     if precision == "int8":
         meta = refiner.meta
         fp32_layers = ", ".join(meta.get("fp32_convolutions", [])) or "none"

@@ -65,9 +65,12 @@ class OpenVINOBackbone(nn.Module):
         cache_root: folder of converted models.
         key_payload: what else identifies the model (weights file digest, config).
         quiet: no progress message while converting.
+        precision_hint: OpenVINO inference precision, ``f32`` (default: the port's reference numerics) or
+            ``bf16`` (see :func:`densepose_adapter.openvino_cache.compile_cpu`).
     """
 
-    def __init__(self, fpn, cache_root: str | os.PathLike, key_payload: dict, quiet: bool = False):
+    def __init__(self, fpn, cache_root: str | os.PathLike, key_payload: dict, quiet: bool = False,
+                 precision_hint: str = "f32"):
         super().__init__()
         from densepose_adapter.openvino_cache import ModelCache, compile_cpu, entry_key, state_digest
 
@@ -80,7 +83,8 @@ class OpenVINOBackbone(nn.Module):
                                       f"{cache.root}")
         model, _ = cache.get("densepose-fpn", key, lambda: (convert_fpn(fpn), {"precision": "fp32"}), message)
         self.model = model
-        self.compiled = compile_cpu(model)  # dynamic input shape
+        self.precision_hint = precision_hint
+        self.compiled = compile_cpu(model, precision_hint)  # dynamic input shape
         self.static: OrderedDict[tuple[int, ...], object] = OrderedDict()  #: shape → static-shape compile
         self._last_shape: tuple[int, ...] | None = None
 
@@ -97,7 +101,7 @@ class OpenVINOBackbone(nn.Module):
             return self.compiled
         model = self.model.clone()
         model.reshape({model.inputs[0]: list(shape)})
-        self.static[shape] = compile_cpu(model)
+        self.static[shape] = compile_cpu(model, self.precision_hint)
         while len(self.static) > STATIC_SHAPES:
             self.static.popitem(last=False)
         return self.static[shape]

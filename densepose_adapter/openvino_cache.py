@@ -60,13 +60,31 @@ def core():
     return _core["core"]
 
 
-def compile_cpu(model, precision_hint: str = "f32", profile: bool = False):
-    """``model`` compiled for the CPU for low latency (one stream); ``precision_hint`` ``f32`` or ``bf16``;
-    ``profile`` turns on OpenVINO's per-layer performance counters."""
+#: The inference precisions :func:`compile_cpu` accepts (OpenVINO's ``INFERENCE_PRECISION_HINT`` values).
+PRECISION_HINTS = ("f32", "bf16")
+
+
+def compile_cpu(model, precision_hint: str, profile: bool = False):
+    """``model`` compiled for the CPU for low latency (one stream), at an explicit precision.
+
+    The one place this package and ``retarget`` compile OpenVINO models. ``precision_hint`` (``f32`` or
+    ``bf16``) is always passed as ``INFERENCE_PRECISION_HINT``: left out, OpenVINO picks bf16 on CPUs with
+    native bf16 (AVX512-BF16, AMX) and f32 elsewhere, so results would depend on the CPU. Where the CPU
+    has no native bf16, OpenVINO runs a ``bf16`` request in f32 (see :func:`compiled_precision`).
+    ``profile`` turns on OpenVINO's per-layer performance counters.
+    """
+    if precision_hint not in PRECISION_HINTS:
+        raise ValueError(f"precision_hint {precision_hint!r}: expected one of {', '.join(PRECISION_HINTS)}")
     config = {"INFERENCE_PRECISION_HINT": precision_hint, "PERFORMANCE_HINT": "LATENCY"}
     if profile:
         config["PERF_COUNT"] = True
     return core().compile_model(model, "CPU", config)
+
+
+def compiled_precision(compiled) -> str:
+    """The inference precision a compiled model really runs (``f32`` or ``bf16``)."""
+    value = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
+    return "bf16" if "bf16" in value or "bfloat16" in value else "f32"
 
 
 def state_digest(module) -> str:

@@ -225,6 +225,7 @@ LIBRARY_MESSAGES = {
     "retarget/engine/__init__.py": ["video", "frames", "batch", "image", "densepose"],
     "retarget/engine/openvino_refiner.py": ["video", "frames", "batch", "image"],
     "retarget/engine/calibration.py": ["video", "batch"],
+    "retarget/pipeline/calibration_frames.py": ["video", "batch"],
     "retarget/weights/importer.py": [("weights", "import"), ("weights", "fetch")],
     "densepose_adapter/torchvision_backend.py": ["video", "frames", "batch", "densepose"],
     "densepose_adapter/detectron2_backend.py": ["video", "frames", "batch", "densepose"],

@@ -488,7 +488,7 @@ def test_garment_densepose_from_the_model_on_the_learned_path(exported, garment_
     photo with B's colours re-projected onto it; and the whole job runs."""
     from retarget.pipeline.job import VideoJob, load_source, run_video_job
     from retarget.pipeline.source import prepare_source_crop
-    from retarget.pipeline.texture import edit_source
+    from retarget.pipeline.job import edit_source
     from retarget.pipeline.video import VideoOptions
 
     lone = tmp_path / "B_alone.png"

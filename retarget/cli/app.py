@@ -50,10 +50,9 @@ def _root(
 # Every other module in this package defines commands and registers them on `app` when imported.
 def _register_commands() -> None:
     import pkgutil
+    from pathlib import Path
 
-    import retarget.cli as package
-
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
         if info.name not in ("app", "__main__") and not info.name.startswith("_"):
             importlib.import_module(f"retarget.cli.{info.name}")
     _keep_examples_verbatim(app)

@@ -22,27 +22,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from retarget.engine.runtime import INSTALL_HINT, openvino_available, require_openvino
 from retarget.errors import UsageError
 
 ENGINES = ("auto", "torch", "openvino")
-
-#: How to get OpenVINO (the optional extra).
-INSTALL_HINT = "pip install 'retarget[openvino]'"
-
-
-def openvino_available() -> bool:
-    """True when OpenVINO can be imported (cheap after the first call)."""
-    from densepose_adapter.openvino_cache import openvino_available as available
-
-    return available()
-
-
-def require_openvino(what: str = "--engine openvino"):
-    """The ``openvino`` module, or a one-line :class:`UsageError` saying how to install it."""
-    from densepose_adapter.openvino_cache import import_openvino
-
-    return import_openvino(what, INSTALL_HINT)
-
 
 def auto_override() -> str | None:
     """``RETARGET_ENGINE`` when it names an engine (what ``auto`` then means), else ``None``."""
@@ -119,7 +102,7 @@ def densepose_engine_kwargs(engine: str, device: str, quiet: bool = False) -> di
 
 
 def wrap_models(models, engine: str, device: str, precision: str, batch_size: int, size: int,
-                quiet: bool = False):
+                quiet: bool = False, calibration_frames=None):
     """``models`` with the refiner run by the chosen engine (a new :class:`Models`; ``None`` stays ``None``).
 
     Args:
@@ -130,6 +113,9 @@ def wrap_models(models, engine: str, device: str, precision: str, batch_size: in
             batches are padded).
         size: crop side (the converted model's spatial size).
         quiet: no conversion progress message.
+        calibration_frames: ``int8`` only: a callable giving the refiner inputs to calibrate and validate
+            on (:func:`retarget.pipeline.calibration_frames.example_refiner_inputs` bound to the models
+            and the crop size); called only when no quantized model is cached.
     """
     chosen = resolve_engine(engine, device, precision)
     if models is None or models.refiner is None or chosen == "torch":
@@ -139,7 +125,7 @@ def wrap_models(models, engine: str, device: str, precision: str, batch_size: in
     if isinstance(models.refiner, OpenVINORefiner):
         return models
     refiner = OpenVINORefiner(models.refiner, precision=precision, batch_size=batch_size, size=size, quiet=quiet,
-                              inpainter=models.inpainter)
+                              calibration_frames=calibration_frames)
     return dataclasses.replace(models, refiner=refiner)
 
 

@@ -2,8 +2,9 @@
 
 Calibration and validation frames are the project's own example (``examples/source.jpg`` animated by
 the DensePose frames of ``examples/driver.iuv``), never the user's video: the refiner inputs of those
-frames are recorded from the torch pipeline with the user's weights. Even frames calibrate, odd
-frames validate.
+frames are recorded from the torch pipeline with the user's weights
+(:func:`retarget.pipeline.calibration_frames.example_refiner_inputs`, given to :func:`quantize_refiner` by
+its caller: this module does not import the pipeline). Even frames calibrate, odd frames validate.
 
 Activation ranges come from NNCF's histogram estimator (the range that minimises the quantization
 error of the observed values) rather than the global min/max: on the full-size refiner with random
@@ -23,7 +24,6 @@ full-size refiner with random weights it kept ``decoder.2.conv`` (63 % of the mu
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,63 +33,6 @@ from retarget.errors import UsageError
 #: Bump when the calibration frames or procedure change (part of the cache key).
 #: 2: histogram activation ranges, accuracy control ranks layers on one validation batch.
 CALIBRATION_VERSION = "2"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-#: Example frames used (every 3rd of the 60, to span the motion): half calibrate, half validate.
-FRAME_STEP = 3
-
-
-class _Recorder:
-    """Refiner stand-in that records every ``decode`` call's inputs (its output is not needed: zeros)."""
-
-    def __init__(self, refiner):
-        self.refiner, self.calls = refiner, []
-
-    def encode_source(self, x):
-        return self.refiner.encode_source(x)
-
-    def decode(self, source, target_input, target_xy, target_mask):
-        self.calls.append((*source.scales, target_input, target_xy, target_mask))
-        n, _, h, w = target_input.shape
-        return target_input.new_zeros(n, self.refiner.out_channels, h, w)
-
-
-def example_refiner_inputs(refiner, inpainter, size: int | tuple[int, int], examples: Path = EXAMPLES) -> list[tuple]:
-    """Per example frame, the 6 decode inputs (batch 1 tensors) the pipeline gives the refiner.
-
-    The example is framed as ``retarget video`` frames a person (square crop); for a non-square ``size``
-    (``retarget image`` on a whole photo) the square crop of the larger side is cropped to ``size``.
-    """
-    from retarget.io.image import read_image_rgb
-    from retarget.io.iuv import read_iuv_png
-    from retarget.pipeline.pair import Models, prepare_source, render_targets
-    from retarget.pipeline.source import frame_source
-
-    pngs = sorted((examples / "driver.iuv").glob("*_IUV.png"))[::FRAME_STEP]
-    if not (examples / "source.jpg").is_file() or len(pngs) < 4:
-        raise UsageError(f"--precision int8: the calibration frames of the project's examples/ folder are missing "
-                         f"({examples}); use a source checkout, or --precision fp32")
-    if inpainter is None:
-        raise UsageError("--precision int8 needs the learned models (inpainter and refiner)")
-    h, w = (size, size) if isinstance(size, int) else size
-    side = max(h, w)
-    top, left = (side - h) // 2, (side - w) // 2
-
-    def cut(array):
-        return np.ascontiguousarray(array[top:top + h, left:left + w])
-
-    photo = read_image_rgb(examples / "source.jpg")
-    source = frame_source(photo, iuv=read_iuv_png(examples / "source_IUV.png"), size=side)
-    recorder = _Recorder(refiner)
-    models = Models(inpainter, recorder)
-    with torch.no_grad():
-        image = torch.from_numpy(cut(source.image).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-        uv = torch.from_numpy(cut(source.uv)).permute(2, 0, 1)[None]
-        state = prepare_source(image, uv, models)
-        for png in pngs:
-            iuv = read_iuv_png(png)
-            target = frame_source(np.zeros(iuv.shape, np.uint8), iuv=iuv, size=side)
-            render_targets(state, torch.from_numpy(cut(target.uv)).permute(2, 0, 1)[None], models)
-    return recorder.calls
 
 
 def batched(frames: list[tuple], batch: int) -> list[list[np.ndarray]]:
@@ -119,21 +62,24 @@ def measure(compiled, items: list[list[np.ndarray]], references: list[np.ndarray
     return float(err.mean()), float(np.percentile(err, 99))
 
 
-def quantize_refiner(fp32_model, refiner, inpainter, batch: int, size: int | tuple[int, int], budget: dict,
+def quantize_refiner(fp32_model, frames: list[tuple], batch: int, budget: dict,
                      quiet: bool = False, max_rounds: int = 3) -> tuple[object, dict]:
-    """``(int8 openvino.Model, meta)``; meta holds ``err_mean``, ``err_p99``, ``within_budget`` and the method."""
+    """``(int8 openvino.Model, meta)``; meta holds ``err_mean``, ``err_p99``, ``within_budget`` and the method.
+
+    ``frames``: per frame the 6 decode inputs (batch-1 tensors, in ``INPUT_NAMES`` order) at the converted
+    model's size; even frames calibrate, odd frames validate. Every compile here is f32 (the references and the
+    int8 model's fp32 layers); NNCF's own compiles force f32 too."""
     try:
         import nncf
     except ImportError:
-        from retarget.engine import INSTALL_HINT
+        from retarget.engine.runtime import INSTALL_HINT
 
         raise UsageError(f"--precision int8: NNCF is not installed; {INSTALL_HINT}") from None
-    from retarget.engine.openvino_refiner import compile_model
+    from densepose_adapter.openvino_cache import compile_cpu
 
-    frames = example_refiner_inputs(refiner, inpainter, size)
     calibration = batched(frames[0::2], batch)
     validation = batched(frames[1::2], batch)
-    fp32 = compile_model(fp32_model, "fp32")
+    fp32 = compile_cpu(fp32_model, "f32")
     references = [np.array(fp32(item)[0], copy=True) for item in validation]
     subset = len(calibration)
 
@@ -149,7 +95,7 @@ def quantize_refiner(fp32_model, refiner, inpainter, batch: int, size: int | tup
     ranges = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.HISTOGRAM)
     model = nncf.quantize(fp32_model, nncf.Dataset(calibration, transform), preset=nncf.QuantizationPreset.MIXED,
                           subset_size=subset, fast_bias_correction=True, advanced_parameters=ranges)
-    compiled = compile_model(model, "fp32")
+    compiled = compile_cpu(model, "f32")
     err_mean, err_p99 = measure(compiled, validation, references)
     method = "nncf.quantize (MIXED preset, histogram activation ranges)"
     if err_mean > budget["mean"] and max_rounds > 0:
@@ -173,7 +119,7 @@ def quantize_refiner(fp32_model, refiner, inpainter, batch: int, size: int | tup
             validation_fn=validate, max_drop=budget["mean"], drop_type=nncf.DropType.ABSOLUTE,
             preset=nncf.QuantizationPreset.MIXED, subset_size=subset, advanced_quantization_parameters=ranges,
             advanced_accuracy_restorer_parameters=restorer)
-        compiled = compile_model(model, "fp32")
+        compiled = compile_cpu(model, "f32")
         err_mean, err_p99 = measure(compiled, validation, references)
         method = (f"nncf.quantize_with_accuracy_control (histogram activation ranges, max_drop {budget['mean']}, "
                   f"≤{max_rounds} layers reverted)")

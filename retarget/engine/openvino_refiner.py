@@ -63,7 +63,7 @@ def convert_decode(refiner: Refiner, batch: int, size: int | tuple[int, int]):
     Tracing leaves every input dimension dynamic; the model is reshaped to the example inputs' shapes so
     that OpenVINO folds the shape arithmetic (warp meshgrids) and picks kernels for the one shape used.
     """
-    from retarget.engine import require_openvino
+    from retarget.engine.runtime import require_openvino
 
     ov = require_openvino()
     import warnings
@@ -86,12 +86,17 @@ def engine_cache():
     return ModelCache(cache_dir() / "engines")
 
 
-def compile_model(model, precision: str, profile: bool = False):
-    """Compiled for the CPU; ``bf16`` asks for bf16 inference (only chosen where the CPU has it natively);
-    ``profile`` turns on OpenVINO's per-layer performance counters (bench/engine_profile.py)."""
+#: OpenVINO inference precision hint of each ``--precision`` (int8 models run their fp32 layers in f32).
+PRECISION_HINT = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}
+
+
+def compile_refiner(model, precision: str, profile: bool = False):
+    """Compiled for the CPU at ``precision`` (``fp32``, ``bf16``, ``int8``: see :data:`PRECISION_HINT`; bf16 is
+    only chosen where the CPU has it natively); ``profile`` turns on OpenVINO's per-layer performance counters
+    (bench/engine_profile.py)."""
     from densepose_adapter.openvino_cache import compile_cpu
 
-    return compile_cpu(model, "bf16" if precision == "bf16" else "f32", profile)
+    return compile_cpu(model, PRECISION_HINT[precision], profile)
 
 
 class OpenVINORefiner:
@@ -102,7 +107,9 @@ class OpenVINORefiner:
         precision: ``fp32``, ``bf16`` or ``int8``.
         batch_size, size: static input shape of the converted model (``size``: a side or ``(height, width)``).
         quiet: no progress message while converting.
-        inpainter: the torch inpainter (int8 only: builds the calibration frames).
+        calibration_frames: int8 only: a callable giving the refiner inputs to calibrate and validate on (per
+            frame the 6 decode inputs, batch 1; see :mod:`retarget.pipeline.calibration_frames`), called only
+            when no quantized model is cached.
         over_budget: int8 whose measured error exceeds :data:`INT8_BUDGET`: ``fallback`` (warn, run
             fp32) or ``run`` (benchmarks: run int8 anyway, error reported).
         accuracy_control: over budget, let NNCF revert sensitive layers to fp32 (slow on full-size models;
@@ -113,7 +120,8 @@ class OpenVINORefiner:
 
     def __init__(self, refiner: Refiner, precision: str = "fp32", batch_size: int = 4,
                  size: int | tuple[int, int] = 256,
-                 quiet: bool = False, inpainter=None, over_budget: str = "fallback", accuracy_control: bool = True):
+                 quiet: bool = False, calibration_frames=None, over_budget: str = "fallback",
+                 accuracy_control: bool = True):
         from densepose_adapter.openvino_cache import entry_key, state_digest
 
         if precision not in ("fp32", "bf16", "int8"):
@@ -142,7 +150,9 @@ class OpenVINORefiner:
             from retarget.engine.calibration import CALIBRATION_VERSION, quantize_refiner
 
             def build_int8():
-                return quantize_refiner(fp32_model, refiner, inpainter, self.batch_size, self.hw, INT8_BUDGET,
+                if calibration_frames is None:
+                    raise UsageError("--precision int8 needs the learned models (inpainter and refiner)")
+                return quantize_refiner(fp32_model, calibration_frames(), self.batch_size, INT8_BUDGET,
                                         quiet=quiet, max_rounds=5 if accuracy_control else 0)
 
             key = entry_key(dict(base, precision="int8", calibration=CALIBRATION_VERSION, budget=INT8_BUDGET,
@@ -165,7 +175,7 @@ class OpenVINORefiner:
                       f"(mean ≤ {INT8_BUDGET['mean']}, p99 ≤ {INT8_BUDGET['p99']}); running OpenVINO fp32",
                       file=sys.stderr)
         self.model = model  #: the ``openvino.Model`` that runs (int8, or fp32 after a fallback)
-        self.compiled = compile_model(model, self.precision)
+        self.compiled = compile_refiner(model, self.precision)
 
     # -- the part of the Refiner interface the pipeline uses ------------------------------------
     def encode_source(self, source_input: torch.Tensor) -> SourceFeatures:

@@ -61,11 +61,11 @@ def profile_model(model, inputs: list[list[np.ndarray]], calls: int, frames_per_
         model: an ``openvino.Model`` with static input shapes.
         inputs: per call, the list of input arrays (cycled).
         frames_per_call: frames per inference (the batch), to report per-frame figures.
-        precision: as for :func:`retarget.engine.openvino_refiner.compile_model`.
+        precision: as for :func:`retarget.engine.openvino_refiner.compile_refiner`.
     """
-    from retarget.engine.openvino_refiner import compile_model
+    from retarget.engine.openvino_refiner import compile_refiner
 
-    request = compile_model(model, precision, profile=True).create_infer_request()
+    request = compile_refiner(model, precision, profile=True).create_infer_request()
     request.infer(inputs[0])  # warm-up: first-call allocations are not the steady state
     by_type: collections.Counter = collections.Counter()
     by_layer: collections.Counter = collections.Counter()

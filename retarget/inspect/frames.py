@@ -253,7 +253,7 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
     from retarget.io.video import probe_video
     from retarget.pipeline.job import driver_densepose, load_source
     from retarget.pipeline.source import prepare_source_crop
-    from retarget.pipeline.texture import edit_source
+    from retarget.pipeline.job import edit_source
     from retarget.pipeline.video import (
         CompositeStage,
         StageTimes,

@@ -18,15 +18,8 @@ import colorsys
 import cv2
 import numpy as np
 
-#: DensePose body part names by index I (1..24); 0 is background.
-PART_NAMES = (
-    "background", "torso back", "torso front", "right hand", "left hand", "left foot", "right foot",
-    "upper leg right (back)", "upper leg left (back)", "upper leg right (front)", "upper leg left (front)",
-    "lower leg right (back)", "lower leg left (back)", "lower leg right (front)", "lower leg left (front)",
-    "upper arm left (inside)", "upper arm right (inside)", "upper arm left (outside)", "upper arm right (outside)",
-    "lower arm left (inside)", "lower arm right (inside)", "lower arm left (outside)",
-    "lower arm right (outside)", "head right", "head left",
-)
+from retarget.uvmap.layout import PART_NAMES
+
 
 
 def part_palette() -> np.ndarray:

@@ -220,12 +220,28 @@ def load_source(job: VideoJob, model_backend=None, role: str = "source"):
         raise InputError(f"{job.source}: {exc}") from None
 
 
+def edit_source(job: VideoJob, state, models: Models | None, model_backend=None):
+    """The source state a job renders: ``state`` itself, or with the job's ``texture`` (an edited texture
+    file) or ``garment`` (another photo's clothes) applied (:mod:`retarget.pipeline.texture`)."""
+    from retarget.pipeline.source import prepare_source_crop
+    from retarget.pipeline.texture import read_texture, size_hint, with_garment, with_texture
+
+    if job.texture is not None:
+        th, tw = state.pred_textures.shape[-2:]
+        return with_texture(state, read_texture(job.texture, (th, tw), size_hint(tw, job.options.command)), models)
+    if job.garment is None:
+        return state
+    garment = prepare_source_crop(load_source(job, model_backend, role="garment"), models, job.options.device,
+                                  fill=job.options.fill)
+    return with_garment(state, garment, job.garment_region, models, job.garment)
+
+
 def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_frame=None) -> VideoSummary:
     """Run one job end to end; ``models=None`` is the weight-free path."""
     from retarget.io.atomic import check_output_path
     from retarget.io.video import check_driver_size, probe_video
     from retarget.pipeline.source import prepare_source_crop
-    from retarget.pipeline.texture import check_source_edits, edit_source
+    from retarget.pipeline.texture import check_source_edits
 
     job.options.validate()
     if job.size % 4 or job.size < 64:

@@ -31,7 +31,7 @@ import torch
 from retarget.errors import InputError
 from retarget.pipeline.pair import Models, SourceState
 
-#: Body regions of ``--garment-region`` as DensePose parts (1-based, :data:`retarget.inspect.visual.PART_NAMES`).
+#: Body regions of ``--garment-region`` as DensePose parts (1-based, :data:`retarget.uvmap.layout.PART_NAMES`).
 #: The head (23, 24), hands (3, 4) and feet (5, 6) are in none of them: they always stay the person's own.
 GARMENT_REGIONS: dict[str, tuple[int, ...]] = {
     "upper": (1, 2, 15, 16, 17, 18, 19, 20, 21, 22),  # torso, upper and lower arms
@@ -81,7 +81,7 @@ def texture_legend(export: TextureExport, scale: int = 0) -> np.ndarray:
     """``(S, S, 3) uint8`` the texture (enlarged to at least 768 px) with part borders and part labels."""
     import cv2
 
-    from retarget.inspect.visual import PART_NAMES
+    from retarget.uvmap.layout import PART_NAMES
 
     th, tw = export.part.shape
     scale = scale or max(1, int(np.ceil(768 / max(th, tw))))
@@ -303,7 +303,7 @@ def _named(command: str, name: str) -> str:
     return f"the {name} job setting" if command == "batch" else "--" + name.replace("_", "-")
 
 
-def _size_hint(size: int, command: str) -> str:
+def size_hint(size: int, command: str) -> str:
     return (f"; export it with `retarget texture --size {size}`, or render at the texture's size "
             f"with {_named(command, 'size')}")
 
@@ -328,23 +328,7 @@ def check_source_edits(job) -> None:
             raise InputError(f"{path}: {'garment photo' if path == job.garment else 'garment IUV'} not found; "
                              "check the path")
     if job.texture is not None:  # a bad texture file fails before any work
-        read_texture(job.texture, (job.size, job.size), _size_hint(job.size, command))
-
-
-def edit_source(job, state: SourceState, models: Models | None, model_backend=None) -> SourceState:
-    """The source state a :class:`~retarget.pipeline.job.VideoJob` renders: ``state`` itself, or with the
-    job's ``texture`` (an edited texture file) or ``garment`` (another photo's clothes) applied."""
-    if job.texture is not None:
-        th, tw = state.pred_textures.shape[-2:]
-        return with_texture(state, read_texture(job.texture, (th, tw), _size_hint(tw, job.options.command)), models)
-    if job.garment is None:
-        return state
-    from retarget.pipeline.job import load_source
-    from retarget.pipeline.source import prepare_source_crop
-
-    garment = prepare_source_crop(load_source(job, model_backend, role="garment"), models, job.options.device,
-                                  fill=job.options.fill)
-    return with_garment(state, garment, job.garment_region, models, job.garment)
+        read_texture(job.texture, (job.size, job.size), size_hint(job.size, command))
 
 
 def with_garment(person: SourceState, garment: SourceState, region: str, models: Models | None,
@@ -362,7 +346,7 @@ def with_garment(person: SourceState, garment: SourceState, region: str, models:
     return with_texture(person, garment_texture(person, garment, region, skin), models)
 
 
-__all__ = ["GARMENT_REGIONS", "MIN_GARMENT_COVERAGE", "TextureExport", "check_source_edits", "edit_source",
+__all__ = ["GARMENT_REGIONS", "MIN_GARMENT_COVERAGE", "TextureExport", "check_source_edits",
            "export_texture", "garment_coverage",
            "garment_skin", "garment_texture", "read_texture", "region_mask", "skin_model", "skin_texels",
            "texture_legend", "with_garment", "with_texture"]

@@ -334,9 +334,11 @@ def engine_models(models: Models | None, options: VideoOptions, size: int, batch
     if models is None:
         return None
     from retarget.engine import wrap_models
+    from retarget.pipeline.calibration_frames import calibration_frames_for
 
     return wrap_models(models, options.engine, options.device, options.precision,
-                       options.batch_size if batch_size is None else batch_size, size, quiet=options.quiet)
+                       options.batch_size if batch_size is None else batch_size, size, quiet=options.quiet,
+                       calibration_frames=calibration_frames_for(models, size))
 
 
 def decode_stage(driver: Path, rotation: int, limit: int, times: StageTimes) -> Iterator[VideoFrame]:

@@ -41,6 +41,16 @@ from retarget.uvmap.symmetry import (
 )
 from retarget.uvmap.tables import GRID
 
+#: DensePose body part names by index I (1..24); 0 is background.
+PART_NAMES = (
+    "background", "torso back", "torso front", "right hand", "left hand", "left foot", "right foot",
+    "upper leg right (back)", "upper leg left (back)", "upper leg right (front)", "upper leg left (front)",
+    "lower leg right (back)", "lower leg left (back)", "lower leg right (front)", "lower leg left (front)",
+    "upper arm left (inside)", "upper arm right (inside)", "upper arm left (outside)", "upper arm right (outside)",
+    "lower arm left (inside)", "lower arm right (inside)", "lower arm left (outside)",
+    "lower arm right (outside)", "head right", "head left",
+)
+
 #: Symmetry relations, in the order the body fill tries them.
 SYMMETRY_RELATIONS = ("left_right", "front_back", "front_back+left_right")
 #: Along-limb relations read a row of the adjacent segment of the same limb, this far (in chart units)
@@ -224,5 +234,6 @@ def texture_layout(height: int, width: int) -> TextureLayout:
     return build_layout(height, width, get_lookup("training"), load_atlas())
 
 
-__all__ = ["ALONG_INSETS", "LIGHT_KEEPING", "RELATIONS", "SYMMETRY_RELATIONS", "TextureLayout", "build_layout",
+__all__ = ["ALONG_INSETS", "LIGHT_KEEPING", "PART_NAMES", "RELATIONS", "SYMMETRY_RELATIONS", "TextureLayout",
+           "build_layout",
            "texel_coords", "texture_layout"]

@@ -1,0 +1,24 @@
+"""Whether OpenVINO is there, and how to get it (the lowest module of ``retarget.engine``: the others
+import it, it imports none of them)."""
+
+from __future__ import annotations
+
+#: How to get OpenVINO (the optional extra).
+INSTALL_HINT = "pip install 'retarget[openvino]'"
+
+
+def openvino_available() -> bool:
+    """True when OpenVINO can be imported (cheap after the first call)."""
+    from densepose_adapter.openvino_cache import openvino_available as available
+
+    return available()
+
+
+def require_openvino(what: str = "--engine openvino"):
+    """The ``openvino`` module, or a one-line :class:`~retarget.errors.UsageError` saying how to install it."""
+    from densepose_adapter.openvino_cache import import_openvino
+
+    return import_openvino(what, INSTALL_HINT)
+
+
+__all__ = ["INSTALL_HINT", "openvino_available", "require_openvino"]
