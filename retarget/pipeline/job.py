@@ -241,7 +241,8 @@ def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_f
     if job.size % 4 or job.size < 64:
         raise UsageError(f"--size must be a multiple of 4 and at least 64, got {job.size}")
     output = job.output_spec()
-    inputs = [job.source, job.driver, job.source_iuv, job.driver_iuv, job.texture, job.garment, job.garment_iuv]
+    inputs = [job.source, job.driver, job.source_iuv, job.driver_iuv, job.texture, job.garment, job.garment_iuv,
+              driver_iuv_path(job), source_iuv_sidecar(job.source)]  # sidecars found beside the inputs too
     check_output(output, overwrite=job.overwrite, inputs=[p for p in inputs if p is not None])
     if job.options.keep_partial:
         check_output(output.partial(), overwrite=job.overwrite, inputs=[p for p in inputs if p is not None])
