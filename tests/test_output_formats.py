@@ -327,3 +327,46 @@ def test_crf0_torch_and_openvino_engines_agree_within_one_level(clip, tmp_path, 
     diff = np.abs(outputs["torch"] - outputs["openvino"])
     assert diff.max() <= 1, (diff.max(), (diff > 0).mean())
     assert outputs["torch"].std() > 5
+
+
+def test_keep_partial_png_sequence_goes_to_a_partial_folder(tmp_path, capsys):
+    """A driver corrupt at frame 6 with --keep-partial: the 6 frames before it in ``seq.partial/``, exit 1."""
+    from tests import badmedia
+
+    frames, iuvs = badmedia.person_frames(10, 96, 96)
+    path = badmedia.write_video(tmp_path / "coded.mov", frames, codec="png", fmt="mov", pix_fmt="rgb24")
+    with av.open(str(path)) as container:
+        entry = container.streams.video[0].index_entries[6]
+    data = bytearray(path.read_bytes())
+    start = entry.pos + entry.size // 3
+    data[start:start + 40] = bytes(b ^ 0xFF for b in data[start:start + 40])
+    driver = tmp_path / "damaged.mov"
+    driver.write_bytes(bytes(data))
+    np.savez(tmp_path / "damaged.iuv.npz", iuv=iuvs)
+    source, _ = badmedia.write_source(tmp_path / "src")
+    assert main(["video", "--source", str(source), "--driver", str(driver), "-o", str(tmp_path / "seq") + "/",
+                 "--weight-free", "-q", "--keep-partial"]) == 1
+    assert "kept the 6 frames" in one_error_line(capsys)
+    assert not (tmp_path / "seq").exists()
+    meta = json.loads((tmp_path / "seq.partial" / FOLDER_SIDECAR).read_text())
+    assert meta["frame_count"] == 6 == len(list((tmp_path / "seq.partial").glob("frame_*.png")))
+
+
+@pytest.mark.parametrize(("named", "codec", "shown", "sidecar", "first", "partial_first"), [
+    ("out/", None, "out", "out/frames.json", "out/frame_00000.png", "out.partial/frame_00000.png"),
+    ("out", "png", "out", "out/frames.json", "out/frame_00000.png", "out.partial/frame_00000.png"),
+    ("d/name_%05d.png", None, "d/name_%05d.png", "d/name.json", "d/name_00000.png", "d/name.partial_00000.png"),
+    ("d/%04d.png", "png", "d/%04d.png", "d/frames.json", "d/0000.png", "d/partial_0000.png"),
+    ("d/clip.mkv", "ffv1", "d/clip.mkv", None, None, "d/clip.partial.mkv"),
+])
+def test_output_spec_names(named, codec, shown, sidecar, first, partial_first):
+    spec = output_spec(named, codec)
+    assert str(spec.display) == shown
+    assert (str(spec.sidecar) if spec.sidecar else None) == sidecar
+    if spec.is_sequence:
+        assert str(spec.path / spec.file_name(0)) == first
+        partial = spec.partial()
+        assert str(partial.path / partial.file_name(0)) == partial_first
+        assert spec.matches(Path(first).name) and not spec.matches("other.png")
+    else:
+        assert str(spec.partial().path) == partial_first and spec.codec == codec

@@ -198,7 +198,7 @@ def make_plan(jobs: list[BatchJob], defaults: dict[str, Any], config: WorkerConf
                           "models": models_id, "densepose": densepose_id if (model_densepose or source_iuv is None)
                           else None, **_edit_digests(settings)})
         record = previous.get(str(job.output.resolve()))
-        exists = job.output.exists() or output_exists(job.output)
+        exists = output_exists(job.output)
         action, overwrite_job = RUN, False
         if exists:
             digest = _sha_or_none(job.output) if output_exists(job.output) else None

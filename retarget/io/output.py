@@ -183,7 +183,7 @@ def output_spec(output: str | Path, codec: str | None = None, crf: int | None = 
     path = Path(text)
     is_pattern = "%" in path.name
     video_suffix = path.suffix.lower() in {s for suffixes in CODEC_SUFFIXES.values() for s in suffixes}
-    is_folder = not is_pattern and (text.endswith(("/", os.sep)) or path.is_dir()
+    is_folder = not is_pattern and (text.endswith(("/", os.sep)) or (path.is_dir() and not video_suffix)
                                     or (codec == "png" and not video_suffix))
     if is_pattern or is_folder:
         if codec not in (None, "png"):
@@ -453,8 +453,10 @@ def output_exists(path: str | Path) -> bool:
     if path.is_file():
         return True
     if "%" in path.name or path.is_dir():
-        spec = output_spec(path, "png")
-        return spec.sidecar.is_file()
+        try:
+            return output_spec(path, "png").sidecar.is_file()
+        except UsageError:
+            return path.exists()
     return path.exists()
 
 
