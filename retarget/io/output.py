@@ -296,7 +296,7 @@ class PngSequenceWriter:
             self._tmp: Path | None = Path(tempfile.mkdtemp(prefix=temporary_prefix(name), suffix=".part",
                                                            dir=where))
         except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, str(spec.display)) from None
+            _raise_naming(exc, spec.display)
         self._frames: list[dict] = []
         self._last_pts: int | None = None
         self.frames_written = 0
@@ -314,7 +314,7 @@ class PngSequenceWriter:
         try:
             (self._tmp / name).write_bytes(data.tobytes())
         except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, str(self.spec.path / name)) from None
+            _raise_naming(exc, self.spec.path / name)
         self._frames.append({"file": name, "pts": pts, "time": round(float(pts * self.time_base), 6)})
         self.frames_written += 1
 
@@ -336,12 +336,12 @@ class PngSequenceWriter:
         if self._tmp is None:
             return
         try:
-            if self.frames_written == 0:
-                raise InputError(f"{self.spec.display}: nothing was written")
+            if self.frames_written == 0:  # no sequence at all (the caller says why: e.g. no frame had a person)
+                return
             (self._tmp / self.spec.sidecar.name).write_text(sidecar_text(self.sidecar()))
             self._commit()
         except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, str(self.spec.display)) from None
+            _raise_naming(exc, self.spec.display)
         finally:
             self.abort()
 
@@ -372,6 +372,13 @@ class PngSequenceWriter:
             self.close()
         else:
             self.abort()
+
+
+def _raise_naming(exc: OSError, path) -> None:
+    """Re-raise ``exc`` naming the output ``path`` instead of a temporary file (messages show the name)."""
+    if exc.errno is None:
+        raise exc
+    raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def sidecar_text(content: dict) -> str:
