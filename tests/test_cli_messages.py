@@ -212,6 +212,7 @@ def test_messages_of_each_command_module_name_its_own_options(module):
 LIBRARY_MESSAGES = {
     "retarget/io/image.py": ["image", "video", "frames", "batch"],
     "retarget/io/atomic.py": ["image", "video", "frames", "batch", "convert-iuv"],
+    "retarget/io/output.py": ["video", "batch"],
     "retarget/pipeline/job.py": ["video", "frames", "batch", "texture"],
     "retarget/pipeline/texture.py": ["video", "frames", "batch", "image"],
     "retarget/pipeline/video.py": ["video", "frames", "batch"],

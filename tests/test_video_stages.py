@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from densepose_adapter.precomputed import PrecomputedIUV
+from retarget.io import video as video_io
 from retarget.pipeline import video as video_module
 from retarget.pipeline.densepose_stage import FrameDensePose
 from retarget.pipeline.job import VideoJob, load_source, run_video_job
@@ -179,7 +180,7 @@ def test_an_encoder_error_stops_the_run_with_its_own_message(setup, tmp_path, mo
         if len(calls) == 3:
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(video_module.VideoWriter, "write", write)
+    monkeypatch.setattr(video_io.VideoWriter, "write", write)
     with pytest.raises(OSError, match="No space left on device"):
         run_video_job(_job(setup, tmp_path), None)
     assert set(calls) == {"retarget-encode"}

@@ -1,6 +1,6 @@
 """Batch jobs: where they come from (a CSV/TOML jobs file or sources × drivers) and what each one is.
 
-A job is one ``retarget video`` run: a source photo, a driver video, an output ``.mp4`` and optional
+A job is one ``retarget video`` run: a source photo, a driver video, an output (video or PNG sequence) and optional
 per-job settings (the keys of :data:`JOB_OPTIONS`, overriding the command-line defaults).
 
 Jobs file formats (relative paths are relative to the jobs file's folder):
@@ -9,7 +9,9 @@ Jobs file formats (relative paths are relative to the jobs file's folder):
 - TOML: an optional ``[defaults]`` table of options and one ``[[job]]`` table per job with
   ``source``, ``driver``, optional ``output`` and options.
 
-Without an ``output`` the job writes ``<out-dir>/<driver-stem>_as_<source-stem>.mp4``.
+Without an ``output`` the job writes ``<out-dir>/<driver-stem>_as_<source-stem>.mp4`` (``.mkv`` for
+``codec = ffv1``, ``.mov`` for ``prores``, a folder for ``png``). An ``output`` ending in ``/`` is a PNG
+sequence folder.
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ JOB_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "densepose_size": _parse_int,
     "densepose_track": _parse_bool,
     "person": _parse_str,
+    "codec": _parse_str,
+    "crf": _parse_int,
     # texture workflows (docs/textures.md); no command-line default: they belong to one job
     "texture": _parse_str,
     "garment": _parse_str,
@@ -93,6 +97,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "densepose_backend": "auto", "densepose_size": 800,
     "densepose_track": True,
     "person": "largest",
+    "codec": None,  # from the output's extension (h264 for files); None values stay out of fingerprints
+    "crf": None,  # 18
 }
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -115,6 +121,7 @@ class BatchJob:
     output: Path
     options: dict[str, Any] = field(default_factory=dict)
     origin: str = ""
+    default_output: bool = False  # named by default_output_name (its extension follows the codec setting)
 
     @property
     def name(self) -> str:
@@ -122,15 +129,18 @@ class BatchJob:
 
     def settings(self, defaults: dict[str, Any]) -> dict[str, Any]:
         """The effective per-job settings: :data:`DEFAULT_OPTIONS` < ``defaults`` < this job's options."""
-        merged = dict(DEFAULT_OPTIONS)
+        merged = {k: v for k, v in DEFAULT_OPTIONS.items() if v is not None}
         merged.update({k: v for k, v in defaults.items() if v is not None})
         merged.update(self.options)
         return merged
 
 
-def default_output_name(source: Path, driver: Path) -> str:
-    """``<driver-stem>_as_<source-stem>.mp4``, as ``retarget video`` names it."""
-    return f"{driver.stem}_as_{source.stem}.mp4"
+def default_output_name(source: Path, driver: Path, codec: str | None = None) -> str:
+    """``<driver-stem>_as_<source-stem>.mp4``, as ``retarget video`` names it (``.mkv``/``.mov``/a folder
+    for ``codec`` ffv1/prores/png)."""
+    from retarget.io.output import default_suffix
+
+    return f"{driver.stem}_as_{source.stem}{default_suffix(codec)}"
 
 
 def _resolve(path: str | Path, base: Path) -> Path:
@@ -165,15 +175,20 @@ def _make_job(row: dict[str, Any], base: Path, out_dir: Path | None, where: str,
     source = _resolve(str(row.pop("source")).strip(), base)
     driver = _resolve(str(row.pop("driver")).strip(), base)
     output_raw = row.pop("output", None)
+    folder_output = False
     if output_raw is not None and str(output_raw).strip():
         output = _resolve(str(output_raw).strip(), base)
+        folder_output = str(output_raw).strip().endswith(("/", os.sep))
     elif out_dir is not None:
         output = out_dir.absolute() / default_output_name(source, driver)
     else:
         raise UsageError(f"{where}: no output and no --out-dir")
     options = _parse_options(defaults or {}, base, where)
     options.update(_parse_options(row, base, where))
-    return BatchJob(source=source, driver=driver, output=output, options=options, origin=where)
+    if folder_output:  # "out/": a PNG sequence folder (the "/" does not survive in the path)
+        options.setdefault("codec", "png")
+    return BatchJob(source=source, driver=driver, output=output, options=options, origin=where,
+                    default_output=output_raw is None or not str(output_raw).strip())
 
 
 def load_jobs_file(path: str | Path, out_dir: Path | None) -> list[BatchJob]:
@@ -274,7 +289,8 @@ def cross_jobs(sources: Iterable[str], drivers: Iterable[str], out_dir: Path,
     if not driver_files:
         raise InputError(f"--drivers {' '.join(drivers)}: no videos found ({', '.join(VIDEO_SUFFIXES)})")
     out_dir = out_dir.absolute()
-    return [BatchJob(source=s, driver=d, output=out_dir / default_output_name(s, d), origin="cross")
+    return [BatchJob(source=s, driver=d, output=out_dir / default_output_name(s, d), origin="cross",
+                     default_output=True)
             for d in driver_files for s in source_files]
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retarget.batch.jobs import BatchJob, fingerprint, optional_digest, temporal_radius
+from retarget.batch.jobs import BatchJob, default_output_name, fingerprint, optional_digest, temporal_radius
 from retarget.batch.report import FINISHED
 from retarget.batch.worker import Task, WorkerConfig
 from retarget.errors import UsageError
@@ -97,7 +97,7 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
                      output_mode=settings["output_mode"], on_missing=settings["on_missing"],
                      table=settings["table"], precision=settings.get("precision", "fp32"),
                      fill=settings.get("fill", "body"), temporal_radius=temporal_radius(settings),
-                     engine=settings.get("engine", "auto"),
+                     engine=settings.get("engine", "auto"), codec=settings.get("codec"), crf=settings.get("crf"),
                      person=str(settings.get("person", "largest"))).validate()
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
@@ -123,10 +123,10 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
 
 
 def _sha_or_none(path: Path) -> str | None:
-    from retarget.io.hashing import file_sha256
+    from retarget.io.output import output_digest
 
     try:
-        return file_sha256(path)
+        return output_digest(path)
     except OSError:
         return None
 
@@ -155,15 +155,22 @@ def make_plan(jobs: list[BatchJob], defaults: dict[str, Any], config: WorkerConf
     from retarget.pipeline.job import driver_iuv_sidecar, source_iuv_sidecar
     from retarget.pipeline.people import driver_tracking
 
+    from retarget.io.output import output_exists, output_spec
+
     seen: dict[str, BatchJob] = {}
     for job in jobs:
+        settings = job.settings(defaults)
+        if job.default_output:  # the extension follows the job's codec (.mp4, .mkv, .mov, a folder)
+            job.output = job.output.with_name(default_output_name(job.source, job.driver, settings.get("codec")))
         key = str(job.output.resolve())
         if key in seen:
             raise UsageError(f"{job.origin or job.name} and {seen[key].origin or seen[key].name} would both write "
                              f"{job.output}; give distinct outputs")
         seen[key] = job
-        if job.output.suffix.lower() not in (".mp4", ".m4v", ".mov"):
-            raise UsageError(f"{job.origin}: {job.output}: output must be an .mp4 file")
+        try:
+            output_spec(job.output, settings.get("codec"), settings.get("crf"))
+        except UsageError as exc:
+            raise UsageError(f"{job.origin or job.name}: {exc}") from None
     inputs = {str(p.resolve()) for job in jobs for p in (job.source, job.driver)}
     for key, job in seen.items():
         if key in inputs:
@@ -191,10 +198,10 @@ def make_plan(jobs: list[BatchJob], defaults: dict[str, Any], config: WorkerConf
                           "models": models_id, "densepose": densepose_id if (model_densepose or source_iuv is None)
                           else None, **_edit_digests(settings)})
         record = previous.get(str(job.output.resolve()))
-        exists = job.output.exists()
+        exists = output_exists(job.output)
         action, overwrite_job = RUN, False
         if exists:
-            digest = _sha_or_none(job.output) if job.output.is_file() else None
+            digest = _sha_or_none(job.output) if output_exists(job.output) else None
             ours = record is not None and digest is not None and record.get("output_sha256") == digest
             if ours and not rerun and record.get("status") in FINISHED and record.get("fingerprint") == fp:
                 action = SKIP

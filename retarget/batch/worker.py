@@ -125,7 +125,8 @@ class BatchWorker:
                                side_by_side=s["side_by_side"], precision=s.get("precision", "fp32"),
                                engine=s.get("engine", "auto"),
                                fill=s.get("fill", "body"), temporal_radius=temporal_radius(s), quiet=True,
-                               command="batch", person=str(s.get("person", "largest")))
+                               command="batch", person=str(s.get("person", "largest")),
+                               codec=s.get("codec"), crf=s.get("crf"))
         values = dict(source=task.job.source, driver=task.job.driver, output=task.job.output,
                       source_iuv=Path(s["source_iuv"]) if s.get("source_iuv") else None,
                       driver_iuv=Path(s["driver_iuv"]) if s.get("driver_iuv") else None,
@@ -156,7 +157,7 @@ class BatchWorker:
 
     def run(self, task: Task, on_frame: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Run one task; never raises (except KeyboardInterrupt)."""
-        from retarget.io.hashing import file_sha256
+        from retarget.io.output import output_digest
         from retarget.pipeline.job import run_video_job
 
         start = time.perf_counter()
@@ -182,7 +183,7 @@ class BatchWorker:
                     on_frame(task.index, counter[0])
 
             summary = run_video_job(job, self.models, backend, on_frame=frame_done)
-            digest = file_sha256(summary.output)
+            digest = output_digest(summary.output)
             self.jobs_run += 1
             return _result("ok", frames=summary.frames, missing_frames=summary.missing_frames,
                            densepose_calls=summary.densepose_calls, seconds=round(time.perf_counter() - start, 3),

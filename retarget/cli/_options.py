@@ -63,3 +63,10 @@ GarmentIUV = Annotated[Optional[Path], typer.Option(
                           "beside it, else DensePose).")]
 GarmentRegion = Annotated[str, typer.Option(
     "--garment-region", help="Clothes taken from --garment: upper (torso, arms), lower (legs) or full.")]
+# output format (retarget/io/output.py, README "Output formats")
+Codec = Annotated[Optional[str], typer.Option(
+    "--codec", help="Output codec: h264 (default; .mp4, .m4v, .mov, .mkv), ffv1 (lossless RGB, .mkv), prores "
+                    "(ProRes 4444, .mov) or png (a numbered PNG sequence; also chosen by -o DIR/ or "
+                    "-o name_%05d.png). Without -o the extension follows the codec.")]
+Crf = Annotated[Optional[int], typer.Option(
+    "--crf", help="H.264 quality 0..51: 0 = lossless (up to the yuv420p conversion), default 18; lower is better.")]

@@ -15,7 +15,8 @@ _HELP = """Run many source × driver jobs with models loaded once per worker.
 
 Jobs come from a jobs file (CSV with a header `source,driver[,output][,setting...]`, or TOML with
 [[job]] tables) or from --sources and --drivers (every source × every driver). Outputs default to
-OUT_DIR/<driver-stem>_as_<source-stem>.mp4; the report is OUT_DIR/batch_report.json.
+OUT_DIR/<driver-stem>_as_<source-stem>.mp4 (.mkv with --codec ffv1, .mov with prores, a PNG-sequence
+folder with png); the report is OUT_DIR/batch_report.json.
 
 Examples:
 
@@ -73,6 +74,8 @@ def batch_command(
     engine: opt.Engine = "auto",
     temporal_filter: opt.TemporalFilter = True,
     temporal_strength: opt.TemporalStrength = 2,
+    codec: opt.Codec = None,
+    crf: opt.Crf = None,
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept source photos above 50 megapixels."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No plan, progress bar or table."),
 ) -> None:
@@ -83,7 +86,7 @@ def batch_command(
                 "fill": fill, "engine": engine, "temporal_filter": temporal_filter,
                 "temporal_strength": temporal_strength,
                 "densepose_backend": densepose_backend, "densepose_size": densepose_size,
-                "densepose_track": densepose_track, "person": person}
+                "densepose_track": densepose_track, "person": person, "codec": codec, "crf": crf}
     result = run_batch(jobs_file, sources=sources, drivers=drivers, out_dir=out_dir, report=report, workers=workers,
                        threads=threads, backend=backend, address=address, overwrite=overwrite, rerun=rerun,
                        dry_run=dry_run, checkpoint_dir=checkpoint_dir, weight_free=weight_free,

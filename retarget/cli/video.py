@@ -30,8 +30,12 @@ from retarget.cli.common import resolve_device, resolve_models
 def video_command(
     source: Path = typer.Option(..., "--source", help="Source photo of the person to animate."),
     driver: Path = typer.Option(..., "--driver", help="Driving video."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o",
-                                          help="Output .mp4 (default: <driver-stem>_as_<source-stem>.mp4)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o",
+                                         help="Output video (.mp4, .m4v, .mov, .mkv), folder/ or name_%05d.png for a "
+                                              "PNG sequence (default: <driver-stem>_as_<source-stem>.mp4 beside "
+                                              "the driver; .mkv/.mov/folder for --codec ffv1/prores/png)."),
+    codec: opt.Codec = None,
+    crf: opt.Crf = None,
     checkpoint_dir: opt.CheckpointDir = None,
     weight_free: opt.WeightFree = False,
     fill: opt.Fill = "body",
@@ -75,7 +79,7 @@ def video_command(
                            output_mode=output_mode, on_missing=on_missing, table=table,
                            side_by_side=side_by_side, quiet=quiet, precision=precision, keep_partial=keep_partial,
                            fill=fill, temporal_radius=temporal_strength if temporal_filter else 0, person=person,
-                           engine=engine)
+                           engine=engine, codec=codec, crf=crf)
     job = VideoJob(source=source, driver=driver, output=output, source_iuv=source_iuv, driver_iuv=driver_iuv,
                    size=size, overwrite=overwrite, densepose_backend=densepose_backend,
                    densepose_weights=densepose_weights, densepose_size=densepose_size,
@@ -83,6 +87,7 @@ def video_command(
                    options=options, texture=texture, garment=garment, garment_iuv=garment_iuv,
                    garment_region=garment_region)
     options.validate()
+    job.output_spec()  # codec, crf and output type checked before any model is loaded
     models = None if weight_free else resolve_models(checkpoint_dir, options.device)
     summary = run_video_job(job, models)
     if not quiet:

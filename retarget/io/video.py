@@ -235,11 +235,30 @@ def _cpu_has_avx512() -> bool:
 _X264_DETERMINISTIC: dict[str, str] = {"x264-params": "asm=avx2"} if _cpu_has_avx512() else {}
 
 
-class VideoWriter:
-    """Encode RGB frames to H.264 (``yuv420p``) in an mp4, copying an input's audio stream.
+#: Container format of each output extension.
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
-    Odd frame sizes are cropped by one pixel to the even size ``yuv420p`` needs. Frame ``pts`` are
-    given by the caller in ``time_base`` (use the driver's), so the input timing is preserved.
+#: Per encoder: pixel format, whether odd sizes are cropped to even, encoder options. FFV1 stores the
+#: RGB frames themselves (``bgr0``: lossless, any size); ProRes is 4444 (10-bit 4:4:4, any size).
+_ENCODINGS = {
+    "libx264": ("yuv420p", True, {}),
+    "ffv1": ("bgr0", False, {"level": "3", "slicecrc": "1"}),
+    "prores_ks": ("yuv444p10le", False, {"profile": "4444"}),
+}
+
+
+class VideoWriter:
+    """Encode RGB frames to a video file, copying an input's audio stream.
+
+    ``codec``: ``libx264`` (H.264 ``yuv420p`` at ``crf``; 0 is lossless (``qp 0``), up to the
+    RGB→``yuv420p`` conversion; odd frame sizes are cropped by one pixel to the even size ``yuv420p``
+    needs), ``ffv1`` (lossless RGB, ``.mkv``) or ``prores_ks`` (ProRes 4444, ``.mov``). The container
+    follows the extension (``.mp4``/``.m4v``, ``.mov``, ``.mkv``). Frame ``pts`` are given by the
+    caller in ``time_base`` (use the driver's), so the input timing is preserved (Matroska rounds
+    times to the millisecond).
+
+    The audio is copied when the container can hold its codec; otherwise the output has no audio and
+    :attr:`audio_note` says why.
 
     Use as a context manager; :meth:`close` flushes the encoder and muxes the audio.
     """
@@ -249,23 +268,34 @@ class VideoWriter:
                  codec: str = "libx264"):
         av = _av()
         self.path = Path(path)
-        self.width, self.height = width - width % 2, height - height % 2
+        pix_fmt, even, defaults = _ENCODINGS.get(codec, ("yuv420p", True, {}))
+        self.width, self.height = (width - width % 2, height - height % 2) if even else (width, height)
         self.time_base = time_base
-        self._container = av.open(str(self.path), "w", format="mp4")
+        container_format = CONTAINERS.get(self.path.suffix.lower(), "mp4")
+        # Matroska would shift every timestamp by the audio's priming (negative) start; keep the video's
+        options = {"avoid_negative_ts": "disabled"} if container_format == "matroska" else {}
+        self._container = av.open(str(self.path), "w", format=container_format, options=options)
         self._stream = self._container.add_stream(codec, rate=fps)
         self._stream.width, self._stream.height = self.width, self.height
-        self._stream.pix_fmt = "yuv420p"
+        self._stream.pix_fmt = pix_fmt
         self._stream.time_base = time_base
         self._stream.codec_context.time_base = time_base
-        options = {"crf": str(crf), "preset": preset}
+        options = dict(defaults)
         if codec == "libx264":
+            options.update({"preset": preset, **({"qp": "0"} if crf == 0 else {"crf": str(crf)})})
             options.update(_X264_DETERMINISTIC)
         self._stream.options = options
         self._audio_in = None
         self._audio_out = None
+        self.audio_note: str | None = None
         if audio_from is not None:
             source = av.open(str(audio_from))
-            if source.streams.audio:
+            name = source.streams.audio[0].codec_context.name if source.streams.audio else None
+            if name is not None and name not in self._container.supported_codecs:
+                self.audio_note = (f"the driver's audio ({name}) cannot be stored in {self.path.suffix}; the "
+                                   "output has no audio (use .mkv to keep it)")
+                name = None
+            if name is not None:
                 self._audio_in = source
                 self._audio_out = self._container.add_stream_from_template(source.streams.audio[0])
             else:

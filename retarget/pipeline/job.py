@@ -26,7 +26,7 @@ class VideoJob:
 
     source: Path
     driver: Path
-    output: Path | None = None
+    output: Path | str | None = None  # a str keeps a trailing "/" (a PNG sequence folder)
     source_iuv: Path | None = None
     driver_iuv: Path | None = None
     size: int = 256
@@ -45,10 +45,20 @@ class VideoJob:
     garment_region: str = "upper"
 
     def output_path(self) -> Path:
-        """``--output`` or ``<driver-stem>_as_<source-stem>.mp4`` next to the driver."""
+        """``--output`` or ``<driver-stem>_as_<source-stem>`` next to the driver, with the extension of
+        ``options.codec`` (``.mp4``; ``.mkv`` for ffv1, ``.mov`` for prores, a folder for png)."""
         if self.output is not None:
             return Path(self.output)
-        return self.driver.with_name(f"{self.driver.stem}_as_{self.source.stem}.mp4")
+        from retarget.io.output import default_suffix
+
+        return self.driver.with_name(f"{self.driver.stem}_as_{self.source.stem}{default_suffix(self.options.codec)}")
+
+    def output_spec(self):
+        """The resolved output (:func:`retarget.io.output.output_spec`: codec, crf, video file or PNG sequence)."""
+        from retarget.io.output import output_spec
+
+        return output_spec(self.output if self.output is not None else self.output_path(), self.options.codec,
+                           self.options.crf)
 
 
 def driver_iuv_sidecar(driver: Path) -> Path | None:
@@ -238,7 +248,7 @@ def edit_source(job: VideoJob, state, models: Models | None, model_backend=None)
 
 def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_frame=None) -> VideoSummary:
     """Run one job end to end; ``models=None`` is the weight-free path."""
-    from retarget.io.atomic import check_output_path
+    from retarget.io.output import check_output
     from retarget.io.video import check_driver_size, probe_video
     from retarget.pipeline.source import prepare_source_crop
     from retarget.pipeline.texture import check_source_edits
@@ -246,16 +256,12 @@ def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_f
     job.options.validate()
     if job.size % 4 or job.size < 64:
         raise UsageError(f"--size must be a multiple of 4 and at least 64, got {job.size}")
-    output = job.output_path()
-    inputs = [job.source, job.driver, job.source_iuv, job.driver_iuv, job.texture, job.garment, job.garment_iuv]
-    check_output_path(output, overwrite=job.overwrite, inputs=[p for p in inputs if p is not None])
-    if output.suffix.lower() not in (".mp4", ".m4v", ".mov"):
-        raise UsageError(f"{output}: output must be an .mp4 file")
+    output = job.output_spec()
+    inputs = [job.source, job.driver, job.source_iuv, job.driver_iuv, job.texture, job.garment, job.garment_iuv,
+              driver_iuv_path(job), source_iuv_sidecar(job.source)]  # sidecars found beside the inputs too
+    check_output(output, overwrite=job.overwrite, inputs=[p for p in inputs if p is not None])
     if job.options.keep_partial:
-        from retarget.pipeline.video import partial_output_path
-
-        check_output_path(partial_output_path(output), overwrite=job.overwrite,
-                          inputs=[p for p in inputs if p is not None])
+        check_output(output.partial(), overwrite=job.overwrite, inputs=[p for p in inputs if p is not None])
     info = probe_video(job.driver)  # fail fast on a bad driver, before any model work
     check_driver_size(info, job.driver)
     if info.truncated and not job.options.keep_partial:

@@ -27,12 +27,11 @@ import numpy as np
 import torch
 
 from retarget.errors import InputError, UsageError
-from retarget.io.atomic import atomic_output
+from retarget.io.output import OutputSpec, check_codec_options, open_output, output_spec
 from retarget.io.video import (
     VideoDecodeError,
     VideoFrame,
     VideoInfo,
-    VideoWriter,
     check_driver_size,
     iter_frames,
     probe_video,
@@ -91,6 +90,8 @@ class VideoOptions:
     temporal_radius: int = 2  # driver IUV temporal filter: frames each side (look-ahead); 0 = off
     person: str = "largest"  # driver person to replace: largest | center | left | right | N (from the left, 1-based)
     engine: str = "auto"  # per-frame refiner engine: auto | torch | openvino (retarget.engine)
+    codec: str | None = None  # output: h264 | ffv1 | prores | png; None: from the output path (retarget.io.output)
+    crf: int | None = None  # H.264 constant rate factor 0..51 (0 = lossless); None: 18
 
     def hold_frames(self, fps: float) -> int:
         """How many frames ``--on-missing hold`` keeps the last pose for at ``fps``."""
@@ -114,6 +115,7 @@ class VideoOptions:
         if self.precision == "fp16" and not str(self.device).startswith("cuda"):
             raise UsageError("--precision fp16 needs --device cuda; on CPU use bf16 or fp32")
         PersonChoice.parse(self.person)
+        check_codec_options(self.codec, self.crf)
         from retarget.engine import check_engine, resolve_engine
 
         check_engine(self.engine)
@@ -272,7 +274,8 @@ def output_background(options: VideoOptions, track: DriverTrack, source: SourceC
 
 
 def partial_output_path(output: Path) -> Path:
-    """Where ``--keep-partial`` puts the frames rendered before a driver decoding error: ``<stem>.partial.mp4``."""
+    """Where ``--keep-partial`` puts the frames rendered before a driver decoding error: ``<stem>.partial.mp4``
+    (a PNG sequence: :meth:`retarget.io.output.OutputSpec.partial`)."""
     output = Path(output)
     return output.with_name(f"{output.stem}.partial{output.suffix}")
 
@@ -468,9 +471,10 @@ class CompositeStage:
 
 
 class EncodeStage:
-    """Encode ``(rgb, pts)`` frames with ``writer``; seconds go to ``times["encode"]``."""
+    """Encode ``(rgb, pts)`` frames with ``writer`` (any writer of :func:`retarget.io.output.open_output`);
+    seconds go to ``times["encode"]``."""
 
-    def __init__(self, writer: VideoWriter, times: StageTimes):
+    def __init__(self, writer, times: StageTimes):
         self.writer, self.times = writer, times
 
     def __call__(self, frames: Iterable[tuple[np.ndarray, int | None]]) -> None:
@@ -480,7 +484,8 @@ class EncodeStage:
             self.times.add("encode", time.perf_counter() - tick)
 
 
-def render_video(source: SourceCrop, state: SourceState, driver: Path, output: Path, densepose: FrameDensePose,
+def render_video(source: SourceCrop, state: SourceState, driver: Path, output: Path | OutputSpec,
+                 densepose: FrameDensePose,
                  models: Models | None, options: VideoOptions,
                  on_frame: Callable[[int, np.ndarray], None] | None = None) -> VideoSummary:
     """Render ``driver`` with the source person and write ``output`` atomically.
@@ -489,7 +494,8 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
         source: the framed source photo (for ``--background source``).
         state: the prepared source (from :func:`retarget.pipeline.source.prepare_source_crop`).
         driver: driver video.
-        output: output ``.mp4`` path (its folder must exist).
+        output: output video or PNG sequence: an :class:`retarget.io.output.OutputSpec`, or a path resolved
+            with ``options.codec``/``options.crf`` (its folder must exist).
         densepose: per-frame DensePose stage (precomputed or model, cached).
         models: learned models, or ``None`` (weight-free path).
         options: settings.
@@ -499,13 +505,15 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
     plan = plan_render(source, state, driver, densepose, models, options)  # pass 1
     options, track, info = plan.options, plan.track, plan.info
     models = engine_models(models, options, plan.size)  # --engine: the per-frame refiner on torch or OpenVINO
-    output = partial_output_path(output) if track.decode_error is not None else output
+    spec = output if isinstance(output, OutputSpec) else output_spec(output, options.codec, options.crf)
+    spec = spec.partial() if track.decode_error is not None else spec
+    output = spec.display
     times = StageTimes(track.times)
     targets, warp = TargetStage(plan, densepose, times), WarpRefineStage(state, models, options, times)
     with _progress(track.frame_count, RENDER_LABEL, options.quiet) as bar:  # pass 2
         composite = CompositeStage(plan, times, on_frame, bar)
-        with atomic_output(output) as tmp, VideoWriter(tmp, *plan.output_size, info.fps, info.time_base,
-                                                       audio_from=driver) as writer, \
+        with open_output(spec, *plan.output_size, info.fps, info.time_base, audio_from=driver, driver=driver,
+                         quiet=options.quiet) as writer, \
                 Stream(maxsize=2 * options.batch_size) as stream:
             frames = stream.produce("retarget-decode", decode_stage(driver, info.rotation, track.frame_count, times))
             rendered = (warp(targets(batch)) for batch in batched(frames, options.batch_size))
