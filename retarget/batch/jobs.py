@@ -77,6 +77,7 @@ JOB_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "densepose_size": _parse_int,
     "densepose_track": _parse_bool,
     "person": _parse_str,
+    "densepose_every": _parse_str,  # K or auto (retarget.pipeline.keyframes)
     # texture workflows (docs/textures.md); no command-line default: they belong to one job
     "texture": _parse_str,
     "garment": _parse_str,
@@ -93,6 +94,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "densepose_backend": "auto", "densepose_size": 800,
     "densepose_track": True,
     "person": "largest",
+    "densepose_every": "1",  # left out of the fingerprint when 1 (retarget.batch.plan): old reports still match
 }
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")

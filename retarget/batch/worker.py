@@ -125,7 +125,8 @@ class BatchWorker:
                                side_by_side=s["side_by_side"], precision=s.get("precision", "fp32"),
                                engine=s.get("engine", "auto"),
                                fill=s.get("fill", "body"), temporal_radius=temporal_radius(s), quiet=True,
-                               command="batch", person=str(s.get("person", "largest")))
+                               command="batch", person=str(s.get("person", "largest")),
+                               densepose_every=str(s.get("densepose_every", "1")))
         values = dict(source=task.job.source, driver=task.job.driver, output=task.job.output,
                       source_iuv=Path(s["source_iuv"]) if s.get("source_iuv") else None,
                       driver_iuv=Path(s["driver_iuv"]) if s.get("driver_iuv") else None,

@@ -73,6 +73,7 @@ def batch_command(
     engine: opt.Engine = "auto",
     temporal_filter: opt.TemporalFilter = True,
     temporal_strength: opt.TemporalStrength = 2,
+    densepose_every: opt.DensePoseEvery = "1",
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept source photos above 50 megapixels."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No plan, progress bar or table."),
 ) -> None:
@@ -83,7 +84,7 @@ def batch_command(
                 "fill": fill, "engine": engine, "temporal_filter": temporal_filter,
                 "temporal_strength": temporal_strength,
                 "densepose_backend": densepose_backend, "densepose_size": densepose_size,
-                "densepose_track": densepose_track, "person": person}
+                "densepose_track": densepose_track, "person": person, "densepose_every": densepose_every}
     result = run_batch(jobs_file, sources=sources, drivers=drivers, out_dir=out_dir, report=report, workers=workers,
                        threads=threads, backend=backend, address=address, overwrite=overwrite, rerun=rerun,
                        dry_run=dry_run, checkpoint_dir=checkpoint_dir, weight_free=weight_free,

@@ -91,6 +91,7 @@ class VideoOptions:
     temporal_radius: int = 2  # driver IUV temporal filter: frames each side (look-ahead); 0 = off
     person: str = "largest"  # driver person to replace: largest | center | left | right | N (from the left, 1-based)
     engine: str = "auto"  # per-frame refiner engine: auto | torch | openvino (retarget.engine)
+    densepose_every: str = "1"  # DensePose keyframe interval K or auto (retarget.pipeline.keyframes); 1 = every frame
 
     def hold_frames(self, fps: float) -> int:
         """How many frames ``--on-missing hold`` keeps the last pose for at ``fps``."""
@@ -114,11 +115,18 @@ class VideoOptions:
         if self.precision == "fp16" and not str(self.device).startswith("cuda"):
             raise UsageError("--precision fp16 needs --device cuda; on CPU use bf16 or fp32")
         PersonChoice.parse(self.person)
+        self.keyframe_interval()
         from retarget.engine import check_engine, resolve_engine
 
         check_engine(self.engine)
         if self.engine != "auto" or self.precision == "int8":  # an explicit choice fails before any work
             resolve_engine(self.engine, self.device, self.precision)
+
+    def keyframe_interval(self) -> int | None:
+        """``densepose_every`` as an interval (``None`` = auto); a :class:`UsageError` when invalid."""
+        from retarget.pipeline.keyframes import check_every
+
+        return check_every(self.densepose_every)
 
     def keeps_others(self) -> bool:
         """Whether the driver's other people stay in the output (over the scene plate)."""
