@@ -281,3 +281,24 @@ def test_video_with_keyframes_is_deterministic_with_and_without_the_cache(tmp_pa
     # frames, so even keyframes differ a little)
     err = np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(first, default)])
     assert 0 < err < 2.0, err
+
+
+def test_flow_runs_on_one_opencv_thread_and_restores_the_count():
+    from densepose_adapter import keyframes
+
+    seen = []
+    real_create = keyframes._dis
+
+    class Spy:
+        def __init__(self):
+            self.inner = real_create()
+
+        def calc(self, a, b, flow):
+            seen.append(cv2.getNumThreads())
+            return self.inner.calc(a, b, flow)
+
+    before = cv2.getNumThreads()
+    greys, _ = _moving_clip(2)
+    flow = keyframes.dense_flow(greys[1], greys[0], dis=Spy())
+    assert seen == [1] and cv2.getNumThreads() == before
+    assert flow.shape == (H, W, 2) and flow.dtype == np.float32
