@@ -217,6 +217,7 @@ LIBRARY_MESSAGES = {
     "retarget/pipeline/texture.py": ["video", "frames", "batch", "image"],
     "retarget/pipeline/video.py": ["video", "frames", "batch"],
     "retarget/pipeline/people.py": ["video", "frames", "batch"],
+    "retarget/pipeline/keyframes.py": ["video", "frames", "batch", "densepose"],
     "retarget/pipeline/precision.py": ["video", "batch"],
     "retarget/inspect/frames.py": ["frames"],
     "retarget/batch/jobs.py": ["batch"],

@@ -81,6 +81,7 @@ JOB_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "person": _parse_str,
     "codec": _parse_str,
     "crf": _parse_int,
+    "densepose_every": _parse_str,  # K or auto (retarget.pipeline.keyframes)
     # texture workflows (docs/textures.md); no command-line default: they belong to one job
     "texture": _parse_str,
     "garment": _parse_str,
@@ -99,6 +100,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "person": "largest",
     "codec": None,  # from the output's extension (h264 for files); None values stay out of fingerprints
     "crf": None,  # 18
+    "densepose_every": "1",  # left out of the fingerprint when 1 (retarget.batch.plan): old reports still match
 }
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")

@@ -98,7 +98,8 @@ def check_settings(settings: dict[str, Any], where: str) -> None:
                      table=settings["table"], precision=settings.get("precision", "fp32"),
                      fill=settings.get("fill", "body"), temporal_radius=temporal_radius(settings),
                      engine=settings.get("engine", "auto"), codec=settings.get("codec"), crf=settings.get("crf"),
-                     person=str(settings.get("person", "largest"))).validate()
+                     person=str(settings.get("person", "largest")),
+                     densepose_every=str(settings.get("densepose_every", "1"))).validate()
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
     if settings.get("texture") and settings.get("garment"):
@@ -194,7 +195,8 @@ def make_plan(jobs: list[BatchJob], defaults: dict[str, Any], config: WorkerConf
                                   "densepose": densepose_id if model_densepose else None})
         fp = fingerprint({"source": optional_digest(job.source), "driver": driver_digest,
                           "source_iuv": optional_digest(source_iuv), "driver_iuv": optional_digest(driver_iuv),
-                          "settings": {k: v for k, v in settings.items() if k not in ("source_iuv", "driver_iuv")},
+                          "settings": {k: v for k, v in settings.items() if k not in ("source_iuv", "driver_iuv")
+                                       and not (k == "densepose_every" and str(v).strip() == "1")},
                           "models": models_id, "densepose": densepose_id if (model_densepose or source_iuv is None)
                           else None, **_edit_digests(settings)})
         record = previous.get(str(job.output.resolve()))

@@ -53,6 +53,11 @@ TemporalFilter = Annotated[bool, typer.Option(
 TemporalStrength = Annotated[int, typer.Option(
     "--temporal-strength", min=1, max=8,
     help="Temporal filter window: frames on each side (also its look-ahead); more is steadier.")]
+DensePoseEvery = Annotated[str, typer.Option(
+    "--densepose-every", metavar="K|auto",
+    help="Run DensePose on every K-th frame only (keyframes) and carry its IUV to the frames between by "
+         "optical flow; a cut, occlusion or new person forces a keyframe. auto: K from the measured motion "
+         "(up to 5). 1 = every frame (default).")]
 # texture workflows (docs/textures.md): an edited texture, or another photo's clothes
 Texture = Annotated[Optional[Path], typer.Option(
     "--texture", help="Render with this colour texture (from `retarget texture`, edited; PNG, same size).")]

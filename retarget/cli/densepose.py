@@ -29,7 +29,8 @@ _HELP = (
     'fine-segmentation visualiser on black; --render iuv: the IUV map as colour (R = V, G = U, B = I). '
     'Both keep the input\'s size, frame count and timing. --iuv DIR|NPZ reads precomputed IUV (the '
     'sidecar formats of `retarget video --driver-iuv`) instead of running the model; --temporal-filter '
-    'stabilises a video\'s IUV over time.\n\n'
+    'stabilises a video\'s IUV over time; --densepose-every K runs DensePose (or reads --iuv) on every K-th '
+    'frame only and carries the IUV between by optical flow.\n\n'
     'Examples:\n\n'
     '  retarget densepose photo.jpg --out photo_dp.npz\n\n'
     '  retarget densepose dance.mp4 --out iuv_frames/ --densepose-size 512\n\n'
@@ -69,6 +70,10 @@ def densepose_command(
     render: Annotated[str | None, typer.Option(
         "--render", help="Videos: segm or iuv, written as an H.264 video to --out FILE.mp4.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Videos: frames per model call.")] = 1,
+    densepose_every: Annotated[str, typer.Option(
+        "--densepose-every", metavar="K|auto",
+        help="Videos: DensePose (or --iuv) on every K-th frame only, IUV carried by optical flow between "
+             "(auto: K from the motion); 1 = every frame.")] = "1",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     engine: Annotated[str, typer.Option(
         "--engine", help="torchvision backend: auto (OpenVINO backbone + FPN when installed, on CPU), torch or "
@@ -90,6 +95,9 @@ def densepose_command(
         raise UsageError(f"--render {render} writes a video: give --out FILE.mp4, got {out}")
     if not (to_npz or to_video) and out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder (use a folder, a .npz or an .mp4 file)")
+    from retarget.pipeline.keyframes import check_every
+
+    every = check_every(densepose_every)
     is_video = _is_video(input)
     if not is_video and (iuv is not None or render is not None):
         raise UsageError("--iuv and --render need a video input")
@@ -128,21 +136,24 @@ def densepose_command(
             _write_png(path, result.iuv)
             typer.echo(f"wrote {path} ({len(result.scores)} person(s))")
         return
-    _video(input, out, backend, render, temporal_strength if temporal_filter else 0, max_frames, batch_size, quiet)
+    _video(input, out, backend, render, temporal_strength if temporal_filter else 0, max_frames, batch_size, quiet,
+           every)
 
 
 VIDEO_OUT_EXTS = {".mp4", ".m4v", ".mov"}
 
 
 def _video(input: Path, out: Path, backend, render: str | None, radius: int, max_frames: int, batch_size: int,
-           quiet: bool) -> None:
-    """Every frame of ``input`` through ``backend`` (cached), the temporal filter, and one of the writers."""
+           quiet: bool, every: int | None = 1) -> None:
+    """Every frame of ``input`` through ``backend`` (cached; on keyframes only unless ``every`` is 1), the
+    temporal filter, and one of the writers."""
     import itertools
 
     from densepose_adapter.render import RENDERERS
     from retarget.io.atomic import atomic_output
     from retarget.io.video import VideoWriter, iter_frames, probe_video
     from retarget.pipeline.densepose_stage import DensePoseCache, FrameDensePose
+    from retarget.pipeline.keyframes import with_keyframes
     from retarget.pipeline.temporal import source_signature, with_temporal_filter
     from retarget.pipeline.video import _progress
 
@@ -150,7 +161,8 @@ def _video(input: Path, out: Path, backend, render: str | None, radius: int, max
     if hasattr(backend, "reset_tracking"):
         backend.reset_tracking()
     cache = None if getattr(backend, "name", "") == "precomputed" else DensePoseCache(input, source_signature(backend))
-    stage = with_temporal_filter(FrameDensePose(backend, cache), input, radius)
+    keyed = with_keyframes(FrameDensePose(backend, cache), input, every)
+    stage = with_temporal_filter(keyed, input, radius)
     frames = iter_frames(input, info.rotation)
     if max_frames:
         frames = itertools.islice(frames, max_frames)
@@ -184,7 +196,9 @@ def _video(input: Path, out: Path, backend, render: str | None, radius: int, max
     if render is None and out.suffix.lower() == ".npz":
         _write_npz(out, iuv=np.stack(iuvs), boxes=np.concatenate(boxes).astype(np.float32),
                    scores=np.concatenate(scores).astype(np.float32), frame_index=np.concatenate(frame_index))
-    typer.echo(f"wrote {n} frame(s) to {out} ({with_person} with a person)")
+    keyframes = getattr(keyed, "keyframes", None)
+    note = f"; DensePose on {len(keyframes)} keyframe(s)" if keyframes is not None else ""
+    typer.echo(f"wrote {n} frame(s) to {out} ({with_person} with a person{note})")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ def frames_command(
     engine: opt.Engine = "auto",
     temporal_filter: opt.TemporalFilter = True,
     temporal_strength: opt.TemporalStrength = 2,
+    densepose_every: opt.DensePoseEvery = "1",
     texture: opt.Texture = None,
     garment: opt.Garment = None,
     garment_iuv: opt.GarmentIUV = None,
@@ -78,7 +79,7 @@ def frames_command(
     options = VideoOptions(device=resolve_device(device), background=background, output_mode=output_mode,
                            on_missing=on_missing, table=table, quiet=quiet, fill=fill,
                            temporal_radius=temporal_strength if temporal_filter else 0, command="frames",
-                           person=person, engine=engine)
+                           person=person, engine=engine, densepose_every=densepose_every)
     job, selection, out = prepare_frames_job(
         driver, out, source=source, frames=frames, every=every, only_densepose=only_densepose, overwrite=overwrite,
         options=options, size=size, source_iuv=source_iuv, driver_iuv=driver_iuv,

@@ -25,9 +25,9 @@ from retarget.io.hashing import cached_file_sha256
 from retarget.paths import cache_dir
 
 
-def _checksum(iuv: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> str:
+def _checksum(iuv: np.ndarray, boxes: np.ndarray, scores: np.ndarray, keyframe: np.ndarray | None = None) -> str:
     digest = hashlib.sha256()
-    for array in (iuv, boxes, scores):
+    for array in (iuv, boxes, scores) + ((keyframe,) if keyframe is not None else ()):
         array = np.ascontiguousarray(array)
         digest.update(str(array.dtype).encode() + str(array.shape).encode())
         digest.update(array.tobytes())
@@ -49,30 +49,38 @@ class DensePoseCache:
 
     def load(self, index: int) -> DensePoseResult | None:
         """The cached result of frame ``index``, or ``None`` (missing, unreadable or corrupt)."""
+        return self.load_entry(index)[0]
+
+    def load_entry(self, index: int) -> tuple[DensePoseResult | None, bool | None]:
+        """``(result, keyframe)`` of frame ``index``: ``keyframe`` is whether DensePose ran on it (entries
+        of a keyframe stage, :mod:`retarget.pipeline.keyframes`), ``None`` when the entry does not say."""
         path = self._path(index)
         if not path.exists():
-            return None
+            return None, None
         try:
             with np.load(path, allow_pickle=False) as data:
                 iuv, boxes, scores = data["iuv"], data["boxes"], data["scores"]
+                keyframe = data["keyframe"] if "keyframe" in data.files else None
                 stored = str(data["checksum"])
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             self.corrupt += 1
-            return None
-        if stored != _checksum(iuv, boxes, scores):
+            return None, None
+        if stored != _checksum(iuv, boxes, scores, keyframe):
             self.corrupt += 1
-            return None
+            return None, None
         self.hits += 1
-        return DensePoseResult(image_hw=(iuv.shape[0], iuv.shape[1]), boxes=boxes, scores=scores, iuv=iuv)
+        result = DensePoseResult(image_hw=(iuv.shape[0], iuv.shape[1]), boxes=boxes, scores=scores, iuv=iuv)
+        return result, (bool(keyframe) if keyframe is not None else None)
 
-    def store(self, index: int, result: DensePoseResult) -> None:
-        """Write frame ``index`` atomically."""
+    def store(self, index: int, result: DensePoseResult, keyframe: bool | None = None) -> None:
+        """Write frame ``index`` atomically (``keyframe``: record whether DensePose ran on it)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         boxes = np.asarray(result.boxes, np.float32).reshape(-1, 4)
         scores = np.asarray(result.scores, np.float32).reshape(-1)
+        flag = {} if keyframe is None else {"keyframe": np.array(bool(keyframe))}
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, iuv=result.iuv, boxes=boxes, scores=scores,
-                            checksum=np.array(_checksum(result.iuv, boxes, scores)))
+        np.savez_compressed(buffer, iuv=result.iuv, boxes=boxes, scores=scores, **flag,
+                            checksum=np.array(_checksum(result.iuv, boxes, scores, flag.get("keyframe"))))
         if not self._swept:  # temporaries of a run killed mid-write (never those of a live one)
             remove_stale_temporaries(self.folder, "tmp")
             self._swept = True

@@ -140,11 +140,14 @@ def check_densepose_weights(job: VideoJob, needs: list[tuple[str, Path]] | None 
 
 
 def driver_densepose(job: VideoJob, model_backend=None):
-    """The DensePose stage for the driver (precomputed IUV when given/found, else a cached model),
-    behind the temporal filter unless ``job.options.temporal_radius`` is 0."""
+    """The DensePose stage for the driver (precomputed IUV when given/found, else a cached model), on
+    keyframes only unless ``job.options.densepose_every`` is 1, behind the temporal filter unless
+    ``job.options.temporal_radius`` is 0."""
+    from retarget.pipeline.keyframes import with_keyframes
     from retarget.pipeline.temporal import with_temporal_filter
 
-    return with_temporal_filter(_raw_driver_densepose(job, model_backend), job.driver, job.options.temporal_radius)
+    stage = with_keyframes(_raw_driver_densepose(job, model_backend), job.driver, job.options.keyframe_interval())
+    return with_temporal_filter(stage, job.driver, job.options.temporal_radius)
 
 
 def _raw_driver_densepose(job: VideoJob, model_backend=None) -> FrameDensePose:

@@ -157,10 +157,14 @@ class FilteredDensePose:
             frames.close()
 
 
-def with_temporal_filter(stage: FrameDensePose, driver: Path, radius: int) -> FrameDensePose | FilteredDensePose:
+def with_temporal_filter(stage, driver: Path, radius: int):
     """``stage`` behind the temporal filter (``radius`` frames each side), or ``stage`` itself for 0."""
     if radius <= 0:
         return stage
     settings = TemporalSettings(radius=int(radius))
-    cache = DensePoseCache(driver, filtered_cache_key(stage.backend, settings))
+    key = filtered_cache_key(stage.backend, settings)
+    keyframes = getattr(stage, "keyframes", None)
+    if keyframes is not None:  # a keyframe stage (retarget.pipeline.keyframes): its settings are part of the key
+        key = f"{key}|{stage.settings.key()}"
+    cache = DensePoseCache(driver, key)
     return FilteredDensePose(stage, settings, cache, Path(driver))

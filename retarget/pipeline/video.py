@@ -92,6 +92,7 @@ class VideoOptions:
     engine: str = "auto"  # per-frame refiner engine: auto | torch | openvino (retarget.engine)
     codec: str | None = None  # output: h264 | ffv1 | prores | png; None: from the output path (retarget.io.output)
     crf: int | None = None  # H.264 constant rate factor 0..51 (0 = lossless); None: 18
+    densepose_every: str = "1"  # DensePose keyframe interval K or auto (retarget.pipeline.keyframes); 1 = every frame
 
     def hold_frames(self, fps: float) -> int:
         """How many frames ``--on-missing hold`` keeps the last pose for at ``fps``."""
@@ -116,11 +117,18 @@ class VideoOptions:
             raise UsageError("--precision fp16 needs --device cuda; on CPU use bf16 or fp32")
         PersonChoice.parse(self.person)
         check_codec_options(self.codec, self.crf)
+        self.keyframe_interval()
         from retarget.engine import check_engine, resolve_engine
 
         check_engine(self.engine)
         if self.engine != "auto" or self.precision == "int8":  # an explicit choice fails before any work
             resolve_engine(self.engine, self.device, self.precision)
+
+    def keyframe_interval(self) -> int | None:
+        """``densepose_every`` as an interval (``None`` = auto); a :class:`UsageError` when invalid."""
+        from retarget.pipeline.keyframes import check_every
+
+        return check_every(self.densepose_every)
 
     def keeps_others(self) -> bool:
         """Whether the driver's other people stay in the output (over the scene plate)."""
