@@ -331,7 +331,7 @@ def test_precomputed_hints_name_options_of_their_command(key):
 
 
 def test_densepose_weights_option_table_covers_every_command_that_runs_densepose():
-    assert set(resolve_module._WEIGHTS_OPTION) == {"video", "frames", "batch", "densepose", "texture"}
+    assert set(resolve_module._WEIGHTS_OPTION) == {"video", "frames", "batch", "densepose", "texture", "stream"}
     for command, option in resolve_module._WEIGHTS_OPTION.items():
         assert option in options_of((command,))
 
