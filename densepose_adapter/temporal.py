@@ -398,7 +398,8 @@ class TemporalIUVFilter:
         # frame e is final once frame e + radius is known, or a cut after e
         while self._emitted < self._pushed:
             e = self._emitted
-            if not self.causal and t < e + self.settings.radius and not any(self._cut.get(s, False) for s in range(e + 1, t + 1)):
+            waiting = not self.causal and t < e + self.settings.radius
+            if waiting and not any(self._cut.get(s, False) for s in range(e + 1, t + 1)):
                 break
             ready.append((e, self._emit(e, last=t)))
         return ready

@@ -251,6 +251,7 @@ class RetargeterSettings:
     densepose_config: str | None = None
     densepose_track: bool = True
     densepose_backend: str = "auto"  # auto | torchvision | detectron2 (model for frames without given IUV)
+    densepose_model: object = None  # a ready DensePose backend (``predict(list of BGR images)``) instead
     allow_large: bool = False
 
 
@@ -294,7 +295,7 @@ class Retargeter:
             opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, opts.device))
         self.options = opts
         self.models = models
-        self._model_backend = None
+        self._model_backend = self.settings.densepose_model
         self.source = self._load_source(source_photo, source_iuv)
         from retarget.pipeline.source import prepare_source_crop
 
