@@ -67,6 +67,19 @@ class StreamSettings:
         if self.max_frames is not None and self.max_frames < 1:
             raise UsageError(f"--max-frames must be at least 1, got {self.max_frames}")
         output_format(self.output, self.output_format)  # an unknown output type fails before any work
+        if self.output == "-" and _isatty(sys.stdout):
+            raise UsageError("--output -: stdout is a terminal; pipe it into a player (| ffplay -) or give --output "
+                             "FILE|URL")
+        if self.input == "-" and _isatty(sys.stdin):
+            raise UsageError("--input -: stdin is a terminal; pipe a video in (ffmpeg ... -f yuv4mpegpipe - | ...) "
+                             "or give --input FILE|URL|/dev/videoN")
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 @dataclass
@@ -294,7 +307,16 @@ def _run(source: StreamInput, session, settings: StreamSettings, drop: str, stop
                 width, height = session.output_size
                 writer = open_output(settings.output, width, height, source.fps, source.time_base,
                                      settings.output_format)
-            writer.write(rgb, frame.pts)
+            try:
+                writer.write(rgb, frame.pts)
+            except Exception as exc:  # noqa: BLE001 - only a closed reader is an end; the rest re-raised
+                if not _broken_pipe(exc):
+                    raise
+                reader_state["output_gone"] = f"{settings.output}: the reader of the output went away; stopping"
+                stop.set()
+                writer.abort()
+                _silence_stdout(settings.output)
+                break
             last_output = time.monotonic()
             summary.frames_out += 1
             summary.latencies_ms.append(1000 * (last_output - arrival))
@@ -304,7 +326,8 @@ def _run(source: StreamInput, session, settings: StreamSettings, drop: str, stop
         if writer is None:
             raise InputError(f"{settings.input}: no frame had a person to render (with --on-missing skip); "
                              "nothing was written")
-        writer.close()
+        if not reader_state.get("output_gone"):
+            writer.close()
         reader.join(0.5)
     except BaseException:
         if writer is not None and writer.frames_written > 0:
@@ -318,8 +341,27 @@ def _run(source: StreamInput, session, settings: StreamSettings, drop: str, stop
     summary.frames_in = reader_state.get("in", 0)
     summary.dropped = counts["dropped"]
     summary.seconds = (last_output - first_arrival) if last_output and first_arrival else 0.0
-    summary.stopped = "interrupted" if stop.is_set() else reader_state.get("ended")
+    summary.stopped = ("output closed" if reader_state.get("output_gone") else "input ended"
+                       if reader_state.get("ended") else "interrupted" if stop.is_set() else None)
     summary.times = dict(session.times)
-    if not quiet and reader_state.get("ended"):
-        print(f"note: {reader_state['ended']}", file=sys.stderr)
+    for key in ("ended", "output_gone"):
+        if not quiet and reader_state.get(key):
+            print(f"note: {reader_state[key]}", file=sys.stderr)
     return summary
+
+
+def _broken_pipe(exc: BaseException) -> bool:
+    """Whether writing failed because the reader of a pipe or socket went away (``ffplay`` closed)."""
+    import errno
+
+    return isinstance(exc, BrokenPipeError) or getattr(exc, "errno", None) in (errno.EPIPE, errno.ECONNRESET)
+
+
+def _silence_stdout(output: str) -> None:
+    """After the reader of stdout went away, point stdout at /dev/null (no error at exit)."""
+    if output != "-":
+        return
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
