@@ -1,7 +1,7 @@
 """Benchmark of ``retarget stream``: throughput and latency of the live path on the bundled example.
 
     .venv/bin/python bench/stream.py [--frames 60] [--variants weight-free full densepose-512 densepose-256]
-        [--full-frames 12] [--modes realtime fast]
+        [--full-frames 12] [--densepose-frames 12] [--modes realtime fast]
 
 The example driver (``examples/driver.mp4``, 480x360, 20 fps) is replayed into
 :func:`retarget.pipeline.live_stream.run_stream` exactly as ``retarget stream --input examples/driver.mp4``
@@ -87,6 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=60, help="Input frames per run (the example has 60).")
     parser.add_argument("--full-frames", type=int, default=12, help="Input frames for the full-size variant.")
+    parser.add_argument("--densepose-frames", type=int, default=12, help="Input frames for the DensePose variants.")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--modes", nargs="+", default=["realtime", "fast"], choices=["realtime", "fast"])
     args = parser.parse_args()
@@ -95,7 +96,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants:
             live = retargeter(variant)
-            frames = args.full_frames if variant == "full" else args.frames
+            frames = (args.full_frames if variant == "full" else args.densepose_frames
+                      if variant.startswith("densepose-") else args.frames)
             for mode in args.modes:
                 summary = run(live, variant, mode, frames, Path(tmp))
                 per_stage = {k: round(1000 * v / max(1, summary.frames_out), 1) for k, v in summary.times.items()}

@@ -240,7 +240,10 @@ def test_late_frames_are_dropped_and_latency_stays_bounded(clip, tmp_path, monke
     summary = [line for line in err.splitlines() if line.startswith("stream:")][0]
     assert f"dropped={dropped}" in summary and f"out={len(shown)}" in summary
     latencies = [r["latency_ms"] for r in shown]
-    assert max(latencies) < 1000, latencies
+    # bounded by about two frames' work (the frame rendered and the one waiting), whatever the machine's
+    # load: the gaps between outputs measure a frame's work. With --drop none it grows over the clip.
+    work = float(np.median(np.diff([r["output_s"] for r in shown]))) * 1000
+    assert work >= 150 and max(latencies) < 3 * work + 200, (work, latencies)
     frames, _ = _decode(tmp_path / "out.ts")
     assert len(frames) == len(shown)
 
