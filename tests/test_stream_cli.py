@@ -190,8 +190,9 @@ def test_udp_loopback_round_trip(clip, tmp_path):
     assert proc.returncode == 0, err.decode()
 
 
-@pytest.mark.parametrize("suffix", [".ts", ".mp4"])
-def test_sigint_stops_cleanly_and_the_output_decodes(clip, tmp_path, suffix):
+@pytest.mark.parametrize("suffix, sig", [(".ts", signal.SIGINT), (".mp4", signal.SIGINT), (".mp4", signal.SIGTERM)],
+                         ids=["ts-sigint", "mp4-sigint", "mp4-sigterm"])
+def test_sigint_stops_cleanly_and_the_output_decodes(clip, tmp_path, suffix, sig):
     driver = tmp_path / "long.mp4"
     make_driver(driver, n=60, fps=20, audio=False)
     out = tmp_path / f"out{suffix}"
@@ -205,7 +206,7 @@ def test_sigint_stops_cleanly_and_the_output_decodes(clip, tmp_path, suffix):
         while time.monotonic() < deadline and proc.poll() is None and not (out.exists() and out.stat().st_size):
             time.sleep(0.05)
         time.sleep(0.6)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
