@@ -297,14 +297,16 @@ class StreamWriter:
         self.time_base = Fraction(time_base)
         options: dict[str, str] = {}
         where: object = target
-        if target == "-":
-            where = sys.stdout.buffer
-        elif fmt in ("mp4", "mov"):
+        self._stdout = None
+        if target == "-":  # unbuffered: every frame reaches the reader when it is written
+            self._stdout = open(sys.stdout.fileno(), "wb", buffering=0, closefd=False)
+            where = self._stdout
+        if fmt in ("mp4", "mov"):
             options["movflags"] = FRAGMENTED_MP4
+        else:
+            options["flush_packets"] = "1"  # no frame waits in FFmpeg's buffer for the next one
         if url_scheme(target) == "udp" and "pkt_size" not in target:
             where = f"{target}{'&' if '?' in target else '?'}pkt_size=1316"
-        if fmt == "mpegts":
-            options["flush_packets"] = "1"
         self.rawvideo = fmt in ("yuv4mpegpipe", "rawvideo")
         try:
             self._container = av.open(where, "w", format=fmt, options=options)
@@ -366,9 +368,9 @@ class StreamWriter:
             container.close()
         finally:
             self.abort()
-        if self.target == "-":
+        if self._stdout is not None:
             with contextlib.suppress(Exception):
-                sys.stdout.flush()
+                self._stdout.flush()
 
     def abort(self) -> None:
         if self._container is not None:
