@@ -100,11 +100,12 @@ class _Motion:
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
         self._dis.setFinestScale(1)
 
-    def pair(self, g0: np.ndarray, g1: np.ndarray, iuv0: np.ndarray, iuv1: np.ndarray):
-        """``(forward 0→1, backward 1→0, cut)`` for two consecutive frames (flows ``None`` at a cut)."""
+    def pair(self, g0: np.ndarray, g1: np.ndarray, iuv0: np.ndarray, iuv1: np.ndarray, forward: bool = True):
+        """``(forward 0→1, backward 1→0, cut)`` for two consecutive frames (flows ``None`` at a cut;
+        the forward flow also ``None`` when not ``forward``)."""
         if _histogram_intersection(g0, g1) < self.settings.cut_histogram:
             return None, None, True
-        fwd, bwd = self._flow(g0, g1), self._flow(g1, g0)
+        fwd, bwd = (self._flow(g0, g1) if forward else None), self._flow(g1, g0)
         l0, l1 = iuv0[..., 0], iuv1[..., 0]
         if l0.any() and l1.any():
             warped = _warp_nearest(l0, bwd)  # frame 0's labels at frame 1's pixels
@@ -350,10 +351,16 @@ class TemporalIUVFilter:
     Feed frames in order with :meth:`push`; it returns the frames that became final (each
     ``(index, iuv)``, in order, ``radius`` frames behind, or sooner after a cut). :meth:`finish`
     returns the rest and resets the filter. At most ``2·radius + 2`` frames are held.
+
+    ``causal=True`` (live streams): no look-ahead. Each :meth:`push` returns its own frame at once,
+    filtered over the window ``[t - radius, t]`` (past frames only, not crossing a cut); at most
+    ``radius + 2`` frames are held and only the backward flows are computed. The output then differs
+    from :func:`filter_sequence`'s (a one-sided window votes a little behind fast changes).
     """
 
-    def __init__(self, settings: TemporalSettings = TemporalSettings()):
+    def __init__(self, settings: TemporalSettings = TemporalSettings(), causal: bool = False):
         self.settings = settings
+        self.causal = bool(causal)
         self._motion = _Motion(settings) if settings.radius > 0 else None
         self._frames: dict[int, _Frame] = {}
         self._guides: dict[int, np.ndarray] = {}
@@ -365,7 +372,7 @@ class TemporalIUVFilter:
 
     def reset(self) -> None:
         """Forget everything (a new clip)."""
-        self.__init__(self.settings)
+        self.__init__(self.settings, self.causal)
 
     @property
     def held(self) -> int:
@@ -383,7 +390,7 @@ class TemporalIUVFilter:
         self._guides[t] = guide if guide is not None else guide_from_iuv(self._frames[t].iuv)
         if t > 0:
             f, b, cut = self._motion.pair(self._guides[t - 1], self._guides[t], self._frames[t - 1].iuv,
-                                          self._frames[t].iuv)
+                                          self._frames[t].iuv, forward=not self.causal)
             self._cut[t] = cut
             if not cut:
                 self._fwd[t - 1], self._bwd[t] = f, b
@@ -391,7 +398,8 @@ class TemporalIUVFilter:
         # frame e is final once frame e + radius is known, or a cut after e
         while self._emitted < self._pushed:
             e = self._emitted
-            if t < e + self.settings.radius and not any(self._cut.get(s, False) for s in range(e + 1, t + 1)):
+            waiting = not self.causal and t < e + self.settings.radius
+            if waiting and not any(self._cut.get(s, False) for s in range(e + 1, t + 1)):
                 break
             ready.append((e, self._emit(e, last=t)))
         return ready

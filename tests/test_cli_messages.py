@@ -210,22 +210,25 @@ def test_messages_of_each_command_module_name_its_own_options(module):
 #: Library modules whose messages name options, and the commands whose runs reach them.
 #: (retarget/weights/resolve.py keeps per-command tables instead: checked below.)
 LIBRARY_MESSAGES = {
-    "retarget/io/image.py": ["image", "video", "frames", "batch"],
-    "retarget/io/atomic.py": ["image", "video", "frames", "batch", "convert-iuv"],
+    "retarget/io/image.py": ["image", "video", "frames", "batch", "stream"],
+    "retarget/io/atomic.py": ["image", "video", "frames", "batch", "convert-iuv", "stream"],
     "retarget/io/output.py": ["video", "batch"],
-    "retarget/pipeline/job.py": ["video", "frames", "batch", "texture"],
+    "retarget/pipeline/job.py": ["video", "frames", "batch", "texture", "stream"],
     "retarget/pipeline/texture.py": ["video", "frames", "batch", "image"],
-    "retarget/pipeline/video.py": ["video", "frames", "batch"],
-    "retarget/pipeline/people.py": ["video", "frames", "batch"],
+    "retarget/pipeline/video.py": ["video", "frames", "batch", "stream"],
+    "retarget/pipeline/people.py": ["video", "frames", "batch", "stream"],
     "retarget/pipeline/keyframes.py": ["video", "frames", "batch", "densepose"],
-    "retarget/pipeline/precision.py": ["video", "batch"],
+    "retarget/pipeline/precision.py": ["video", "batch", "stream"],
     "retarget/inspect/frames.py": ["frames"],
+    "retarget/io/stream_io.py": ["stream"],
+    "retarget/pipeline/live.py": ["stream"],
+    "retarget/pipeline/live_stream.py": ["stream"],
     "retarget/batch/jobs.py": ["batch"],
     "retarget/batch/plan.py": ["batch"],
     "retarget/batch/run.py": ["batch"],
     "retarget/batch/ray_backend.py": ["batch"],
-    "retarget/engine/__init__.py": ["video", "frames", "batch", "image", "densepose"],
-    "retarget/engine/openvino_refiner.py": ["video", "frames", "batch", "image"],
+    "retarget/engine/__init__.py": ["video", "frames", "batch", "image", "densepose", "stream"],
+    "retarget/engine/openvino_refiner.py": ["video", "frames", "batch", "image", "stream"],
     "retarget/engine/calibration.py": ["video", "batch"],
     "retarget/pipeline/calibration_frames.py": ["video", "batch"],
     "retarget/weights/importer.py": [("weights", "import"), ("weights", "fetch")],
@@ -334,7 +337,7 @@ def test_precomputed_hints_name_options_of_their_command(key):
 
 
 def test_densepose_weights_option_table_covers_every_command_that_runs_densepose():
-    assert set(resolve_module._WEIGHTS_OPTION) == {"video", "frames", "batch", "densepose", "texture"}
+    assert set(resolve_module._WEIGHTS_OPTION) == {"video", "frames", "batch", "densepose", "texture", "stream"}
     for command, option in resolve_module._WEIGHTS_OPTION.items():
         assert option in options_of((command,))
 

@@ -100,3 +100,45 @@ def parse_colour(text: str) -> np.ndarray | None:
         except ValueError:
             return None
     return None
+
+
+class LiveScenePlate:
+    """The driver's scene without the driver for live streams: the last-seen background per pixel.
+
+    :class:`ScenePlateEstimator` needs the whole clip (a median over it); a stream only has the past.
+    Every frame updates the pixels the person does not cover (grown mask) with an exponential
+    average (``rate``: weight of the newest frame), so the plate follows light changes and a person
+    who walks away reveals the scene behind. Pixels never seen yet are filled by image inpainting,
+    refreshed every ``refresh`` frames while such pixels remain. Memory: two float frames.
+    """
+
+    def __init__(self, height: int, width: int, rate: float = 0.3, refresh: int = 10):
+        self.shape = (height, width)
+        self.rate = float(rate)
+        self.refresh = max(1, int(refresh))
+        self._sum = np.zeros((height, width, 3), np.float32)  # 0..255
+        self._seen = np.zeros((height, width), bool)
+        self._grow = np.ones((max(9, height // 40),) * 2, np.uint8)
+        self._filled: np.ndarray | None = None
+        self._age = 0
+
+    def add(self, rgb: np.ndarray, person_mask: np.ndarray) -> None:
+        """Offer one ``(H, W, 3) uint8`` frame and its ``(H, W)`` bool person mask."""
+        visible = ~(cv2.dilate(person_mask.astype(np.uint8), self._grow) > 0)
+        frame = rgb.astype(np.float32)
+        new = visible & ~self._seen
+        self._sum[new] = frame[new]
+        cv2.accumulateWeighted(frame, self._sum, self.rate, mask=(visible & self._seen).astype(np.uint8))
+        self._seen |= visible
+        self._age += 1
+
+    def plate(self) -> np.ndarray:
+        """``(H, W, 3) float32`` RGB in [0, 1] (black before any background was seen)."""
+        if self._seen.all() or not self._seen.any():
+            self._filled = None
+            return self._sum / 255.0
+        if self._filled is None or self._age >= self.refresh:
+            plate_u8 = np.clip(np.round(self._sum), 0, 255).astype(np.uint8)
+            self._filled = inpaint(plate_u8, ~self._seen).astype(np.float32)
+            self._age = 0
+        return np.where(self._seen[..., None], self._sum, self._filled) / 255.0

@@ -188,3 +188,45 @@ def extend_colours(content: np.ndarray, mask: np.ndarray, radius: float) -> np.n
     spread = cv2.GaussianBlur(content * mask[..., None], (k, k), radius)
     outside = (mask < 0.5)[..., None] & (weight[..., None] > 1e-4)
     return np.where(outside, spread / np.maximum(weight, 1e-4)[..., None], content)
+
+
+class CausalTrackSmoother:
+    """Online (past frames only) smoothing of a crop track, for live streams: a one-euro filter.
+
+    :func:`smooth_track` is zero-phase and needs the whole track; a live stream only has the past.
+    This low-pass filter smooths hard while the person stands still (cut-off ``1 / (2π·sigma_frames)``
+    cycles per frame: an exponential average of time constant ``sigma_frames``) and opens up with the
+    speed of the crop (``beta`` per crop side per frame), so a moving person is followed with little lag.
+
+    Feed ``[cx, cy, side]`` per frame with :meth:`step` (a row of NaN where no person was found: the
+    output is NaN there, and the filter continues from its last value when the person comes back).
+    """
+
+    def __init__(self, sigma_frames: float, beta: float = 5.0, derivative_tau: float = 1.0):
+        self.tau = max(0.0, float(sigma_frames))
+        self.beta = float(beta)
+        self.derivative_tau = float(derivative_tau)
+        self._value: np.ndarray | None = None
+        self._speed = np.zeros(3)
+
+    @staticmethod
+    def _alpha(tau: np.ndarray | float) -> np.ndarray | float:
+        return 1.0 / (1.0 + tau)
+
+    def step(self, params: np.ndarray) -> np.ndarray:
+        """The smoothed ``(3,)`` ``[cx, cy, side]`` of this frame."""
+        params = np.asarray(params, dtype=np.float64)
+        if np.isnan(params).any():
+            self._speed = np.zeros(3)
+            return np.full(3, np.nan)
+        if self._value is None or self.tau == 0:
+            self._value = params.copy()
+            return params.copy()
+        raw_speed = params - self._value
+        a = self._alpha(self.derivative_tau)
+        self._speed = a * raw_speed + (1 - a) * self._speed
+        side = max(float(self._value[2]), 1.0)
+        cutoff = 1.0 / (2 * np.pi * self.tau) + self.beta * np.abs(self._speed) / side  # cycles per frame
+        alpha = self._alpha(1.0 / (2 * np.pi * cutoff))
+        self._value = alpha * params + (1 - alpha) * self._value
+        return self._value.copy()

@@ -168,3 +168,16 @@ def with_temporal_filter(stage, driver: Path, radius: int):
         key = f"{key}|{stage.settings.key()}"
     cache = DensePoseCache(driver, key)
     return FilteredDensePose(stage, settings, cache, Path(driver))
+
+
+class LiveTemporalFilter:
+    """The temporal filter in causal form for live streams (:class:`TemporalIUVFilter` ``causal=True``):
+    each raw result is filtered at once over itself and the ``radius`` frames before it."""
+
+    def __init__(self, radius: int):
+        self.filter = TemporalIUVFilter(TemporalSettings(radius=int(radius)), causal=True)
+
+    def __call__(self, rgb: np.ndarray, raw: DensePoseResult) -> DensePoseResult:
+        """The filtered result of the next frame (``rgb``: its ``(H, W, 3) uint8`` image, the motion guide)."""
+        ((_, iuv),) = self.filter.push(raw.iuv, guide_from_rgb(rgb))
+        return _with_boxes(raw, iuv)

@@ -143,10 +143,13 @@ _PRECOMPUTED = {
     ("video", "garment"): "--garment-iuv FILE, or {stem}_IUV.png beside it",
     ("frames", "garment"): "--garment-iuv FILE, or {stem}_IUV.png beside it",
     ("batch", "garment"): "{stem}_IUV.png beside it, or a garment_iuv column in a jobs file",
+    ("stream", "stream"): "--input-iuv FOLDER|FILE.npz",
+    ("stream", "source"): "--source-iuv FILE, or {stem}_IUV.png beside it",
 }
 _WEIGHTS_OPTION = {"video": "--densepose-weights", "frames": "--densepose-weights", "batch": "--densepose-weights",
-                   "texture": "--densepose-weights", "densepose": "--weights"}
-_ROLE = {"driver": "the driving video", "source": "the source photo", "garment": "the garment photo"}
+                   "texture": "--densepose-weights", "densepose": "--weights", "stream": "--densepose-weights"}
+_ROLE = {"driver": "the driving video", "source": "the source photo", "garment": "the garment photo",
+         "stream": "the input stream"}
 
 
 def precomputed_hint(command: str, role: str, path: Path) -> str:
