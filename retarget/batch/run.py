@@ -415,6 +415,7 @@ def run_plan(plan: BatchPlan, executor: Executor, report_path: Path, meta: dict[
         bar.close()
     executor.close()
     write_report(report_path, records, meta, time.perf_counter() - start)
+    remove_journal(report_path)  # every finished job is in the report
     return records
 
 
