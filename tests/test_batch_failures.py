@@ -410,3 +410,137 @@ def test_a_jobs_oserror_is_one_line(media, tmp_path, capsys, monkeypatch, code, 
     record, = report_of(out / "batch_report.json").values()
     assert record["error"] == f"{out / 'good_as_anna.mp4'}: {words}" + record["error"].split(words, 1)[1]
     assert f"FAILED  good_as_anna.mp4: {record['error']}" in err
+
+
+# -- workers die with their parent; the report (and the workers' journal) lets a rerun always complete ----
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_bind_to_parent_kills_the_child_when_the_parent_is_killed(tmp_path):
+    """A process bound with bind_to_parent (as pool workers are) dies with a parent killed by SIGKILL."""
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+    code = ("import os, subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import os, time; from retarget.batch.worker import "
+            "bind_to_parent; bind_to_parent(%d); print(os.getpid(), flush=True); time.sleep(60)' % os.getpid()],"
+            " stdout=sys.stdout)\n"
+            "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(repo)})
+    child = int(parent.stdout.readline())
+    assert _alive(child)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    for _ in range(50):
+        if not _alive(child):
+            break
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def _batch_media(root: Path) -> tuple[Path, Path]:
+    sources = root / "sources"
+    sources.mkdir()
+    for name in ("anna", "bea"):
+        shutil.copyfile(EXAMPLE_PHOTO, sources / f"{name}.jpg")
+        shutil.copyfile(EXAMPLE_IUV, sources / f"{name}_IUV.png")
+    make_driver(root / "clip.mp4", n=3, width=96, height=80, audio=False)
+    return sources, root / "clip.mp4"
+
+
+def test_a_rerun_completes_after_the_main_process_died_mid_job(tmp_path, capsys):
+    """Whatever state a killed batch left (job handed out and maybe finished, or finished and only in the
+    workers' journal), the rerun neither refuses an output the batch made nor redoes a journaled one."""
+    from retarget.batch.report import journal_path
+
+    sources, clip = _batch_media(tmp_path)
+    out = tmp_path / "out"
+    args = ["batch", "--sources", str(sources), "--drivers", str(clip), "--out-dir", str(out), "--size", "64",
+            "--weight-free", "--workers", "1", "-q"]
+    assert main(args) == 0
+    report = out / "batch_report.json"
+    data = json.loads(report.read_text())
+    anna, bea = data["jobs"]
+    finished = dict(bea)
+    # the parent died: after handing anna's job to a worker that then wrote the output (report: running), and
+    # after bea's worker journaled its job but before the parent recorded it (report: pending)
+    anna.update(status="running", output_sha256=None, frames=None)
+    bea.update(status="pending", output_sha256=None, frames=None)
+    report.write_text(json.dumps(data))
+    journal_path(report).write_text(json.dumps(finished) + "\n" + '{"output": "cut by a cra')
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
+    assert main(args) == 0
+    capsys.readouterr()
+    records = report_of(report)
+    assert records["clip_as_anna.mp4"]["status"] == "ok"  # replaced (the batch's own), not refused
+    assert records["clip_as_bea.mp4"]["status"] == "skipped"  # the journal vouched for it
+    assert (out / "clip_as_bea.mp4").stat().st_mtime_ns == mtimes["clip_as_bea.mp4"]
+    assert not journal_path(report).exists()  # folded into the report
+
+
+def _kill_batch_mid_run(tmp_path: Path, how: int) -> None:
+    import subprocess
+    import sys
+    import time
+
+    sources, _ = _batch_media(tmp_path)
+    clip = tmp_path / "long.mp4"
+    make_driver(clip, n=80, width=96, height=80, audio=False)
+    out = tmp_path / "out"
+    repo = Path(__file__).resolve().parents[1]
+    args = [sys.executable, "-m", "retarget", "batch", "--sources", str(sources), "--drivers", str(clip),
+            "--out-dir", str(out), "--size", "64", "--weight-free", "--workers", "2", "--threads", "1", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    main_process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    report = out / "batch_report.json"
+    workers: list[int] = []
+    deadline_at = time.monotonic() + 120
+    while time.monotonic() < deadline_at:  # until both workers run a job
+        time.sleep(0.2)
+        try:
+            statuses = [r["status"] for r in json.loads(report.read_text())["jobs"]]
+        except (OSError, ValueError):
+            continue
+        workers = [p for p in _children(main_process.pid) if _alive(p)]
+        if statuses.count("running") == 2 and len(workers) >= 2:
+            break
+    assert main_process.poll() is None, main_process.communicate()
+    time.sleep(1.0)
+    os.kill(main_process.pid, how)
+    main_process.communicate(timeout=60)
+    for _ in range(100):
+        if not any(_alive(p) for p in workers):
+            break
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers), "a worker outlived the batch"
+    rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    statuses = {r["status"] for r in json.loads(report.read_text())["jobs"]}
+    assert statuses <= {"ok", "skipped"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["kill-9", "term", "int"])
+def test_workers_die_with_the_main_process_and_the_rerun_completes(tmp_path, how):
+    _kill_batch_mid_run(tmp_path, how)

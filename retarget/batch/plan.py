@@ -201,17 +201,22 @@ class InputSet:
 
     def __init__(self, paths=()):
         self._paths: set[str] = set()
+        self._folders: list[str] | None = None
         for path in paths:
             self.add(path)
 
     def add(self, path: Path | str | None) -> None:
         if path is not None and str(path):
             self._paths.add(os.path.realpath(path))
+            self._folders = None
 
     def names(self, path: Path | str) -> bool:
         real = os.path.realpath(path)
-        return real in self._paths or any(real.startswith(p.rstrip(os.sep) + os.sep) for p in self._paths
-                                           if os.path.isdir(p))
+        if real in self._paths:
+            return True
+        if self._folders is None:
+            self._folders = [p.rstrip(os.sep) + os.sep for p in self._paths if os.path.isdir(p)]
+        return any(real.startswith(folder) for folder in self._folders)
 
 
 def _input_problem(job: BatchJob, settings: dict[str, Any], prober: Prober) -> str | None:

@@ -5,7 +5,7 @@ Format (``"format": "retarget-batch-report"``, ``"version": 1``)::
     {
       "format": "retarget-batch-report", "version": 1,
       "backend": "local", "workers": 2, "started": "...", "updated": "...",
-      "summary": {"jobs": 4, "ok": 3, "skipped": 0, "failed": 1, "pending": 0, "frames": 36,
+      "summary": {"jobs": 4, "ok": 3, "skipped": 0, "failed": 1, "pending": 0, "running": 0, "frames": 36,
                   "densepose_calls": 24, "seconds": 12.5},
       "jobs": [
         {"name": "dance_as_anna.mp4", "source": "/abs/anna.jpg", "driver": "/abs/dance.mp4",

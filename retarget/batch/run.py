@@ -209,15 +209,11 @@ class LocalExecutor:
         """Stop the pool; ``cancel``: kill the worker processes now (their jobs are abandoned, their
         temporary files are removed by the next run), never leaving them running on their own."""
         if self._pool is not None:
-            processes = list(getattr(self._pool, "_processes", None) or {}) if cancel else []
-            if cancel:
-                for process in (getattr(self._pool, "_processes", None) or {}).values():
+            if cancel:  # the pool's own thread reaps them (never os.waitpid here: multiprocessing must)
+                for process in list((getattr(self._pool, "_processes", None) or {}).values()):
                     with contextlib.suppress(Exception):
                         process.kill()
             self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
-            for pid in processes:  # reap them (they were killed above)
-                with contextlib.suppress(Exception):
-                    os.waitpid(pid, 0)
             self._pool = None
         if self._queue is not None:
             self._queue.close()
@@ -260,27 +256,43 @@ class BatchTerminated(KeyboardInterrupt):
     written, exit 130)."""
 
 
-@contextlib.contextmanager
-def _terminate_as_interrupt():
-    """Turn SIGTERM/SIGHUP into :class:`BatchTerminated` while a batch runs (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Signals:
+    """While a batch runs (main thread only): ``SIGTERM``/``SIGHUP`` stop it like Ctrl-C.
 
-    def handler(signum, frame):
-        raise BatchTerminated(f"signal {signum}")
+    With worker processes or actors, these and ``SIGINT`` only set :attr:`received`, and the scheduling
+    loop raises at its next turn (within 0.25 s), never inside the pool's own locked code; with the
+    jobs running in this process (one worker) they raise at once, as Ctrl-C always does.
+    """
 
-    previous = {}
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            with contextlib.suppress(ValueError, OSError):
-                previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
+    def __init__(self, immediate: bool):
+        self.immediate = immediate
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum, frame):
+        if self.immediate:
+            raise KeyboardInterrupt() if signum == signal.SIGINT else BatchTerminated(f"signal {signum}")
+        self.received = signum
+
+    def check(self) -> None:
+        """Raise for a signal received since the last check."""
+        if self.received is not None:
+            signum, self.received = self.received, None
+            raise KeyboardInterrupt() if signum == signal.SIGINT else BatchTerminated(f"signal {signum}")
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None), signal.SIGINT):
+                if sig is not None:
+                    with contextlib.suppress(ValueError, OSError):
+                        self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._previous.items():
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(sig, old)
+        self._previous = {}
 
 
 class Scheduler:
@@ -363,9 +375,11 @@ def run_plan(plan: BatchPlan, executor: Executor, report_path: Path, meta: dict[
             bar.set_postfix_str(text, refresh=True)
 
     try:
-        with _terminate_as_interrupt():
+        in_process = isinstance(executor, LocalExecutor) and executor.workers == 1
+        with _Signals(immediate=in_process) as signals:
             inflight = 0
             while inflight or not (scheduler.empty() or stopped):
+                signals.check()
                 submitted = False
                 while not stopped and executor.free_slots() > 0:
                     planned = scheduler.next()
@@ -407,6 +421,7 @@ def run_plan(plan: BatchPlan, executor: Executor, report_path: Path, meta: dict[
                 for index, frames in executor.progress():
                     if index in running:
                         running[index] = frames
+            signals.check()
     except BaseException:
         executor.close(cancel=True)
         write_report(report_path, records, meta, time.perf_counter() - start)
