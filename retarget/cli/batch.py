@@ -14,7 +14,7 @@ from retarget.errors import InputError
 _HELP = """Run many source × driver jobs with models loaded once per worker.
 
 Jobs come from a jobs file (.csv or .txt: comma-separated with a header `source,driver[,output][,setting...]`;
-.tsv: the same, tab-separated; or .toml with [[job]] tables) or from --sources and --drivers (every source ×
+.tsv: the same, tab-separated; or TOML with [[job]] tables, .toml) or from --sources and --drivers (every source ×
 every driver). Outputs default to OUT_DIR/<driver-stem>_as_<source-stem>.mp4 (a jobs file's relative outputs
 are relative to OUT_DIR, and stay in it); the report is OUT_DIR/batch_report.json.
 
