@@ -288,7 +288,7 @@ def make_plan(jobs: list[BatchJob], defaults: dict[str, Any], config: WorkerConf
         if error is not None:
             planned = PlannedJob(task=task, fingerprint=None, driver_key=f"failed:{index}", model_densepose=False,
                                  action=FAIL, error=" ".join(error.split()), error_code=code,
-                                 previous=previous.get(str(job.output.resolve())) if job.output else None)
+                                 previous=previous.get(os.path.realpath(job.output)) if job.output else None)
             plan.jobs.append(planned)
             continue
         seen[os.path.realpath(job.output)] = job
@@ -306,7 +306,7 @@ def make_plan(jobs: list[BatchJob], defaults: dict[str, Any], config: WorkerConf
                           "settings": {k: v for k, v in settings.items() if k not in ("source_iuv", "driver_iuv")},
                           "models": models_id, "densepose": densepose_id if (model_densepose or source_iuv is None)
                           else None, **_edit_digests(settings)})
-        record = previous.get(str(job.output.resolve()))
+        record = previous.get(os.path.realpath(job.output))
         action, overwrite_job = RUN, False
         if os.path.lexists(job.output):
             digest = _sha_or_none(job.output)

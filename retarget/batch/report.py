@@ -34,6 +34,7 @@ run starts.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,6 @@ def append_journal(journal: str | Path | None, record: dict[str, Any]) -> None:
     """Append one finished job (one JSON line, a single ``O_APPEND`` write) to ``journal``; best effort."""
     if not journal:
         return
-    import os
-
     line = (json.dumps({k: record.get(k) for k in RECORD_FIELDS}, ensure_ascii=False) + "\n").encode("utf-8")
     try:
         fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
@@ -108,7 +107,7 @@ def load_report(path: Path) -> dict[str, dict[str, Any]]:
     if isinstance(data, dict) and data.get("format") == FORMAT and isinstance(data.get("jobs"), list):
         for record in data["jobs"]:
             if isinstance(record, dict) and isinstance(record.get("output"), str):
-                out[str(Path(record["output"]).resolve())] = record
+                out[os.path.realpath(record["output"])] = record
     journal = _read_json_file(journal_path(path))
     for line in (journal or "").splitlines():
         try:
@@ -116,7 +115,7 @@ def load_report(path: Path) -> dict[str, dict[str, Any]]:
         except json.JSONDecodeError:
             continue  # a line cut by a crash
         if isinstance(record, dict) and isinstance(record.get("output"), str) and record.get("status") == "ok":
-            out[str(Path(record["output"]).resolve())] = record
+            out[os.path.realpath(record["output"])] = record
     return out
 
 
