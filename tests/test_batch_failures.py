@@ -378,19 +378,21 @@ def test_jobs_file_values_out_of_bounds_fail_their_job(media, tmp_path, capsys):
                                        f"{anna},{good},c.mp4,,,5\n{anna},{good},d.mp4,64,2,64\n")
     assert main(["batch", "--jobs", str(tmp_path / "jobs.csv"), "--weight-free", "--dry-run"]) == 1
     err = capsys.readouterr().err
-    assert "jobs.csv:2: size must be 64..2048, a multiple of 4, got 100000" in err
-    assert "jobs.csv:3: batch_size must be 1..256, got 0" in err
-    assert "jobs.csv:4: densepose_size must be 32..4096, got 5" in err
+    assert "jobs.csv:2: size must be a multiple of 4 from 64 to 2048, got 100000" in err
+    assert "jobs.csv:3: batch_size must be from 1 to 256, got 0" in err
+    assert "jobs.csv:4: densepose_size must be from 32 to 4096, got 5" in err
     assert "cannot run: 3" in err and "to render: 1" in err
 
 
 def test_check_bounds_is_the_one_definition():
     assert SIZE_BOUNDS == (64, 2048) and BATCH_SIZE_BOUNDS == (1, 256) and DENSEPOSE_SIZE_BOUNDS == (32, 4096)
-    assert check_bounds("size", 256) == 256 and check_bounds("--densepose-size", 800) == 800
-    for name, value in (("size", 2052), ("size", 62), ("size", True), ("batch_size", 257), ("--batch-size", 0),
+    assert check_bounds("size", 256) == 256 and check_bounds("densepose_size", 800) == 800
+    for name, value in (("size", 2052), ("size", 62), ("size", True), ("batch_size", 257), ("batch_size", 0),
                         ("densepose_size", 4097), ("size", "256")):
-        with pytest.raises(UsageError, match=f"^{name} must be"):
+        with pytest.raises(UsageError, match=f"^--{name.replace('_', '-')} must be"):
             check_bounds(name, value)
+        with pytest.raises(UsageError, match=f"^jobs.csv:3: {name} must be"):
+            check_bounds(name, value, option=f"jobs.csv:3: {name}")
 
 
 # -- a job's OSError is one line, never a traceback -------------------------------------------------------

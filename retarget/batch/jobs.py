@@ -92,6 +92,8 @@ JOB_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "garment_region": _parse_str,
 }
 _PATH_OPTIONS = ("source_iuv", "driver_iuv", "texture", "garment", "garment_iuv")
+#: Settings with documented bounds (:mod:`retarget.pipeline.bounds`).
+BOUNDED = ("size", "batch_size", "densepose_size")
 
 #: Defaults of the per-job settings (those of ``retarget video``).
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -172,7 +174,7 @@ def output_under(raw: str, out_dir: Path) -> Path:
 
 
 def _parse_options(raw: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
-    from retarget.pipeline.bounds import BOUNDS, check_bounds
+    from retarget.pipeline.bounds import check_bounds
 
     options: dict[str, Any] = {}
     for key, value in raw.items():
@@ -186,9 +188,9 @@ def _parse_options(raw: dict[str, Any], base: Path, where: str) -> dict[str, Any
             parsed = JOB_OPTIONS[key_n](value)
         except ValueError as exc:
             raise UsageError(f"{where}: {key_n}: {exc}") from None
-        if key_n in BOUNDS:
+        if key_n in BOUNDED:
             try:
-                check_bounds(key_n, parsed)
+                check_bounds(key_n, parsed, option=key_n)
             except UsageError as exc:
                 raise UsageError(f"{where}: {exc}") from None
         options[key_n] = str(_resolve(parsed, base)) if key_n in _PATH_OPTIONS else parsed

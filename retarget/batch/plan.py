@@ -126,7 +126,7 @@ def check_settings(settings: dict[str, Any], where: str | None) -> None:
     prefix = f"{where}: " if where else ""
     try:
         for key in ("size", "batch_size", "densepose_size"):
-            check_bounds(key if where else "--" + key.replace("_", "-"), settings[key])
+            check_bounds(key, settings[key], option=key if where else None)  # --size on the command line
         VideoOptions(batch_size=settings["batch_size"], background=settings["background"],
                      output_mode=settings["output_mode"], on_missing=settings["on_missing"],
                      table=settings["table"], precision=settings.get("precision", "fp32"),

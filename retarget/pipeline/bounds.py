@@ -1,66 +1,64 @@
-"""Documented bounds of the numeric options (one place for ``video``, ``frames``, ``batch`` and jobs files).
+"""Documented bounds of the numeric options every command shares (``--size``, ``--batch-size``,
+``--densepose-size``; the ``size``, ``batch_size``, ``densepose_size`` columns of a jobs file).
 
-- ``size`` (``--size``, the person crop side): :data:`SIZE_BOUNDS`, a multiple of :data:`SIZE_MULTIPLE`
-  (the inpainter and refiner downsample twice by 2, :func:`retarget.pipeline.pair._check_size`); 64 is
-  the smallest side the pipeline's crops use (the networks themselves accept 36), 2048 keeps one crop's
-  activations within a few GiB.
-- ``batch_size`` (``--batch-size``, frames per refiner / DensePose batch): :data:`BATCH_SIZE_BOUNDS`.
-- ``densepose_size`` (``--densepose-size``, DensePose input shortest side, 800 official):
-  :data:`DENSEPOSE_SIZE_BOUNDS`; 32 is what the DensePose port accepts
-  (``densepose_adapter.torchvision_backend``), and above 1333 the longest-side cap of the model's config
-  decides anyway.
+A value outside its bounds is a usage error (exit 2), found before any work, instead of running out
+of memory later. The bounds (docs/errors.md, "Options"):
 
-:func:`check_bounds` raises :class:`retarget.errors.UsageError` (exit 2 on the command line) naming the
-option as given (``--size`` on the command line, ``size`` in a jobs file).
+- ``size`` (person crop side, also the texture side): 64..2048, a multiple of 4 — the inpainter and
+  the refiner have two stride-2 stages and two x2 upsamplings, so their input side must be a multiple
+  of 4; below 64 the body parts are a few texels wide; at 2048 one crop with its textures and
+  network activations already needs several GB.
+- ``batch_size`` (frames per refiner batch, per DensePose call): 1..256 — memory grows linearly with it.
+- ``densepose_size`` (shortest side of the DensePose network input): 32..4096 — 32 is the smallest
+  input the DensePose port accepts (its FPN has a stride-32 level); above 4096 a 16:9 frame alone is a
+  7282x4096 float tensor per feature map level.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import numbers
 
 from retarget.errors import UsageError
 
+__all__ = ["BATCH_SIZE_BOUNDS", "DENSEPOSE_SIZE_BOUNDS", "SIZE_BOUNDS", "SIZE_MULTIPLE", "check_bounds"]
+
+#: ``--size``: smallest and largest person crop side (texels of the texture too), inclusive.
 SIZE_BOUNDS = (64, 2048)
+#: ``--size`` must be a multiple of this (two stride-2 stages in the networks).
 SIZE_MULTIPLE = 4
+#: ``--batch-size``: frames per batch, inclusive.
 BATCH_SIZE_BOUNDS = (1, 256)
+#: ``--densepose-size``: shortest side of the DensePose input, inclusive.
 DENSEPOSE_SIZE_BOUNDS = (32, 4096)
 
-#: ``name -> (low, high, multiple)``; names with ``_`` (``--batch-size`` and ``batch-size`` map here too).
-BOUNDS: dict[str, tuple[int, int, int]] = {
-    "size": (*SIZE_BOUNDS, SIZE_MULTIPLE),
-    "batch_size": (*BATCH_SIZE_BOUNDS, 1),
-    "densepose_size": (*DENSEPOSE_SIZE_BOUNDS, 1),
+_BOUNDS = {
+    "size": (SIZE_BOUNDS, SIZE_MULTIPLE),
+    "batch_size": (BATCH_SIZE_BOUNDS, 1),
+    "densepose_size": (DENSEPOSE_SIZE_BOUNDS, 1),
 }
 
 
-def describe_bounds(name: str) -> str:
-    """``64..2048, a multiple of 4`` for ``size`` (any spelling of the name)."""
-    low, high, multiple = BOUNDS[_key(name)]
-    return f"{low}..{high}" + (f", a multiple of {multiple}" if multiple > 1 else "")
-
-
-def _key(name: str) -> str:
-    return name.lstrip("-").replace("-", "_")
-
-
-def check_bounds(name: str, value: Any) -> int:
-    """Return ``value`` as an ``int`` when it is within the bounds of option ``name``.
+def check_bounds(name: str, value, option: str | None = None) -> int:
+    """Check one bounded option; returns it as an ``int``.
 
     Args:
-        name: ``size``, ``batch_size``, ``densepose_size``, or their command-line spellings
-            (``--batch-size``); the message names it as given.
-        value: the option's value (an ``int``; a ``bool`` or non-integer is refused).
+        name: ``size``, ``batch_size`` or ``densepose_size``.
+        value: the value given (an ``int``; a ``bool``, a float or a string is refused).
+        option: how the message names it (default ``--size`` / ``--batch-size`` / ``--densepose-size``;
+            a jobs file passes e.g. ``"jobs.csv:3: size"``).
 
     Raises:
-        UsageError: one line, ``<name> must be <low>..<high>[, a multiple of N], got <value>``.
-        KeyError: ``name`` has no bounds (a bug).
+        UsageError: not an integer, outside the bounds, or (``size``) not a multiple of 4.
+        KeyError: unknown ``name`` (a bug).
     """
-    low, high, multiple = BOUNDS[_key(name)]
-    ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high and value % multiple == 0
-    if not ok:
-        raise UsageError(f"{name} must be {describe_bounds(name)}, got {value!r}")
-    return int(value)
-
-
-__all__ = ["BATCH_SIZE_BOUNDS", "BOUNDS", "DENSEPOSE_SIZE_BOUNDS", "SIZE_BOUNDS", "SIZE_MULTIPLE", "check_bounds",
-           "describe_bounds"]
+    (low, high), multiple = _BOUNDS[name]
+    label = option or "--" + name.replace("_", "-")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UsageError(f"{label} must be a whole number from {low} to {high}, got {value!r}")
+    value = int(value)
+    if multiple > 1:
+        if value % multiple or not low <= value <= high:
+            raise UsageError(f"{label} must be a multiple of {multiple} from {low} to {high}, got {value}")
+    elif not low <= value <= high:
+        raise UsageError(f"{label} must be from {low} to {high}, got {value}")
+    return value
