@@ -140,7 +140,8 @@ def test_jobs_files_csv_and_toml(tmp_path, capsys):
                                        "sources/anna.jpg,clip.mp4,,crop,\n"
                                        "sources/bea.jpg,clip.mp4,named.mp4,,true\n")
     jobs = load_jobs_file(tmp_path / "jobs.csv", tmp_path / "out")
-    assert [j.output for j in jobs] == [tmp_path / "out" / "clip_as_anna.mp4", tmp_path / "named.mp4"]
+    # a relative output is relative to --out-dir (and stays in it)
+    assert [j.output for j in jobs] == [tmp_path / "out" / "clip_as_anna.mp4", tmp_path / "out" / "named.mp4"]
     assert jobs[0].source == sources / "anna.jpg" and jobs[0].options == {"output_mode": "crop"}
     assert jobs[1].options == {"side_by_side": True}
 
@@ -160,8 +161,10 @@ def test_jobs_files_csv_and_toml(tmp_path, capsys):
         load_jobs_file(tmp_path / "bad.csv", tmp_path)
     (tmp_path / "dup.csv").write_text("source,driver,output\nsources/anna.jpg,clip.mp4,x.mp4\n"
                                       "sources/bea.jpg,clip.mp4,x.mp4\n")
-    assert main(["batch", "--jobs", str(tmp_path / "dup.csv"), "--weight-free"]) == 2
-    assert "would both write" in capsys.readouterr().err
+    assert main(["batch", "--jobs", str(tmp_path / "dup.csv"), "--weight-free", "--dry-run"]) == 1
+    err = capsys.readouterr().err  # the first job would run; the second is reported
+    assert "dup.csv:3: " in err and "dup.csv:2 writes this output already" in err and "to render: 1" in err
+    assert main(["batch", "--jobs", str(tmp_path / "dup.csv"), "--weight-free", "--dry-run", "--fail-fast"]) == 2
     assert main(["batch", "--sources", str(sources), "--out-dir", str(out)]) == 2
 
 

@@ -135,8 +135,7 @@ def test_densepose_command_names_its_own_option(media, tmp_path, capsys):
     assert "--densepose-weights" not in text
 
 
-@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "run"])
-def test_batch_reports_each_job_up_front(media, tmp_path, capsys, dry_run):
+def _batch_media(media: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
     sources, drivers, out = tmp_path / "sources", tmp_path / "drivers", tmp_path / "out"
     sources.mkdir()
     drivers.mkdir()
@@ -145,7 +144,14 @@ def test_batch_reports_each_job_up_front(media, tmp_path, capsys, dry_run):
     shutil.copyfile(media / "clip.mp4", drivers / "clip.mp4")
     shutil.copyfile(media / "iuvclip.mp4", drivers / "iuvclip.mp4")
     shutil.copytree(media / "iuvclip.iuv", drivers / "iuvclip.iuv")
-    args = ["batch", "--sources", str(sources), "--drivers", str(drivers), "--out-dir", str(out), "--weight-free"]
+    return sources, drivers, out
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "run"])
+def test_batch_fail_fast_reports_each_job_up_front(media, tmp_path, capsys, dry_run):
+    sources, drivers, out = _batch_media(media, tmp_path)
+    args = ["batch", "--sources", str(sources), "--drivers", str(drivers), "--out-dir", str(out), "--weight-free",
+            "--fail-fast"]
     assert main(args + (["--dry-run"] if dry_run else [])) == 1
     text = one_error_line(capsys)
     _check_missing_weights(text, ("batch",), inputs=[],
@@ -156,6 +162,30 @@ def test_batch_reports_each_job_up_front(media, tmp_path, capsys, dry_run):
                                  "clip.iuv/"])
     assert "iuvclip_as_sided" not in text
     assert not out.exists()  # nothing was started: no report, no output folder
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "run"])
+def test_batch_fails_each_job_that_needs_densepose_and_runs_the_others(media, tmp_path, capsys, dry_run):
+    sources, drivers, out = _batch_media(media, tmp_path)
+    args = ["batch", "--sources", str(sources), "--drivers", str(drivers), "--out-dir", str(out), "--weight-free",
+            "--size", "64"]
+    assert main(args + (["--dry-run"] if dry_run else [])) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("error:") == 1
+    assert "cannot run: 3 → reported as failed" in captured.err
+    if dry_run:
+        assert "3 of 4 jobs cannot run" in captured.err and not out.exists()
+        return
+    import json
+
+    records = {r["name"]: r for r in json.loads((out / "batch_report.json").read_text())["jobs"]}
+    assert records["iuvclip_as_sided.mp4"]["status"] == "ok" and (out / "iuvclip_as_sided.mp4").is_file()
+    for name, inputs in (("clip_as_photo.mp4", ["photo.jpg", "clip.mp4"]), ("clip_as_sided.mp4", ["clip.mp4"]),
+                         ("iuvclip_as_photo.mp4", ["photo.jpg"])):
+        assert records[name]["status"] == "failed" and not (out / name).exists()
+        _check_missing_weights(records[name]["error"], ("batch",), inputs=inputs, says=["--densepose-weights"])
+    assert "sided.jpg" not in records["clip_as_sided.mp4"]["error"]  # its source has an IUV sidecar
+    assert "error: 3 of 4 jobs failed" in captured.err
 
 
 def test_image_says_how_to_make_an_iuv(capsys):

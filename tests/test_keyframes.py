@@ -236,7 +236,10 @@ def test_bad_interval_is_a_usage_error(command, tmp_path, capsys):
 def test_batch_jobs_file_setting_is_checked(tmp_path, capsys):
     jobs = tmp_path / "jobs.csv"
     jobs.write_text(f"source,driver,densepose_every\n{REPO / 'examples' / 'source.jpg'},{DRIVER},0\n")
-    assert main(["batch", "--jobs", str(jobs), "--weight-free", "--out-dir", str(tmp_path / "o"), "--dry-run"]) == 2
+    args = ["batch", "--jobs", str(jobs), "--weight-free", "--out-dir", str(tmp_path / "o"), "--dry-run"]
+    assert main(args) == 1  # a bad row is a job that cannot run (the others would)
+    assert "--densepose-every 0" in capsys.readouterr().err
+    assert main(args + ["--fail-fast"]) == 2
     assert "--densepose-every 0" in one_error_line(capsys)
 
 

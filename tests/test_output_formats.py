@@ -278,7 +278,7 @@ def test_batch_codec_settings_name_outputs_and_rerun_skips_sequences(clip, tmp_p
     records = {Path(r["output"]).name: r for r in report["jobs"]}
     assert set(records) == {"dance_as_photo.mkv", "seq", "lossless.mp4"}
     assert all(r["status"] == "ok" and r["frames"] == 8 and r["output_sha256"] for r in records.values())
-    assert len(list((tmp_path / "seq").glob("frame_*.png"))) == 8
+    assert len(list((out / "seq").glob("frame_*.png"))) == 8  # relative outputs are under --out-dir
     assert main(args) == 0  # again: every job verified finished, PNG sequence included
     report = json.loads((out / "batch_report.json").read_text())
     assert {r["status"] for r in report["jobs"]} == {"skipped"}
@@ -295,11 +295,16 @@ def test_batch_bad_output_options_exit_2(clip, tmp_path, capsys, extra, needle):
     assert needle in one_error_line(capsys)
 
 
-def test_batch_jobs_file_output_that_cannot_hold_the_codec_exit_2(clip, tmp_path, capsys):
+def test_batch_jobs_file_output_that_cannot_hold_the_codec_fails_that_job(clip, tmp_path, capsys):
+    """A jobs-file row is one job: its bad output fails it (reported, exit 1); --fail-fast refuses up front (2)."""
     photo, driver, _ = clip
     jobs = tmp_path / "jobs.toml"
     jobs.write_text(f'[[job]]\nsource = "{photo}"\ndriver = "{driver}"\noutput = "x.mp4"\ncodec = "prores"\n')
-    assert main(["batch", "--jobs", str(jobs), "--weight-free", "-q"]) == 2
+    assert main(["batch", "--jobs", str(jobs), "--weight-free", "-q"]) == 1
+    report = json.loads((tmp_path / "batch_report.json").read_text())
+    assert ".mp4 cannot hold --codec prores" in report["jobs"][0]["error"]
+    capsys.readouterr()
+    assert main(["batch", "--jobs", str(jobs), "--weight-free", "-q", "--fail-fast"]) == 2
     assert ".mp4 cannot hold --codec prores" in one_error_line(capsys)
 
 

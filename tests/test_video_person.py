@@ -3,6 +3,8 @@ clip, the other keeps its driver pixels; bad choices are one-line errors with no
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -102,9 +104,14 @@ def test_batch_jobs_take_a_person_key(group, tmp_path, capsys):
     source, driver, _, masks, decoded = group
     jobs = tmp_path / "jobs.csv"
     jobs.write_text(f"source,driver,output,person\n{source},{driver},bad.mp4,middle\n")
-    assert main(["batch", "--jobs", str(jobs), "--weight-free", "-q"]) == 2
+    assert main(["batch", "--jobs", str(jobs), "--weight-free", "-q", "--fail-fast"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "jobs.csv:2" in err and "--person 'middle'" in err
+    assert main(["batch", "--jobs", str(jobs), "--weight-free", "-q"]) == 1  # without --fail-fast: that job fails
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "1 of 1 job failed" in err
+    record = json.loads((tmp_path / "batch_report.json").read_text())["jobs"][0]
+    assert record["status"] == "failed" and "jobs.csv:2" in record["error"] and "--person 'middle'" in record["error"]
     jobs.write_text(f"source,driver,output,person\n{source},{driver},right.mp4,right\n")
     assert main(["batch", "--jobs", str(jobs), "--size", "64", "--weight-free", "--workers", "1", "-q"]) == 0
     capsys.readouterr()

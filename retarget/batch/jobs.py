@@ -3,15 +3,23 @@
 A job is one ``retarget video`` run: a source photo, a driver video, an output (video or PNG sequence) and optional
 per-job settings (the keys of :data:`JOB_OPTIONS`, overriding the command-line defaults).
 
-Jobs file formats (relative paths are relative to the jobs file's folder):
+Jobs file formats (relative input paths are relative to the jobs file's folder; relative ``output``
+paths to ``--out-dir``, and every output must stay under ``--out-dir``):
 
-- CSV with a header row: ``source,driver[,output][,<option>...]``; empty cells mean "default".
+- CSV with a header row: ``source,driver[,output][,<option>...]``; empty cells mean "default". Parsed
+  by the :mod:`csv` module's rules (quoted cells may hold commas, quotes and newlines); there are no
+  comment lines (a cell starting with ``#`` is data); blank lines and rows whose cells are all empty
+  are ignored. ``.csv`` and ``.txt`` are comma-separated, ``.tsv`` tab-separated.
 - TOML: an optional ``[defaults]`` table of options and one ``[[job]]`` table per job with
   ``source``, ``driver``, optional ``output`` and options.
 
 Without an ``output`` the job writes ``<out-dir>/<driver-stem>_as_<source-stem>.mp4`` (``.mkv`` for
 ``codec = ffv1``, ``.mov`` for ``prores``, a folder for ``png``). An ``output`` ending in ``/`` is a PNG
 sequence folder.
+
+A problem of the file as a whole (unreadable, bad header, unknown column, invalid TOML) raises; a
+problem of one row (missing source, bad value, output outside ``--out-dir``) makes that job a failed
+one (:attr:`BatchJob.error`) and the other jobs still run.
 """
 
 from __future__ import annotations
@@ -89,6 +97,8 @@ JOB_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "garment_region": _parse_str,
 }
 _PATH_OPTIONS = ("source_iuv", "driver_iuv", "texture", "garment", "garment_iuv")
+#: Settings with documented bounds (:mod:`retarget.pipeline.bounds`).
+BOUNDED = ("size", "batch_size", "densepose_size")
 
 #: Defaults of the per-job settings (those of ``retarget video``).
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -112,22 +122,28 @@ class BatchJob:
     """One output video of a batch.
 
     Attributes:
-        source, driver, output: absolute paths.
+        source, driver, output: absolute paths (``None`` only in a job that cannot run because its row
+            lacks them).
         options: per-job settings (subset of :data:`JOB_OPTIONS`), merged over the batch defaults by
             :meth:`settings`.
         origin: where the job was defined (``jobs.csv:3``, ``cross``), for messages.
+        error: why the job cannot run, found while reading the jobs file (one line starting with
+            ``origin``), else ``None``; ``error_code`` is the exit code ``--fail-fast`` gives it
+            (2: a bad setting, 1: a bad input).
     """
 
-    source: Path
-    driver: Path
-    output: Path
+    source: Path | None
+    driver: Path | None
+    output: Path | None
     options: dict[str, Any] = field(default_factory=dict)
     origin: str = ""
     default_output: bool = False  # named by default_output_name (its extension follows the codec setting)
+    error: str | None = None
+    error_code: int = 1
 
     @property
     def name(self) -> str:
-        return self.output.name
+        return self.output.name if self.output is not None else (self.origin or "job")
 
     def settings(self, defaults: dict[str, Any]) -> dict[str, Any]:
         """The effective per-job settings: :data:`DEFAULT_OPTIONS` < ``defaults`` < this job's options."""
@@ -150,7 +166,28 @@ def _resolve(path: str | Path, base: Path) -> Path:
     return (p if p.is_absolute() else base / p).absolute()
 
 
+def inside(path: Path, folder: Path) -> bool:
+    """``path`` lies in ``folder`` (symbolic links and ``..`` resolved, also for parts that do not exist yet)."""
+    real, top = os.path.realpath(path), os.path.realpath(folder)
+    return real != top and (real.startswith(top.rstrip(os.sep) + os.sep))
+
+
+def output_under(raw: str, out_dir: Path) -> Path:
+    """A jobs file's ``output`` cell: relative to ``out_dir``, and within it.
+
+    Raises:
+        UsageError: the path leaves ``out_dir`` (``..``, an absolute path elsewhere, a symbolic link out).
+    """
+    output = _resolve(raw, out_dir)
+    if not inside(output, out_dir):
+        raise UsageError(f"output {raw!r} is outside --out-dir {out_dir}; outputs of a jobs file stay under "
+                         "--out-dir (give a path relative to it)")
+    return output
+
+
 def _parse_options(raw: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
+    from retarget.pipeline.bounds import check_bounds
+
     options: dict[str, Any] = {}
     for key, value in raw.items():
         key_n = str(key).strip().replace("-", "_")
@@ -163,105 +200,192 @@ def _parse_options(raw: dict[str, Any], base: Path, where: str) -> dict[str, Any
             parsed = JOB_OPTIONS[key_n](value)
         except ValueError as exc:
             raise UsageError(f"{where}: {key_n}: {exc}") from None
+        if key_n in BOUNDED:
+            try:
+                check_bounds(key_n, parsed, option=key_n)
+            except UsageError as exc:
+                raise UsageError(f"{where}: {exc}") from None
         options[key_n] = str(_resolve(parsed, base)) if key_n in _PATH_OPTIONS else parsed
     return options
 
 
-def _make_job(row: dict[str, Any], base: Path, out_dir: Path | None, where: str,
+def _make_job(row: dict[str, Any], base: Path, out_dir: Path, where: str,
               defaults: dict[str, Any] | None = None) -> BatchJob:
+    """The job of one row; a problem of the row becomes the job's ``error`` (the others still run)."""
     row = {str(k).strip().replace("-", "_"): v for k, v in row.items() if k is not None}
-    for needed in ("source", "driver"):
-        value = row.get(needed)
-        if value is None or not str(value).strip():
-            raise UsageError(f"{where}: missing {needed}")
-    source = _resolve(str(row.pop("source")).strip(), base)
-    driver = _resolve(str(row.pop("driver")).strip(), base)
+    paths: dict[str, Path | None] = {}
+    for key in ("source", "driver"):
+        value = row.pop(key, None)
+        paths[key] = _resolve(str(value).strip(), base) if value is not None and str(value).strip() else None
     output_raw = row.pop("output", None)
-    folder_output = False
-    if output_raw is not None and str(output_raw).strip():
-        output = _resolve(str(output_raw).strip(), base)
-        folder_output = str(output_raw).strip().endswith(("/", os.sep))
-    elif out_dir is not None:
-        output = out_dir.absolute() / default_output_name(source, driver)
-    else:
-        raise UsageError(f"{where}: no output and no --out-dir")
-    options = _parse_options(defaults or {}, base, where)
-    options.update(_parse_options(row, base, where))
-    if folder_output:  # "out/": a PNG sequence folder (the "/" does not survive in the path)
-        options.setdefault("codec", "png")
-    return BatchJob(source=source, driver=driver, output=output, options=options, origin=where,
-                    default_output=output_raw is None or not str(output_raw).strip())
+    source, driver = paths["source"], paths["driver"]
+    job = BatchJob(source=source, driver=driver, output=None, origin=where)
+    try:
+        if not isinstance(output_raw, (str, type(None))):
+            raise UsageError(f"{where}: output: expected text, got {output_raw!r}")
+        folder_output = False
+        if output_raw is not None and str(output_raw).strip():
+            job.output = output_under(str(output_raw).strip(), out_dir)
+            folder_output = str(output_raw).strip().endswith(("/", os.sep))
+        elif source is not None and driver is not None:
+            job.output = out_dir.absolute() / default_output_name(source, driver)
+            job.default_output = True  # its extension follows the codec setting (retarget.batch.plan)
+        missing = [key for key in ("source", "driver") if paths[key] is None]
+        if missing:
+            raise UsageError(f"{where}: missing {' and '.join(missing)}")
+        options = _parse_options(defaults or {}, base, where)
+        options.update(_parse_options(row, base, where))
+        if folder_output:  # "out/": a PNG sequence folder (the "/" does not survive in the path)
+            options.setdefault("codec", "png")
+        job.options = options
+    except UsageError as exc:
+        text = str(exc)
+        job.error, job.error_code = (text if text.startswith(where) else f"{where}: {text}"), 2
+    return job
+
+
+#: Jobs file suffixes and their formats (the messages list them).
+JOBS_FORMATS = {".csv": "comma-separated", ".txt": "comma-separated", ".tsv": "tab-separated", ".toml": "TOML"}
+#: A jobs file larger than this is refused before it is read (it lists jobs, not data).
+MAX_JOBS_FILE_BYTES = 64 << 20
+
+
+def _formats() -> str:
+    return ", ".join(f"{s} ({k})" for s, k in JOBS_FORMATS.items())
+
+
+def _read_jobs_text(path: Path) -> str:
+    from retarget.batch.probe import path_problem
+
+    problem = path_problem(path, "a jobs file")
+    if problem is not None:
+        raise InputError(problem.replace(": file not found;", ": jobs file not found;"))
+    if path.suffix.lower() not in JOBS_FORMATS:
+        raise UsageError(f"{path}: jobs file must be {_formats()}")
+    try:
+        if path.stat().st_size > MAX_JOBS_FILE_BYTES:
+            raise InputError(f"{path}: jobs file is larger than {MAX_JOBS_FILE_BYTES >> 20} MiB; a jobs file lists "
+                             "jobs (a few lines each)")
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: cannot read the jobs file (not UTF-8 text: {exc.reason} at byte "
+                         f"{exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the jobs file ({exc.strerror or exc})") from None
+
+
+def _csv_jobs(path: Path, text: str, out_dir: Path) -> list[BatchJob]:
+    import io
+
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    base = path.parent.absolute()
+    try:
+        header: list[str] = []
+        while not header or not any(cell.strip() for cell in header):
+            header = next(reader)
+        header = [cell.strip().replace("-", "_") for cell in header]
+        if not {"source", "driver"} <= set(header):
+            sep = "tab" if delimiter == "\t" else "comma"
+            raise InputError(f"{path}: the first line must be a header naming at least source and driver columns "
+                             f"({sep}-separated, as {path.suffix.lower()} files are)")
+        doubled = sorted({c for c in header if c and header.count(c) > 1})
+        if doubled:
+            raise UsageError(f"{path}: the header names {', '.join(doubled)} more than once")
+        unknown = [c for c in header if c and c not in ("source", "driver", "output") and c not in JOB_OPTIONS]
+        if unknown:
+            raise UsageError(f"{path}: unknown job setting {unknown[0]!r} in the header (allowed: source, driver, "
+                             f"output, {', '.join(JOB_OPTIONS)})")
+        if "" in header:
+            raise InputError(f"{path}: the header has an empty column name (column {header.index('') + 1})")
+        jobs: list[BatchJob] = []
+        line = reader.line_num
+        for cells in reader:
+            where, line = f"{path.name}:{line + 1}", reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue  # blank line, or a row of empty cells (spreadsheets write them)
+            if len(cells) > len(header):
+                jobs.append(BatchJob(source=None, driver=None, output=None, origin=where, error_code=2,
+                                     error=f"{where}: {len(cells)} cells but the header has {len(header)} columns"))
+                continue
+            jobs.append(_make_job(dict(zip(header, cells)), base, out_dir, where))
+    except StopIteration:
+        raise InputError(f"{path}: no jobs (the file is empty)") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+    return jobs
+
+
+def _toml_jobs(path: Path, text: str, out_dir: Path) -> list[BatchJob]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise UsageError("TOML jobs files need Python 3.11+ or `pip install tomli`") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    unknown = set(data) - {"defaults", "job", "jobs"}
+    if unknown:
+        raise UsageError(f"{path}: unknown table(s) {', '.join(sorted(unknown))} (expected [defaults] and "
+                         "[[job]])")
+    defaults = data.get("defaults", {})
+    entries = data.get("job", data.get("jobs", []))
+    if not isinstance(defaults, dict) or not isinstance(entries, list):
+        raise UsageError(f"{path}: expected a [defaults] table and [[job]] tables")
+    _parse_options(defaults, path.parent.absolute(), f"{path.name} [defaults]")  # a bad default is the file's
+    jobs = []
+    for i, entry in enumerate(entries, 1):
+        where = f"{path.name} job {i}"
+        if not isinstance(entry, dict):
+            jobs.append(BatchJob(source=None, driver=None, output=None, origin=where, error_code=2,
+                                 error=f"{where}: not a table (write [[job]] tables)"))
+            continue
+        jobs.append(_make_job(entry, path.parent.absolute(), out_dir, where, defaults))
+    return jobs
 
 
 def load_jobs_file(path: str | Path, out_dir: Path | None) -> list[BatchJob]:
-    """Parse a CSV or TOML jobs file.
+    """Parse a CSV (``.csv``, ``.txt``; ``.tsv`` tab-separated) or TOML jobs file.
+
+    Args:
+        path: the jobs file (a regular file; a folder, device or FIFO is refused without reading it).
+        out_dir: the batch's output folder (``None``: the jobs file's folder); relative ``output``
+            cells are relative to it, and every output must stay in it.
+
+    Returns:
+        One :class:`BatchJob` per row or ``[[job]]``; a row with a problem has ``error`` set.
 
     Raises:
-        InputError: the file cannot be read or parsed.
-        UsageError: a job misses ``source``/``driver``, has no output, or has an unknown setting.
+        InputError: the file cannot be read or parsed, or holds no jobs.
+        UsageError: an unknown column or ``[defaults]`` setting, or an unsupported suffix.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: jobs file not found")
-    base = path.parent.absolute()
-    suffix = path.suffix.lower()
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the jobs file ({exc})") from None
-    jobs: list[BatchJob] = []
-    if suffix == ".toml":
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            try:
-                import tomli as tomllib  # type: ignore[no-redef]
-            except ImportError:
-                raise UsageError("TOML jobs files need Python 3.11+ or `pip install tomli`") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"{path}: not valid TOML ({exc})") from None
-        unknown = set(data) - {"defaults", "job", "jobs"}
-        if unknown:
-            raise UsageError(f"{path}: unknown table(s) {', '.join(sorted(unknown))} (expected [defaults] and "
-                             "[[job]])")
-        defaults = data.get("defaults", {})
-        entries = data.get("job", data.get("jobs", []))
-        if not isinstance(defaults, dict) or not isinstance(entries, list):
-            raise UsageError(f"{path}: expected a [defaults] table and [[job]] tables")
-        for i, entry in enumerate(entries, 1):
-            if not isinstance(entry, dict):
-                raise UsageError(f"{path}: job {i} is not a table")
-            jobs.append(_make_job(entry, base, out_dir, f"{path.name} job {i}", defaults))
-    elif suffix in (".csv", ".tsv", ".txt"):
-        delimiter = "\t" if suffix == ".tsv" else ","
-        reader = csv.DictReader((line for line in text.splitlines() if line.strip() and not line.startswith("#")),
-                                delimiter=delimiter, skipinitialspace=True)
-        if not reader.fieldnames or not {"source", "driver"} <= {f.strip() for f in reader.fieldnames}:
-            raise InputError(f"{path}: the first line must be a header naming at least source and driver columns")
-        for i, row in enumerate(reader, 2):
-            if None in row:
-                raise InputError(f"{path}:{i}: more cells than header columns")
-            jobs.append(_make_job(row, base, out_dir, f"{path.name}:{i}"))
-    else:
-        raise UsageError(f"{path}: jobs file must be .csv or .toml")
+    text = _read_jobs_text(path)
+    out_dir = (out_dir if out_dir is not None else path.parent).absolute()
+    jobs = _toml_jobs(path, text, out_dir) if path.suffix.lower() == ".toml" else _csv_jobs(path, text, out_dir)
     if not jobs:
         raise InputError(f"{path}: no jobs")
     return jobs
 
 
 def _expand(pattern: str, suffixes: tuple[str, ...], what: str, exclude: Callable[[Path], bool]) -> list[Path]:
+    """The files a ``--sources``/``--drivers`` pattern names. Entries that are not regular files (a
+    device, FIFO, broken link or symlink loop named like a photo/video, or given by name) are kept:
+    their jobs fail with the reason, they are not silently dropped; only folders are left out."""
     path = Path(os.path.expanduser(pattern))
     if path.is_dir():
-        found = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes]
-    elif path.is_file():
+        found = [p for p in path.iterdir() if not p.is_dir() and p.suffix.lower() in suffixes]
+    elif os.path.lexists(path) and not glob.has_magic(pattern):
         found = [path]
     else:
         matches = glob.glob(os.path.expanduser(pattern), recursive=True)
         if not matches and not glob.has_magic(pattern):
             raise InputError(f"{pattern}: no such file or folder ({what})")
-        found = [Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in suffixes]
+        found = [Path(m) for m in matches if not Path(m).is_dir() and Path(m).suffix.lower() in suffixes]
     found = [p.absolute() for p in found if not p.name.startswith(".") and not exclude(p)]
     return sorted(set(found))
 
@@ -298,21 +422,31 @@ def cross_jobs(sources: Iterable[str], drivers: Iterable[str], out_dir: Path,
 
 # -- fingerprints --------------------------------------------------------------------------------
 def content_digest(path: Path) -> str:
-    """SHA-256 of a file (memoised on path, size, mtime), or of a folder's file names/sizes/mtimes."""
+    """SHA-256 of a regular file (memoised on path, size, mtime), or of a folder's regular files'
+    names/sizes/mtimes.
+
+    Raises:
+        OSError: ``path`` is neither (a device such as ``/dev/zero`` or a FIFO is never read).
+    """
+    from retarget.batch.probe import is_regular_file
+
     path = Path(path)
     if path.is_dir():
         h = hashlib.sha256()
         for item in sorted(path.iterdir()):
-            if item.is_file():
+            if is_regular_file(item):
                 st = item.stat()
                 h.update(f"{item.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return "dir:" + h.hexdigest()
+    if not is_regular_file(path):
+        raise OSError(f"{path}: not a regular file")
     from retarget.io.hashing import cached_file_sha256
 
     return cached_file_sha256(path)
 
 
 def optional_digest(path: Path | None) -> str | None:
+    """:func:`content_digest`, ``"missing"`` when the path is not a readable regular file or folder."""
     if path is None:
         return None
     try:

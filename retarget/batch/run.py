@@ -23,8 +23,11 @@ do not depend on the backend.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import signal
+import threading
 import sys
 import time
 from collections import deque
@@ -36,8 +39,27 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from retarget.batch.jobs import DEFAULT_OPTIONS, BatchJob, cross_jobs, load_jobs_file
-from retarget.batch.plan import CONFLICT, RUN, SKIP, BatchPlan, PlannedJob, check_densepose_weights, make_plan
-from retarget.batch.report import REPORT_NAME, load_report, now_iso, write_report
+from retarget.batch.plan import (
+    CONFLICT,
+    FAIL,
+    RUN,
+    SKIP,
+    BatchPlan,
+    PlannedJob,
+    check_densepose_weights,
+    check_settings,
+    make_plan,
+    refuse_failed,
+)
+from retarget.batch.report import (
+    REPORT_NAME,
+    RUNNING,
+    journal_path,
+    load_report,
+    now_iso,
+    remove_journal,
+    write_report,
+)
 from retarget.batch.worker import BatchWorker, Task, WorkerConfig, init_process, one_line, run_in_process
 from retarget.errors import InputError, UsageError
 
@@ -125,7 +147,7 @@ class LocalExecutor:
         ctx = multiprocessing.get_context("spawn")
         self._queue = ctx.Queue()
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=init_process,
-                                         initargs=(self.config, self._queue))
+                                         initargs=(self.config, self._queue, os.getpid()))
 
     def free_slots(self) -> int:
         if self._pool is None:
@@ -184,7 +206,13 @@ class LocalExecutor:
         return events
 
     def close(self, cancel: bool = False) -> None:
+        """Stop the pool; ``cancel``: kill the worker processes now (their jobs are abandoned, their
+        temporary files are removed by the next run), never leaving them running on their own."""
         if self._pool is not None:
+            if cancel:  # the pool's own thread reaps them (never os.waitpid here: multiprocessing must)
+                for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                    with contextlib.suppress(Exception):
+                        process.kill()
             self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
             self._pool = None
         if self._queue is not None:
@@ -199,8 +227,12 @@ def failed_result(error: str) -> dict[str, Any]:
 
 def initial_record(planned: PlannedJob) -> dict[str, Any]:
     job = planned.job
-    record: dict[str, Any] = {"name": job.name, "source": str(job.source), "driver": str(job.driver),
-                              "output": str(job.output), "origin": job.origin, "fingerprint": planned.fingerprint,
+
+    def text(path):
+        return None if path is None else str(path)
+
+    record: dict[str, Any] = {"name": job.name, "source": text(job.source), "driver": text(job.driver),
+                              "output": text(job.output), "origin": job.origin, "fingerprint": planned.fingerprint,
                               "status": "pending", "error": None, "frames": None, "missing_frames": None,
                               "densepose_calls": 0, "seconds": None, "output_sha256": None}
     if planned.action == SKIP:
@@ -210,7 +242,57 @@ def initial_record(planned: PlannedJob) -> dict[str, Any]:
     elif planned.action == CONFLICT:
         record.update(status="failed", error=f"{job.output}: output exists but the batch report does not record "
                                              "it as finished; pass --overwrite to replace it")
+    elif planned.action == FAIL:
+        record.update(status="failed", error=planned.error)
+    if record["output_sha256"] is None and planned.previous:
+        # the output this batch last wrote for the job: still recognised as the batch's own (not refused as
+        # someone else's file) if this attempt fails or is interrupted
+        record["output_sha256"] = planned.previous.get("output_sha256")
     return record
+
+
+class BatchTerminated(KeyboardInterrupt):
+    """``SIGTERM`` (or ``SIGHUP``) to the batch's main process: handled like Ctrl-C (workers stopped, report
+    written, exit 130)."""
+
+
+class _Signals:
+    """While a batch runs (main thread only): ``SIGTERM``/``SIGHUP`` stop it like Ctrl-C.
+
+    With worker processes or actors, these and ``SIGINT`` only set :attr:`received`, and the scheduling
+    loop raises at its next turn (within 0.25 s), never inside the pool's own locked code; with the
+    jobs running in this process (one worker) they raise at once, as Ctrl-C always does.
+    """
+
+    def __init__(self, immediate: bool):
+        self.immediate = immediate
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum, frame):
+        if self.immediate:
+            raise KeyboardInterrupt() if signum == signal.SIGINT else BatchTerminated(f"signal {signum}")
+        self.received = signum
+
+    def check(self) -> None:
+        """Raise for a signal received since the last check."""
+        if self.received is not None:
+            signum, self.received = self.received, None
+            raise KeyboardInterrupt() if signum == signal.SIGINT else BatchTerminated(f"signal {signum}")
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None), signal.SIGINT):
+                if sig is not None:
+                    with contextlib.suppress(ValueError, OSError):
+                        self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._previous.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, old)
+        self._previous = {}
 
 
 class Scheduler:
@@ -255,11 +337,17 @@ class Scheduler:
 
 
 def run_plan(plan: BatchPlan, executor: Executor, report_path: Path, meta: dict[str, Any], *,
-             quiet: bool = False, echo: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+             quiet: bool = False, echo: Callable[[str], None] | None = None, fail_fast: bool = False,
+             tracebacks: bool = False) -> list[dict[str, Any]]:
     """Run every ``run`` job of ``plan`` on ``executor``; returns the report records (in job order).
 
-    The report is written before the first job starts and after every finished job, so an
-    interrupted batch leaves a report whose finished jobs a re-run skips.
+    The report is written before the first job starts (the workers' journal of an earlier, killed run
+    is folded into it then), when a job is handed to a worker (``running``) and after every finished
+    job, so an interrupted batch leaves a report whose finished jobs a re-run skips. ``SIGTERM`` is
+    handled like Ctrl-C: the workers are killed and the report written before the exception
+    (:class:`BatchTerminated`, a ``KeyboardInterrupt``) propagates. ``fail_fast``: no new job starts
+    after a job failed. ``tracebacks``: print the traceback of an unexpected error in a job (one line
+    otherwise).
     """
     from tqdm import tqdm
 
@@ -268,6 +356,7 @@ def run_plan(plan: BatchPlan, executor: Executor, report_path: Path, meta: dict[
     records = [initial_record(p) for p in plan.jobs]
     by_index = {p.task.index: p for p in plan.jobs}
     write_report(report_path, records, meta)
+    remove_journal(report_path)  # what it said is in the report now
     scheduler = Scheduler(plan)
     total = len(plan.to_run)
     bar = tqdm(total=total, desc="batch", unit="job", disable=quiet or total == 0, file=sys.stderr,
@@ -276,6 +365,7 @@ def run_plan(plan: BatchPlan, executor: Executor, report_path: Path, meta: dict[
     running: dict[int, int] = {}
     done_count = 0
     shown = [""]
+    stopped = False
 
     def show() -> None:
         parts = [f"{by_index[i].job.name} {n}f" if n else by_index[i].job.name for i, n in running.items()]
@@ -285,38 +375,53 @@ def run_plan(plan: BatchPlan, executor: Executor, report_path: Path, meta: dict[
             bar.set_postfix_str(text, refresh=True)
 
     try:
-        inflight = 0
-        while inflight or not scheduler.empty():
-            while executor.free_slots() > 0:
-                planned = scheduler.next()
-                if planned is None:
-                    break
-                executor.submit(planned.task)
-                running[planned.task.index] = 0
-                inflight += 1
-            show()
-            for task, result in executor.wait(0.25):
-                inflight -= 1
-                running.pop(task.index, None)
-                planned = by_index[task.index]
-                record = records[task.index]
-                record.update({k: result.get(k) for k in ("status", "error", "frames", "missing_frames",
-                                                          "densepose_calls", "seconds", "output_sha256")})
-                scheduler.finished(planned, result["status"] == "ok")
-                done_count += 1
-                if not quiet:
-                    if result["status"] == "ok":
-                        out(f"[{done_count}/{total}] ok      {planned.job.name}: {result['frames']} frames in "
-                            f"{result['seconds']:.1f} s")
-                    else:
-                        out(f"[{done_count}/{total}] FAILED  {planned.job.name}: {result['error']}")
-                        if result.get("traceback"):
-                            out(result["traceback"].rstrip())
-                bar.update(1)
-                write_report(report_path, records, meta, time.perf_counter() - start)
-            for index, frames in executor.progress():
-                if index in running:
-                    running[index] = frames
+        in_process = isinstance(executor, LocalExecutor) and executor.workers == 1
+        with _Signals(immediate=in_process) as signals:
+            inflight = 0
+            while inflight or not (scheduler.empty() or stopped):
+                signals.check()
+                submitted = False
+                while not stopped and executor.free_slots() > 0:
+                    planned = scheduler.next()
+                    if planned is None:
+                        break
+                    records[planned.task.index]["status"] = RUNNING
+                    executor.submit(planned.task)
+                    running[planned.task.index] = 0
+                    inflight += 1
+                    submitted = True
+                if submitted:
+                    write_report(report_path, records, meta, time.perf_counter() - start)
+                show()
+                for task, result in executor.wait(0.25):
+                    inflight -= 1
+                    running.pop(task.index, None)
+                    planned = by_index[task.index]
+                    record = records[task.index]
+                    record.update({k: result.get(k) for k in ("status", "error", "frames", "missing_frames",
+                                                              "densepose_calls", "seconds")})
+                    if result.get("output_sha256"):
+                        record["output_sha256"] = result["output_sha256"]
+                    scheduler.finished(planned, result["status"] == "ok")
+                    done_count += 1
+                    if result["status"] != "ok" and fail_fast and not stopped:
+                        stopped = True
+                    if not quiet:
+                        if result["status"] == "ok":
+                            out(f"[{done_count}/{total}] ok      {planned.job.name}: {result['frames']} frames in "
+                                f"{result['seconds']:.1f} s")
+                        else:
+                            out(f"[{done_count}/{total}] FAILED  {planned.job.name}: {result['error']}")
+                            if tracebacks and result.get("traceback"):
+                                out(result["traceback"].rstrip())
+                        if stopped and result["status"] != "ok":
+                            out("--fail-fast: no further job is started")
+                    bar.update(1)
+                    write_report(report_path, records, meta, time.perf_counter() - start)
+                for index, frames in executor.progress():
+                    if index in running:
+                        running[index] = frames
+            signals.check()
     except BaseException:
         executor.close(cancel=True)
         write_report(report_path, records, meta, time.perf_counter() - start)
@@ -325,6 +430,7 @@ def run_plan(plan: BatchPlan, executor: Executor, report_path: Path, meta: dict[
         bar.close()
     executor.close()
     write_report(report_path, records, meta, time.perf_counter() - start)
+    remove_journal(report_path)  # every finished job is in the report
     return records
 
 
@@ -353,6 +459,9 @@ class BatchResult:
 
     @property
     def failed(self) -> list[dict[str, Any]]:
+        """Records of the failed jobs (for a dry run: records of the jobs that cannot run)."""
+        if self.dry_run:
+            return [initial_record(p) for p in self.plan.failed]
         return [r for r in self.records if r["status"] == "failed"]
 
     def summary_table(self) -> str:
@@ -364,7 +473,9 @@ class BatchResult:
         """The command's one-line error when any job failed, else ``None``."""
         if not self.failed:
             return None
-        n = len(self.records)
+        n = len(self.plan.jobs)
+        if self.dry_run:
+            return f"{len(self.failed)} of {n} job{'s' * (n != 1)} cannot run (listed in the plan above)"
         return f"{len(self.failed)} of {n} job{'s' * (n != 1)} failed (see {self.report})"
 
 
@@ -411,6 +522,31 @@ def find_checkpoints(checkpoint_dir: Path | None, weight_free: bool) -> tuple[st
     return str(found[0]), str(found[1])
 
 
+def check_report_path(report_path: Path, out_dir: Path, inputs) -> None:
+    """``--report`` (or the default) must be a regular file or new, never an input, in an existing folder.
+
+    Raises:
+        UsageError: it names an input (a photo, video, IUV sidecar, texture, the jobs file, or a file in
+            an IUV folder), or exists and is not a regular file (a folder, ``/dev/null``, a FIFO: never
+            replaced).
+        InputError: its folder does not exist (other than ``--out-dir``, which is created) or is a file.
+    """
+    from retarget.batch.probe import output_problem
+
+    for path, what in ((report_path, "--report"), (journal_path(report_path), "the report's journal")):
+        if inputs.names(path):
+            raise UsageError(f"{what} {path}: would overwrite an input of the batch (a photo, video, IUV sidecar, "
+                             "texture or the jobs file); choose another report path")
+        if os.path.lexists(path) or path.exists():
+            problem = output_problem(path)
+            if problem is not None:
+                raise UsageError(f"{what} {problem}")
+    parent = report_path.parent
+    if parent != out_dir and not parent.is_dir():
+        raise InputError(f"{parent}: the --report folder does not exist (or is a file); create it first or "
+                         "choose another")
+
+
 def run_batch(jobs_file: Path | None = None, *, sources: list[str] | None = None, drivers: list[str] | None = None,
               out_dir: Path | None = None, report: Path | None = None, workers: int | None = None,
               threads: int | None = None, backend: str = "local", address: str | None = None,
@@ -418,20 +554,27 @@ def run_batch(jobs_file: Path | None = None, *, sources: list[str] | None = None
               checkpoint_dir: Path | None = None, weight_free: bool = False, device: str = "cpu",
               densepose_weights: Path | None = None, densepose_config: str | None = None,
               allow_large: bool = False, settings: dict[str, Any] | None = None, quiet: bool = False,
-              echo: Callable[[str], None] | None = None) -> BatchResult:
+              echo: Callable[[str], None] | None = None, fail_fast: bool = False,
+              tracebacks: bool = False) -> BatchResult:
     """``retarget batch`` as a function: plan the jobs, check them, run them, write the report.
 
     The keyword arguments are the command's options (``jobs_file`` is ``--jobs``); ``settings`` holds
     the per-job defaults (keys of :data:`retarget.batch.jobs.DEFAULT_OPTIONS`: ``size``,
     ``background``, ``on_missing``, ..., overridden by each job's own options); ``device`` must be
     valid already. The plan goes to ``echo`` (default: stderr) unless ``quiet``. Failed jobs do not
-    raise: see :attr:`BatchResult.failed`. Bad arguments, a bad jobs file or missing DensePose
-    weights raise a one-line :class:`retarget.errors.RetargetError` before any work.
+    raise: see :attr:`BatchResult.failed`; a job that cannot run (bad input, bad row, missing
+    DensePose weights, ...) is one of them, planned as failed (:attr:`BatchPlan.failed`) while the
+    others run. Bad arguments, a bad jobs file or report path raise a one-line
+    :class:`retarget.errors.RetargetError` before any work; with ``fail_fast`` so does any job that
+    cannot run (today's up-front refusal), and no job starts after one failed. ``tracebacks``: print
+    the traceback of an unexpected error in a job.
     """
     check_batch_arguments(jobs_file, sources, drivers, out_dir, backend, address, workers, threads)
     unknown = sorted(set(settings or {}) - set(DEFAULT_OPTIONS))
     if unknown:
         raise UsageError(f"unknown job settings: {', '.join(unknown)} (known: {', '.join(DEFAULT_OPTIONS)})")
+    defaults = {**DEFAULT_OPTIONS, **(settings or {})}
+    check_settings(defaults, None)  # the command line's own values: exit 2, named as options (--size)
     out_dir = (out_dir if out_dir is not None else Path(jobs_file).absolute().parent).absolute()
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: --out-dir is not a folder")
@@ -444,8 +587,15 @@ def run_batch(jobs_file: Path | None = None, *, sources: list[str] | None = None
         densepose_weights=str(densepose_weights.absolute()) if densepose_weights else None,
         densepose_config=str(Path(densepose_config).absolute()) if densepose_config and Path(densepose_config).suffix
         else densepose_config)
-    plan = make_plan(jobs, {**DEFAULT_OPTIONS, **(settings or {})}, config, previous, overwrite=overwrite,
-                     rerun=rerun)
+    protected = [Path(jobs_file).absolute()] if jobs_file is not None else []
+    reserved = [report_path, journal_path(report_path)]
+    plan = make_plan(jobs, defaults, config, previous, overwrite=overwrite, rerun=rerun, protected=protected,
+                     reserved=reserved)
+    check_report_path(report_path, out_dir, plan.inputs)
+    if fail_fast:
+        refuse_failed(plan)
+    else:
+        check_densepose_weights(plan, config.densepose_weights, config.densepose_config, fail_fast=False)
     to_run = plan.to_run
     if backend == "local":
         n_workers = workers or default_workers(len(to_run), any(p.model_densepose for p in to_run), device)
@@ -456,15 +606,15 @@ def run_batch(jobs_file: Path | None = None, *, sources: list[str] | None = None
         config.threads = threads or 1
     if not quiet:
         (echo or _stderr)(plan.describe(n_workers, backend))
-    check_densepose_weights(plan, config.densepose_weights, config.densepose_config)  # also with --dry-run
+    if fail_fast:
+        check_densepose_weights(plan, config.densepose_weights, config.densepose_config)  # also with --dry-run
     result = BatchResult(plan=plan, report=report_path, backend=backend, workers=n_workers, threads=config.threads,
                          dry_run=dry_run)
     if dry_run:
         return result
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for planned in plan.jobs:
-        planned.job.output.parent.mkdir(parents=True, exist_ok=True)
+    config.journal = str(journal_path(report_path))
     if to_run and backend == "ray":
         from retarget.batch.ray_backend import RayExecutor
 
@@ -473,7 +623,8 @@ def run_batch(jobs_file: Path | None = None, *, sources: list[str] | None = None
     else:
         executor = LocalExecutor(config, n_workers if to_run else 1)
     meta = {"backend": backend, "workers": result.workers, "threads": config.threads}
-    result.records = run_plan(plan, executor, report_path, meta, quiet=quiet)
+    result.records = run_plan(plan, executor, report_path, meta, quiet=quiet, fail_fast=fail_fast,
+                              tracebacks=tracebacks)
     return result
 
 

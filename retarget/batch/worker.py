@@ -3,12 +3,20 @@
 A :class:`BatchWorker` loads the coordinate-inpainting models once, creates DensePose model backends
 lazily (once per backend configuration) and then runs any number of jobs with them. It never raises
 for a job: every outcome comes back as a result dict (status, one-line error, frames, seconds,
-output hash, DensePose model calls).
+output hash, DensePose model calls). A finished job is also appended to the report's journal
+(:func:`retarget.batch.report.append_journal`) before the result is returned, so it is known even if
+the main process dies first.
+
+Local worker processes are bound to the process that started them (:func:`bind_to_parent`): on Linux
+the kernel sends them ``SIGKILL`` when it dies (``PR_SET_PDEATHSIG``), and everywhere a watcher
+thread ends them when their parent process changes. A batch killed with ``kill -9`` leaves no
+worker running.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import time
 import traceback
@@ -36,6 +44,7 @@ class WorkerConfig:
         densepose_config: ``r50``, ``r101`` or a JSON config file.
         allow_large: accept source photos above 50 megapixels (``--allow-large``).
         env: environment variables set in the worker before anything runs (cache/home folders).
+        journal: file the worker appends each finished job to (``None``: none).
     """
 
     checkpoints: tuple[str, str] | None = None
@@ -45,6 +54,7 @@ class WorkerConfig:
     densepose_config: str | None = None
     allow_large: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    journal: str | None = None
 
     @classmethod
     def with_current_env(cls, **kwargs) -> WorkerConfig:
@@ -60,6 +70,7 @@ class Task:
     job: BatchJob
     settings: dict[str, Any]
     overwrite: bool = False
+    fingerprint: str | None = None
 
 
 def _result(status: str, **values) -> dict[str, Any]:
@@ -69,10 +80,26 @@ def _result(status: str, **values) -> dict[str, Any]:
     return base
 
 
+_OS_HINTS = {errno.ENOSPC: "no space left on device; free some space or write the outputs elsewhere",
+             errno.EDQUOT: "disk quota exceeded; free some space or write the outputs elsewhere",
+             errno.EACCES: "permission denied; check the permissions, or choose another output folder",
+             errno.EPERM: "permission denied; check the permissions, or choose another output folder",
+             errno.EROFS: "read-only file system; choose another output folder",
+             errno.EFBIG: "file too large; write the output elsewhere"}
+
+
 def one_line(exc: BaseException) -> str:
+    """One line for a job's failure: a library error's message; an ``OSError`` as ``<file>: <reason>; <advice>``
+    (disk full, permission denied, ...); anything else ``<type>: <message>``."""
     text = " ".join(str(exc).split())
     if isinstance(exc, RetargetError):
         return text or type(exc).__name__
+    if isinstance(exc, OSError):
+        name = exc.filename if isinstance(exc.filename, str) else None
+        reason = _OS_HINTS.get(exc.errno or -1) or " ".join(str(exc.strerror or text or type(exc).__name__).split())
+        return f"{name}: {reason}" if name else reason
+    if isinstance(exc, MemoryError):
+        return "out of memory; use fewer --workers, a smaller --size, --batch-size or --densepose-size"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -156,6 +183,15 @@ class BatchWorker:
             return source_iuv is None and driver_iuv is not None
         return driver_iuv is None or source_iuv is None
 
+    def record(self, task: Task, result: dict[str, Any]) -> None:
+        """Append a finished job to the report's journal (before the result travels back)."""
+        from retarget.batch.report import append_journal
+
+        job = task.job
+        append_journal(self.config.journal, {**result, "name": job.name, "source": str(job.source),
+                                             "driver": str(job.driver), "output": str(job.output),
+                                             "origin": job.origin, "fingerprint": task.fingerprint})
+
     def run(self, task: Task, on_frame: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Run one task; never raises (except KeyboardInterrupt)."""
         from retarget.io.output import output_digest
@@ -164,6 +200,7 @@ class BatchWorker:
         start = time.perf_counter()
         try:
             job = self.video_job(task)
+            job.output.parent.mkdir(parents=True, exist_ok=True)
             backend = None
             if self.needs_model(task):
                 from retarget.io.video import check_driver_size, probe_video
@@ -186,12 +223,14 @@ class BatchWorker:
             summary = run_video_job(job, self.models, backend, on_frame=frame_done)
             digest = output_digest(summary.output)
             self.jobs_run += 1
-            return _result("ok", frames=summary.frames, missing_frames=summary.missing_frames,
-                           densepose_calls=summary.densepose_calls, seconds=round(time.perf_counter() - start, 3),
-                           output_sha256=digest)
+            result = _result("ok", frames=summary.frames, missing_frames=summary.missing_frames,
+                             densepose_calls=summary.densepose_calls, seconds=round(time.perf_counter() - start, 3),
+                             output_sha256=digest)
+            self.record(task, result)
+            return result
         except KeyboardInterrupt:
             raise
-        except RetargetError as exc:
+        except (RetargetError, OSError, MemoryError) as exc:  # one line, no traceback: disk full, permissions, ...
             return _result("failed", error=one_line(exc), seconds=round(time.perf_counter() - start, 3))
         except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the batch
             return _result("failed", error=one_line(exc), seconds=round(time.perf_counter() - start, 3),
@@ -204,9 +243,44 @@ _INIT_ERROR: str | None = None
 _EVENTS = None
 
 
-def init_process(config: WorkerConfig, events=None) -> None:
-    """Pool initializer: load the models once in this process (a failure is reported by every job)."""
+def bind_to_parent(parent_pid: int, poll_seconds: float = 0.5) -> None:
+    """End this process when ``parent_pid`` (the process that started it) dies, however it dies.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` through ctypes, so the kernel kills this process when its
+    parent exits (also after ``kill -9``). Everywhere: a daemon thread that exits the process within
+    ``poll_seconds`` once the parent process is no longer ``parent_pid`` (a dead parent's children are
+    re-parented). Also covers a parent that died before this was called.
+    """
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl: the watcher below still works
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="retarget-parent-watch", daemon=True).start()
+
+
+def init_process(config: WorkerConfig, events=None, parent_pid: int | None = None) -> None:
+    """Pool initializer: bind this process to the batch's process (:func:`bind_to_parent`), then load the
+    models once (a failure is reported by every job)."""
     global _WORKER, _EVENTS, _INIT_ERROR
+    if parent_pid is not None:
+        bind_to_parent(parent_pid)
     _EVENTS = events
     try:
         _WORKER = BatchWorker(config)

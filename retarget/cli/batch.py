@@ -13,10 +13,11 @@ from retarget.errors import InputError
 
 _HELP = """Run many source × driver jobs with models loaded once per worker.
 
-Jobs come from a jobs file (CSV with a header `source,driver[,output][,setting...]`, or TOML with
-[[job]] tables) or from --sources and --drivers (every source × every driver). Outputs default to
-OUT_DIR/<driver-stem>_as_<source-stem>.mp4 (.mkv with --codec ffv1, .mov with prores, a PNG-sequence
-folder with png); the report is OUT_DIR/batch_report.json.
+Jobs come from a jobs file (.csv or .txt: comma-separated with a header `source,driver[,output][,setting...]`;
+.tsv: the same, tab-separated; or TOML with [[job]] tables, .toml) or from --sources and --drivers (every source ×
+every driver). Outputs default to OUT_DIR/<driver-stem>_as_<source-stem>.mp4 (.mkv with --codec ffv1, .mov with
+prores, a PNG-sequence folder with png; a jobs file's relative outputs are relative to OUT_DIR, and stay in it);
+the report is OUT_DIR/batch_report.json.
 
 Examples:
 
@@ -26,17 +27,19 @@ Examples:
 
   retarget batch --sources photos/ --drivers clips/ --out-dir /shared/out --backend ray --address auto
 
-The plan is printed first (jobs, distinct drivers, finished outputs to skip); jobs that need DensePose
-weights that are not installed are reported then, before any work (also with --dry-run). DensePose runs once per
-distinct driver and is shared through the cache. Running the same command again skips jobs the report
-records as finished (output hash and inputs verified) and retries failed ones. Exit code 1 when any
-job failed.
+The plan is printed first (jobs, distinct drivers, finished outputs to skip, and each job that cannot run
+with its reason: a missing, unreadable or damaged input, a bad row, DensePose needed without weights). Every
+job that can run runs; the others are reported as failed (--fail-fast refuses the whole batch up front instead).
+DensePose runs once per distinct driver and is shared through the cache. Running the same command again skips
+jobs the report records as finished (output hash and inputs verified) and retries failed ones. Exit code 1
+when any job failed (with --dry-run: when any job cannot run).
 """
 
 
 @app.command("batch", help=_HELP)
 def batch_command(
-    jobs_file: Path | None = typer.Option(None, "--jobs", help="Jobs file (.csv or .toml)."),
+    jobs_file: Path | None = typer.Option(None, "--jobs", help="Jobs file: .csv or .txt (comma-separated), .tsv "
+                                                                 "(tab-separated) or .toml."),
     sources: list[str] | None = typer.Option(None, "--sources", help="Photos: folder, file or glob (repeatable)."),
     drivers: list[str] | None = typer.Option(None, "--drivers", help="Videos: folder, file or glob (repeatable)."),
     out_dir: Path | None = typer.Option(None, "--out-dir",
@@ -52,7 +55,9 @@ def batch_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs the report does not "
                                                               "record as finished."),
     rerun: bool = typer.Option(False, "--rerun", help="Render finished jobs again too."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and exit."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and exit (1 when a job cannot run)."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Refuse the whole batch before any work when a job "
+                                                              "cannot run, and start no job after one failed."),
     checkpoint_dir: opt.CheckpointDir = None,
     weight_free: opt.WeightFree = False,
     densepose_backend: opt.DensePoseBackendName = "auto",
@@ -81,6 +86,7 @@ def batch_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No plan, progress bar or table."),
 ) -> None:
     from retarget.batch import run_batch
+    from retarget.cli.app import _state
 
     settings = {"size": size, "background": background, "output_mode": output_mode, "on_missing": on_missing,
                 "table": table, "batch_size": batch_size, "side_by_side": side_by_side, "precision": precision,
@@ -94,8 +100,11 @@ def batch_command(
                        dry_run=dry_run, checkpoint_dir=checkpoint_dir, weight_free=weight_free,
                        device=resolve_device(device), densepose_weights=densepose_weights,
                        densepose_config=densepose_config, allow_large=allow_large, settings=settings, quiet=quiet,
-                       echo=lambda text: typer.echo(text, err=True))
+                       echo=lambda text: typer.echo(text, err=True), fail_fast=fail_fast,
+                       tracebacks=bool(_state.get("debug")))
     if dry_run:
+        if result.failed:
+            raise InputError(result.failure_message())
         return
     if not quiet:
         typer.echo(result.summary_table(), err=True)
