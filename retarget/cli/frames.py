@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -80,17 +81,24 @@ def frames_command(
                            on_missing=on_missing, table=table, quiet=quiet, fill=fill,
                            temporal_radius=temporal_strength if temporal_filter else 0, command="frames",
                            person=person, engine=engine, densepose_every=densepose_every)
+    created = not out.exists()  # a failed run removes the folder it made (and what it wrote into it)
     job, selection, out = prepare_frames_job(
         driver, out, source=source, frames=frames, every=every, only_densepose=only_densepose, overwrite=overwrite,
         options=options, size=size, source_iuv=source_iuv, driver_iuv=driver_iuv,
         densepose_backend=densepose_backend, densepose_weights=densepose_weights, densepose_size=densepose_size,
         densepose_config=densepose_config, densepose_track=densepose_track, allow_large=allow_large,
         texture=texture, garment=garment, garment_iuv=garment_iuv, garment_region=garment_region)
-    if only_densepose:
-        result = extract_densepose_frames(job, out, selection)
-    else:
-        models = None if weight_free else resolve_models(checkpoint_dir, options.device)
-        result = extract_frames(job, out, selection, models, quiet=quiet)
+    try:
+        if only_densepose:
+            result = extract_densepose_frames(job, out, selection)
+        else:
+            models = None if weight_free else resolve_models(checkpoint_dir, options.device)
+            result = extract_frames(job, out, selection, models, quiet=quiet)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty: what this run wrote is already removed
+        raise
     if not quiet:
         typer.echo(f"{len(result.frames)} frame{'s' * (len(result.frames) != 1)}, {len(result.files)} files in "
                    f"{result.seconds:.1f} s", err=True)

@@ -63,7 +63,8 @@ def image_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept a source photo above 50 megapixels."),
 ) -> None:
-    from retarget.io.atomic import atomic_output, check_output_path
+    from retarget.io.atomic import atomic_output
+    from retarget.io.guard import PathPlan
     from retarget.io.image import read_image_rgb, to_uint8, write_image_rgb
     from retarget.io.iuv import read_uv_npy
     from retarget.pipeline import run_pair, stage_arrays
@@ -85,25 +86,29 @@ def image_command(
         raise UsageError(f"--garment-region {garment_region!r}: expected one of {', '.join(GARMENT_REGIONS)}")
     if garment_iuv is not None and garment is None:
         raise UsageError("--garment-iuv is the DensePose of the --garment photo; give that photo too")
-    if garment is not None and not garment.exists():
-        raise InputError(f"{garment}: garment photo not found; check the path")
+    plan = PathPlan()  # every input and output, before any work: no output may be an input
+    plan.input(source, noun="an image file")
+    if garment is not None:
+        plan.input(garment, role="garment photo", noun="an image file")
     if garment is not None and garment_iuv is None:
         garment_iuv = garment.with_name(garment.stem + "_IUV.png")
         if not garment_iuv.is_file():
             raise UsageError(f"{garment}: give --garment-iuv, or {garment_iuv.name} beside it"
                              f"{_MAKE_IUV.format(what='the garment photo')}")
-    inputs = [p for p in (source, source_uv, target_uv, source_iuv, target_iuv, texture, garment, garment_iuv)
-              if p is not None]
-    check_output_path(out, overwrite=overwrite, inputs=inputs)
+    for path, role in ((source_uv, "source UV"), (target_uv, "target UV"), (source_iuv, "source IUV"),
+                       (target_iuv, "target IUV"), (texture, "texture"), (garment_iuv, "garment IUV")):
+        plan.input(path, role=role, noun="an image file" if role == "texture" else "an IUV PNG or UV .npy")
+    if dump_stages is not None and dump_stages.suffix != ".npz":
+        raise UsageError(f"{dump_stages}: --dump-stages needs a .npz file name")
+    plan.output(out, overwrite=overwrite)
     if dump_stages is not None:
-        if dump_stages.suffix != ".npz":
-            raise UsageError(f"{dump_stages}: --dump-stages needs a .npz file name")
-        check_output_path(dump_stages, overwrite=overwrite, inputs=inputs + [out])
+        plan.output(dump_stages, overwrite=overwrite)
     torch_device = resolve_device(device)
 
     image = read_image_rgb(source, allow_large=allow_large)
-    suv = read_uv_npy(source_uv) if source_uv is not None else _iuv_to_uv(source_iuv, table)
-    tuv = read_uv_npy(target_uv) if target_uv is not None else _iuv_to_uv(target_iuv, table)
+    wh = (image.shape[1], image.shape[0])
+    suv = read_uv_npy(source_uv) if source_uv is not None else _iuv_to_uv(source_iuv, table, wh, "the photo")
+    tuv = read_uv_npy(target_uv) if target_uv is not None else _iuv_to_uv(target_iuv, table, wh, "the photo")
     source_uv, target_uv = source_uv or source_iuv, target_uv or target_iuv
     if suv.shape[:2] != image.shape[:2]:
         raise InputError(f"{source_uv}: UV map is {suv.shape[1]}x{suv.shape[0]} but the photo is "
@@ -166,7 +171,8 @@ def _edited_pair(image, suv, tuv, models, device, fill, *, texture, garment, gar
         state = with_texture(state, texture, models)
     else:
         photo = read_image_rgb(garment, allow_large=allow_large)
-        guv = read_uv_npy(garment_iuv) if garment_iuv.suffix == ".npy" else _iuv_to_uv(garment_iuv, table)
+        guv = read_uv_npy(garment_iuv) if garment_iuv.suffix == ".npy" else _iuv_to_uv(
+            garment_iuv, table, (photo.shape[1], photo.shape[0]), "the garment photo")
         if guv.shape[:2] != photo.shape[:2]:
             raise InputError(f"{garment_iuv}: DensePose map is {guv.shape[1]}x{guv.shape[0]} but the garment photo "
                              f"is {photo.shape[1]}x{photo.shape[0]}; it must be computed on the same image")
@@ -181,10 +187,11 @@ def _edited_pair(image, suv, tuv, models, device, fill, *, texture, garment, gar
     return PairResult(state, render_targets(state, target, models))
 
 
-def _iuv_to_uv(path: Path, table: str) -> np.ndarray:
+def _iuv_to_uv(path: Path, table: str, size: tuple[int, int] | None = None, size_of: str = "the image"
+               ) -> np.ndarray:
     from retarget.io.iuv import read_iuv_png
     from retarget.uvmap import TABLES, iuv_to_uv
 
     if table not in TABLES:
         raise UsageError(f"--table {table!r}: expected one of {', '.join(TABLES)}")
-    return iuv_to_uv(read_iuv_png(path), table=table)
+    return iuv_to_uv(read_iuv_png(path, size=size, size_of=size_of), table=table)

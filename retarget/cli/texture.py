@@ -51,10 +51,14 @@ def texture_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept a photo above 50 megapixels."),
 ) -> None:
+    import io
+
     import numpy as np
 
-    from retarget.io.atomic import atomic_output, check_output_path
-    from retarget.io.image import write_image_rgb
+    from retarget.io.atomic import atomic_outputs
+    from retarget.io.guard import PathPlan
+    from retarget.io.image import encode_image
+    from retarget.pipeline.bounds import check_bounds
     from retarget.pipeline.job import VideoJob, check_densepose_weights, load_source, source_iuv_sidecar
     from retarget.pipeline.pair import FILLS
     from retarget.pipeline.source import prepare_source_crop
@@ -66,17 +70,19 @@ def texture_command(
         raise UsageError(f"--fill {fill!r}: expected one of {', '.join(FILLS)}")
     if table not in TABLES:
         raise UsageError(f"--table {table!r}: expected one of {', '.join(TABLES)}")
-    if size % 4 or size < 64:
-        raise UsageError(f"--size must be a multiple of 4 and at least 64, got {size}")
+    check_bounds("size", size)
+    check_bounds("densepose_size", densepose_size)
     output = Path(output) if output is not None else source.with_name(f"{source.stem}_texture.png")
     if output.suffix.lower() != ".png":
         raise UsageError(f"{output}: the texture is written as PNG (lossless); give an output ending in .png")
     outputs = {"texture": output, "mask": output.with_suffix(".mask.png"), "npz": output.with_suffix(".npz")}
     if legend:
         outputs["legend"] = output.with_suffix(".legend.png")
-    inputs = [p for p in (source, source_iuv) if p is not None]
+    plan = PathPlan()  # every input (the IUV sidecar beside the photo too) and output, before any work
+    plan.input(source, noun="an image file")
+    plan.input(source_iuv or source_iuv_sidecar(source), role="source IUV", noun="an IUV PNG or UV .npy")
     for path in outputs.values():
-        check_output_path(path, overwrite=overwrite, inputs=inputs)
+        plan.output(path, overwrite=overwrite)
     device = resolve_device(device)
     job = VideoJob(source=source, driver=Path("-"), source_iuv=source_iuv, size=size,
                    densepose_backend=densepose_backend, densepose_weights=densepose_weights,
@@ -88,15 +94,19 @@ def texture_command(
     crop = load_source(job)
     exported = export_texture(prepare_source_crop(crop, models, device, fill=fill))
 
-    write_image_rgb(outputs["texture"], exported.rgb)
     mask = exported.mask_image()
-    write_image_rgb(outputs["mask"], np.repeat(mask[..., None], 3, axis=2))
-    with atomic_output(outputs["npz"]) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, xy=exported.xy, seen=exported.seen, part=exported.part.astype(np.uint8),
-                                crop=np.array([crop.crop.x0, crop.crop.y0, crop.crop.side], np.int64))
+    npz = io.BytesIO()
+    np.savez_compressed(npz, xy=exported.xy, seen=exported.seen, part=exported.part.astype(np.uint8),
+                        crop=np.array([crop.crop.x0, crop.crop.y0, crop.crop.side], np.int64))
+    contents = {"texture": encode_image(outputs["texture"], exported.rgb),
+                "mask": encode_image(outputs["mask"], np.repeat(mask[..., None], 3, axis=2)),
+                "npz": npz.getvalue()}
     if legend:
-        write_image_rgb(outputs["legend"], texture_legend(exported))
+        contents["legend"] = encode_image(outputs["legend"], texture_legend(exported))
+    # all or nothing: every file goes to a temporary file first, and only a complete set is renamed into place
+    with atomic_outputs(outputs.values(), overwrite=overwrite) as temps:
+        for tmp, key in zip(temps, outputs):
+            tmp.write_bytes(contents[key])
     seen = exported.seen[exported.part > 0].mean() if (exported.part > 0).any() else 0.0
     typer.echo(f"{size}x{size} texture, {100 * seen:.0f} % of the body seen in the photo; wrote "
                + ", ".join(str(p) for p in outputs.values()), err=True)

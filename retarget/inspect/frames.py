@@ -126,19 +126,29 @@ class FramesResult:
         return paths + [self.index_html]
 
 
-def prepare_out_dir(out_dir: Path, overwrite: bool, inputs: list[Path]) -> Path:
-    """Create ``out_dir``; a non-empty one needs ``overwrite``; it must not be an input."""
+def prepare_out_dir(out_dir: Path, overwrite: bool, inputs) -> Path:
+    """Create ``out_dir``; a non-empty one needs ``overwrite``; it must not be, or hold, an input.
+
+    Args:
+        inputs: a :class:`retarget.io.guard.PathPlan` holding the inputs, or a list of input paths.
+
+    Raises:
+        InputError: ``out_dir`` is a file (or a device, a FIFO), or its parent folder does not exist.
+        UsageError: it holds an input (with ``--overwrite`` this run could replace it), or is not empty
+            without ``overwrite``.
+    """
+    from retarget.io.guard import PathPlan, real_path
+
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: --out must be a folder")
-    resolved = out_dir.resolve()
-    for item in inputs:
-        if item is not None and Path(item).exists() and Path(item).resolve() == resolved:
-            raise UsageError(f"{out_dir}: --out is an input")
+    plan = inputs
+    if not isinstance(plan, PathPlan):
+        plan = PathPlan()
+        for item in inputs:
+            if item is not None and Path(item).exists():
+                plan.inputs.setdefault(real_path(item), Path(item))
+    plan.output_folder(out_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise UsageError(f"{out_dir}: folder is not empty; pass --overwrite to write into it")
-    if not resolved.parent.is_dir():
-        raise InputError(f"{resolved.parent}: folder does not exist")
     out_dir.mkdir(exist_ok=True)
     return out_dir
 
@@ -161,16 +171,17 @@ def prepare_frames_job(driver: Path, out: Path, *, source: Path | None = None, f
         ``(job, selection, out)`` for :func:`extract_frames` or :func:`extract_densepose_frames`.
     """
     from retarget.io.video import check_driver_size, probe_video
-    from retarget.pipeline.job import VideoJob, check_densepose_weights, densepose_needs
+    from retarget.pipeline.job import VideoJob, check_densepose_weights, densepose_needs, job_inputs
     from retarget.pipeline.texture import check_source_edits
 
     if only_densepose and source is not None:
         raise UsageError("--only-densepose shows the driver's DensePose alone; leave out --source")
     if not only_densepose and source is None:
         raise UsageError("give --source (or --only-densepose to inspect the driver's DensePose alone)")
-    size = job_fields.get("size", 256)
-    if size % 4 or size < 64:
-        raise UsageError(f"--size must be a multiple of 4 and at least 64, got {size}")
+    from retarget.pipeline.bounds import check_bounds
+
+    check_bounds("size", job_fields.get("size", 256))
+    check_bounds("densepose_size", job_fields.get("densepose_size", 800))
     options.validate()
     info = probe_video(driver)
     check_driver_size(info, driver)
@@ -179,25 +190,45 @@ def prepare_frames_job(driver: Path, out: Path, *, source: Path | None = None, f
     names = {f.name for f in dataclasses.fields(VideoJob)}
     job = VideoJob(**{k: v for k, v in values.items() if k in names})
     check_source_edits(job)  # --texture / --garment (retarget/pipeline/texture.py)
-    inputs = [p for p in (source, driver, job.source_iuv, job.driver_iuv, job.texture, job.garment, job.garment_iuv)
-              if p is not None]
+    plan = job_inputs(job)  # every input (sidecars too) is a regular file, and none lies in the output folder
     needs = densepose_needs(job)
     check_densepose_weights(job, [n for n in needs if n[0] == "driver"] if only_densepose else needs)
-    return job, selection, prepare_out_dir(out, overwrite, inputs)
+    return job, selection, prepare_out_dir(out, overwrite, plan)
 
 
 class _Writer:
+    """Writes the images of one run into ``root``, remembering what it created, so that a failed run can
+    remove exactly that (:meth:`discard`) and a corrected rerun does not find the folder "not empty"."""
+
     def __init__(self, root: Path):
         self.root = root
+        self.created: list[Path] = []  # files and folders this run made, in creation order
 
     def __call__(self, rel: str, image: np.ndarray, caption: str, into: list[Figure] | None = None) -> Figure:
         path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
+        for folder in reversed([path.parent, *path.parent.parents]):
+            if folder == self.root or self.root in folder.parents:
+                if not folder.exists():
+                    folder.mkdir()
+                    self.created.append(folder)
+        existed = path.exists()
         write_image_rgb(path, np.ascontiguousarray(image))
+        if not existed:
+            self.created.append(path)
         figure = Figure(rel, caption)
         if into is not None:
             into.append(figure)
         return figure
+
+
+    def discard(self) -> None:
+        """Remove the files and folders this run created (newest first); files it replaced stay replaced."""
+        import contextlib
+
+        for path in reversed(self.created):
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() else path.unlink()
+        self.created.clear()
 
 
 def _chw(t: torch.Tensor | None) -> np.ndarray | None:
@@ -251,17 +282,7 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
         model_backend: DensePose model backend to use instead of opening one.
     """
     from retarget.io.video import probe_video
-    from retarget.pipeline.job import driver_densepose, load_source
-    from retarget.pipeline.source import prepare_source_crop
-    from retarget.pipeline.job import edit_source
-    from retarget.pipeline.video import (
-        CompositeStage,
-        StageTimes,
-        TargetStage,
-        WarpRefineStage,
-        engine_models,
-        plan_render,
-    )
+    from retarget.pipeline.video import engine_models
 
     start = time.perf_counter()
     options = dataclasses.replace(job.options, side_by_side=False)
@@ -269,6 +290,19 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
     probe_video(job.driver)  # a bad driver fails before the source work
     models = engine_models(models, options, job.size, batch_size=1)  # --engine (one frame at a time)
     write = _Writer(Path(out_dir))
+    try:
+        return _extract_frames(job, selection, models, model_backend, options, write, start)
+    except BaseException:
+        write.discard()  # a failed run (--person 3 of one person, Ctrl-C ...) leaves nothing of its own
+        raise
+
+
+def _extract_frames(job, selection, models, model_backend, options, write, start) -> FramesResult:
+    from retarget.pipeline.job import driver_densepose, edit_source, load_source
+    from retarget.pipeline.source import prepare_source_crop
+    from retarget.pipeline.video import CompositeStage, StageTimes, TargetStage, WarpRefineStage, plan_render
+
+    out_dir = write.root
     source = load_source(job, model_backend)
     state = prepare_source_crop(source, models, options.device, fill=options.fill)
     state = edit_source(job, state, models, model_backend)  # --texture / --garment
@@ -351,12 +385,21 @@ def write_frame_stages(job, plan, densepose, frame, frame_job, warp, composite, 
 def extract_densepose_frames(job, out_dir: Path, selection: FrameSelection, model_backend=None) -> FramesResult:
     """``--only-densepose``: per selected frame the driver, its IUV, the IUV over the frame with the
     person boxes, and its SMPL-UV; a contact sheet each and ``index.html``."""
+    start = time.perf_counter()
+    write = _Writer(Path(out_dir))
+    try:
+        return _extract_densepose_frames(job, selection, model_backend, write, start)
+    except BaseException:
+        write.discard()
+        raise
+
+
+def _extract_densepose_frames(job, selection, model_backend, write, start) -> FramesResult:
     from retarget.io.video import iter_frames, probe_video
     from retarget.pipeline.job import driver_densepose
     from retarget.uvmap import iuv_to_uv
 
-    start = time.perf_counter()
-    write = _Writer(Path(out_dir))
+    out_dir = write.root
     info = probe_video(job.driver)
     densepose = driver_densepose(job, model_backend)
     split_blobs = splits_by_blobs(densepose)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -15,28 +16,59 @@ from retarget.errors import InputError, UsageError
 
 
 def check_output_path(path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()) -> Path:
-    """Validate an output path before any work starts.
+    """Validate an output path before any work starts (:class:`retarget.io.guard.PathPlan` for one output).
+
+    Inputs that do not exist are ignored here (their own check reports them).
 
     Raises:
-        UsageError: ``path`` is one of ``inputs`` (never overwrite an input), or exists without
-            ``overwrite``.
-        InputError: its folder does not exist / is not writable, or ``path`` is a folder.
+        UsageError: ``path`` is one of ``inputs`` (never overwrite an input, whatever ``overwrite``),
+            or exists without ``overwrite``.
+        InputError: its folder does not exist / is not writable, or ``path`` is a folder, a device
+            node, a FIFO or a socket (only regular files are replaced).
     """
-    path = Path(path)
-    resolved = path.resolve()
+    from retarget.io.guard import PathPlan, real_path
+
+    plan = PathPlan()
     for item in inputs:
-        if item is not None and Path(item).exists() and Path(item).resolve() == resolved:
-            raise UsageError(f"{path}: output would overwrite an input file; choose another output path")
-    if path.is_dir():
-        raise InputError(f"{path}: output path is a folder; give a file name")
-    if path.exists() and not overwrite:
-        raise UsageError(f"{path}: output exists; pass --overwrite to replace it")
-    parent = resolved.parent
-    if not parent.is_dir():
-        raise InputError(f"{parent}: output folder does not exist; create it first or choose another")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{parent}: output folder is not writable; choose another output folder")
-    return path
+        if item is not None and os.path.lexists(item):
+            plan.inputs.setdefault(real_path(item), Path(item))
+    plan.output(path, overwrite=overwrite)
+    return Path(path)
+
+
+def remove_unless_regular(path: str | Path) -> bool:
+    """Remove whatever is at ``path`` unless it is a regular file (or nothing): a cache entry that is a
+    folder, a FIFO, a socket or a dangling link is recomputed, never trusted. Returns whether it removed."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    import stat
+
+    if stat.S_ISREG(st.st_mode):
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+    return True
+
+
+def remove_unless_folder(path: str | Path) -> bool:
+    """Remove whatever is at ``path`` unless it is a real folder (or nothing): a cache folder that became a
+    file or a link is made again. Returns whether it removed."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    import stat
+
+    if stat.S_ISDIR(st.st_mode):
+        return False
+    os.unlink(path)
+    return True
 
 
 def _pid_alive(pid: int) -> bool:
@@ -139,9 +171,39 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished ``tmp`` to ``path``; without ``overwrite`` never replace a file that appeared meanwhile.
+
+    ``os.link`` fails with ``EEXIST`` atomically when ``path`` exists, so of two runs writing the same new
+    output exactly one succeeds; the other fails with one line and its file is removed.
+    """
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise UsageError(f"{path}: the output appeared while this run was writing it (another run?); it was left "
+                         "as it is and this run's result discarded; pass --overwrite to replace it") from None
+    except OSError as exc:  # no hard links on this file system: check, then rename (a small race remains)
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise
+        if os.path.lexists(path):
+            raise UsageError(f"{path}: the output appeared while this run was writing it (another run?); it was "
+                             "left as it is; pass --overwrite to replace it") from None
+        os.replace(tmp, path)
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
 @contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
+def atomic_output(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success it is renamed to ``path``.
+
+    With ``overwrite=False`` the final step refuses (:class:`UsageError`) when ``path`` exists by then,
+    e.g. written by a concurrent run since the output was checked; the default replaces it (caches,
+    outputs checked with ``--overwrite``).
 
     On any exception the temporary file is removed and ``path`` is left untouched; temporary files
     of earlier writers of ``path`` that were killed are removed first; an ``OSError``
@@ -167,7 +229,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         if not tmp.exists() or tmp.stat().st_size == 0:
             raise InputError(f"{path}: nothing was written")
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual mode
-        os.replace(tmp, path)
+        _publish(tmp, path, overwrite)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -192,3 +254,52 @@ def write_bytes_atomic(path: str | Path, data: bytes | str, *, make_parents: boo
     with atomic_output(path) as tmp:
         tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     return path
+
+
+@contextlib.contextmanager
+def atomic_outputs(paths: Iterable[str | Path], *, overwrite: bool = True) -> Iterator[list[Path]]:
+    """All-or-nothing :func:`atomic_output` for a group of files (an image and its sidecars).
+
+    Yields one temporary path per output. Only when the block succeeds and every temporary file is
+    non-empty are they renamed into place, one after the other; on any error every temporary file is
+    removed and no output is touched. Should a rename itself fail (rare: same folder, same file
+    system), the outputs this call already put in place are removed again if they did not exist before,
+    so a failure leaves at most files that existed before the run.
+    """
+    paths = [Path(p) for p in paths]
+    temps: list[Path] = []
+    try:
+        for path in paths:
+            folder = path.parent if str(path.parent) else Path(".")
+            _sweep_once(folder)
+            fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path.stem), suffix=f".part{path.suffix}",
+                                            dir=folder)
+            os.close(fd)
+            temps.append(Path(tmp_name))
+        yield list(temps)
+        for tmp, path in zip(temps, paths):
+            if not tmp.exists() or tmp.stat().st_size == 0:
+                raise InputError(f"{path}: nothing was written")
+            os.chmod(tmp, 0o666 & ~_UMASK)
+        existed = [os.path.lexists(p) for p in paths]
+        done: list[Path] = []
+        try:
+            for tmp, path in zip(temps, paths):
+                _publish(tmp, path, overwrite)
+                done.append(path)
+        except BaseException:
+            for path, was_there in zip(done, existed):
+                if not was_there:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+            raise
+    except BaseException as exc:
+        for tmp in temps:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        index = next((i for i, t in enumerate(temps) if str(getattr(exc, "filename", None)) == str(t)), None)
+        replacement = _blame_final_path(exc, temps[index] if index is not None else None,
+                                        paths[index] if index is not None else paths[min(len(temps), len(paths) - 1)])
+        if replacement is not None:
+            raise replacement from exc
+        raise

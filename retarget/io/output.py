@@ -399,13 +399,13 @@ class _AtomicVideo:
     """A :class:`retarget.io.video.VideoWriter` on a temporary file renamed to the output on success."""
 
     def __init__(self, spec: OutputSpec, width: int, height: int, fps: Fraction, time_base: Fraction,
-                 audio_from: str | Path | None):
+                 audio_from: str | Path | None, overwrite: bool = True):
         from retarget.io.video import VideoWriter
 
         self.spec = spec
         self._stack = contextlib.ExitStack()
-        try:
-            tmp = self._stack.enter_context(atomic_output(spec.path))
+        try:  # overwrite=False: a file that appeared meanwhile (a concurrent run) is never replaced
+            tmp = self._stack.enter_context(atomic_output(spec.path, overwrite=overwrite))
             self.writer = self._stack.enter_context(
                 VideoWriter(tmp, width, height, fps, time_base, audio_from=audio_from, crf=spec.crf,
                             codec=ENCODERS[spec.codec]))
@@ -430,7 +430,7 @@ class _AtomicVideo:
 
 def open_output(output: OutputSpec | str | Path, width: int, height: int, fps: Fraction, time_base: Fraction, *,
                 codec: str | None = None, crf: int | None = None, audio_from: str | Path | None = None,
-                driver: str | Path | None = None, quiet: bool = False):
+                driver: str | Path | None = None, quiet: bool = False, overwrite: bool = True):
     """Open the writer for ``output`` (a spec, or a path resolved with ``codec``/``crf`` by :func:`output_spec`).
 
     Use as a context manager: ``with open_output(...) as writer: writer.write(rgb, pts)``. On a clean
@@ -439,7 +439,8 @@ def open_output(output: OutputSpec | str | Path, width: int, height: int, fps: F
     kept, variable frame rates included). Audio is copied from ``audio_from`` into a video when its
     container can hold the codec; otherwise (and for PNG sequences, whose sidecar says so) a one-line
     ``note:`` goes to stderr unless ``quiet``. ``driver`` is recorded in a PNG sequence's sidecar.
-    Existence/overwrite checks are :func:`check_output`'s, done before any work.
+    Existence/overwrite checks are :func:`check_output`'s, done before any work; with ``overwrite=False``
+    a video file that appeared since then (a concurrent run) is not replaced (:func:`retarget.io.atomic.atomic_output`).
     """
     spec = output if isinstance(output, OutputSpec) else output_spec(output, codec, crf)
     if spec.is_sequence:
@@ -448,7 +449,7 @@ def open_output(output: OutputSpec | str | Path, width: int, height: int, fps: F
             print(f"note: {spec.display}: a PNG sequence has no audio; the driver's audio stays in {writer.driver} "
                   f"(timing in {spec.sidecar.name})", file=sys.stderr)
         return writer
-    writer = _AtomicVideo(spec, width, height, fps, time_base, audio_from)
+    writer = _AtomicVideo(spec, width, height, fps, time_base, audio_from, overwrite)
     if writer.audio_note and not quiet:
         print(f"note: {spec.display}: {writer.audio_note}", file=sys.stderr)
     return writer

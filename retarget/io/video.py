@@ -74,11 +74,10 @@ class VideoFrame:
 
 
 def _open(path: Path):
+    from retarget.io.guard import check_input
+
     av = _av()
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected a video file")
+    check_input(path, noun="a video file")  # a regular file: a FIFO or a device would block or never end
     try:
         return av.open(str(path))
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:

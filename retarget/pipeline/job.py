@@ -205,7 +205,7 @@ def load_source(job: VideoJob, model_backend=None, role: str = "source"):
         else:
             from retarget.io.iuv import read_iuv_png
 
-            iuv = read_iuv_png(iuv_path)
+            iuv = read_iuv_png(iuv_path, size=(photo.shape[1], photo.shape[0]), size_of="the photo")
         dense = iuv if iuv is not None else uv
         if dense.shape[:2] != photo.shape[:2]:
             raise InputError(f"{iuv_path}: DensePose map is {dense.shape[1]}x{dense.shape[0]} but the photo "
@@ -249,22 +249,82 @@ def edit_source(job: VideoJob, state, models: Models | None, model_backend=None)
     return with_garment(state, garment, job.garment_region, models, job.garment)
 
 
+def check_job_options(job: VideoJob) -> None:
+    """The job's settings, before any work: :meth:`VideoOptions.validate` and the bounded numbers
+    (:mod:`retarget.pipeline.bounds`: ``size``, ``densepose_size``; ``batch_size`` is in the options)."""
+    from retarget.pipeline.bounds import check_bounds
+
+    job.options.validate()
+    check_bounds("size", job.size)
+    check_bounds("densepose_size", job.densepose_size)
+
+
+def job_inputs(job: VideoJob, plan=None):
+    """Add every input of ``job`` to ``plan`` (a :class:`retarget.io.guard.PathPlan`, default a new one),
+    sidecars included; a ``source`` or ``driver`` of ``Path("-")`` (none: ``texture``, ``frames
+    --only-densepose``) is skipped. Returns the plan. See :func:`job_paths`."""
+    from retarget.io.guard import PathPlan
+
+    plan = plan if plan is not None else PathPlan()
+    image, none = "an image file", Path("-")
+    if job.source != none:
+        plan.input(job.source, noun=image)
+        plan.input(job.source_iuv or source_iuv_sidecar(job.source), role="source IUV",
+                   noun="an IUV PNG or UV .npy")
+    if job.driver != none:
+        plan.input(job.driver, noun="a video file")
+        plan.input(driver_iuv_path(job), role="driver IUV", noun="a folder of IUV PNGs or an .npz",
+                   kind="file_or_folder")
+    plan.input(job.texture, role="texture", noun=image)
+    plan.input(job.garment, role="garment photo", noun=image)
+    if job.garment is not None:
+        plan.input(job.garment_iuv or source_iuv_sidecar(job.garment), role="garment IUV",
+                   noun="an IUV PNG or UV .npy")
+    return plan
+
+
+def job_paths(job: VideoJob, plan=None):
+    """Every input and output path of ``job``, resolved and checked before any work (:mod:`retarget.io.guard`).
+
+    Inputs: the source photo, the driver, ``--source-iuv`` / ``--driver-iuv``, ``--texture``,
+    ``--garment`` / ``--garment-iuv``, and the sidecars that would be read (``<photo>_IUV.png``,
+    ``<driver>.iuv/`` or ``<driver>.iuv.npz``, ``<garment>_IUV.png``). Outputs: the output video (or PNG
+    sequence) and, with ``keep_partial``, its ``.partial`` twin. Inputs must be regular files (folders where a
+    folder is allowed), outputs new or regular files, and no output may be an input, whatever
+    ``job.overwrite`` says.
+
+    Args:
+        plan: a :class:`retarget.io.guard.PathPlan` to add to (a batch checks several jobs' outputs
+            against each other); default a new one.
+
+    Returns:
+        the plan.
+
+    Raises:
+        InputError: a missing or special input, an unusable output path (exit 1).
+        UsageError: an output that is an input, or exists without ``overwrite`` (exit 2).
+    """
+    from retarget.io.output import check_output
+
+    plan = job_inputs(job, plan)
+    spec = job.output_spec()
+    for output in (spec, spec.partial()) if job.options.keep_partial else (spec,):
+        if output.is_sequence:  # a PNG sequence: its frames and sidecar (retarget/io/output.py)
+            check_output(output, overwrite=job.overwrite, inputs=list(plan.inputs.values()))
+        else:
+            plan.output(output.path, overwrite=job.overwrite)
+    return plan
+
+
 def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_frame=None) -> VideoSummary:
     """Run one job end to end; ``models=None`` is the weight-free path."""
-    from retarget.io.output import check_output
     from retarget.io.video import check_driver_size, probe_video
     from retarget.pipeline.source import prepare_source_crop
     from retarget.pipeline.texture import check_source_edits
 
-    job.options.validate()
-    if job.size % 4 or job.size < 64:
-        raise UsageError(f"--size must be a multiple of 4 and at least 64, got {job.size}")
+    check_job_options(job)
     output = job.output_spec()
-    inputs = [job.source, job.driver, job.source_iuv, job.driver_iuv, job.texture, job.garment, job.garment_iuv,
-              driver_iuv_path(job), source_iuv_sidecar(job.source)]  # sidecars found beside the inputs too
-    check_output(output, overwrite=job.overwrite, inputs=[p for p in inputs if p is not None])
-    if job.options.keep_partial:
-        check_output(output.partial(), overwrite=job.overwrite, inputs=[p for p in inputs if p is not None])
+    job_paths(job)
     info = probe_video(job.driver)  # fail fast on a bad driver, before any model work
     check_driver_size(info, job.driver)
     if info.truncated and not job.options.keep_partial:
@@ -278,4 +338,5 @@ def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_f
     state = prepare_source_crop(source, models, job.options.device, fill=job.options.fill)
     state = edit_source(job, state, models, model_backend)
     densepose = driver_densepose(job, model_backend)
-    return render_video(source, state, job.driver, output, densepose, models, job.options, on_frame=on_frame)
+    return render_video(source, state, job.driver, output, densepose, models, job.options, on_frame=on_frame,
+                        overwrite=job.overwrite)

@@ -99,8 +99,9 @@ class VideoOptions:
         return int(round(self.hold_seconds * float(fps)))
 
     def validate(self) -> None:
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        from retarget.pipeline.bounds import check_bounds
+
+        check_bounds("batch_size", self.batch_size)
         if self.background not in BACKGROUNDS and parse_colour(self.background) is None:
             raise UsageError(f"--background {self.background!r}: expected scene, source or #RRGGBB")
         if self.output_mode not in OUTPUT_MODES:
@@ -495,7 +496,8 @@ class EncodeStage:
 def render_video(source: SourceCrop, state: SourceState, driver: Path, output: Path | OutputSpec,
                  densepose: FrameDensePose,
                  models: Models | None, options: VideoOptions,
-                 on_frame: Callable[[int, np.ndarray], None] | None = None) -> VideoSummary:
+                 on_frame: Callable[[int, np.ndarray], None] | None = None, *, overwrite: bool = True
+                 ) -> VideoSummary:
     """Render ``driver`` with the source person and write ``output`` atomically.
 
     Args:
@@ -508,6 +510,7 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
         models: learned models, or ``None`` (weight-free path).
         options: settings.
         on_frame: called with ``(frame_index, rgb_uint8)`` for every output frame before encoding.
+        overwrite: ``False``: fail at the end if ``output`` appeared meanwhile (another run), never replace it.
     """
     start = time.perf_counter()
     plan = plan_render(source, state, driver, densepose, models, options)  # pass 1
@@ -521,7 +524,7 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
     with _progress(track.frame_count, RENDER_LABEL, options.quiet) as bar:  # pass 2
         composite = CompositeStage(plan, times, on_frame, bar)
         with open_output(spec, *plan.output_size, info.fps, info.time_base, audio_from=driver, driver=driver,
-                         quiet=options.quiet) as writer, \
+                         quiet=options.quiet, overwrite=overwrite) as writer, \
                 Stream(maxsize=2 * options.batch_size) as stream:
             frames = stream.produce("retarget-decode", decode_stage(driver, info.rotation, track.frame_count, times))
             rendered = (warp(targets(batch)) for batch in batched(frames, options.batch_size))
