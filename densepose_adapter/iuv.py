@@ -34,18 +34,51 @@ def check_iuv(iuv: np.ndarray, name: str = "IUV array") -> np.ndarray:
     return iuv
 
 
-def read_iuv_png(path: str | Path) -> np.ndarray:
+#: Largest IUV image read when its size is not known in advance (PIL's hard limit for photos, 3 bytes a pixel).
+MAX_IUV_PIXELS = 180_000_000
+
+
+def read_iuv_png(path: str | Path, *, size: tuple[int, int] | None = None, size_of: str = "the image",
+                 max_pixels: int = MAX_IUV_PIXELS) -> np.ndarray:
     """Read a DensePose IUV PNG.
+
+    The header is checked before anything is decoded (:mod:`densepose_adapter.image_header`): a
+    16-bit file, a size other than ``size``, or more than ``max_pixels`` pixels is refused unread.
+
+    Args:
+        size: ``(width, height)`` it must have (the photo it was computed on), if known.
+        size_of: how the message names what ``size`` is (``"the photo"``).
+        max_pixels: largest accepted width x height.
 
     Returns:
         ``(H, W, 3) uint8`` with channels ``[I, U, V]`` (I = part 0..24, U and V 0..255).
 
     Raises:
-        InputError: missing/unreadable file, not 8-bit 3-channel, or part index above 24.
+        InputError: missing/unreadable file (or not a regular file), too large, not 8-bit 3-channel,
+            or part index above 24.
     """
+    import os
+    import stat
+
+    from densepose_adapter.image_header import UnreadableHeader, check_image_header
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: IUV file not found")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise InputError(f"{path}: IUV file not found") from None
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise InputError(f"{path}: IUV file is {what}; expected an IUV PNG")
+    try:
+        header = check_image_header(path, max_pixels=max_pixels, what="IUV image")
+    except UnreadableHeader:
+        raise InputError(f"{path}: not a readable image; the file is damaged or not a PNG") from None
+    if header.bits > 8:
+        raise InputError(f"{path}: an IUV PNG must be 8-bit with 3 channels, got {header.bits}-bit samples")
+    if size is not None and (header.width, header.height) != tuple(size):
+        raise InputError(f"{path}: DensePose map is {header.width}x{header.height} but {size_of} is "
+                         f"{size[0]}x{size[1]}; it must be computed on the same image")
     try:
         raw = np.fromfile(path, dtype=np.uint8)  # also handles names OpenCV cannot open
     except OSError as exc:

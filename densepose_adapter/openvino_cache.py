@@ -13,6 +13,7 @@ leaves a half-written entry under the final name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -117,6 +118,15 @@ def openvino_version() -> str:
     return str(import_openvino("OpenVINO engine").__version__)
 
 
+def _remove_entry(path: Path) -> None:
+    """Remove a cache entry whatever it is (a folder, a file, a FIFO, a link)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
 class ModelCache:
     """Converted models under ``root`` (see the module docstring for the layout and checks)."""
 
@@ -129,9 +139,16 @@ class ModelCache:
     def load(self, name: str, key: str) -> tuple[Any, dict] | None:
         """``(openvino.Model, meta)`` of a valid entry, else ``None`` (a damaged entry is removed)."""
         folder = self.entry_dir(name, key)
-        if not folder.exists():
+        if not os.path.lexists(folder):
             return None
         try:
+            if folder.is_symlink() or not folder.is_dir():
+                raise ValueError("not a folder")
+            for file in ("meta.json", "model.xml", "model.bin"):  # a FIFO would block the reads below
+                if (folder / file).is_symlink() or not (folder / file).is_file():
+                    raise ValueError(f"{file} is missing or not a regular file")
+            if (folder / "meta.json").stat().st_size > 1 << 20:
+                raise ValueError("meta.json is too large")
             meta = json.loads((folder / "meta.json").read_text())
             if meta.get("key") != key:
                 raise ValueError("key mismatch")
@@ -142,7 +159,7 @@ class ModelCache:
         except Exception as exc:  # noqa: BLE001 - any damage means: convert again
             print(f"note: OpenVINO cache entry {folder} is damaged ({exc.__class__.__name__}: "
                   f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); converting again", file=sys.stderr)
-            shutil.rmtree(folder, ignore_errors=True)
+            _remove_entry(folder)
             return None
         return model, meta
 
@@ -157,8 +174,8 @@ class ModelCache:
             info = dict(meta or {}, key=key,
                         sha256={f: _file_sha256(tmp / f) for f in ("model.xml", "model.bin")})
             (tmp / "meta.json").write_text(json.dumps(info, indent=1, sort_keys=True))
-            if final.exists():
-                shutil.rmtree(final, ignore_errors=True)
+            if os.path.lexists(final):
+                _remove_entry(final)
             try:
                 os.replace(tmp, final)
             except OSError:  # another process stored the same entry first: keep theirs

@@ -24,7 +24,6 @@ naming the file) that is also a ``ValueError``.
 from __future__ import annotations
 
 import re
-import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -33,12 +32,27 @@ import numpy as np
 
 from densepose_adapter.errors import InputError
 from densepose_adapter.iuv import check_iuv, read_iuv_png
+from densepose_adapter.safe_npz import load_npz
 from densepose_adapter.types import DensePoseResult
 
 _NUMBER = re.compile(r"(\d+)")
 #: Errors reading a damaged ``.npz`` member can raise (bad zip structure, CRC, deflate data, header).
 _NPZ_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError, SyntaxError,
                TypeError, MemoryError, OverflowError, NotImplementedError, RuntimeError)
+
+
+#: Most people per frame a sidecar's ``boxes`` may list (it bounds what is read of them).
+_MAX_PEOPLE = 256
+
+
+def _regular(path: Path) -> bool:
+    import os
+    import stat
+
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 class SidecarError(InputError, ValueError):
@@ -144,6 +158,8 @@ class PrecomputedIUV:
                 index = frame_index_from_name(file.name)
                 if index is None:
                     continue
+                if not _regular(file):  # a FIFO would block the reader, a folder is not a frame
+                    raise SidecarError(f"{file}: not a regular file; the IUV folder must hold PNG files only")
                 if index in self._files:
                     raise SidecarError(f"{self.path}: two IUV PNGs for frame {index} ({self._files[index].name}, "
                                        f"{file.name}); keep one per frame")
@@ -153,11 +169,11 @@ class PrecomputedIUV:
         elif self.path.suffix == ".npz" and self.path.is_file():
             try:
                 self._array = _NpzFrames(self.path)
-                with np.load(self.path, allow_pickle=False) as data:  # lazy per key: only small arrays read
-                    indices = np.asarray(data["frame_indices"]) if "frame_indices" in data else None
-                    boxes = np.asarray(data["boxes"]) if "boxes" in data else None
-                    scores = np.asarray(data["scores"]) if "scores" in data else None
-                    owners = np.asarray(data["frame_index"]) if "frame_index" in data else None
+                # only the small arrays, each read after its declared size is checked (no bombs)
+                small = max(1 << 20, len(self._array) * _MAX_PEOPLE * 4 * 8)
+                data = load_npz(self.path, small, names=("frame_indices", "boxes", "scores", "frame_index"))
+                indices, boxes = data.get("frame_indices"), data.get("boxes")
+                scores, owners = data.get("scores"), data.get("frame_index")
             except SidecarError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a damaged member fails in many ways (even TokenError)
@@ -221,18 +237,16 @@ class PrecomputedIUV:
         """``(width, height)`` of the frames: one entry per distinct size, with a file having it (PNGs)."""
         if self._array is not None:
             return {(int(self._array.shape[2]), int(self._array.shape[1])): None}
-        from PIL import Image
+        from densepose_adapter.image_header import read_image_header
 
         sizes: dict[tuple[int, int], Path | None] = {}
         for file in self._files.values():
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # a huge size announced is reported below, not warned
-                    with Image.open(file) as image:  # the header only
-                        sizes.setdefault(image.size, file)
-            except Exception as exc:  # noqa: BLE001 - damaged headers fail in many ways (DecompressionBombError)
-                raise SidecarError(f"{file}: not a readable image ({_reason(exc)}); the file is damaged or not "
-                                   "a PNG") from None
+                header = read_image_header(file)  # the header only: a huge size announced is reported, not decoded
+            except InputError as exc:
+                raise SidecarError(f"{file}: not a readable image ({_reason(exc).split(': ', 1)[-1]}); the file is "
+                                   "damaged or not a PNG") from None
+            sizes.setdefault((header.width, header.height), file)
         return sizes
 
     def check_driver(self, width: int, height: int, driver: str | Path) -> None:

@@ -10,15 +10,62 @@ import numpy as np
 from retarget.errors import InputError
 from retarget.io.atomic import atomic_output
 
+#: Largest photo accepted without ``--allow-large`` (width x height).
 MAX_PIXELS = 50_000_000
+#: Largest decoded size of any image (``--allow-large`` included): samples x their bytes (16-bit count twice).
+MAX_DECODED_BYTES = 1 << 30
 MIN_SIDE = 64
+
+
+def _pil_hard_limit() -> int | None:
+    """Pixels above which PIL refuses to open any image (twice its ``MAX_IMAGE_PIXELS``; never changed here)."""
+    from PIL import Image
+
+    return None if Image.MAX_IMAGE_PIXELS is None else 2 * int(Image.MAX_IMAGE_PIXELS)
+
+
+def checked_header(path: str | Path, *, allow_large: bool = False, what: str = "image"):
+    """The declared header of an image input, checked before anything is decoded.
+
+    ``path`` must be a regular file (:func:`retarget.io.guard.check_input`); its declared size must be
+    at most :data:`MAX_PIXELS` (unless ``allow_large``), PIL's own limit, and :data:`MAX_DECODED_BYTES`
+    decoded. Returns the :class:`densepose_adapter.image_header.ImageHeader`.
+
+    Raises:
+        InputError: one line naming the file.
+    """
+    from densepose_adapter.image_header import UnreadableHeader, read_image_header
+    from retarget.io.guard import check_input
+
+    path = Path(path)
+    check_input(path, noun="an image file")
+    try:
+        header = read_image_header(path)
+    except UnreadableHeader as exc:
+        if "unknown format" in str(exc):
+            raise InputError(f"{path}: not an image file (unknown format); give a JPEG or PNG photo") from None
+        reason = str(exc).split("(", 1)[-1].rsplit(")", 1)[0] if "(" in str(exc) else "damaged header"
+        raise InputError(f"{path}: cannot decode image ({reason}); the file is damaged or incomplete, "
+                         "re-export or re-download it") from None
+    w, h = header.width, header.height
+    if header.pixels > MAX_PIXELS and not allow_large:
+        raise InputError(f"{path}: {what} is {w}x{h} ({w * h / 1e6:.0f} MP), above the 50 MP limit; "
+                         "pass --allow-large to process it anyway")
+    hard = _pil_hard_limit()
+    if (hard is not None and header.pixels > hard) or header.decoded_bytes > MAX_DECODED_BYTES:
+        limit = f"{hard / 1e6:.0f} MP" if hard is not None and header.pixels > hard else \
+            f"{MAX_DECODED_BYTES >> 20} MiB decoded ({header.channels} x {header.bits}-bit samples a pixel)"
+        raise InputError(f"{path}: {what} is {w}x{h} ({w * h / 1e6:.0f} MP), above the {limit} that can be "
+                         "decoded, even with --allow-large; use a smaller image")
+    return header
 
 
 def read_image_rgb(path: str | Path, *, allow_large: bool = False, min_side: int = 1) -> np.ndarray:
     """Read an image file as ``(H, W, 3) uint8`` RGB.
 
     Grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit files are
-    converted; the EXIF orientation is applied. Every problem raises :class:`InputError` with one line.
+    converted; the EXIF orientation is applied. The declared size is checked before decoding
+    (:func:`checked_header`). Every problem raises :class:`InputError` with one line.
 
     Args:
         path: image file.
@@ -28,19 +75,11 @@ def read_image_rgb(path: str | Path, *, allow_large: bool = False, min_side: int
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found; check the path")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected an image file")
-    Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, with a clearer message
+    checked_header(path, allow_large=allow_large)
     try:
-        with warnings.catch_warnings():  # e.g. "possibly corrupt EXIF": the result is what counts
+        with warnings.catch_warnings():  # e.g. "possibly corrupt EXIF", PIL's bomb warning: sizes are checked
             warnings.simplefilter("ignore")
             with Image.open(path) as img:
-                w, h = img.size
-                if w * h > MAX_PIXELS and not allow_large:
-                    raise InputError(f"{path}: image is {w}x{h} ({w * h / 1e6:.0f} MP), above the 50 MP limit; "
-                                     "pass --allow-large to process it anyway")
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 array = _to_rgb8(img)
@@ -63,9 +102,13 @@ def read_image_rgb(path: str | Path, *, allow_large: bool = False, min_side: int
 
 
 def _to_rgb8(img) -> np.ndarray:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    if img.mode.startswith("I;16"):  # integer rounding of x / 257 (no float64 copy of a large image)
+        data = np.asarray(img).astype(np.uint32)
+        gray = ((data + 128) // 257).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if img.mode == "I":
         data = np.asarray(img, dtype=np.float64)
-        scale = 257.0 if data.max() > 255 or img.mode.startswith("I;16") else 1.0
+        scale = 257.0 if data.max() > 255 else 1.0
         gray = np.clip(np.round(data / scale), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
     if img.mode == "F":
@@ -76,8 +119,8 @@ def _to_rgb8(img) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
 
 
-def write_image_rgb(path: str | Path, image: np.ndarray) -> Path:
-    """Write ``(H, W, 3) uint8`` RGB atomically (format from the suffix: .png, .jpg, ...)."""
+def encode_image(path: str | Path, image: np.ndarray) -> bytes:
+    """``(H, W, 3) uint8`` RGB encoded in the format of ``path``'s suffix (.png, .jpg, ...)."""
     import cv2
 
     path = Path(path)
@@ -85,8 +128,15 @@ def write_image_rgb(path: str | Path, image: np.ndarray) -> Path:
     ok, data = cv2.imencode(ext, np.ascontiguousarray(image[..., ::-1]))
     if not ok:
         raise InputError(f"{path}: cannot encode an image with suffix {ext!r}")
+    return data.tobytes()
+
+
+def write_image_rgb(path: str | Path, image: np.ndarray) -> Path:
+    """Write ``(H, W, 3) uint8`` RGB atomically (format from the suffix: .png, .jpg, ...)."""
+    path = Path(path)
+    data = encode_image(path, image)
     with atomic_output(path) as tmp:
-        tmp.write_bytes(data.tobytes())
+        tmp.write_bytes(data)
     return path
 
 

@@ -13,16 +13,21 @@ import io
 import os
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from densepose_adapter.types import DensePoseResult
-from retarget.io.atomic import remove_stale_temporaries, temporary_prefix
+from densepose_adapter.safe_npz import NpzError, load_npz
+from retarget.io.atomic import remove_stale_temporaries, remove_unless_folder, remove_unless_regular, temporary_prefix
 from retarget.io.hashing import cached_file_sha256
 from retarget.paths import cache_dir
+
+
+#: Budget of a cache entry's ``iuv`` when the frame size is not known (an 8K frame), and of its other arrays.
+MAX_ENTRY_IUV_BYTES = 3 * 7680 * 4320
+MAX_ENTRY_BOX_BYTES = 1 << 20
 
 
 def _checksum(iuv: np.ndarray, boxes: np.ndarray, scores: np.ndarray, keyframe: np.ndarray | None = None) -> str:
@@ -47,25 +52,34 @@ class DensePoseCache:
     def _path(self, index: int) -> Path:
         return self.folder / f"{index:07d}.npz"
 
-    def load(self, index: int) -> DensePoseResult | None:
-        """The cached result of frame ``index``, or ``None`` (missing, unreadable or corrupt)."""
-        return self.load_entry(index)[0]
+    def load(self, index: int, image_hw: tuple[int, int] | None = None) -> DensePoseResult | None:
+        """The cached result of frame ``index``, or ``None`` (missing, unreadable or corrupt: :meth:`load_entry`)."""
+        return self.load_entry(index, image_hw)[0]
 
-    def load_entry(self, index: int) -> tuple[DensePoseResult | None, bool | None]:
+    def load_entry(self, index: int, image_hw: tuple[int, int] | None = None
+                   ) -> tuple[DensePoseResult | None, bool | None]:
         """``(result, keyframe)`` of frame ``index``: ``keyframe`` is whether DensePose ran on it (entries
-        of a keyframe stage, :mod:`retarget.pipeline.keyframes`), ``None`` when the entry does not say."""
+        of a keyframe stage, :mod:`retarget.pipeline.keyframes`), ``None`` when the entry does not say.
+
+        Whatever is found is judged before it is read: an entry that is not a regular file (a folder, a
+        FIFO), not an ``.npz`` of the expected arrays, or whose declared sizes exceed those of a frame of
+        ``image_hw`` (a decompression bomb) counts as corrupt and is recomputed, never trusted.
+        """
         path = self._path(index)
-        if not path.exists():
+        if not os.path.lexists(path):
             return None, None
+        iuv_bytes = 3 * image_hw[0] * image_hw[1] if image_hw is not None else MAX_ENTRY_IUV_BYTES
         try:
-            with np.load(path, allow_pickle=False) as data:
-                iuv, boxes, scores = data["iuv"], data["boxes"], data["scores"]
-                keyframe = data["keyframe"] if "keyframe" in data.files else None
-                stored = str(data["checksum"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            data = load_npz(path, {"iuv": iuv_bytes, "*": MAX_ENTRY_BOX_BYTES},
+                            names=("iuv", "boxes", "scores", "keyframe", "checksum"),
+                            required=("iuv", "boxes", "scores", "checksum"))
+            iuv, boxes, scores = data["iuv"], data["boxes"], data["scores"]
+            keyframe = data.get("keyframe")
+            stored = str(data["checksum"])
+        except NpzError:
             self.corrupt += 1
             return None, None
-        if stored != _checksum(iuv, boxes, scores, keyframe):
+        if iuv.ndim != 3 or iuv.dtype != np.uint8 or stored != _checksum(iuv, boxes, scores, keyframe):
             self.corrupt += 1
             return None, None
         self.hits += 1
@@ -73,7 +87,9 @@ class DensePoseCache:
         return result, (bool(keyframe) if keyframe is not None else None)
 
     def store(self, index: int, result: DensePoseResult, keyframe: bool | None = None) -> None:
-        """Write frame ``index`` atomically (``keyframe``: record whether DensePose ran on it)."""
+        """Write frame ``index`` atomically (``keyframe``: record whether DensePose ran on it), replacing
+        whatever the entry was (a file, a folder, a FIFO)."""
+        remove_unless_folder(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         boxes = np.asarray(result.boxes, np.float32).reshape(-1, 4)
         scores = np.asarray(result.scores, np.float32).reshape(-1)
@@ -88,10 +104,11 @@ class DensePoseCache:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(buffer.getvalue())
+            remove_unless_regular(self._path(index))  # a bad entry (a folder ...) never blocks the cache
             os.replace(tmp, self._path(index))
         except OSError as exc:  # name the cache entry: a full disk here is not the output's fault
             Path(tmp).unlink(missing_ok=True)
-            if exc.filename is None:
+            if exc.filename is None or str(exc.filename) == str(tmp):
                 raise OSError(exc.errno, exc.strerror, str(self._path(index))) from exc
             raise
         except BaseException:
@@ -158,7 +175,7 @@ class FrameDensePose:
             pending.clear()
 
         for k, index in enumerate(indices):
-            cached = self.cache.load(index) if self.cache is not None else None
+            cached = self.cache.load(index, images[k].shape[:2]) if self.cache is not None else None
             if cached is not None and tuple(cached.image_hw) == tuple(images[k].shape[:2]):
                 flush()
                 out[k] = cached

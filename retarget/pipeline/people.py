@@ -31,6 +31,7 @@ Boxes are ``(4,)`` float xyxy in pixels (exclusive end), as in :mod:`retarget.pi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import cv2
@@ -40,6 +41,8 @@ from retarget.errors import InputError, UsageError
 from retarget.pipeline.framing import box_iou, mask_box, pick_person
 
 PERSON_RULES = ("largest", "center", "left", "right")
+#: ``--person N``: an optional sign, then ASCII digits (int() accepts more: "1_0", " 1", other scripts' digits).
+_NUMBER = re.compile(r"[+-]?[0-9]{1,9}")
 #: Blobs of person pixels smaller than this fraction of the largest one join the nearest person.
 MIN_BLOB_FRACTION = 0.10
 
@@ -63,7 +66,7 @@ class PersonChoice:
             value = "center"
         if value in PERSON_RULES:
             return cls(value)
-        if value.lstrip("+-").isdigit():
+        if _NUMBER.fullmatch(value):  # ASCII digits only: "²".isdigit() is True, int("²") fails
             number = int(value)
             if number >= 1:
                 return cls("index", number)

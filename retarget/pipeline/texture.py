@@ -129,22 +129,33 @@ def read_texture(path: str | Path, shape: tuple[int, int], size_hint: str = "") 
     Raises:
         InputError: missing, a folder, not an image, damaged, with an alpha channel, or of another size.
     """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    from densepose_adapter.image_header import UnreadableHeader, read_image_header
+    from retarget.io.guard import check_input
     from retarget.io.image import _to_rgb8
 
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: texture file not found; check the path")
-    if path.is_dir():
-        raise InputError(f"{path}: texture is a folder, expected an image file")
+    check_input(path, role="texture", noun="an image file")
+    try:  # the declared size first: nothing is decoded unless it is the size this run uses
+        header = read_image_header(path)
+    except UnreadableHeader:
+        raise InputError(f"{path}: texture is not an image file (unknown format); give the PNG written by "
+                         "`retarget texture`, edited and saved as PNG") from None
+    if (header.height, header.width) != tuple(shape):
+        raise InputError(f"{path}: texture is {header.width}x{header.height} but this run uses {shape[1]}x{shape[0]} "
+                         f"textures{size_hint}")
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
-                raise InputError(f"{path}: the texture has an alpha channel (transparency); save it as an RGB "
-                                 "PNG without transparency (every texel needs a colour)")
-            rgb = _to_rgb8(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's bomb warning: the size was checked above
+            with Image.open(path) as img:
+                if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
+                    raise InputError(f"{path}: the texture has an alpha channel (transparency); save it as an RGB "
+                                     "PNG without transparency (every texel needs a colour)")
+                img.load()
+                rgb = _to_rgb8(img)
     except InputError:
         raise
     except UnidentifiedImageError:
@@ -323,10 +334,12 @@ def check_source_edits(job) -> None:
     if job.garment_iuv is not None and job.garment is None:
         raise UsageError(f"{_named(command, 'garment_iuv')} is the DensePose of the {_named(command, 'garment')} "
                          "photo; give that photo too")
-    for path in (job.garment, job.garment_iuv):
-        if path is not None and not Path(path).is_file():
-            raise InputError(f"{path}: {'garment photo' if path == job.garment else 'garment IUV'} not found; "
-                             "check the path")
+    from retarget.io.guard import check_input
+
+    if job.garment is not None:
+        check_input(job.garment, role="garment photo", noun="an image file")
+    if job.garment_iuv is not None:
+        check_input(job.garment_iuv, role="garment IUV", noun="an IUV PNG or UV .npy")
     if job.texture is not None:  # a bad texture file fails before any work
         read_texture(job.texture, (job.size, job.size), size_hint(job.size, command))
 

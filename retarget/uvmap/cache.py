@@ -36,7 +36,16 @@ def table_cache_path(table: str, data_dir: Path | None = None) -> Path:
 
 
 def _read_cached(path: Path) -> np.ndarray | None:
+    """The cached table, or ``None`` for anything else at ``path`` (missing, a folder, a FIFO, damaged, of
+    another size): such an entry is removed and rebuilt, never trusted; nothing larger than a table is read."""
+    from retarget.io.atomic import remove_unless_regular
+
+    expected = 4 * int(np.prod(LOOKUP_SHAPE))
     try:
+        if remove_unless_regular(path) or not path.exists():
+            return None
+        if not expected <= path.stat().st_size <= expected + 4096:
+            return None
         lookup = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return None
