@@ -71,14 +71,14 @@ def read_iuv_png(path: str | Path, *, size: tuple[int, int] | None = None, size_
         what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
         raise InputError(f"{path}: IUV file is {what}; expected an IUV PNG")
     try:
-        header = check_image_header(path, max_pixels=max_pixels, what="IUV image")
+        header = check_image_header(path, max_pixels=None if size is not None else max_pixels, what="IUV image")
     except UnreadableHeader:
         raise InputError(f"{path}: not a readable image; the file is damaged or not a PNG") from None
-    if header.bits > 8:
-        raise InputError(f"{path}: an IUV PNG must be 8-bit with 3 channels, got {header.bits}-bit samples")
     if size is not None and (header.width, header.height) != tuple(size):
         raise InputError(f"{path}: DensePose map is {header.width}x{header.height} but {size_of} is "
                          f"{size[0]}x{size[1]}; it must be computed on the same image")
+    if header.bits > 8:
+        raise InputError(f"{path}: an IUV PNG must be 8-bit with 3 channels, got {header.bits}-bit samples")
     try:
         raw = np.fromfile(path, dtype=np.uint8)  # also handles names OpenCV cannot open
     except OSError as exc:

@@ -141,9 +141,8 @@ def load_npz(path: str | Path, budget: dict[str, int] | int, *, names=None, requ
                 member = members[name]
                 limit = budget if isinstance(budget, int) else budget.get(name, budget.get("*", 0))
                 if member.file_size > limit + _MAX_HEADER or member.nbytes > limit:
-                    raise NpzError(f"member {name!r} declares {member.shape} {member.dtype} "
-                                   f"({_size(max(member.file_size, member.nbytes))}), above the {_size(limit)} "
-                                   "expected (a decompression bomb?)")
+                    raise NpzError(f"{name!r}: {_size(max(member.file_size, member.nbytes))} declared, above the "
+                                   f"{_size(limit)} expected (a decompression bomb?)")
                 try:
                     with archive.open(name + ".npy") as stream:
                         out[name] = np.lib.format.read_array(stream, allow_pickle=False,

@@ -241,7 +241,8 @@ def test_messages_of_each_command_module_name_its_own_options(module):
 #: (retarget/weights/resolve.py keeps per-command tables instead: checked below.)
 LIBRARY_MESSAGES = {
     "retarget/io/image.py": ["image", "video", "frames", "batch", "stream"],
-    "retarget/io/atomic.py": ["image", "video", "frames", "batch", "convert-iuv", "stream"],
+    "retarget/io/atomic.py": ["image", "video", "frames", "batch", "convert-iuv", "stream", "texture"],
+    "retarget/io/guard.py": ["image", "video", "frames", "batch", "convert-iuv", "stream", "texture"],
     "retarget/io/output.py": ["video", "batch"],
     "retarget/pipeline/job.py": ["video", "frames", "batch", "texture", "stream"],
     "retarget/pipeline/texture.py": ["video", "frames", "batch", "image"],

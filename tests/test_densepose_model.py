@@ -340,7 +340,7 @@ def test_cli_video(tiny_dir, tmp_path):
 
 def test_cli_errors(tiny_dir, tmp_path, capsys):
     assert _cli(tmp_path / "missing.png", "--out", tmp_path / "o.npz") == 1
-    assert "no such file" in capsys.readouterr().err
+    assert "file not found" in capsys.readouterr().err
     assert _cli(tiny_dir / "image.png", "--out", tmp_path / "o.npz") == 1
     assert "retarget weights fetch densepose-r50-fpn-s1x" in capsys.readouterr().err
     assert _cli(tiny_dir / "image.png", "--out", tmp_path / "o.npz", "--weights",

@@ -574,7 +574,7 @@ CASES = [
     Case("convert-iuv-damaged", lambda c: ["convert-iuv", str(c.text_file("x_IUV.png", "not a png"))], 1,
          ("not a readable image",), lambda c: c.folder / "x_IUV.png"),
     Case("densepose-missing-input", lambda c: ["densepose", str(c.folder / "nope.jpg"), "-o", str(c.folder / "o.npz")],
-         1, ("no such file",), lambda c: c.folder / "nope.jpg"),
+         1, ("file not found",), lambda c: c.folder / "nope.jpg"),
     Case("weights-unknown-model", lambda c: ["weights", "fetch", "no-such-model"], 2, ("no-such-model",)),
 ]
 

@@ -91,6 +91,18 @@ _register_commands()
 _INTERRUPTED = "error: interrupted; nothing half-written was kept (a rerun resumes from the DensePose cache)"
 
 
+def _line_start() -> str:
+    """``"\n"`` when a forced progress bar (``RETARGET_PROGRESS=1``) may have left a line open in a log, so
+    that the error line starts a line of its own (``grep '^error:'``); else ``""`` (retarget/io/progress.py)."""
+    import os
+
+    try:
+        tty = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return "\n" if os.environ.get("RETARGET_PROGRESS", "").strip() == "1" and not tty else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: every failure becomes one ``error: ...`` line on stderr.
 
@@ -120,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         if described is None or (debug and described.traceback_in_debug):
             raise
         if described.text is not None:
-            print(described.text, file=sys.stderr)
+            print(_line_start() + described.text, file=sys.stderr)
         code = described.exit_code
     if argv is None:
         sys.exit(code)

@@ -31,18 +31,19 @@ def default_output_name(iuv_path: Path) -> str:
 
 def _plan(input_path: Path, out: Path | None) -> list[tuple[Path, Path]]:
     """(IUV PNG, output .npy) pairs for a file or a folder input."""
+    from retarget.io.guard import check_input, is_regular_file
+
+    check_input(input_path, noun="an IUV PNG or a folder of them", kind="file_or_folder")
     if input_path.is_dir():
-        pngs = sorted(p for p in input_path.glob(f"*{IUV_SUFFIX}.png") if p.is_file())
+        pngs = sorted(p for p in input_path.glob(f"*{IUV_SUFFIX}.png") if is_regular_file(p))
         if not pngs:
-            pngs = sorted(p for p in input_path.glob("*.png") if p.is_file())
+            pngs = sorted(p for p in input_path.glob("*.png") if is_regular_file(p))
         if not pngs:
             raise InputError(f"{input_path}: no *{IUV_SUFFIX}.png or *.png files in this folder")
         out_dir = out if out is not None else input_path
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"{out_dir}: with a folder input, -o must be a folder")
         return [(png, out_dir / default_output_name(png)) for png in pngs]
-    if not input_path.is_file():
-        raise InputError(f"{input_path}: no such file or folder")
     if out is None:
         target = input_path.with_name(default_output_name(input_path))
     elif out.is_dir():
@@ -53,17 +54,14 @@ def _plan(input_path: Path, out: Path | None) -> list[tuple[Path, Path]]:
 
 
 def _check_outputs(pairs: list[tuple[Path, Path]], overwrite: bool) -> None:
-    inputs = {png.resolve() for png, _ in pairs}
-    seen: set[Path] = set()
+    """Every output a new or regular ``.npy`` file, none an input, no two the same (:mod:`retarget.io.guard`)."""
+    from retarget.io.guard import PathPlan
+
+    plan = PathPlan()
+    for png, _ in pairs:
+        plan.input(png, noun="an IUV PNG")
     for _, target in pairs:
-        resolved = target.resolve()
-        if resolved in inputs:
-            raise UsageError(f"{target}: output would overwrite an input file; choose another output path")
-        if resolved in seen:
-            raise UsageError(f"{target}: two inputs would write the same output file")
-        seen.add(resolved)
-        if target.exists() and not overwrite:
-            raise UsageError(f"{target}: output exists; pass --overwrite to replace it")
+        plan.output(target, overwrite=overwrite, make_parents=len(pairs) > 1)
         if target.suffix.lower() != ".npy":
             raise UsageError(f"{target}: the output must be a .npy file")
 
@@ -90,9 +88,8 @@ def convert_iuv_command(
                                            case_sensitive=False)] = UVTable.training,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
 ) -> None:
-    from tqdm import tqdm
-
     from retarget.io.iuv import read_iuv_png, write_uv_npy
+    from retarget.io.progress import progress_bar
     from retarget.uvmap import iuv_to_uv
 
     pairs = _plan(input_path, out)
@@ -102,8 +99,10 @@ def convert_iuv_command(
     elif not pairs[0][1].parent.is_dir():
         raise InputError(f"{pairs[0][1].parent}: output folder does not exist")
     show_bar = len(pairs) > 1
-    for png, target in tqdm(pairs, desc="convert-iuv", unit="file", disable=not show_bar):
-        write_uv_npy(target, iuv_to_uv(read_iuv_png(png), table.value))
+    with progress_bar(len(pairs), "convert-iuv", unit="file", disable=not show_bar) as bar:
+        for png, target in pairs:
+            write_uv_npy(target, iuv_to_uv(read_iuv_png(png), table.value))
+            bar.update(1)
     if not show_bar:
         typer.echo(f"wrote {pairs[0][1]}")
     else:

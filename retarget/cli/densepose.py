@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -79,10 +80,15 @@ def densepose_command(
         "--engine", help="torchvision backend: auto (OpenVINO backbone + FPN when installed, on CPU), torch or "
                          "openvino (pip install 'retarget[openvino]').")] = "auto",
 ) -> None:
+    from retarget.io.guard import PathPlan
+    from retarget.pipeline.bounds import check_bounds
     from retarget.weights.resolve import open_densepose_backend
 
-    if not input.is_file():
-        raise InputError(f"{input}: no such file")
+    check_bounds("densepose_size", densepose_size)
+    check_bounds("batch_size", batch_size)
+    plan = PathPlan()  # the input (and --iuv) are regular files; no output is, or lies over, an input
+    plan.input(input, noun="an image or video file")
+    plan.input(iuv, role="IUV", noun="a folder of IUV PNGs or an .npz", kind="file_or_folder")
     if backend_name not in ("torchvision", "detectron2"):
         raise UsageError(f"--densepose-backend must be torchvision or detectron2, got {backend_name!r}")
     to_npz = out.suffix.lower() == ".npz"
@@ -101,6 +107,14 @@ def densepose_command(
     is_video = _is_video(input)
     if not is_video and (iuv is not None or render is not None):
         raise UsageError("--iuv and --render need a video input")
+    if to_npz or to_video:
+        plan.output(out, overwrite=True)  # this command has always replaced its output file
+    elif is_video:  # per-frame PNGs: none may replace an input (--iuv DIR --out DIR)
+        plan.output_folder(out, names=re.compile(re.escape(input.stem) + r"_\d{6,}_IUV\.png"), make_parents=True)
+    else:
+        plan.output_folder(out, names=re.compile(re.escape(f"{input.stem}_IUV.png")), make_parents=True)
+        if out.is_dir():
+            plan.output(out / f"{input.stem}_IUV.png", overwrite=True)
 
     if iuv is not None:
         from densepose_adapter.precomputed import PrecomputedIUV
@@ -203,19 +217,27 @@ def _video(input: Path, out: Path, backend, render: str | None, radius: int, max
 
 # ----------------------------------------------------------------------------------------------
 def _is_video(path: Path) -> bool:
+    """By the suffix; otherwise a file whose header is no image's is taken for a video (nothing is decoded)."""
+    from densepose_adapter.image_header import UnreadableHeader, read_image_header
+
     ext = path.suffix.lower()
     if ext in IMAGE_EXTS:
         return False
     if ext in VIDEO_EXTS:
         return True
-    import cv2
-
-    return cv2.imread(str(path), cv2.IMREAD_COLOR) is None
+    try:
+        read_image_header(path)
+    except UnreadableHeader:
+        return True
+    return False
 
 
 def _read_image(path: Path) -> np.ndarray:
     import cv2
 
+    from retarget.io.image import checked_header
+
+    checked_header(path, allow_large=None)  # the declared size first: a decompression bomb is refused unread
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:

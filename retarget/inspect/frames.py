@@ -189,8 +189,9 @@ def prepare_frames_job(driver: Path, out: Path, *, source: Path | None = None, f
     values = dict(job_fields, source=source or Path("-"), driver=driver, options=options)
     names = {f.name for f in dataclasses.fields(VideoJob)}
     job = VideoJob(**{k: v for k, v in values.items() if k in names})
-    check_source_edits(job)  # --texture / --garment (retarget/pipeline/texture.py)
     plan = job_inputs(job)  # every input (sidecars too) is a regular file, and none lies in the output folder
+    plan.output_folder(out)
+    check_source_edits(job)  # --texture / --garment (retarget/pipeline/texture.py)
     needs = densepose_needs(job)
     check_densepose_weights(job, [n for n in needs if n[0] == "driver"] if only_densepose else needs)
     return job, selection, prepare_out_dir(out, overwrite, plan)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,8 +126,10 @@ def check_input(path: str | Path, *, role: str = "", noun: str = "a file", kind:
     return real_path(path)
 
 
-def check_output(path: str | Path, *, overwrite: bool = False) -> Path:
+def check_output(path: str | Path, *, overwrite: bool = False, make_parents: bool = False) -> Path:
     """Check that ``path`` can be written as a new file or replace a regular file; returns its real path.
+
+    ``make_parents``: a missing parent folder will be created by the caller (not an error here).
 
     Raises:
         InputError: a folder, a device node, a FIFO or socket (never replaced, whatever ``overwrite``),
@@ -149,6 +152,8 @@ def check_output(path: str | Path, *, overwrite: bool = False) -> Path:
             raise UsageError(f"{path}: output exists; pass --overwrite to replace it")
     resolved = real_path(path)
     parent = resolved.parent
+    if make_parents and not os.path.lexists(parent):
+        return resolved
     if not parent.is_dir():
         raise InputError(f"{parent}: output folder does not exist; create it first or choose another")
     if not os.access(parent, os.W_OK):
@@ -156,8 +161,11 @@ def check_output(path: str | Path, *, overwrite: bool = False) -> Path:
     return resolved
 
 
-def check_output_folder(path: str | Path) -> Path:
+def check_output_folder(path: str | Path, *, make_parents: bool = False) -> Path:
     """Check that ``path`` is an existing folder or can be created as one; returns its real path.
+
+    Args:
+        make_parents: missing parent folders will be created (otherwise the parent must exist).
 
     Raises:
         InputError: it is a file, a device or a FIFO; its parent folder does not exist.
@@ -168,7 +176,7 @@ def check_output_folder(path: str | Path) -> Path:
         what = "a file" if stat.S_ISREG(st.st_mode) else _describe_mode(st.st_mode)
         raise InputError(f"{path}: the output must be a folder, but this is {what}")
     resolved = real_path(path)
-    if st is None and not resolved.parent.is_dir():
+    if st is None and not make_parents and not resolved.parent.is_dir():
         raise InputError(f"{resolved.parent}: folder does not exist; create it first or choose another")
     return resolved
 
@@ -188,12 +196,12 @@ class PathPlan:
     Attributes:
         inputs: real path → the path as given, per input.
         outputs: real path → the path as given, per output file.
-        folders: real path → the path as given, per output folder.
+        folders: real path → (the path as given, the pattern of the names written there), per output folder.
     """
 
     inputs: dict[Path, Path] = field(default_factory=dict)
     outputs: dict[Path, Path] = field(default_factory=dict)
-    folders: dict[Path, Path] = field(default_factory=dict)
+    folders: dict[Path, tuple] = field(default_factory=dict)
 
     def input(self, path: str | Path | None, *, role: str = "", noun: str = "a file", kind: str = "file"
               ) -> Path | None:
@@ -204,8 +212,9 @@ class PathPlan:
         for out_real, out in self.outputs.items():
             if out_real == real:
                 raise UsageError(f"{out}: output would overwrite an input file ({path}); choose another output path")
-        for folder_real, folder in self.folders.items():
-            if _inside(real, folder_real):
+        for folder_real, (folder, names) in self.folders.items():
+            if _inside(real, folder_real) and (names is None or real == folder_real or (
+                    real.parent == folder_real and names.fullmatch(real.name))):
                 raise UsageError(f"{folder}: the output folder holds the input {path}, which this run could "
                                  "overwrite; choose another output folder or move the input")
         self.inputs.setdefault(real, Path(path))
@@ -221,7 +230,7 @@ class PathPlan:
             what = "" if Path(given) == path else f" ({given})"
             raise UsageError(f"{path}: output would overwrite an input file{what}; choose another output path")
 
-    def output(self, path: str | Path, *, overwrite: bool = False) -> Path:
+    def output(self, path: str | Path, *, overwrite: bool = False, make_parents: bool = False) -> Path:
         """Check and record an output file (:func:`check_output`, then disjointness). Returns ``path``."""
         path = Path(path)
         real = real_path(path)
@@ -229,17 +238,31 @@ class PathPlan:
         if real in self.outputs:
             raise UsageError(f"{path}: two outputs of this run are the same file ({self.outputs[real]}); "
                              "choose distinct output paths")
-        check_output(path, overwrite=overwrite)
+        check_output(path, overwrite=overwrite, make_parents=make_parents)
         self.outputs[real] = path
         return path
 
-    def output_folder(self, path: str | Path) -> Path:
-        """Check and record an output folder: no input may lie inside it (or be it). Returns ``path``."""
+    def output_folder(self, path: str | Path, *, names: re.Pattern | None = None, make_parents: bool = False
+                      ) -> Path:
+        """Check and record an output folder; returns ``path``.
+
+        Args:
+            names: the file names this run writes in it (matched against an input's name); ``None``: any
+                name, so no input may lie inside the folder (or be it).
+            make_parents: missing parent folders will be created.
+
+        Raises:
+            UsageError: an input the run could overwrite lies in the folder: anywhere in it when ``names``
+                is ``None``, else directly in it with a matching name, or an input folder that is this folder
+                (its files could match).
+        """
         path = Path(path)
-        real = check_output_folder(path)
+        real = check_output_folder(path, make_parents=make_parents)
         for in_real, given in self.inputs.items():
-            if _inside(in_real, real):
+            if not _inside(in_real, real):
+                continue
+            if names is None or in_real == real or (in_real.parent == real and names.fullmatch(in_real.name)):
                 raise UsageError(f"{path}: the output folder holds the input {given}, which this run could "
                                  "overwrite; choose another output folder or move the input")
-        self.folders[real] = path
+        self.folders[real] = (path, names)
         return path

@@ -24,12 +24,13 @@ def _pil_hard_limit() -> int | None:
     return None if Image.MAX_IMAGE_PIXELS is None else 2 * int(Image.MAX_IMAGE_PIXELS)
 
 
-def checked_header(path: str | Path, *, allow_large: bool = False, what: str = "image"):
+def checked_header(path: str | Path, *, allow_large: bool | None = False, what: str = "image"):
     """The declared header of an image input, checked before anything is decoded.
 
     ``path`` must be a regular file (:func:`retarget.io.guard.check_input`); its declared size must be
     at most :data:`MAX_PIXELS` (unless ``allow_large``), PIL's own limit, and :data:`MAX_DECODED_BYTES`
-    decoded. Returns the :class:`densepose_adapter.image_header.ImageHeader`.
+    decoded. ``allow_large=None``: the command has no ``--allow-large`` (the messages do not offer it).
+    Returns the :class:`densepose_adapter.image_header.ImageHeader`.
 
     Raises:
         InputError: one line naming the file.
@@ -49,14 +50,14 @@ def checked_header(path: str | Path, *, allow_large: bool = False, what: str = "
                          "re-export or re-download it") from None
     w, h = header.width, header.height
     if header.pixels > MAX_PIXELS and not allow_large:
-        raise InputError(f"{path}: {what} is {w}x{h} ({w * h / 1e6:.0f} MP), above the 50 MP limit; "
-                         "pass --allow-large to process it anyway")
+        advice = "use a smaller image" if allow_large is None else "pass --allow-large to process it anyway"
+        raise InputError(f"{path}: {what} is {w}x{h} ({w * h / 1e6:.0f} MP), above the 50 MP limit; {advice}")
     hard = _pil_hard_limit()
     if (hard is not None and header.pixels > hard) or header.decoded_bytes > MAX_DECODED_BYTES:
         limit = f"{hard / 1e6:.0f} MP" if hard is not None and header.pixels > hard else \
             f"{MAX_DECODED_BYTES >> 20} MiB decoded ({header.channels} x {header.bits}-bit samples a pixel)"
         raise InputError(f"{path}: {what} is {w}x{h} ({w * h / 1e6:.0f} MP), above the {limit} that can be "
-                         "decoded, even with --allow-large; use a smaller image")
+                         f"decoded{'' if allow_large is None else ', even with --allow-large'}; use a smaller image")
     return header
 
 

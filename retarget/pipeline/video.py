@@ -179,10 +179,9 @@ class VideoSummary:
 
 
 def _progress(total: int | None, desc: str, quiet: bool):
-    from tqdm import tqdm
+    from retarget.io.progress import progress_bar
 
-    return tqdm(total=total or None, desc=desc, unit="frame", disable=quiet, file=sys.stderr, leave=False,
-                dynamic_ncols=True)
+    return progress_bar(total, desc, unit="frame", quiet=quiet)  # only on a terminal (retarget/io/progress.py)
 
 
 def analysis_label(densepose: FrameDensePose) -> str:

@@ -72,7 +72,7 @@ def _open(url: str, offset: int, timeout: float):
 
 def _transfer_once(url: str, part: Path, label: str, progress: bool, timeout: float) -> None:
     """One HTTP request continuing ``part``; returns when the body is complete."""
-    from tqdm import tqdm
+    from retarget.io.progress import progress_bar
 
     offset = part.stat().st_size if part.exists() else 0
     try:
@@ -97,9 +97,8 @@ def _transfer_once(url: str, part: Path, label: str, progress: bool, timeout: fl
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
         part.parent.mkdir(parents=True, exist_ok=True)
-        with open(part, mode) as sink, tqdm(
-            total=total, initial=offset, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
-            file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True,
+        with open(part, mode) as sink, progress_bar(
+            total, label, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
         ) as bar:
             while chunk := response.read(_CHUNK):
                 sink.write(chunk)

@@ -423,6 +423,9 @@ def import_weights(path: str | Path, manifest: Manifest | None = None, *,
     path = Path(path).expanduser()
     if not path.exists():
         raise WeightsError(f"{path}: not found")
+    from retarget.io.guard import check_input
+
+    check_input(path, noun="a checkpoint, an archive or a folder of them", kind="file_or_folder")  # no FIFO, device
     importer = _Importer(manifest, only, origin)
     if path.is_dir():
         importer.add_folder(path)
