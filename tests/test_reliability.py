@@ -582,6 +582,23 @@ class TestSmallerItems:
             tmp.write_bytes(b"mine")
         assert target.read_bytes() == b"mine"
 
+    def test_concurrent_group_and_single_writers(self, tmp_path):
+        from retarget.io.atomic import atomic_outputs, write_bytes_atomic
+        from retarget.io.iuv import write_uv_npy
+
+        paths = [tmp_path / "t.png", tmp_path / "t.mask.png", tmp_path / "t.npz"]
+        with pytest.raises(UsageError, match="appeared"):
+            with atomic_outputs(paths, overwrite=False) as temps:
+                for tmp in temps:
+                    tmp.write_bytes(b"mine")
+                paths[1].write_bytes(b"theirs")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["t.mask.png"]  # none of this run's set is kept
+        with pytest.raises(UsageError, match="appeared"):
+            write_bytes_atomic(paths[1], b"mine", overwrite=False)
+        with pytest.raises(UsageError, match="appeared"):
+            write_uv_npy(paths[1], np.zeros((4, 4, 2), np.float32), overwrite=False)
+        assert paths[1].read_bytes() == b"theirs"
+
     def test_two_video_runs_to_one_new_output(self, work, capsys):
         from retarget.pipeline.job import VideoJob, run_video_job
         from retarget.pipeline.video import VideoOptions

@@ -101,7 +101,7 @@ def convert_iuv_command(
     show_bar = len(pairs) > 1
     with progress_bar(len(pairs), "convert-iuv", unit="file", disable=not show_bar) as bar:
         for png, target in pairs:
-            write_uv_npy(target, iuv_to_uv(read_iuv_png(png), table.value))
+            write_uv_npy(target, iuv_to_uv(read_iuv_png(png), table.value), overwrite=overwrite)
             bar.update(1)
     if not show_bar:
         typer.echo(f"wrote {pairs[0][1]}")

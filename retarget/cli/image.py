@@ -141,10 +141,10 @@ def image_command(
         result = _edited_pair(image, suv, tuv, models, torch_device, fill, texture=edited_texture, garment=garment,
                               garment_iuv=garment_iuv, region=garment_region, table=table, allow_large=allow_large)
     output = result.target.output[0].permute(1, 2, 0).cpu().numpy()
-    write_image_rgb(out, to_uint8(output))
+    write_image_rgb(out, to_uint8(output), overwrite=overwrite)
     if dump_stages is not None:
         arrays = stage_arrays(result)
-        with atomic_output(dump_stages) as tmp:
+        with atomic_output(dump_stages, overwrite=overwrite) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
     typer.echo(f"wrote {out}" + (f" and {dump_stages}" if dump_stages else ""), err=True)

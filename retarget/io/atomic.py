@@ -239,7 +239,8 @@ def atomic_output(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]
         raise
 
 
-def write_bytes_atomic(path: str | Path, data: bytes | str, *, make_parents: bool = False) -> Path:
+def write_bytes_atomic(path: str | Path, data: bytes | str, *, make_parents: bool = False,
+                       overwrite: bool = True) -> Path:
     """Write ``data`` (``str`` is UTF-8 encoded) to ``path`` through :func:`atomic_output`.
 
     Args:
@@ -247,11 +248,12 @@ def write_bytes_atomic(path: str | Path, data: bytes | str, *, make_parents: boo
         data: content.
         make_parents: create missing parent folders first (caches); otherwise a missing folder is an
             ``OSError`` naming ``path``.
+        overwrite: ``False``: never replace a file that appeared meanwhile (:func:`atomic_output`).
     """
     path = Path(path)
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     return path
 

@@ -132,11 +132,12 @@ def encode_image(path: str | Path, image: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def write_image_rgb(path: str | Path, image: np.ndarray) -> Path:
-    """Write ``(H, W, 3) uint8`` RGB atomically (format from the suffix: .png, .jpg, ...)."""
+def write_image_rgb(path: str | Path, image: np.ndarray, *, overwrite: bool = True) -> Path:
+    """Write ``(H, W, 3) uint8`` RGB atomically (format from the suffix: .png, .jpg, ...); ``overwrite=False``
+    never replaces a file that appeared meanwhile (:func:`retarget.io.atomic.atomic_output`)."""
     path = Path(path)
     data = encode_image(path, image)
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(data)
     return path
 

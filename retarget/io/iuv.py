@@ -28,12 +28,12 @@ __all__ = ["check_iuv", "check_uv", "read_iuv_png", "read_uv_npy", "write_iuv_pn
 _UV_TOLERANCE = 1e-4
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes, overwrite: bool = True) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"{path}: output folder {folder} does not exist")
     try:
-        write_bytes_atomic(path, data)
+        write_bytes_atomic(path, data, overwrite=overwrite)
     except OSError as exc:
         raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
@@ -95,12 +95,13 @@ def read_uv_npy(path: str | Path) -> np.ndarray:
     return check_uv(uv, str(path))
 
 
-def write_uv_npy(path: str | Path, uv: np.ndarray) -> None:
-    """Validate (:func:`check_uv`) and write a ``(H, W, 2)`` UV map as float32 ``.npy``, atomically."""
+def write_uv_npy(path: str | Path, uv: np.ndarray, *, overwrite: bool = True) -> None:
+    """Validate (:func:`check_uv`) and write a ``(H, W, 2)`` UV map as float32 ``.npy``, atomically
+    (``overwrite=False``: never replace a file that appeared meanwhile)."""
     import io
 
     path = Path(path)
     uv = check_uv(uv, str(path))
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(uv, dtype=np.float32))
-    _write_atomic(path, buffer.getvalue())
+    _write_atomic(path, buffer.getvalue(), overwrite)

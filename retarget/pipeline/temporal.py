@@ -135,10 +135,11 @@ class FilteredDensePose:
         --only-densepose`` skips pass 1) are filtered first, streaming the driver from its start."""
         out = []
         for index, image in zip(indices, images):
-            result = self._memory.get(index) if self._memory is not None else self.cache.load(index)
+            hw = image.shape[:2]  # an entry declaring more than one such frame is not read
+            result = self._memory.get(index) if self._memory is not None else self.cache.load(index, hw)
             if result is None and self.driver is not None:
                 self._fill(index)
-                result = self._memory.get(index) if self._memory is not None else self.cache.load(index)
+                result = self._memory.get(index) if self._memory is not None else self.cache.load(index, hw)
             if result is None or tuple(result.image_hw) != tuple(image.shape[:2]):
                 raise InputError(f"filtered DensePose of frame {index} is missing from {self.cache.folder} "
                                  "(was the cache cleared during the run?); run again")
