@@ -516,6 +516,32 @@ class TestCacheEntries:
         again = DensePoseCache(driver, "key", root=tmp_path / "cache").load(0, (8, 10))
         assert again is not None and again.iuv.shape == (8, 10, 3)
 
+    @pytest.mark.parametrize("kind", ["file", "fifo-meta", "folder-bin", "link"])
+    def test_bad_openvino_entry_is_removed_without_blocking(self, tmp_path, kind, capsys):
+        from densepose_adapter.openvino_cache import ModelCache
+
+        cache = ModelCache(tmp_path / "engines")
+        entry = cache.entry_dir("tiny", "k1")
+        entry.parent.mkdir(parents=True)
+        if kind == "file":
+            entry.write_text("x")
+        elif kind == "link":
+            entry.symlink_to(tmp_path)
+        else:
+            entry.mkdir()
+            for name in ("meta.json", "model.xml", "model.bin"):
+                (entry / name).write_text("{}")
+            if kind == "fifo-meta":
+                (entry / "meta.json").unlink()
+                os.mkfifo(entry / "meta.json")
+            else:
+                (entry / "model.bin").unlink()
+                (entry / "model.bin").mkdir()
+        start = time.monotonic()
+        assert cache.load("tiny", "k1") is None and time.monotonic() - start < 5
+        assert not os.path.lexists(entry) and tmp_path.is_dir()  # removed; a link's target is left alone
+        assert "damaged" in capsys.readouterr().err
+
     @pytest.mark.parametrize("kind", ["folder", "fifo", "short", "huge"])
     def test_bad_uv_table_entry_is_rebuilt(self, kind):
         from retarget.uvmap import cache as uvcache
