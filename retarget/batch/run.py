@@ -351,6 +351,8 @@ def run_plan(plan: BatchPlan, executor: Executor, report_path: Path, meta: dict[
     """
     from tqdm import tqdm
 
+    from retarget.io.progress import progress_bar
+
     start = time.perf_counter()
     meta = {**meta, "started": now_iso()}
     records = [initial_record(p) for p in plan.jobs]
@@ -359,8 +361,7 @@ def run_plan(plan: BatchPlan, executor: Executor, report_path: Path, meta: dict[
     remove_journal(report_path)  # what it said is in the report now
     scheduler = Scheduler(plan)
     total = len(plan.to_run)
-    bar = tqdm(total=total, desc="batch", unit="job", disable=quiet or total == 0, file=sys.stderr,
-               dynamic_ncols=True, leave=False)
+    bar = progress_bar(total, "batch", unit="job", quiet=quiet or total == 0)  # only on a terminal
     out = echo or (lambda line: tqdm.write(line, file=sys.stderr))
     running: dict[int, int] = {}
     done_count = 0
