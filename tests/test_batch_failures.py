@@ -169,7 +169,7 @@ def test_each_bad_row_fails_alone_with_its_own_reason(media, tmp_path, capsys):
         (anna, "/dev/urandom", "urandom.mp4", "character device"),
         (anna, bad["fifo"], "fifo.mp4", "FIFO"),
         (anna, bad["folder"], "folder.mp4", "is a folder"),
-        (anna, bad["loop"], "loop.mp4", "symbolic link loop"),
+        (anna, bad["loop"], "loop.mp4", "symlink loop"),
         (anna, bad["text"], "text.mp4", "not a readable video"),
         (good, good, "swapped.mp4", "not an image file"),
         (anna, good, "blocker/under_a_file.mp4", "a folder in the output path is a file"),

@@ -428,7 +428,7 @@ def content_digest(path: Path) -> str:
     Raises:
         OSError: ``path`` is neither (a device such as ``/dev/zero`` or a FIFO is never read).
     """
-    from retarget.batch.probe import is_regular_file
+    from retarget.io.guard import is_regular_file
 
     path = Path(path)
     if path.is_dir():

@@ -155,7 +155,7 @@ def check_settings(settings: dict[str, Any], where: str | None) -> None:
 def _sha_or_none(path: Path) -> str | None:
     """The output's digest (:func:`retarget.io.output.output_digest`: a video file, or a PNG sequence's sidecar
     and frames); ``None`` when it is missing, unreadable or not a regular file (never read: a FIFO, a device)."""
-    from retarget.batch.probe import is_regular_file
+    from retarget.io.guard import is_regular_file
     from retarget.io.output import output_digest
 
     if not Path(path).is_dir() and "%" not in Path(path).name and not is_regular_file(path):

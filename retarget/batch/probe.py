@@ -22,47 +22,16 @@ from retarget.errors import InputError
 def path_problem(path: Path, what: str, *, folder_ok: bool = False) -> str | None:
     """Why ``path`` cannot be read as ``what`` (a regular file, or a folder when ``folder_ok``), or ``None``.
 
-    Nothing is opened: a device or FIFO is never read (``/dev/zero`` would be hashed forever, a FIFO
-    blocks). The reason starts with the path.
+    :func:`retarget.io.guard.check_input`'s one-line reason, as text: nothing is opened, so a device or FIFO
+    is never read (``/dev/zero`` would be hashed forever, a FIFO blocks). The reason starts with the path.
     """
+    from retarget.io.guard import check_input
+
     try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            return f"{path}: broken symbolic link (its target does not exist); check the path"
-        return f"{path}: file not found; check the path"
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return f"{path}: symbolic link loop; give the real file"
-        if exc.errno == errno.ENOTDIR:
-            return f"{path}: a folder in this path is a file; check the path"
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            return f"{path}: permission denied; check the permissions"
-        if exc.errno == errno.ENAMETOOLONG:
-            return f"{path}: file name too long; check the path"
-        return f"{path}: cannot read ({exc.strerror or exc})"
-    if stat.S_ISDIR(info.st_mode):
-        if folder_ok:
-            return None if os.access(path, os.R_OK | os.X_OK) else f"{path}: permission denied; check the permissions"
-        return f"{path}: is a folder, expected {what}"
-    if not stat.S_ISREG(info.st_mode):
-        kind = ("a character device" if stat.S_ISCHR(info.st_mode) else "a block device" if stat.S_ISBLK(info.st_mode)
-                else "a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode)
-                else "not a regular file")
-        return f"{path}: is {kind}, not a regular file; give {what} (only regular files are read)"
-    if not os.access(path, os.R_OK):
-        return f"{path}: permission denied; check the permissions"
+        check_input(path, noun=what, kind="file_or_folder" if folder_ok else "file")
+    except InputError as exc:
+        return str(exc)
     return None
-
-
-def is_regular_file(path: Path | None) -> bool:
-    """``path`` exists and is a regular file (after symlinks); never opens it."""
-    if path is None:
-        return False
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
 
 
 def output_problem(path: Path) -> str | None:

@@ -82,7 +82,7 @@ def append_journal(journal: str | Path | None, record: dict[str, Any]) -> None:
 
 
 def _read_json_file(path: Path, limit: int = 256 << 20) -> str | None:
-    from retarget.batch.probe import is_regular_file
+    from retarget.io.guard import is_regular_file
 
     if not is_regular_file(path):
         return None
