@@ -255,9 +255,10 @@ def export_texture_stub_part(size: int) -> np.ndarray:
 
 
 def _state_with_texture(texture: torch.Tensor):
+    """A prepared state stub: ``texture`` seen everywhere."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(pred_textures=texture)
+    return SimpleNamespace(pred_textures=texture, coverage=torch.ones_like(texture[:, :1]))
 
 
 SKIN = np.array([0.80, 0.55, 0.42], np.float32)
