@@ -302,13 +302,12 @@ def _as_image(tensor: torch.Tensor) -> np.ndarray:
     return tensor[0].permute(1, 2, 0).float().cpu().numpy()
 
 
-def complete_region(values: np.ndarray, visible: np.ndarray, region: np.ndarray, layout,
-                    copyable: np.ndarray | None = None) -> np.ndarray:
+def complete_region(values: np.ndarray, visible: np.ndarray, region: np.ndarray, layout) -> np.ndarray:
     """Complete ``values`` over ``region`` from its ``visible`` texels only (body-aware, never averaged across parts).
 
     1. An invisible region texel takes the value at its left/right mirror, its front/back counterpart or
-       its mirror's front/back counterpart, the first that is visible (and ``copyable``) — bilinear over
-       the counterpart's visible taps (:func:`retarget.ops.fill.gather_counterparts`).
+       its mirror's front/back counterpart, the first that is visible — bilinear over the counterpart's
+       visible taps (:func:`retarget.ops.fill.gather_counterparts`).
     2. A limb part that still holds fewer than :data:`MIN_GARMENT_PART_SEED` texels continues the adjacent
        segment of the same limb (trouser legs, sleeves): each texel takes the nearest visible row of that
        segment at its place around the limb (the ``along_limb`` relations of :mod:`retarget.uvmap.layout`).
@@ -325,8 +324,6 @@ def complete_region(values: np.ndarray, visible: np.ndarray, region: np.ndarray,
             came from a flagged texel: > 0.5).
         visible, region: ``(Ht, Wt) bool``; ``visible`` outside ``region`` is ignored.
         layout: :class:`retarget.uvmap.layout.TextureLayout` of the texture.
-        copyable: ``(Ht, Wt) bool`` visible texels that may be copied to their counterparts in step 1
-            (e.g. :func:`retarget.pipeline.pair.copyable_texels`); default: every visible texel.
 
     Returns:
         ``(Ht, Wt, C) float32``: ``values`` with the region completed (outside ``region``, and every visible
@@ -347,7 +344,7 @@ def complete_region(values: np.ndarray, visible: np.ndarray, region: np.ndarray,
     labels = torch.as_tensor(layout.part)
     inside = torch.from_numpy(region)[None, None]
     known = torch.from_numpy(visible)[None, None]
-    source = known if copyable is None else known & torch.from_numpy(np.asarray(copyable, bool))[None, None]
+    source = known.clone()
 
     def counts(mask: torch.Tensor) -> np.ndarray:
         return np.bincount(layout.part[mask[0, 0].numpy()], minlength=N_PARTS + 1)
@@ -400,19 +397,22 @@ def fill_garment(garment: SourceState, region: str) -> GarmentFill:
     splat = getattr(garment, "source_textures", None)
     photo = completed if splat is None else np.where(seen[..., None], _as_image(splat), completed)
     visible = seen & inside
-    copyable = None
     xy = getattr(garment, "source_xy_textures", None)
-    if xy is not None:  # drop stray splats (faces across atlas seams), and keep part borders out of the copies
-        from retarget.pipeline.pair import copyable_texels
-
+    if xy is not None:  # stray splats (faces across atlas seams) are not what the photo shows there
         labels = torch.as_tensor(layout.part, device=xy.device)
         visible &= reliable_coverage(xy.float(), garment.coverage > 0.5, labels)[0, 0].cpu().numpy()
-        if getattr(garment, "uv", None) is not None and getattr(garment, "mask", None) is not None:
-            copyable = copyable_texels(garment.uv, garment.mask, layout)[0, 0].cpu().numpy()
+    if getattr(garment, "uv", None) is not None and getattr(garment, "mask", None) is not None:
+        # texels splatted from the silhouette's edge (the garment mixed with the photo's background) or from
+        # a DensePose part border (an arm's border often holds torso or background pixels) are refilled
+        from retarget.pipeline.pair import copyable_texels
+
+        visible &= copyable_texels(garment.uv, garment.mask, layout)[0, 0].cpu().numpy()
+    if not visible.any():  # a sliver of a region: every seen texel is better than none
+        visible = seen & inside
     model = skin_model(photo, seen, layout.part)
     flag = skin_texels(photo, model, visible) if model is not None else np.zeros_like(visible)
     values = complete_region(np.concatenate([photo, flag[..., None].astype(np.float32)], axis=2), visible, inside,
-                             layout, copyable)
+                             layout)
     rgb = np.where(inside[..., None], values[..., :3], completed).astype(np.float32)
     skin = inside & (values[..., 3] > 0.5) if model is not None else None
     return GarmentFill(rgb=rgb, visible=visible, skin=skin)
