@@ -331,49 +331,53 @@ def complete_region(values: np.ndarray, visible: np.ndarray, region: np.ndarray,
     """
     from scipy import ndimage
 
-    from retarget.ops.fill import gather_counterparts, part_nearest_fill
+    from retarget.ops.fill import part_nearest_fill
     from retarget.uvmap.layout import RELATIONS, SYMMETRY_RELATIONS
     from retarget.uvmap.symmetry import LIMBS, N_PARTS
 
-    region = np.asarray(region, bool)
-    visible = np.asarray(visible, bool) & region
-    out = np.array(values, dtype=np.float32, copy=True)
+    h, w = layout.shape
+    region = np.asarray(region, bool).reshape(-1)
+    visible = np.asarray(visible, bool).reshape(-1) & region
+    out = np.array(values, dtype=np.float32, copy=True).reshape(h * w, -1)
     if not visible.any():
-        return out
-    vals = torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))[None]
-    labels = torch.as_tensor(layout.part)
-    inside = torch.from_numpy(region)[None, None]
-    known = torch.from_numpy(visible)[None, None]
-    source = known.clone()
+        return out.reshape(values.shape)
+    part = layout.part.reshape(-1)
+    known = visible.copy()
 
-    def counts(mask: torch.Tensor) -> np.ndarray:
-        return np.bincount(layout.part[mask[0, 0].numpy()], minlength=N_PARTS + 1)
+    def gather(k: int, source: np.ndarray, where: np.ndarray) -> None:
+        """Texels ``where`` (not yet known) read relation ``k``'s counterpart over its ``source`` taps."""
+        idx = np.nonzero(where & ~known)[0]
+        taps, other = layout.taps[k, idx], layout.other[k, idx]
+        weight = layout.weights[k, idx] * (source[taps] & (part[taps] == other[:, None]))
+        total = weight.sum(1)
+        ok = (total >= 0.5) & (other > 0)
+        idx, taps, weight, total = idx[ok], taps[ok], weight[ok], total[ok]
+        out[idx] = (out[taps] * weight[..., None]).sum(1) / total[:, None]
+        known[idx] = True
 
-    for k in range(len(SYMMETRY_RELATIONS)):  # 1. mirror, front/back, both
-        read, ok = gather_counterparts(vals, source, labels, torch.as_tensor(layout.other[k]),
-                                       torch.as_tensor(layout.taps[k]), torch.as_tensor(layout.weights[k]))
-        take = ok & ~known & inside
-        vals = torch.where(take, read, vals)
-        known |= take
-    weak = torch.from_numpy(np.isin(layout.part, [p for p in LIMBS if counts(known)[p] < MIN_GARMENT_PART_SEED]))
-    for k, name in enumerate(RELATIONS):  # 2. weak limb parts continue the next segment (nearest row first)
-        if not name.startswith("along_limb@") or not bool(weak.any()):
-            continue
-        read, ok = gather_counterparts(vals, known & ~weak[None, None], labels, torch.as_tensor(layout.other[k]),
-                                       torch.as_tensor(layout.taps[k]), torch.as_tensor(layout.weights[k]))
-        take = ok & ~known & inside & weak[None, None]
-        vals = torch.where(take, read, vals)
-        known |= take
-    enough = torch.from_numpy(counts(known) >= MIN_GARMENT_PART_SEED)[labels][None, None]
-    vals, valid = part_nearest_fill(vals, known & enough, labels, N_PARTS)  # 3. same part nearest
-    valid = (valid | known) & inside
-    out = vals[0].permute(1, 2, 0).numpy().copy()
-    left = region & ~valid[0, 0].numpy()
+    for k in range(len(SYMMETRY_RELATIONS)):  # 1. mirror, front/back, both (from the visible texels only)
+        gather(k, visible, region)
+    counts = np.bincount(part[known], minlength=N_PARTS + 1)
+    weak = np.isin(part, [p for p in LIMBS if counts[p] < MIN_GARMENT_PART_SEED]) & region
+    if weak.any():  # 2. weak limb parts continue the next segment (nearest row first)
+        source = known & ~weak
+        for k, name in enumerate(RELATIONS):
+            if name.startswith("along_limb@"):
+                gather(k, source, weak)
+    counts = np.bincount(part[known], minlength=N_PARTS + 1)
+    seed = known & (counts[part] >= MIN_GARMENT_PART_SEED)
+    filled, valid = part_nearest_fill(torch.from_numpy(out.T.reshape(1, -1, h, w).copy()),  # 3. same part nearest
+                                      torch.from_numpy(seed.reshape(1, 1, h, w)), torch.as_tensor(layout.part),
+                                      N_PARTS)
+    out = filled[0].reshape(out.shape[1], -1).T.numpy().copy()
+    valid = (valid[0, 0].numpy().reshape(-1) | known) & region
+    left = region & ~valid
     if left.any():  # 4. nearest region texel holding a value
-        rows, cols = ndimage.distance_transform_edt(~valid[0, 0].numpy(), return_distances=False,
+        rows, cols = ndimage.distance_transform_edt(~valid.reshape(h, w), return_distances=False,
                                                     return_indices=True)
-        out[left] = out[rows[left], cols[left]]
-    return out
+        out[left] = out[(rows * w + cols).reshape(-1)[left]]
+    out = out.reshape(values.shape)
+    return np.where(region.reshape(h, w, 1), out, values).astype(np.float32)
 
 
 def fill_garment(garment: SourceState, region: str) -> GarmentFill:
