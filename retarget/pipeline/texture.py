@@ -14,8 +14,10 @@ downstream changes:
   photo's), and the source branch is encoded again; the coarse image the refiner's target branch gets
   is read from the new texture;
 - :func:`garment_texture`: A's colour texture with the texels of one body region (DensePose parts,
-  :data:`GARMENT_REGIONS`) taken from B's, except those showing B's own bare skin (:func:`garment_skin`:
-  B's skin colour estimated from B's face and hands), which stay A's.
+  :data:`GARMENT_REGIONS`) taken from B's, completed from the region texels B's photo shows
+  (:func:`fill_garment`: mirror, front/back, next limb segment, nearest of the part; never a fill colour
+  or B's head, hands or background), except those showing B's own bare skin (:func:`garment_skin`: B's
+  skin colour estimated from B's face and hands, carried through the completion), which stay A's.
 """
 
 from __future__ import annotations
