@@ -18,6 +18,7 @@ from retarget.pipeline import Models, prepare_source
 from retarget.pipeline.texture import (
     GARMENT_REGIONS,
     export_texture,
+    fill_garment,
     garment_skin,
     garment_texture,
     read_texture,
@@ -255,9 +256,10 @@ def export_texture_stub_part(size: int) -> np.ndarray:
 
 
 def _state_with_texture(texture: torch.Tensor):
+    """A prepared state stub: ``texture`` seen everywhere."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(pred_textures=texture)
+    return SimpleNamespace(pred_textures=texture, coverage=torch.ones_like(texture[:, :1]))
 
 
 SKIN = np.array([0.80, 0.55, 0.42], np.float32)
@@ -302,6 +304,84 @@ def test_garment_skin_needs_the_garments_face_or_hands():
     garment.pred_textures = torch.from_numpy(_blue(garment.pred_textures[0].permute(1, 2, 0).numpy() * 255)
                                              / 255).permute(2, 0, 1)[None].float()
     assert garment_skin(garment, "upper") is None
+
+
+FILL = np.array([0.5, 0.5, 0.5], np.float32)  # what a completion reading nothing gives (grey)
+TOP = np.array([0.15, 0.70, 0.25], np.float32)  # front of the shirt (the back is not seen)
+SLEEVE = np.array([0.85, 0.20, 0.60], np.float32)  # left lower arm (the right arm is not seen)
+TROUSERS = np.array([0.10, 0.15, 0.55], np.float32)  # upper legs (the lower legs are not seen)
+
+
+def _partly_seen_garment(size: int = 64):
+    """B seen from the front on its left side only: torso front ``TOP``, left arm bare upper arm (skin) and
+    ``SLEEVE`` lower arm, upper legs ``TROUSERS``, head and hands skin; the torso back, the whole right arm
+    and the lower legs are unseen and hold ``FILL`` (B's own completion, as if it had read nothing)."""
+    from types import SimpleNamespace
+
+    part = export_texture_stub_part(size)
+    rng = np.random.default_rng(1)
+    rgb = np.broadcast_to(FILL, (size, size, 3)).copy()
+    skin = np.isin(part, (3, 4, 23, 24, 15, 17))
+    rgb[skin] = SKIN * rng.uniform(0.8, 1.0, (int(skin.sum()), 1))
+    rgb[part == 2] = TOP
+    rgb[np.isin(part, (19, 21))] = SLEEVE
+    rgb[np.isin(part, (7, 8, 9, 10))] = TROUSERS
+    seen = np.isin(part, (2, 3, 4, 23, 24, 15, 17, 19, 21, 7, 8, 9, 10))
+    texture = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None]
+    return SimpleNamespace(pred_textures=texture, source_textures=texture.clone(),
+                           coverage=torch.from_numpy(seen.astype(np.float32))[None, None]), part
+
+
+def test_garment_region_is_completed_from_the_garments_own_texels():
+    """Unseen garment texels take the garment's seen colours through the body (front → back, left arm →
+    right arm, upper → lower legs); none keeps the completion's fill grey, none is the person's own."""
+    garment, part = _partly_seen_garment()
+    person = _state_with_texture(torch.zeros(1, 3, 64, 64))
+    fill = fill_garment(garment, "full")
+    assert fill.skin is not None
+    out = garment_texture(person, garment, "full", fill.skin, fill)[0].permute(1, 2, 0).numpy()
+    region = np.isin(part, GARMENT_REGIONS["full"])
+    worn = region & ~fill.skin
+
+    def share(parts, colour):
+        where = np.isin(part, parts)
+        return (np.abs(out[where] - colour).max(axis=1) < 0.02).mean()
+
+    assert not (np.abs(out[region] - FILL).max(axis=1) < 0.05).any()  # no texel of the region left grey
+    assert (out[worn].max(axis=1) > 0).all()  # nor the person's own colour where the garment is worn
+    assert share((1,), TOP) > 0.99  # the back: the seen front
+    assert share((20, 22), SLEEVE) > 0.99  # the right lower arm: the left sleeve
+    assert share((11, 12, 13, 14), TROUSERS) > 0.99  # the lower legs: the upper legs
+    bare = np.isin(part, (16, 18))  # the right upper arm mirrors the bare left one: the person's own skin
+    assert fill.skin[bare].mean() > 0.95 and (out[bare & fill.skin] == 0).all()
+    assert not fill.skin[np.isin(part, (1, 2, 11, 12, 13, 14, 19, 20, 21, 22))].any()
+
+
+def test_garment_region_is_completed_on_a_prepared_photo_missing_one_arm():
+    """A real prepared garment state (the example photo with its upper region painted one green, its
+    DensePose without the right arm) through every completion: the right arm and the unseen back are that
+    green, never grey, black (the nearest fill's background) or the person's."""
+    from retarget.io.image import read_image_rgb
+    from retarget.pipeline.source import frame_source, prepare_source_crop
+
+    photo = read_image_rgb(EXAMPLE_PHOTO)
+    iuv = _iuv().copy()
+    upper = np.isin(iuv[..., 0], GARMENT_REGIONS["upper"])
+    green = np.array([40, 190, 70], np.uint8)
+    photo = np.where(upper[..., None], green, photo).astype(np.uint8)
+    iuv[np.isin(iuv[..., 0], (16, 18, 20, 22))] = 0  # the right arm: not seen
+    crop = frame_source(photo, iuv=iuv, size=64)
+    region = np.isin(export_texture_stub_part(64), GARMENT_REGIONS["upper"])
+    arm = np.isin(export_texture_stub_part(64), (16, 18, 20, 22))
+    for fill_name in ("body", "nearest"):
+        garment = prepare_source_crop(crop, None, fill=fill_name)
+        fill = fill_garment(garment, "upper")
+        assert fill.visible[arm].sum() == 0
+        worn = region & ~(fill.skin if fill.skin is not None else False)
+        assert worn[arm].mean() > 0.95  # green is not B's skin
+        close = np.abs(fill.rgb[worn] * 255 - green).max(axis=1) < 40
+        assert close.mean() > 0.98, (fill_name, close.mean())
+        assert (np.abs(fill.rgb[arm & worn] * 255 - green).max(axis=1) < 40).mean() > 0.98
 
 
 def test_image_garment_swap_region_colours(exported, garment_photo, tmp_path):

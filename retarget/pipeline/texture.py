@@ -14,8 +14,10 @@ downstream changes:
   photo's), and the source branch is encoded again; the coarse image the refiner's target branch gets
   is read from the new texture;
 - :func:`garment_texture`: A's colour texture with the texels of one body region (DensePose parts,
-  :data:`GARMENT_REGIONS`) taken from B's, except those showing B's own bare skin (:func:`garment_skin`:
-  B's skin colour estimated from B's face and hands), which stay A's.
+  :data:`GARMENT_REGIONS`) taken from B's, completed from the region texels B's photo shows
+  (:func:`fill_garment`: mirror, front/back, next limb segment, nearest of the part; never a fill colour
+  or B's head, hands or background), except those showing B's own bare skin (:func:`garment_skin`: B's
+  skin colour estimated from B's face and hands, carried through the completion), which stay A's.
 """
 
 from __future__ import annotations
@@ -227,6 +229,10 @@ MIN_SKIN_TEXELS = 16
 SKIN_DISTANCE = 3.0
 #: Floor of the model's chroma spread (Cr/Cb units of RGB in [0, 1]): JPEG noise and shading.
 SKIN_MIN_SPREAD = 0.012
+#: Ceiling of the spread: one person's lit skin spreads 0.012–0.017 on the sample photos; a pool with hair or
+#: a print mixed in (a photo from the back: the head is mostly hair) spreads wider, and a model that wide
+#: takes warm clothes (a pink print) for skin, letting the person's own clothes show through the garment.
+SKIN_MAX_SPREAD = 0.02
 
 
 def _chroma(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -260,7 +266,7 @@ def skin_model(rgb: np.ndarray, seen: np.ndarray, part: np.ndarray) -> tuple[np.
             return None
         c = np.stack([cr[keep], cb[keep]], axis=1)
         centre = np.median(c, axis=0)
-        spread = np.maximum(1.4826 * np.median(np.abs(c - centre), axis=0), SKIN_MIN_SPREAD)
+        spread = np.clip(1.4826 * np.median(np.abs(c - centre), axis=0), SKIN_MIN_SPREAD, SKIN_MAX_SPREAD)
         keep = keep & (np.hypot((cr - centre[0]) / spread[0], (cb - centre[1]) / spread[1]) <= 2.5)
     if keep.sum() < MIN_SKIN_TEXELS or centre[0] <= centre[1]:
         return None
@@ -283,30 +289,172 @@ def skin_texels(rgb: np.ndarray, model: tuple[np.ndarray, np.ndarray, float], wi
     return close & (near >= 0.5 * total)
 
 
-def garment_skin(garment: SourceState, region: str) -> np.ndarray | None:
-    """``(Ht, Wt) bool`` texels of ``region`` that show the garment photo's bare skin, or ``None`` when its
-    skin model cannot be estimated (it shows too little of its hands and face)."""
+#: A limb part of the region with fewer completed texels than this after the left/right and front/back
+#: copies continues the adjacent segment of the same limb (the rows of it nearest their shared seam).
+MIN_GARMENT_PART_SEED = 24
+
+
+@dataclass
+class GarmentFill:
+    """The garment photo's texture over one region, completed from what the photo shows of that region.
+
+    Attributes:
+        rgb: ``(Ht, Wt, 3) float32`` RGB in ``[0, 1]``; inside the region every texel holds a colour of
+            the garment photo's own region texels (outside it: the garment's prepared colour texture).
+        visible: ``(Ht, Wt) bool`` region texels the photo shows (reliably): the only sources of the fill.
+        skin: ``(Ht, Wt) bool`` region texels that are the garment photo's bare skin, seen or completed
+            from seen skin (a mirrored bare arm is bare too); ``None`` without a skin model (:func:`skin_model`).
+    """
+
+    rgb: np.ndarray
+    visible: np.ndarray
+    skin: np.ndarray | None
+
+
+def _as_image(tensor: torch.Tensor) -> np.ndarray:
+    return tensor[0].permute(1, 2, 0).float().cpu().numpy()
+
+
+def complete_region(values: np.ndarray, visible: np.ndarray, region: np.ndarray, layout) -> np.ndarray:
+    """Complete ``values`` over ``region`` from its ``visible`` texels only (body-aware, never averaged across parts).
+
+    1. An invisible region texel takes the value at its left/right mirror, its front/back counterpart or
+       its mirror's front/back counterpart, the first that is visible — bilinear over the counterpart's
+       visible taps (:func:`retarget.ops.fill.gather_counterparts`).
+    2. A limb part that still holds fewer than :data:`MIN_GARMENT_PART_SEED` texels continues the adjacent
+       segment of the same limb (trouser legs, sleeves): each texel takes the nearest visible row of that
+       segment at its place around the limb (the ``along_limb`` relations of :mod:`retarget.uvmap.layout`).
+    3. The rest of every part with enough texels takes its nearest texel *of that part*
+       (:func:`retarget.ops.fill.part_nearest_fill`).
+    4. Anything left (a part with no texel of its own, mirror or limb) takes the nearest region texel
+       that holds a value.
+
+    Every value therefore comes from ``visible`` texels of the region (a copy, or a bilinear mix of adjacent
+    visible texels of one counterpart place), never from outside the region nor from a constant.
+
+    Args:
+        values: ``(Ht, Wt, C) float32`` (e.g. RGB plus a 0/1 flag, which then says whether a texel's value
+            came from a flagged texel: > 0.5).
+        visible, region: ``(Ht, Wt) bool``; ``visible`` outside ``region`` is ignored.
+        layout: :class:`retarget.uvmap.layout.TextureLayout` of the texture.
+
+    Returns:
+        ``(Ht, Wt, C) float32``: ``values`` with the region completed (outside ``region``, and every visible
+        texel, unchanged). Without any visible texel, ``values`` unchanged.
+    """
+    from scipy import ndimage
+
+    from retarget.ops.fill import part_nearest_fill
+    from retarget.uvmap.layout import RELATIONS, SYMMETRY_RELATIONS
+    from retarget.uvmap.symmetry import LIMBS, N_PARTS
+
+    h, w = layout.shape
+    region = np.asarray(region, bool).reshape(-1)
+    visible = np.asarray(visible, bool).reshape(-1) & region
+    out = np.array(values, dtype=np.float32, copy=True).reshape(h * w, -1)
+    if not visible.any():
+        return out.reshape(values.shape)
+    part = layout.part.reshape(-1)
+    known = visible.copy()
+
+    def gather(k: int, source: np.ndarray, where: np.ndarray) -> None:
+        """Texels ``where`` (not yet known) read relation ``k``'s counterpart over its ``source`` taps."""
+        idx = np.nonzero(where & ~known)[0]
+        taps, other = layout.taps[k, idx], layout.other[k, idx]
+        weight = layout.weights[k, idx] * (source[taps] & (part[taps] == other[:, None]))
+        total = weight.sum(1)
+        ok = (total >= 0.5) & (other > 0)
+        idx, taps, weight, total = idx[ok], taps[ok], weight[ok], total[ok]
+        out[idx] = (out[taps] * weight[..., None]).sum(1) / total[:, None]
+        known[idx] = True
+
+    for k in range(len(SYMMETRY_RELATIONS)):  # 1. mirror, front/back, both (from the visible texels only)
+        gather(k, visible, region)
+    counts = np.bincount(part[known], minlength=N_PARTS + 1)
+    weak = np.isin(part, [p for p in LIMBS if counts[p] < MIN_GARMENT_PART_SEED]) & region
+    if weak.any():  # 2. weak limb parts continue the next segment (nearest row first)
+        source = known & ~weak
+        for k, name in enumerate(RELATIONS):
+            if name.startswith("along_limb@"):
+                gather(k, source, weak)
+    counts = np.bincount(part[known], minlength=N_PARTS + 1)
+    seed = known & (counts[part] >= MIN_GARMENT_PART_SEED)
+    filled, valid = part_nearest_fill(torch.from_numpy(out.T.reshape(1, -1, h, w).copy()),  # 3. same part nearest
+                                      torch.from_numpy(seed.reshape(1, 1, h, w)), torch.as_tensor(layout.part),
+                                      N_PARTS)
+    out = filled[0].reshape(out.shape[1], -1).T.numpy().copy()
+    valid = (valid[0, 0].numpy().reshape(-1) | known) & region
+    left = region & ~valid
+    if left.any():  # 4. nearest region texel holding a value
+        rows, cols = ndimage.distance_transform_edt(~valid.reshape(h, w), return_distances=False,
+                                                    return_indices=True)
+        out[left] = out[(rows * w + cols).reshape(-1)[left]]
+    out = out.reshape(values.shape)
+    return np.where(region.reshape(h, w, 1), out, values).astype(np.float32)
+
+
+def fill_garment(garment: SourceState, region: str) -> GarmentFill:
+    """The garment photo's ``region`` completed from the region texels its photo shows (:func:`complete_region`),
+    with its bare skin (:func:`skin_model` of its hands and face, applied to the *seen* region texels and carried
+    along with their colours).
+
+    The region's colours are the photo's own (``source_textures``, the photo splatted into the texture, where
+    the state has it; else ``pred_textures``), not the garment state's completion: that one may read the
+    garment photo outside the region (its head, its hands, its background), which has nothing to do with
+    the clothes.
+    """
+    from retarget.ops.fill import reliable_coverage
     from retarget.uvmap.layout import texture_layout
 
-    rgb = garment.pred_textures[0].permute(1, 2, 0).float().cpu().numpy()
-    part = texture_layout(*rgb.shape[:2]).part
-    model = skin_model(rgb, garment.coverage[0, 0].cpu().numpy() > 0.5, part)
-    if model is None:
-        return None
-    return skin_texels(rgb, model, np.isin(part, GARMENT_REGIONS[region]))
+    th, tw = garment.pred_textures.shape[-2:]
+    layout = texture_layout(th, tw)
+    inside = region_mask(region, (th, tw))
+    seen = garment.coverage[0, 0].cpu().numpy() > 0.5
+    completed = _as_image(garment.pred_textures)
+    splat = getattr(garment, "source_textures", None)
+    photo = completed if splat is None else np.where(seen[..., None], _as_image(splat), completed)
+    visible = seen & inside
+    xy = getattr(garment, "source_xy_textures", None)
+    if xy is not None:  # stray splats (faces across atlas seams) are not what the photo shows there
+        labels = torch.as_tensor(layout.part, device=xy.device)
+        visible &= reliable_coverage(xy.float(), garment.coverage > 0.5, labels)[0, 0].cpu().numpy()
+    if getattr(garment, "uv", None) is not None and getattr(garment, "mask", None) is not None:
+        # texels splatted from the silhouette's edge (the garment mixed with the photo's background) or from
+        # a DensePose part border (an arm's border often holds torso or background pixels) are refilled
+        from retarget.pipeline.pair import copyable_texels
+
+        visible &= copyable_texels(garment.uv, garment.mask, layout)[0, 0].cpu().numpy()
+    if not visible.any():  # a sliver of a region: every seen texel is better than none
+        visible = seen & inside
+    model = skin_model(photo, seen, layout.part)
+    flag = skin_texels(photo, model, visible) if model is not None else np.zeros_like(visible)
+    values = complete_region(np.concatenate([photo, flag[..., None].astype(np.float32)], axis=2), visible, inside,
+                             layout)
+    rgb = np.where(inside[..., None], values[..., :3], completed).astype(np.float32)
+    skin = inside & (values[..., 3] > 0.5) if model is not None else None
+    return GarmentFill(rgb=rgb, visible=visible, skin=skin)
+
+
+def garment_skin(garment: SourceState, region: str) -> np.ndarray | None:
+    """``(Ht, Wt) bool`` texels of ``region`` that show the garment photo's bare skin (:attr:`GarmentFill.skin`),
+    or ``None`` when its skin model cannot be estimated (it shows too little of its hands and face)."""
+    return fill_garment(garment, region).skin
 
 
 def garment_texture(person: SourceState, garment: SourceState, region: str,
-                    keep_skin: np.ndarray | None = None) -> torch.Tensor:
-    """``(1, 3, Ht, Wt)`` the person's colour texture with ``region``'s texels from the garment's, except the
-    ``keep_skin`` texels (``(Ht, Wt) bool``, e.g. :func:`garment_skin`), which stay the person's own."""
+                    keep_skin: np.ndarray | None = None, fill: GarmentFill | None = None) -> torch.Tensor:
+    """``(1, 3, Ht, Wt)`` the person's colour texture with ``region``'s texels from the garment's completed region
+    (``fill``, default :func:`fill_garment`), except the ``keep_skin`` texels (``(Ht, Wt) bool``, e.g.
+    :attr:`GarmentFill.skin`), which stay the person's own."""
     if garment.pred_textures.shape != person.pred_textures.shape:
         raise ValueError("person and garment textures differ in size")
+    fill = fill_garment(garment, region) if fill is None else fill
     mask = region_mask(region, tuple(person.pred_textures.shape[-2:]))
     if keep_skin is not None:
         mask = mask & ~keep_skin
     mask = torch.from_numpy(mask).to(person.pred_textures.device)[None, None]
-    return torch.where(mask, garment.pred_textures.to(person.pred_textures.dtype), person.pred_textures)
+    worn = torch.from_numpy(fill.rgb).permute(2, 0, 1)[None].to(person.pred_textures)
+    return torch.where(mask, worn, person.pred_textures)
 
 
 def _named(command: str, name: str) -> str:
@@ -352,14 +500,15 @@ def with_garment(person: SourceState, garment: SourceState, region: str, models:
     if seen < MIN_GARMENT_COVERAGE:
         raise InputError(f"{garment_path}: the garment photo shows only {100 * seen:.0f} % of the {region} body "
                          f"region; use a photo where those clothes are visible")
-    skin = garment_skin(garment, region)
+    fill = fill_garment(garment, region)
+    skin = fill.skin
     if skin is None:
         print(f"note: {garment_path}: the garment photo shows too little of its face and hands to tell its skin "
               f"from its clothes; the whole {region} body region is taken from it", file=sys.stderr)
-    return with_texture(person, garment_texture(person, garment, region, skin), models)
+    return with_texture(person, garment_texture(person, garment, region, skin, fill), models)
 
 
-__all__ = ["GARMENT_REGIONS", "MIN_GARMENT_COVERAGE", "TextureExport", "check_source_edits",
-           "export_texture", "garment_coverage",
+__all__ = ["GARMENT_REGIONS", "MIN_GARMENT_COVERAGE", "MIN_GARMENT_PART_SEED", "GarmentFill", "TextureExport",
+           "check_source_edits", "complete_region", "export_texture", "fill_garment", "garment_coverage",
            "garment_skin", "garment_texture", "read_texture", "region_mask", "skin_model", "skin_texels",
            "texture_legend", "with_garment", "with_texture"]
