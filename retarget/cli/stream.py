@@ -102,6 +102,13 @@ def stream_command(
     side_by_side: opt.SideBySide = False,
     engine: opt.Engine = "auto",
     temporal_filter: opt.TemporalFilter = True,
+    densepose_every: str = typer.Option(
+        "1", "--densepose-every", metavar="K|auto",
+        help="DensePose on keyframes only; every frame is rendered at once from the newest keyframe's IUV "
+             "carried forward by optical flow. With a DensePose model on a live input it runs in the "
+             "background and no frame waits for it; auto: a new keyframe as soon as the previous one is "
+             "done; K: every K frames; a cut or unreliable flow asks for one at once. 1 = every frame "
+             "(default). See docs/stream.md."),
     temporal_strength: int = typer.Option(1, "--temporal-strength", min=1, max=8,
                                           help="Temporal filter window: past frames used (no look-ahead in a "
                                                "stream); more is steadier but follows fast moves later."),
@@ -126,7 +133,7 @@ def stream_command(
                             densepose_track=densepose_track, densepose_backend=densepose_backend,
                             allow_large=allow_large, device=device, background=background, output_mode=output_mode,
                             on_missing=on_missing, table=table, precision=precision, side_by_side=side_by_side,
-                            engine=engine, fill=fill, person=person,
+                            engine=engine, fill=fill, person=person, densepose_every=densepose_every,
                             temporal_radius=temporal_strength if temporal_filter else 0, quiet=quiet)
     stop = threading.Event()
     with _graceful_stop(stop):
