@@ -147,7 +147,8 @@ def dense_flow(g0: np.ndarray, g1: np.ndarray, flow_side: int = 512, dis=None) -
     h, w = g0.shape[:2]
     scale = min(1.0, float(flow_side) / max(h, w))
     threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
+    if threads != 1:  # setting it costs ~1 ms even when unchanged (a live stream keeps it at 1)
+        cv2.setNumThreads(1)
     try:
         if scale < 1.0:
             size = (max(8, int(round(w * scale))), max(8, int(round(h * scale))))
@@ -159,7 +160,8 @@ def dense_flow(g0: np.ndarray, g1: np.ndarray, flow_side: int = 512, dis=None) -
             return flow
         return dis.calc(np.ascontiguousarray(g0), np.ascontiguousarray(g1), None)
     finally:
-        cv2.setNumThreads(threads)
+        if threads != 1:
+            cv2.setNumThreads(threads)
 
 
 @functools.lru_cache(maxsize=8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 import time
 
@@ -212,12 +213,13 @@ def test_thread_budget_keeps_the_sum_within_the_cores():
     import cv2
     import torch
 
-    before = (torch.get_num_threads(), cv2.getNumThreads())
+    before = (torch.get_num_threads(), cv2.getNumThreads(), sys.getswitchinterval())
     with thread_budget(cores=4) as counts:
         assert torch.get_num_threads() == 2 and cv2.getNumThreads() == 1 and counts["torch"] * 2 <= 4
+        assert sys.getswitchinterval() <= 0.001
     with thread_budget() as counts:
         assert 2 * counts["torch"] <= max(2, usable_cores())
-    assert (torch.get_num_threads(), cv2.getNumThreads()) == before
+    assert (torch.get_num_threads(), cv2.getNumThreads(), sys.getswitchinterval()) == before
 
 
 @pytest.mark.parametrize("value, fragment", [("0", "--densepose-every 0"), ("often", "--densepose-every often"),

@@ -78,6 +78,9 @@ def stream_command(
                                          help="Write one JSON line per frame (pts, arrival, output, latency, dropped) "
                                               "to this .jsonl file."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many input frames."),
+    crf: Optional[int] = typer.Option(None, "--crf",
+                                      help="H.264 quality 0..51 of encoded outputs (files, URLs): 0 = lossless, "
+                                           "default 20; lower is better. Not for raw (y4m) or vcam outputs."),
     source_iuv: Optional[Path] = typer.Option(None, "--source-iuv",
                                               help="DensePose IUV PNG (or UV .npy) of the photo."),
     input_iuv: Optional[Path] = typer.Option(None, "--input-iuv",
@@ -122,7 +125,7 @@ def stream_command(
     settings = StreamSettings(input=input_spec, output=output_spec, input_format=input_format,
                               output_format=output_format, input_iuv=input_iuv, drop=drop, queue=queue,
                               realtime=realtime, timeout=timeout, stats=stats, overwrite=overwrite,
-                              max_frames=max_frames)
+                              max_frames=max_frames, crf=crf)
     settings.validate()
     device = resolve_device(device)
     inputs = [source, source_iuv, input_iuv, Path(input_spec) if input_spec not in ("-",) else None]

@@ -27,7 +27,10 @@ Two modes:
 Threads (asynchronous mode, while the stream runs; :func:`thread_budget`): torch's intra-op threads are set
 to half the usable cores (at least 1) — the DensePose worker and the renderer each run torch, so together
 they use the cores, not twice as many — and OpenCV to 1 thread (the flow already runs on one); both are
-restored when the stream ends. OpenVINO, when it runs the DensePose backbone, sizes its own pool
+restored when the stream ends. (A lower scheduling priority for the worker was tried and left out: on
+cores loaded by other processes it starved DensePose — one keyframe in 12 s — without lowering the
+renderer's p95 latency.) At the end of a stream a DensePose call still in flight is waited for (its
+result unused). OpenVINO, when it runs the DensePose backbone, sizes its own pool
 (one stream) on top of this; the counts are printed by ``bench/stream.py``.
 """
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,22 +58,32 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: Python's GIL switch interval while an asynchronous stream runs (seconds; Python's default is 0.005). The
+#: DensePose worker gives the GIL up around every torch op and must wait for it back; with the renderer busy
+#: in Python, each wait lasts up to the interval, which at the default made a DensePose call several times
+#: slower inside the stream than alone.
+SWITCH_INTERVAL = 0.0005
+
+
 @contextlib.contextmanager
 def thread_budget(cores: int | None = None):
-    """torch at ``max(1, cores // 2)`` intra-op threads and OpenCV at 1 while the block runs (two torch
-    users: the DensePose worker and the renderer); previous counts restored after."""
+    """torch at ``max(1, cores // 2)`` intra-op threads, OpenCV at 1 and the GIL switch interval at
+    :data:`SWITCH_INTERVAL` while the block runs (two torch users: the DensePose worker and the renderer);
+    previous settings restored after."""
     import cv2
     import torch
 
     cores = cores or usable_cores()
-    torch_before, cv_before = torch.get_num_threads(), cv2.getNumThreads()
+    torch_before, cv_before, switch_before = torch.get_num_threads(), cv2.getNumThreads(), sys.getswitchinterval()
     torch.set_num_threads(max(1, cores // 2))
     cv2.setNumThreads(1)
+    sys.setswitchinterval(min(switch_before, SWITCH_INTERVAL))
     try:
         yield {"torch": torch.get_num_threads(), "opencv": 1, "cores": cores}
     finally:
         torch.set_num_threads(torch_before)
         cv2.setNumThreads(cv_before)
+        sys.setswitchinterval(switch_before)
 
 
 def empty_result(hw: tuple[int, int]) -> DensePoseResult:
@@ -131,11 +145,14 @@ class DensePoseWorker:
                 self._cond.wait(left if left is not None else 0.1)
             return True
 
-    def close(self) -> None:
-        """Stop the worker; a call in flight finishes in the background and is discarded."""
+    def close(self, wait: float = 60.0) -> None:
+        """Stop the worker: a call in flight is discarded, but waited for (up to ``wait`` seconds) so that no
+        DensePose runs while the interpreter shuts down (torch would abort the process)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join(wait)
 
     def _loop(self) -> None:
         while True:

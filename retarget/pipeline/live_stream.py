@@ -29,7 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from retarget.errors import InputError, UsageError
-from retarget.io.stream_io import InputEnded, StreamInput, open_output, output_format, output_kind, remove_output
+from retarget.io.stream_io import (
+    InputEnded,
+    StreamInput,
+    check_stream_crf,
+    open_output,
+    output_format,
+    output_kind,
+    remove_output,
+)
 from retarget.io.video import VideoFrame
 from retarget.pipeline.live import Retargeter
 
@@ -54,6 +62,7 @@ class StreamSettings:
     stats: Path | None = None
     overwrite: bool = False
     max_frames: int | None = None  # stop reading after this many input frames
+    crf: int | None = None  # H.264 quality of encoded outputs (None: retarget.io.stream_io.STREAM_CRF)
 
     def validate(self) -> None:
         if self.drop is not None and self.drop not in DROPS:
@@ -66,7 +75,7 @@ class StreamSettings:
             raise UsageError("--realtime paces a file; a pipe comes at its sender's pace")
         if self.max_frames is not None and self.max_frames < 1:
             raise UsageError(f"--max-frames must be at least 1, got {self.max_frames}")
-        output_format(self.output, self.output_format)  # an unknown output type fails before any work
+        check_stream_crf(self.crf, output_format(self.output, self.output_format))  # before any work
         if self.output == "-" and _isatty(sys.stdout):
             raise UsageError("--output -: stdout is a terminal; pipe it into a player (| ffplay -) or give --output "
                              "FILE|URL")
@@ -332,7 +341,7 @@ def _run(source: StreamInput, session, settings: StreamSettings, drop: str, stop
             if writer is None:
                 width, height = session.output_size
                 writer = open_output(settings.output, width, height, source.fps, source.time_base,
-                                     settings.output_format)
+                                     settings.output_format, settings.crf)
             try:
                 writer.write(rgb, frame.pts)
             except Exception as exc:  # noqa: BLE001 - only a closed reader is an end; the rest re-raised
