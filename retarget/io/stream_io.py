@@ -421,13 +421,14 @@ def open_output(target: str, width: int, height: int, fps: Fraction, time_base: 
 
 
 def check_stream_crf(crf: int | None, fmt: str) -> None:
-    """``--crf`` in range (as ``video``'s, :func:`retarget.io.output.check_codec_options`) and for an H.264
+    """``--crf`` in range (``video``'s bounds, :func:`retarget.io.output.check_codec_options`) and for an H.264
     output only (not YUV4MPEG2 / raw frames or a virtual camera); a one-line :class:`UsageError`."""
     if crf is None:
         return
-    from retarget.io.output import check_codec_options
+    from retarget.io.output import MAX_CRF
 
-    check_codec_options(None, crf)
+    if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= MAX_CRF:  # video's bounds and words
+        raise UsageError(f"--crf must be 0..{MAX_CRF} (0 = lossless H.264, default {STREAM_CRF}), got {crf}")
     if fmt in ("yuv4mpegpipe", "rawvideo", "vcam"):
         what = "a virtual camera takes raw frames" if fmt == "vcam" else "this output is raw frames (YUV4MPEG2)"
         raise UsageError(f"--crf applies to H.264 outputs (files, URLs, --output-format mpegts/nut/...) only "
