@@ -49,7 +49,8 @@ def _graceful_stop(stop: threading.Event):
         "a URL (udp://, rtsp://, srt://, http://, ...) or a file. --output: - (stdout, YUV4MPEG2 unless "
         "--output-format), a URL (udp://, srt://, tcp:// as MPEG-TS, rtmp:// as FLV), a file (.ts, fragmented "
         ".mp4, .mkv, .y4m, .nut, .flv) or vcam (pip install 'retarget[vcam]'). Output frames keep the input "
-        "timestamps. DensePose runs on every frame (weights needed) unless --input-iuv gives it. Ctrl-C or "
+        "timestamps. DensePose runs on every frame (weights needed) unless --input-iuv gives it; with "
+        "--densepose-every it runs on keyframes only, in the background on live inputs. Ctrl-C or "
         "SIGTERM ends the stream cleanly (exit 0); see docs/stream.md."
     ),
 )
