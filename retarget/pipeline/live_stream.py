@@ -254,7 +254,7 @@ def run_stream(retargeter: Retargeter, settings: StreamSettings, stop: threading
         drop = settings.drop or ("late" if source.live else "none")
         asynchronous = keyframes_asynchronous(retargeter, settings, source)
         densepose = retargeter.keyframes(densepose, asynchronous)
-        if asynchronous and densepose is not None and hasattr(densepose, "worker"):
+        if getattr(densepose, "worker", None) is not None:  # DensePose in the background: the thread budget
             from retarget.pipeline.live_keyframes import thread_budget
 
             budget.enter_context(thread_budget())
