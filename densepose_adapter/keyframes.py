@@ -147,7 +147,8 @@ def dense_flow(g0: np.ndarray, g1: np.ndarray, flow_side: int = 512, dis=None) -
     h, w = g0.shape[:2]
     scale = min(1.0, float(flow_side) / max(h, w))
     threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
+    if threads != 1:  # setting it costs ~1 ms even when unchanged (a live stream keeps it at 1)
+        cv2.setNumThreads(1)
     try:
         if scale < 1.0:
             size = (max(8, int(round(w * scale))), max(8, int(round(h * scale))))
@@ -159,7 +160,8 @@ def dense_flow(g0: np.ndarray, g1: np.ndarray, flow_side: int = 512, dis=None) -
             return flow
         return dis.calc(np.ascontiguousarray(g0), np.ascontiguousarray(g1), None)
     finally:
-        cv2.setNumThreads(threads)
+        if threads != 1:
+            cv2.setNumThreads(threads)
 
 
 @functools.lru_cache(maxsize=8)
@@ -302,6 +304,7 @@ class Carried:
     distance: int = 0  # frames after its keyframe
     error: np.ndarray | None = None  # (H, W) forward-backward error of its flow (carried frames)
     index: int = 0  # position in the stream (0-based)
+    wants: str = ""  # lenient carry only: the check that asked for a new keyframe (the frame was carried anyway)
 
 
 class KeyframePropagator:
@@ -343,18 +346,25 @@ class KeyframePropagator:
         self._count += 1
         return Carried(result, True, self.reason, index=self._key_index)
 
-    def carry(self, grey: np.ndarray) -> Carried | None:
-        """The keyframe carried to this frame, or ``None`` when it must be a keyframe (``self.reason`` says why)."""
+    def carry(self, grey: np.ndarray, lenient: bool = False) -> Carried | None:
+        """The keyframe carried to this frame, or ``None`` when it must be a keyframe (``self.reason`` says why).
+
+        ``lenient`` (live streams, where DensePose runs asynchronously and the next keyframe comes later):
+        no interval check (the caller paces keyframes), and a failed reliability check (area, unreliable,
+        motion, new-content) still returns the carried frame, with the check's name in ``Carried.wants``;
+        only a missing keyframe (``first``) or a cut returns ``None``.
+        """
         s = self.settings
         if self._key is None:
             self.reason = "first"
             return None
-        if s.every is not None and self._since + 1 >= s.every:
+        if not lenient and s.every is not None and self._since + 1 >= s.every:
             self.reason = "interval"
             return None
-        if s.auto and self._since + 1 >= s.auto_max:
+        if not lenient and s.auto and self._since + 1 >= s.auto_max:
             self.reason = "interval"
             return None
+        wants = ""
         key_grey = self._key_grey
         if grey.shape != key_grey.shape or histogram_intersection(grey, key_grey) < s.cut_histogram:
             self.reason = "cut"
@@ -377,28 +387,36 @@ class KeyframePropagator:
         area = int(np.count_nonzero(fg))
         if self._area and abs(area - self._area) > s.max_area_change * self._area:
             self.reason = "area"
-            return None
+            if not lenient:
+                return None
+            wants = wants or "area"
         if area:
             length = np.hypot(back[..., 0][fg], back[..., 1][fg])
             unreliable = float(np.mean(err[fg] > s.fb_px + 0.1 * length))
             motion = float(np.median(length))
             if unreliable > s.max_unreliable:
                 self.reason = "unreliable"
-                return None
+                if not lenient:
+                    return None
+                wants = wants or "unreliable"
             if s.auto and self._height and motion > s.auto_motion * self._height:
                 self.reason = "motion"
-                return None
+                if not lenient:
+                    return None
+                wants = wants or "motion"
         outside = ~_grow(fg | (self._key.iuv[..., 0] > 0), max(2, int(0.03 * max(grey.shape))))
         if np.count_nonzero(outside & (residual > 40)) > s.max_new_content * grey.size:
             self.reason = "new-content"
-            return None
+            if not lenient:
+                return None
+            wants = wants or "new-content"
         self._since += 1
         self._count += 1
         boxes = _carry_boxes(self._key, carried, back)
         scores = np.asarray(self._key.scores, np.float32).reshape(-1)
         result = DensePoseResult(image_hw=tuple(carried.shape[:2]), boxes=boxes, scores=scores, iuv=carried)
         err = err.astype(np.float16) if err is not None else None  # kept while the frame waits for the next keyframe
-        return Carried(result, False, "", unreliable, motion, self._since, err, self._count - 1)
+        return Carried(result, False, "", unreliable, motion, self._since, err, self._count - 1, wants)
 
     def carry_back(self, grey: np.ndarray, carried: Carried) -> Carried:
         """``carried`` (a frame carried forward, ``carried.distance`` frames after the previous keyframe)

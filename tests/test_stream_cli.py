@@ -301,6 +301,9 @@ def test_without_densepose_weights_or_input_iuv_the_error_names_the_fetch_comman
     (["--output", "out.avi"], "unknown output type"),
     (["--queue", "0"], "--queue"),
     (["--background", "plaid"], "--background"),
+    (["--crf", "52"], "--crf must be 0..51"),
+    (["--crf", "-1"], "--crf must be 0..51"),
+    (["--crf", "10", "--output", "out.y4m"], "--crf applies to H.264 outputs"),
 ])
 def test_bad_options_are_usage_errors(clip, tmp_path, monkeypatch, capsys, args, fragment):
     monkeypatch.chdir(tmp_path)
@@ -323,3 +326,14 @@ def test_vcam_without_pyvirtualcam_is_a_clear_error(clip, tmp_path, monkeypatch,
     monkeypatch.setitem(sys.modules, "pyvirtualcam", None)  # not installed
     assert main(_stream_args(clip, "--input", str(clip["driver"]), "--output", "vcam")) == 2
     assert "retarget[vcam]" in one_error_line(capsys)
+
+
+def test_crf_sets_the_h264_quality_of_a_stream_output(clip, tmp_path, capsys):
+    sizes = {}
+    for crf in ("0", "45"):
+        out = tmp_path / f"crf{crf}.ts"
+        assert main(_stream_args(clip, "--input", str(clip["driver"]), "--output", str(out), "--crf", crf)) == 0
+        frames, _ = _decode(out)
+        assert len(frames) == 12
+        sizes[crf] = out.stat().st_size
+    assert sizes["0"] > 1.8 * sizes["45"], sizes  # mostly MPEG-TS overhead at 160x120

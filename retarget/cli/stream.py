@@ -49,7 +49,8 @@ def _graceful_stop(stop: threading.Event):
         "a URL (udp://, rtsp://, srt://, http://, ...) or a file. --output: - (stdout, YUV4MPEG2 unless "
         "--output-format), a URL (udp://, srt://, tcp:// as MPEG-TS, rtmp:// as FLV), a file (.ts, fragmented "
         ".mp4, .mkv, .y4m, .nut, .flv) or vcam (pip install 'retarget[vcam]'). Output frames keep the input "
-        "timestamps. DensePose runs on every frame (weights needed) unless --input-iuv gives it. Ctrl-C or "
+        "timestamps. DensePose runs on every frame (weights needed) unless --input-iuv gives it; with "
+        "--densepose-every it runs on keyframes only, in the background on live inputs. Ctrl-C or "
         "SIGTERM ends the stream cleanly (exit 0); see docs/stream.md."
     ),
 )
@@ -78,6 +79,9 @@ def stream_command(
                                          help="Write one JSON line per frame (pts, arrival, output, latency, dropped) "
                                               "to this .jsonl file."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many input frames."),
+    crf: Optional[int] = typer.Option(None, "--crf",
+                                      help="H.264 quality 0..51 of encoded outputs (files, URLs): 0 = lossless, "
+                                           "default 20; lower is better. Not for raw (y4m) or vcam outputs."),
     source_iuv: Optional[Path] = typer.Option(None, "--source-iuv",
                                               help="DensePose IUV PNG (or UV .npy) of the photo."),
     input_iuv: Optional[Path] = typer.Option(None, "--input-iuv",
@@ -102,6 +106,13 @@ def stream_command(
     side_by_side: opt.SideBySide = False,
     engine: opt.Engine = "auto",
     temporal_filter: opt.TemporalFilter = True,
+    densepose_every: str = typer.Option(
+        "1", "--densepose-every", metavar="K|auto",
+        help="DensePose on keyframes only; every frame is rendered at once from the newest keyframe's IUV "
+             "carried forward by optical flow. With a DensePose model on a live input it runs in the "
+             "background and no frame waits for it; auto: a new keyframe as soon as the previous one is "
+             "done; K: every K frames; a cut or unreliable flow asks for one at once. 1 = every frame "
+             "(default). See docs/stream.md."),
     temporal_strength: int = typer.Option(1, "--temporal-strength", min=1, max=8,
                                           help="Temporal filter window: past frames used (no look-ahead in a "
                                                "stream); more is steadier but follows fast moves later."),
@@ -115,7 +126,7 @@ def stream_command(
     settings = StreamSettings(input=input_spec, output=output_spec, input_format=input_format,
                               output_format=output_format, input_iuv=input_iuv, drop=drop, queue=queue,
                               realtime=realtime, timeout=timeout, stats=stats, overwrite=overwrite,
-                              max_frames=max_frames)
+                              max_frames=max_frames, crf=crf)
     settings.validate()
     device = resolve_device(device)
     inputs = [source, source_iuv, input_iuv, Path(input_spec) if input_spec not in ("-",) else None]
@@ -126,7 +137,7 @@ def stream_command(
                             densepose_track=densepose_track, densepose_backend=densepose_backend,
                             allow_large=allow_large, device=device, background=background, output_mode=output_mode,
                             on_missing=on_missing, table=table, precision=precision, side_by_side=side_by_side,
-                            engine=engine, fill=fill, person=person,
+                            engine=engine, fill=fill, person=person, densepose_every=densepose_every,
                             temporal_radius=temporal_strength if temporal_filter else 0, quiet=quiet)
     stop = threading.Event()
     with _graceful_stop(stop):

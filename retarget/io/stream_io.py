@@ -252,6 +252,10 @@ def output_kind(spec: str) -> str:
     return "url" if url_scheme(spec) is not None else "file"
 
 
+#: H.264 quality of stream outputs when ``--crf`` is not given (a little below ``video``'s 18: live bitrate)
+STREAM_CRF = 20
+
+
 def output_format(spec: str, requested: str | None = None) -> str:
     """The container ``spec`` is written in (``requested``: ``--output-format``).
 
@@ -286,9 +290,11 @@ class StreamWriter:
         width, height: frame size (cropped to even numbers).
         fps: nominal frame rate; time_base: of the ``pts`` given to :meth:`write` (the input's).
         fmt: container (:func:`output_format`).
+        crf: H.264 constant rate factor 0..51 (``--crf``; 0 = lossless), default :data:`STREAM_CRF`.
     """
 
-    def __init__(self, target: str, width: int, height: int, fps: Fraction, time_base: Fraction, fmt: str):
+    def __init__(self, target: str, width: int, height: int, fps: Fraction, time_base: Fraction, fmt: str,
+                 crf: int | None = None):
         av = _av()
         self.target = target
         self.format = fmt
@@ -319,8 +325,8 @@ class StreamWriter:
             self._stream.time_base = self.time_base
             self._stream.codec_context.time_base = self.time_base
             gop = max(1, int(round(float(self.fps))))  # a keyframe a second: joinable, mp4 fragments
-            self._stream.options = {"preset": "veryfast", "tune": "zerolatency", "crf": "20", "g": str(gop),
-                                    "bf": "0"}
+            self._stream.options = {"preset": "veryfast", "tune": "zerolatency",
+                                    "crf": str(STREAM_CRF if crf is None else int(crf)), "g": str(gop), "bf": "0"}
         self._last_pts: int | None = None
         self._first_pts: int | None = None
         self._last_slot = -1
@@ -406,12 +412,27 @@ class VirtualCameraWriter:
 
 
 def open_output(target: str, width: int, height: int, fps: Fraction, time_base: Fraction,
-                fmt: str | None = None):
+                fmt: str | None = None, crf: int | None = None):
     """A writer for ``target`` (:class:`StreamWriter` or :class:`VirtualCameraWriter`)."""
     fmt = output_format(target, fmt)
     if fmt == "vcam":
         return VirtualCameraWriter(width, height, fps)
-    return StreamWriter(target, width, height, fps, time_base, fmt)
+    return StreamWriter(target, width, height, fps, time_base, fmt, crf)
+
+
+def check_stream_crf(crf: int | None, fmt: str) -> None:
+    """``--crf`` in range (``video``'s bounds, :func:`retarget.io.output.check_codec_options`) and for an H.264
+    output only (not YUV4MPEG2 / raw frames or a virtual camera); a one-line :class:`UsageError`."""
+    if crf is None:
+        return
+    from retarget.io.output import MAX_CRF
+
+    if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= MAX_CRF:  # video's bounds and words
+        raise UsageError(f"--crf must be 0..{MAX_CRF} (0 = lossless H.264, default {STREAM_CRF}), got {crf}")
+    if fmt in ("yuv4mpegpipe", "rawvideo", "vcam"):
+        what = "a virtual camera takes raw frames" if fmt == "vcam" else "this output is raw frames (YUV4MPEG2)"
+        raise UsageError(f"--crf applies to H.264 outputs (files, URLs, --output-format mpegts/nut/...) only "
+                         f"({what}); leave it out")
 
 
 def remove_output(target: str) -> None:

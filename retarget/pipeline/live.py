@@ -27,6 +27,7 @@ Python API::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -222,7 +223,8 @@ class LiveSession:
             raw = self.densepose(frame.index, rgb)
         else:
             raw = as_result(result, rgb.shape[:2], f"IUV of frame {frame.index}")
-        self.times.add("densepose", time.perf_counter() - tick)
+        self.times.add(getattr(self.densepose, "stage_name", "densepose") if result is None else "densepose",
+                       time.perf_counter() - tick)
         tick = time.perf_counter()
         filtered = self.filter(rgb, raw) if self.filter is not None else raw
         self.times.add("temporal_filter", time.perf_counter() - tick)
@@ -239,6 +241,12 @@ class LiveSession:
         out = next(iter(self.composite([rendered])), None)
         return None if out is None else out[0]
 
+    def close(self) -> None:
+        """End the stream: stops a DensePose keyframe worker (:mod:`retarget.pipeline.live_keyframes`)."""
+        close = getattr(self.densepose, "close", None)
+        if close is not None:
+            close()
+
 
 @dataclass
 class RetargeterSettings:
@@ -253,6 +261,9 @@ class RetargeterSettings:
     densepose_backend: str = "auto"  # auto | torchvision | detectron2 (model for frames without given IUV)
     densepose_model: object = None  # a ready DensePose backend (``predict(list of BGR images)``) instead
     allow_large: bool = False
+    # with densepose_every != 1: run DensePose in a worker thread, frames rendered from the newest keyframe
+    # carried forward (None: yes for a DensePose model, no for given IUV; retarget.pipeline.live_keyframes)
+    densepose_async: bool | None = None
 
 
 class Retargeter:
@@ -268,7 +279,8 @@ class Retargeter:
         **options: :class:`RetargeterSettings` fields (``size``, ``models``, ``densepose_*``) and
             :class:`retarget.pipeline.video.VideoOptions` fields (``background``, ``person``, ``on_missing``,
             ``temporal_radius`` (default 1 here: past frames only), ``device``, ``precision``, ``engine``,
-            ``output_mode``, ``side_by_side``, ``fill``, ...), as for ``retarget video``.
+            ``output_mode``, ``side_by_side``, ``fill``, ``densepose_every`` (``"K"`` / ``"auto"``: DensePose
+            keyframes, :mod:`retarget.pipeline.live_keyframes`), ...), as for ``retarget video``.
 
     Raises:
         TypeError: an unknown option name. UsageError / InputError / WeightsError: as the CLI reports them.
@@ -393,6 +405,17 @@ class Retargeter:
 
         return run
 
+    def keyframes(self, densepose, asynchronous: bool):
+        """``densepose`` on keyframes only with the IUV carried by flow between them
+        (:class:`retarget.pipeline.live_keyframes.LiveKeyframes`), or ``densepose`` itself when
+        ``densepose_every`` is 1. ``asynchronous``: DensePose in a worker thread (a model on a live input)."""
+        every = self.options.keyframe_interval()
+        if every == 1 or densepose is None:
+            return densepose
+        from retarget.pipeline.live_keyframes import LiveKeyframes
+
+        return LiveKeyframes(densepose, every, asynchronous)
+
     # -- per stream ------------------------------------------------------------------------------
     def session(self, width: int, height: int, fps=None, densepose=None, split_blobs: bool = False) -> LiveSession:
         """A new stream of ``width`` x ``height`` frames (see :class:`LiveSession`)."""
@@ -409,22 +432,47 @@ class Retargeter:
             fps: frame rate (``--on-missing hold`` time, crop smoothing; default 25).
 
         A frame without a person under ``on_missing="skip"`` gives no output frame.
+
+        With ``densepose_every`` K or ``auto`` (keyframes): given ``iuv`` is used at keyframes only, in the
+        calling thread (deterministic); the DensePose model runs asynchronously in a worker thread unless
+        ``densepose_async=False`` — each frame is rendered at once from the newest finished keyframe carried
+        to it, frames before the first keyframe follow ``on_missing`` — with the thread counts of
+        :func:`retarget.pipeline.live_keyframes.thread_budget` while the generator runs.
         """
         iuvs = iter(iuv) if iuv is not None else None
         session: LiveSession | None = None
-        densepose = None
-        for position, item in enumerate(frames):
-            rgb = check_frame(item.rgb if isinstance(item, VideoFrame) else item, f"frame {position}")
-            result = None
-            if iuvs is not None:
-                result = next(iuvs, None)
-                if result is None:
-                    raise InputError(f"iuv: no IUV for frame {position}; give one per frame")
-            if session is None:
-                if iuvs is None:
-                    densepose = self.model_densepose()
-                split = result is not None and not isinstance(result, DensePoseResult)  # IUV images: no boxes
-                session = self.session(rgb.shape[1], rgb.shape[0], fps, densepose, split)
-            out = session.process(item if isinstance(item, VideoFrame) else rgb, result)
-            if out is not None:
-                yield out
+        keyframes = self.options.keyframe_interval() != 1
+        current: list = [None]  # given IUV of the frame being processed (read by the keyframe stage)
+        budget = contextlib.ExitStack()
+        try:
+            for position, item in enumerate(frames):
+                rgb = check_frame(item.rgb if isinstance(item, VideoFrame) else item, f"frame {position}")
+                result = None
+                if iuvs is not None:
+                    result = next(iuvs, None)
+                    if result is None:
+                        raise InputError(f"iuv: no IUV for frame {position}; give one per frame")
+                if session is None:
+                    split = result is not None and not isinstance(result, DensePoseResult)  # IUV images: no boxes
+                    if iuvs is None:
+                        asynchronous = self.settings.densepose_async is not False
+                        densepose = self.keyframes(self.model_densepose(), asynchronous)
+                        if keyframes and asynchronous:
+                            from retarget.pipeline.live_keyframes import thread_budget
+
+                            budget.enter_context(thread_budget())
+                    else:
+                        def given(index: int, frame_rgb: np.ndarray) -> DensePoseResult:
+                            return as_result(current[0], frame_rgb.shape[:2], f"IUV of frame {index}")
+
+                        densepose = self.keyframes(given, False) if keyframes else None
+                    session = self.session(rgb.shape[1], rgb.shape[0], fps, densepose, split)
+                if keyframes and result is not None:
+                    current[0], result = result, None  # the keyframe stage reads it on keyframes only
+                out = session.process(item if isinstance(item, VideoFrame) else rgb, result)
+                if out is not None:
+                    yield out
+        finally:
+            if session is not None:
+                session.close()
+            budget.close()

@@ -29,7 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from retarget.errors import InputError, UsageError
-from retarget.io.stream_io import InputEnded, StreamInput, open_output, output_format, output_kind, remove_output
+from retarget.io.stream_io import (
+    InputEnded,
+    StreamInput,
+    check_stream_crf,
+    open_output,
+    output_format,
+    output_kind,
+    remove_output,
+)
 from retarget.io.video import VideoFrame
 from retarget.pipeline.live import Retargeter
 
@@ -54,6 +62,7 @@ class StreamSettings:
     stats: Path | None = None
     overwrite: bool = False
     max_frames: int | None = None  # stop reading after this many input frames
+    crf: int | None = None  # H.264 quality of encoded outputs (None: retarget.io.stream_io.STREAM_CRF)
 
     def validate(self) -> None:
         if self.drop is not None and self.drop not in DROPS:
@@ -66,7 +75,7 @@ class StreamSettings:
             raise UsageError("--realtime paces a file; a pipe comes at its sender's pace")
         if self.max_frames is not None and self.max_frames < 1:
             raise UsageError(f"--max-frames must be at least 1, got {self.max_frames}")
-        output_format(self.output, self.output_format)  # an unknown output type fails before any work
+        check_stream_crf(self.crf, output_format(self.output, self.output_format))  # before any work
         if self.output == "-" and _isatty(sys.stdout):
             raise UsageError("--output -: stdout is a terminal; pipe it into a player (| ffplay -) or give --output "
                              "FILE|URL")
@@ -93,6 +102,8 @@ class StreamSummary:
     latencies_ms: list = field(default_factory=list)
     stopped: str | None = None  # why the run ended early: "interrupted", or the input's note
     times: dict = field(default_factory=dict)
+    keyframes: object = None  # the keyframe stage's log (retarget.pipeline.live_keyframes.KeyframeLog), if any
+    densepose_calls: int | None = None  # with keyframes: DensePose calls finished
 
     @property
     def fps(self) -> float:
@@ -103,9 +114,10 @@ class StreamSummary:
 
     def line(self) -> str:
         end = f" ({self.stopped})" if self.stopped else ""
+        keys = f" keyframes={len(self.keyframes.keyframes)}" if self.keyframes is not None else ""
         return (f"stream: frames in={self.frames_in} out={self.frames_out} dropped={self.dropped} "
                 f"fps={self.fps:.2f} latency_p50_ms={self.percentile(50):.1f} "
-                f"latency_p95_ms={self.percentile(95):.1f}{end}")
+                f"latency_p95_ms={self.percentile(95):.1f}{keys}{end}")
 
 
 class FrameQueue:
@@ -212,6 +224,18 @@ def frame_densepose(retargeter: Retargeter, settings: StreamSettings):
     return retargeter.model_densepose(settings.input), False
 
 
+def keyframes_asynchronous(retargeter: Retargeter, settings: StreamSettings, source: StreamInput) -> bool:
+    """Whether DensePose keyframes run in a worker thread: yes for a DensePose model on a live input (camera,
+    URL, pipe, ``--realtime`` file); no for ``--input-iuv`` (read at the keyframes) and for a file read as
+    fast as possible (deterministic). ``Retargeter(densepose_async=...)`` overrides it for a model."""
+    if settings.input_iuv is not None:
+        return False
+    chosen = retargeter.settings.densepose_async
+    if chosen is not None:
+        return bool(chosen)
+    return not (source.kind == "file" and not settings.realtime)
+
+
 def run_stream(retargeter: Retargeter, settings: StreamSettings, stop: threading.Event | None = None,
                quiet: bool = False) -> StreamSummary:
     """Stream ``settings.input`` through ``retargeter`` to ``settings.output`` (see the module docstring).
@@ -224,8 +248,16 @@ def run_stream(retargeter: Retargeter, settings: StreamSettings, stop: threading
     densepose, split_blobs = frame_densepose(retargeter, settings)  # missing weights: before opening anything
     source = StreamInput(settings.input, settings.input_format, settings.timeout, settings.realtime).open()
     readers: list[threading.Thread] = []
+    session = None
+    budget = contextlib.ExitStack()
     try:
         drop = settings.drop or ("late" if source.live else "none")
+        asynchronous = keyframes_asynchronous(retargeter, settings, source)
+        densepose = retargeter.keyframes(densepose, asynchronous)
+        if getattr(densepose, "worker", None) is not None:  # DensePose in the background: the thread budget
+            from retarget.pipeline.live_keyframes import thread_budget
+
+            budget.enter_context(thread_budget())
         session = retargeter.session(source.width, source.height, source.fps, densepose, split_blobs)
         delay = float(os.environ.get(DELAY_ENV, "0") or 0) / 1000.0
         if delay > 0:
@@ -243,6 +275,9 @@ def run_stream(retargeter: Retargeter, settings: StreamSettings, stop: threading
                 return _run(source, session, settings, drop, stop, handle, quiet, readers)
         return _run(source, session, settings, drop, stop, None, quiet, readers)
     finally:
+        if session is not None:
+            session.close()
+        budget.close()
         # A reader still blocked inside the input (a silent network stream, a pipe without data) must
         # not have its container closed under it (PyAV would crash): it ends with the process.
         if not any(thread.is_alive() for thread in readers):
@@ -306,7 +341,7 @@ def _run(source: StreamInput, session, settings: StreamSettings, drop: str, stop
             if writer is None:
                 width, height = session.output_size
                 writer = open_output(settings.output, width, height, source.fps, source.time_base,
-                                     settings.output_format)
+                                     settings.output_format, settings.crf)
             try:
                 writer.write(rgb, frame.pts)
             except Exception as exc:  # noqa: BLE001 - only a closed reader is an end; the rest re-raised
@@ -344,6 +379,8 @@ def _run(source: StreamInput, session, settings: StreamSettings, drop: str, stop
     summary.stopped = ("output closed" if reader_state.get("output_gone") else "input ended"
                        if reader_state.get("ended") else "interrupted" if stop.is_set() else None)
     summary.times = dict(session.times)
+    summary.keyframes = getattr(session.densepose, "log", None)
+    summary.densepose_calls = getattr(session.densepose, "calls", None) if summary.keyframes is not None else None
     for key in ("ended", "output_gone"):
         if not quiet and reader_state.get(key):
             print(f"note: {reader_state[key]}", file=sys.stderr)
