@@ -246,6 +246,7 @@ LIBRARY_MESSAGES = {
     "retarget/io/output.py": ["video", "batch"],
     "retarget/pipeline/job.py": ["video", "frames", "batch", "texture", "stream"],
     "retarget/pipeline/texture.py": ["video", "frames", "batch", "image"],
+    "retarget/pipeline/pair.py": ["video", "frames", "image", "texture", "stream"],
     "retarget/pipeline/video.py": ["video", "frames", "batch", "stream"],
     "retarget/pipeline/people.py": ["video", "frames", "batch", "stream"],
     "retarget/pipeline/keyframes.py": ["video", "frames", "batch", "densepose"],

@@ -32,17 +32,5 @@ def resolve_models(checkpoint_dir: Path | None, device: str):
     runs and how to install weights.
     """
     from retarget.pipeline import Models
-    from retarget.weights import resolve_coordinpaint_checkpoints, warn_weight_free_once
 
-    if checkpoint_dir is not None:
-        folder = Path(checkpoint_dir)
-        if not folder.is_dir():
-            raise UsageError(f"{folder}: --checkpoint-dir is not a folder")
-        return Models.from_checkpoint_dir(folder, device)
-    paths = resolve_coordinpaint_checkpoints(None)
-    if paths is None:
-        warn_weight_free_once()
-        return None
-    from retarget.models.loading import load_official_inpainter, load_official_refiner
-
-    return Models(load_official_inpainter(paths[0]), load_official_refiner(paths[1])).to(device)
+    return Models.resolve(checkpoint_dir, device)

@@ -319,20 +319,7 @@ class Retargeter:
     def _models(models, device: str) -> Models | None:
         if models is None or isinstance(models, Models):
             return models.to(device) if isinstance(models, Models) else None
-        if isinstance(models, (str, Path)) and str(models) != "auto":
-            folder = Path(models)
-            if not folder.is_dir():
-                raise UsageError(f"{folder}: --checkpoint-dir is not a folder")
-            return Models.from_checkpoint_dir(folder, device)
-        from retarget.weights import resolve_coordinpaint_checkpoints, warn_weight_free_once
-
-        paths = resolve_coordinpaint_checkpoints(None)
-        if paths is None:
-            warn_weight_free_once()
-            return None
-        from retarget.models.loading import load_official_inpainter, load_official_refiner
-
-        return Models(load_official_inpainter(paths[0]), load_official_refiner(paths[1])).to(device)
+        return Models.resolve(None if str(models) == "auto" else models, device)
 
     def _job(self, source: Path | None, source_iuv: Path | None, driver: str = "stream"):
         from retarget.pipeline.job import VideoJob

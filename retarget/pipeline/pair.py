@@ -47,6 +47,26 @@ class Models:
         return cls(load_official_inpainter(folder / "inpainter.pth"),
                    load_official_refiner(folder / "refiner.pth")).to(device)
 
+    @classmethod
+    def resolve(cls, checkpoint_dir: str | Path | None, device: str = "cpu") -> "Models | None":
+        """The models a command runs: from ``checkpoint_dir`` (both files must load), else the installed
+        weights, else ``None`` (the weight-free path; one stderr line says so and how to install weights)."""
+        from retarget.errors import UsageError
+        from retarget.weights import resolve_coordinpaint_checkpoints, warn_weight_free_once
+
+        if checkpoint_dir is not None:
+            folder = Path(checkpoint_dir)
+            if not folder.is_dir():
+                raise UsageError(f"{folder}: --checkpoint-dir is not a folder")
+            return cls.from_checkpoint_dir(folder, device)
+        paths = resolve_coordinpaint_checkpoints(None)
+        if paths is None:
+            warn_weight_free_once()
+            return None
+        from retarget.models.loading import load_official_inpainter, load_official_refiner
+
+        return cls(load_official_inpainter(paths[0]), load_official_refiner(paths[1])).to(device)
+
 
 @dataclass
 class SourceState:
