@@ -43,12 +43,12 @@ boxes ``(N, 4) float32`` xyxy.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from densepose_adapter.temporal import pixel_grid
 from densepose_adapter.types import DensePoseResult
 
 #: DIS preset (measured on CPU, docs/temporal.md): ultrafast, refined down to half resolution.
@@ -164,14 +164,6 @@ def dense_flow(g0: np.ndarray, g1: np.ndarray, flow_side: int = 512, dis=None) -
             cv2.setNumThreads(threads)
 
 
-@functools.lru_cache(maxsize=8)
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    gx.flags.writeable = False
-    gy.flags.writeable = False
-    return gx, gy
-
-
 def carry_iuv(iuv: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """``iuv`` (the keyframe) sampled at ``x + flow(x)`` for every pixel ``x`` of the new frame.
 
@@ -181,7 +173,7 @@ def carry_iuv(iuv: np.ndarray, flow: np.ndarray) -> np.ndarray:
     import cv2
 
     h, w = flow.shape[:2]
-    gx, gy = _grid(h, w)
+    gx, gy = pixel_grid(h, w)
     mx, my = gx + flow[..., 0], gy + flow[..., 1]
     near = cv2.remap(iuv, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     labels = iuv[..., 0]
@@ -205,7 +197,7 @@ def carry_iuv(iuv: np.ndarray, flow: np.ndarray) -> np.ndarray:
 def _warp_grey(grey: np.ndarray, flow: np.ndarray) -> np.ndarray:
     import cv2
 
-    gx, gy = _grid(*flow.shape[:2])
+    gx, gy = pixel_grid(*flow.shape[:2])
     return cv2.remap(grey, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -220,7 +212,7 @@ def fb_error(back: np.ndarray, fwd: np.ndarray) -> np.ndarray:
     """Forward-backward error ``|back(x) + fwd(x + back(x))|`` (pixels) of flows ``t → k`` and ``k → t``."""
     import cv2
 
-    gx, gy = _grid(*back.shape[:2])
+    gx, gy = pixel_grid(*back.shape[:2])
     there = cv2.remap(fwd, gx + back[..., 0], gy + back[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     total = back + there
     return np.hypot(total[..., 0], total[..., 1])
@@ -278,7 +270,7 @@ def _carry_boxes(key: DensePoseResult, carried: np.ndarray, flow: np.ndarray) ->
     if not len(boxes):
         return boxes
     h, w = flow.shape[:2]
-    gx, gy = _grid(h, w)
+    gx, gy = pixel_grid(h, w)
     sx, sy = gx + flow[..., 0], gy + flow[..., 1]  # where each new pixel comes from in the keyframe
     fg = carried[..., 0] > 0
     out = boxes.copy()

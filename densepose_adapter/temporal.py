@@ -127,14 +127,16 @@ def _histogram_intersection(g0: np.ndarray, g1: np.ndarray) -> float:
 
 def _grid(shape: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates ``(x, y)`` (float32) of a ``shape`` window whose top-left pixel is ``origin`` (y, x)."""
-    gx, gy = _unit_grid(int(shape[0]), int(shape[1]))
+    gx, gy = pixel_grid(int(shape[0]), int(shape[1]))
     if origin == (0, 0):
         return gx, gy
     return gx + np.float32(origin[1]), gy + np.float32(origin[0])
 
 
 @functools.lru_cache(maxsize=8)
-def _unit_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only ``(x, y)`` pixel-coordinate maps of an ``h × w`` image (float32, ``x`` = column, ``y`` = row),
+    cached per size."""
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     gx.flags.writeable = False
     gy.flags.writeable = False

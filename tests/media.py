@@ -205,3 +205,16 @@ def read_video(path: Path) -> tuple[list[np.ndarray], dict]:
                 "duration": float(stream.duration * stream.time_base) if stream.duration else None,
                 "audio": len(container.streams.audio) > 0}
     return frames, info
+
+
+def faststart_copy(src: Path, dst: Path) -> Path:
+    """Remux ``src`` with the index (moov) at the front, as streaming-friendly files are (so that a cut file
+    still lists every frame)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return dst

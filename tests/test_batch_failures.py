@@ -13,7 +13,6 @@ import stat
 from contextlib import contextmanager
 from pathlib import Path
 
-import av
 import pytest
 
 from retarget.batch import load_jobs_file
@@ -21,7 +20,7 @@ from retarget.cli import main
 from retarget.errors import UsageError
 from retarget.pipeline.bounds import BATCH_SIZE_BOUNDS, DENSEPOSE_SIZE_BOUNDS, SIZE_BOUNDS, check_bounds
 from tests.conftest import EXAMPLE_IUV, EXAMPLE_PHOTO
-from tests.media import make_driver
+from tests.media import faststart_copy, make_driver
 
 WEIGHTS = "no DensePose weights"
 
@@ -39,18 +38,6 @@ def deadline(seconds: int):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
-
-
-def faststart_copy(src: Path, dst: Path) -> Path:
-    """Remux with the index (moov) at the front, so that a cut file still lists every frame."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
-        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
-        for packet in inp.demux():
-            if packet.dts is None:
-                continue
-            packet.stream = streams[packet.stream.index]
-            out.mux(packet)
-    return dst
 
 
 def cut(path: Path, fraction: float, out: Path) -> Path:

@@ -30,6 +30,7 @@ from retarget.cli import main
 from tests import badmedia
 from tests.assets import coordinpaint_dir, uv_pair_dir
 from tests.conftest import REPO
+from tests.media import faststart_copy
 
 VIDEO_FLAGS = ["--size", "64", "--weight-free", "-q"]
 
@@ -122,18 +123,6 @@ def _png_header(width: int, height: int) -> bytes:
         chunk(b"IEND", b"")
 
 
-def _faststart_copy(src: Path, dst: Path) -> Path:
-    """Remux ``src`` with the index (moov) at the front, as streaming-friendly files are."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
-        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
-        for packet in inp.demux():
-            if packet.dts is None:
-                continue
-            packet.stream = streams[packet.stream.index]
-            out.mux(packet)
-    return dst
-
-
 def _long_driver(ctx: Ctx, n: int = 12) -> Path:
     frames, iuvs = badmedia.person_frames(n, 96, 96)
     path = badmedia.write_video(ctx.folder / "long.mp4", frames, audio=True)
@@ -142,7 +131,7 @@ def _long_driver(ctx: Ctx, n: int = 12) -> Path:
 
 
 def _truncated_driver(ctx: Ctx) -> Path:
-    fast = _faststart_copy(_long_driver(ctx), ctx.folder / "fast.mp4")
+    fast = faststart_copy(_long_driver(ctx), ctx.folder / "fast.mp4")
     bad = badmedia.truncate(fast, 0.6, ctx.folder / "cut.mp4")
     shutil.copy(ctx.folder / "long.iuv.npz", ctx.folder / "cut.iuv.npz")
     return bad
