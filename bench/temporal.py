@@ -20,6 +20,13 @@ and V, and one limb's pixels dropped on 5 % of the frames (single frames, limb c
    best of ``--repeats`` runs, as wall time and as this process's CPU time (all threads). On a shared,
    busy machine the wall time mostly measures waiting for a CPU; the CPU time does not count that
    waiting (it does include every thread's work, so on an idle machine the wall time is lower still).
+5. Real DensePose (every folder of ``../shared/real`` with ``rgb/`` + ``iuv/``, and ``--clips``): label
+   flicker = the share of person pixels (either frame) whose part label changes from frame t to t + 1
+   after motion compensation (DIS flow of the real frames, t + 1 sampled back onto t), for the official
+   per-frame IUV and for the filtered IUV (guides from the real frames; offline, as ``retarget video``).
+   Boundary error: the filtered labels against the raw ones of the same frame, on pixels within 2 px of
+   a part border (the outline included) and inside the parts, and the mean distance (px) of the
+   filtered outline from the raw one — what the filter moved where the labels are least certain.
 """
 
 from __future__ import annotations
@@ -38,7 +45,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(REPO / "bench"))
+
 from densepose_adapter import temporal  # noqa: E402
+from densepose_adapter.keyframes import carry_iuv, dense_flow  # noqa: E402
 from densepose_adapter.precomputed import PrecomputedIUV  # noqa: E402
 from retarget.io.video import VideoWriter, iter_frames  # noqa: E402
 
@@ -182,11 +192,76 @@ def cost_per_frame(clean: list[np.ndarray], frames: list[np.ndarray], rng: np.ra
     return min(runs), float(np.median(runs)), min(cpu)
 
 
+def real_label_flicker(iuvs: list[np.ndarray], greys: list[np.ndarray]) -> float:
+    """Mean share of person pixels (in either frame) whose label changes between consecutive frames,
+    frame ``t + 1`` sampled back onto frame ``t`` along the DIS flow of the real frames."""
+    values = []
+    for t in range(len(iuvs) - 1):
+        carried = carry_iuv(iuvs[t + 1], dense_flow(greys[t], greys[t + 1]))[..., 0]
+        labels = iuvs[t][..., 0]
+        person = (labels > 0) | (carried > 0)
+        if person.any():
+            values.append(float(np.mean(labels[person] != carried[person])))
+    return float(np.mean(values)) if values else float("nan")
+
+
+def boundary_error(filtered: list[np.ndarray], raw: list[np.ndarray]) -> tuple[float, float, float]:
+    """(label disagreement within 2 px of raw part borders, disagreement inside the parts, mean distance in
+    px of the filtered outline from the raw one), means over the frames."""
+    kernel = np.ones((5, 5), np.uint8)
+    band_err, inner_err, outline = [], [], []
+    for f, r in zip(filtered, raw):
+        lf, lr = f[..., 0], r[..., 0]
+        band = cv2.dilate(lr, kernel) != cv2.erode(lr, kernel)
+        person = (lf > 0) | (lr > 0)
+        inner = person & ~band
+        band_err.append(float(np.mean(lf[band] != lr[band])) if band.any() else 0.0)
+        inner_err.append(float(np.mean(lf[inner] != lr[inner])) if inner.any() else 0.0)
+        edge_f = (lf > 0).astype(np.uint8) - cv2.erode((lf > 0).astype(np.uint8), np.ones((3, 3), np.uint8))
+        if edge_f.any() and (lr > 0).any():
+            edge_r = (lr > 0).astype(np.uint8) - cv2.erode((lr > 0).astype(np.uint8), np.ones((3, 3), np.uint8))
+            distance = cv2.distanceTransform((edge_r == 0).astype(np.uint8), cv2.DIST_L2, 3)
+            outline.append(float(distance[edge_f > 0].mean()))
+    return float(np.mean(band_err)), float(np.mean(inner_err)), float(np.mean(outline)) if outline else float("nan")
+
+
+def real_clips(extra: list[Path]) -> None:
+    """Section 5: label flicker of real DensePose, raw vs filtered (see the module docstring)."""
+    from end_to_end import find_clips, load_clip
+
+    clips = find_clips(extra)
+    print(f"5. real DensePose clips ({len(clips)}), flow-compensated label flicker raw vs filtered")
+    if not clips:
+        print("   (no clip found: ../shared/real is absent and no --clips given)")
+        return
+    settings = temporal.TemporalSettings()
+    ratios = []
+    for folder in clips:
+        frames = load_clip(folder)
+        if len(frames) < 3:
+            continue
+        greys, raw = [g for g, _ in frames], [i for _, i in frames]
+        filtered = temporal.filter_sequence(raw, greys, settings)
+        before, after = real_label_flicker(raw, greys), real_label_flicker(filtered, greys)
+        band, inner, outline = boundary_error(filtered, raw)
+        ratios.append(after / before)
+        name = folder.name if folder.parent.name == "real" else f"{folder.parent.name}/{folder.name}"
+        print(f"   clip={name} frames={len(frames)} flicker raw={before:.4f} filtered={after:.4f} "
+              f"ratio={after / before:.2f} boundary_err band={band:.4f} inside={inner:.4f} outline_px={outline:.2f}")
+    if ratios:
+        print(f"   worst clip ratio {max(ratios):.2f}, mean {np.mean(ratios):.2f}")
+        print(f"  {'label flicker filtered / raw, every real clip':<52} {max(ratios):<28.2f} target {'<= 0.5':<14} "
+              f"{'ok' if max(ratios) <= 0.5 else 'MISSED'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=Path, default=REPO.parent / "shared" / "samples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--clips", type=Path, nargs="*", default=[],
+                        help="more folders with rgb/ + iuv/ (section 5), beside ../shared/real")
+    parser.add_argument("--only-real", action="store_true", help="run section 5 only")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     settings = temporal.TemporalSettings()
@@ -197,6 +272,10 @@ def main() -> None:
 
     def line(name, value, target, ok):
         print(f"  {name:<52} {value:<28} target {target:<14} {'ok' if ok else 'MISSED'}")
+
+    if args.only_real:
+        real_clips(args.clips)
+        return
 
     clean, frames = example_clip()
     noisy = noisy_clip(clean, rng)
@@ -234,6 +313,8 @@ def main() -> None:
           f"{cpu_time * 1000:.1f} ms (all threads; waiting for a busy CPU does not count)")
     line("seconds per frame (best of wall and CPU time)", f"{min(best, cpu_time) * 1000:.1f} ms", "<= 50 ms",
          min(best, cpu_time) <= 0.050)
+
+    real_clips(args.clips)
 
 
 if __name__ == "__main__":
