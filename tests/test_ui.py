@@ -279,14 +279,28 @@ def test_client_renders_through_the_retarget_endpoint_as_the_cli_does(served, me
                        handle(str(media["driver_iuv"])), weight_free=True, size=64, person="3", api_name="/retarget")
 
 
+def test_the_api_example_of_docs_ui_md_runs(served, monkeypatch, capsys):
+    _need("gradio_client")
+    text = (REPO / "docs" / "ui.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    assert 'api_name="/retarget"' in code and "http://127.0.0.1:7860/" in code
+    code = code.replace("http://127.0.0.1:7860/", served.url)
+    code = code.replace('"driver_IUV.zip"', repr(served.server.example()[3]))
+    code = code.replace("side_by_side=True,", "side_by_side=True, size=64,")  # tiny: fast
+    monkeypatch.chdir(REPO)
+    exec(compile(code, "docs/ui.md", "exec"), {})
+    video = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    frames, info = read_video(video)
+    assert len(frames) == 60 and (info["width"], info["height"]) == (960, 360)  # driver | result
+
+
 def test_browser_runs_the_one_click_example_and_the_video_plays(served):
     _need("playwright")
     browser_path = _chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=browser_path, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        browser = _browser(p, browser_path)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(served.url)
@@ -305,10 +319,51 @@ def test_browser_runs_the_one_click_example_and_the_video_plays(served):
             page.wait_for_selector("#status strong", timeout=30_000)
             assert re.match(r"60 frames in", page.inner_text("#status"))
             assert page.eval_on_selector("#texture img", "img => img.naturalWidth") > 0
-            shot = os.environ.get("RETARGET_UI_SCREENSHOT")  # docs/img/ui.png is made this way
-            if shot:
-                page.wait_for_timeout(800)
-                page.screenshot(path=shot, full_page=True)
+        finally:
+            browser.close()
+
+
+def _browser(p, browser_path):
+    return p.chromium.launch(executable_path=browser_path, headless=True,
+                             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+
+
+def test_cancel_button_stops_the_running_job(served, monkeypatch):
+    _need("playwright")
+    browser_path = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    import retarget.ui.app as page_module
+
+    real = page_module.run_job
+
+    def slowed(job, models, progress=None, cancel=None):  # 60 frames take a few seconds: time to press Cancel
+        def report(stage, done, total):
+            time.sleep(0.05)
+            progress(stage, done, total)
+
+        return real(job, models, progress=report, cancel=cancel)
+
+    monkeypatch.setattr(page_module, "run_job", slowed)
+    before = set(served.server.sessions)
+    with sync_playwright() as p:
+        browser = _browser(p, browser_path)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(served.url)
+            page.click("#run_example")
+            page.wait_for_selector("text=/2\\/2 render/", timeout=120_000)  # the progress bar's stage
+            page.click("#cancel")
+            page.wait_for_selector("#status >> text=Cancelled", timeout=10_000)
+            (session,) = [served.server.sessions[k] for k in set(served.server.sessions) - before]
+            deadline = time.monotonic() + 20
+            while served.server.render_lock.locked() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not served.server.render_lock.locked()  # the job has stopped, long before its end
+            assert session.cancel.is_set() and session.last is None
+            run = session.folder / "run-1"
+            assert (run / "texture.png").is_file() and not list(run.glob("*result*"))  # no video kept
+            assert page.eval_on_selector("#result", "e => e.querySelector('video') === null")
         finally:
             browser.close()
 

@@ -202,7 +202,7 @@ def build_app(server: UiServer):
 
     def cancel(request: gr.Request):
         server.session(request).cancel.set()
-        gr.Info("Cancelling: the job stops at the next frame")
+        return "**Cancelled**: the job stops at its next frame; nothing of it is kept."
 
     def people(driver_video, driver_iuv, person, densepose_size, request: gr.Request):
         session = server.session(request)
@@ -300,6 +300,9 @@ def build_app(server: UiServer):
         inputs = [source, driver, source_iuv, driver_iuv, person, background, output_mode, side_by_side,
                   weight_free, fill, engine, precision, densepose_size, size, on_missing]
         extra_outputs = [texture, status, download, frame]
+        for button in (render, run_example):
+            button.click(lambda: "Rendering… (the progress bar is on the result)", None, status, queue=False,
+                         api_visibility="private")
         run_event = render.click(retarget, inputs, result, api_name="retarget", concurrency_limit=1,
                                  concurrency_id="render")
         run_event.success(extras, None, extra_outputs, api_visibility="private", queue=False)
@@ -311,7 +314,7 @@ def build_app(server: UiServer):
                                       concurrency_id="render")
             example_event.success(extras, None, extra_outputs, api_visibility="private", queue=False)
             events.append(example_event)
-        stop.click(cancel, None, None, cancels=events, queue=False, api_visibility="private")
+        stop.click(cancel, None, status, cancels=events, queue=False, api_visibility="private")
         show_people.click(people, [driver, driver_iuv, person, densepose_size], [people_image, people_caption, person],
                           api_visibility="private", concurrency_limit=1, concurrency_id="render")
         show_frames.click(frames, [frame], [stages, stage_link], api_visibility="private", concurrency_limit=1,
