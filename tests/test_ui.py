@@ -369,7 +369,8 @@ def test_cancel_button_stops_the_running_job(served, monkeypatch):
 
 
 # -- a clean stop ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGINT"])  # one handler for both: Ctrl-C in the slow run
 def test_signal_stops_the_server_and_removes_its_files(sig, tmp_path):
     _need("gradio")
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -394,6 +395,41 @@ def test_signal_stops_the_server_and_removes_its_files(sig, tmp_path):
             proc.kill()
             proc.wait()
         proc.stderr.close()
+
+
+def test_stopping_the_server_stops_a_running_render_and_removes_everything(media, monkeypatch):
+    """What Ctrl-C/SIGTERM do after the signal (serve() then closes the page this way)."""
+    client_module = _need("gradio_client")
+    import retarget.ui.app as page_module
+    from retarget.ui.app import UiConfig, start
+
+    real, reached = page_module.run_job, []
+
+    def slowed(job, models, progress=None, cancel=None):
+        def report(stage, done, total):
+            reached.append((stage, done))
+            time.sleep(0.2)
+            progress(stage, done, total)
+
+        return real(job, models, progress=report, cancel=cancel)
+
+    monkeypatch.setattr(page_module, "run_job", slowed)
+    running = start(UiConfig(port=free_port(), defaults=SMALL))
+    try:
+        client = client_module.Client(running.url, verbose=False)
+        handle = client_module.handle_file
+        client.submit(handle(str(media["photo"])), handle(str(media["driver"])), handle(str(media["photo_iuv"])),
+                      handle(str(media["driver_iuv"])), api_name="/retarget")
+        deadline = time.monotonic() + 60
+        while not any(stage == RENDER_LABEL for stage, _ in reached) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(stage == RENDER_LABEL for stage, _ in reached)
+    finally:
+        start_close = time.monotonic()
+        running.close()
+    assert time.monotonic() - start_close < 20
+    assert max(done for stage, done in reached if stage == RENDER_LABEL) < 8  # stopped before its end
+    assert not running.server.root.exists()
 
 
 def test_port_in_use_is_one_error_line(capsys):

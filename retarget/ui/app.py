@@ -242,7 +242,9 @@ def build_app(server: UiServer):
         with gr.Row():
             with gr.Column():
                 source = gr.Image(label="Source photo (upload or webcam snapshot)", sources=["upload", "webcam"],
-                                  type="filepath", height=280, elem_id="source")
+                                  type="filepath", image_mode=None, format="png", height=280, elem_id="source")
+                # image_mode None: the uploaded file as it is (the pipeline decodes it as `retarget video` does);
+                # png: a webcam snapshot is saved losslessly
                 source_iuv = gr.File(label="Source IUV PNG (optional; else DensePose runs)", file_types=[".png"],
                                      elem_id="source_iuv", height=90)
             with gr.Column():
@@ -380,11 +382,18 @@ def start(config: UiConfig, root: Path | None = None) -> RunningUi:
 
 
 def serve(config: UiConfig, announce=print) -> None:
-    """Serve the page until Ctrl-C (SIGINT) or SIGTERM, then stop the running job and remove every file."""
+    """Serve the page until Ctrl-C (SIGINT) or SIGTERM, then stop the running job (at its next frame) and
+    remove every file; a second signal while stopping raises ``KeyboardInterrupt``."""
     stopping = threading.Event()
+
+    def on_signal(*_) -> None:
+        if stopping.is_set():  # a second Ctrl-C while stopping: give up waiting (exit 130)
+            raise KeyboardInterrupt
+        stopping.set()
+
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig in previous:
-        signal.signal(sig, lambda *_: stopping.set())
+        signal.signal(sig, on_signal)
     running = None
     try:
         running = start(config)
