@@ -8,13 +8,15 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# torch/torchvision (and the optional OpenVINO engine: openvino, nncf) are pinned here so tests and benches
-# cover them; pyproject keeps ranges (extra `openvino`).
+# torch/torchvision (and the optional OpenVINO engine: openvino, nncf; the web page: gradio) are pinned here so
+# tests and benches cover them; pyproject keeps ranges (extras `openvino`, `ui`). playwright (dev extra) drives
+# the system chromium in the browser test; `playwright install` (a browser download) is never run.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q --disable-pip-version-check openvino==2026.4.1 nncf==3.4.0
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check gradio==6.31.0 gradio_client==2.7.2 playwright==1.65.3
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,ui]'
 	touch $(STAMP)
 
 test: setup

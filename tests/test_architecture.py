@@ -1,7 +1,7 @@
 """The import graph (issue 24): imports only run from a higher layer to a lower one, and no module imports
 itself round a circle. Function-level (lazy) imports count: they are still dependencies.
 
-Layers, highest first (docs/architecture.md): ``cli`` → ``batch``, ``inspect`` → ``pipeline`` → ``engine`` →
+Layers, highest first (docs/architecture.md): ``cli`` → ``batch``, ``inspect``, ``ui`` → ``pipeline`` → ``engine`` →
 ``models``, ``ops``, ``uvmap``, ``io``, ``weights`` → ``errors``, ``paths`` → ``densepose_adapter``.
 Modules of one layer may import each other (without circles).
 """
@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: Package prefix → layer (higher imports lower). The longest matching prefix wins.
 LAYERS = {
-    "retarget.__main__": 8, "retarget.cli": 7, "retarget.batch": 6, "retarget.inspect": 6, "retarget.pipeline": 5,
+    "retarget.__main__": 8, "retarget.cli": 7, "retarget.batch": 6, "retarget.inspect": 6, "retarget.ui": 6,
+    "retarget.pipeline": 5,
     "retarget.engine": 4, "retarget.models": 3, "retarget.ops": 3, "retarget.uvmap": 3, "retarget.io": 3,
     "retarget.weights": 3, "retarget": 2, "retarget.errors": 2, "retarget.paths": 2, "densepose_adapter": 1,
 }

@@ -316,8 +316,12 @@ def job_paths(job: VideoJob, plan=None):
     return plan
 
 
-def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_frame=None) -> VideoSummary:
-    """Run one job end to end; ``models=None`` is the weight-free path."""
+def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_frame=None,
+                  on_source=None) -> VideoSummary:
+    """Run one job end to end; ``models=None`` is the weight-free path. ``on_frame(index, rgb)`` is called
+    for every output frame (:func:`retarget.pipeline.video.render_video`), ``on_source(state)`` with the
+    prepared source (:class:`retarget.pipeline.pair.SourceState`, texture edits applied) before the driver
+    is read (``retarget ui`` shows its texture)."""
     from retarget.io.video import check_driver_size, probe_video
     from retarget.pipeline.source import prepare_source_crop
     from retarget.pipeline.texture import check_source_edits
@@ -337,6 +341,8 @@ def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_f
     source = load_source(job, model_backend)
     state = prepare_source_crop(source, models, job.options.device, fill=job.options.fill)
     state = edit_source(job, state, models, model_backend)
+    if on_source is not None:
+        on_source(state)
     densepose = driver_densepose(job, model_backend)
     return render_video(source, state, job.driver, output, densepose, models, job.options, on_frame=on_frame,
                         overwrite=job.overwrite)

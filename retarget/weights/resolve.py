@@ -145,6 +145,8 @@ _PRECOMPUTED = {
     ("batch", "garment"): "{stem}_IUV.png beside it, or a garment_iuv column in a jobs file",
     ("stream", "stream"): "--input-iuv FOLDER|FILE.npz",
     ("stream", "source"): "--source-iuv FILE, or {stem}_IUV.png beside it",
+    ("ui", "driver"): "upload its IUV as a driver IUV (.npz, or a .zip of *_IUV.png)",
+    ("ui", "source"): "upload its IUV PNG as the source IUV",
 }
 _WEIGHTS_OPTION = {"video": "--densepose-weights", "frames": "--densepose-weights", "batch": "--densepose-weights",
                    "texture": "--densepose-weights", "densepose": "--weights", "stream": "--densepose-weights"}
