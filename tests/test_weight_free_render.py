@@ -82,7 +82,7 @@ def test_edited_texture_shows_and_the_rest_still_reads_the_photo(example):
 
 def test_exported_texture_read_back_keeps_the_photo_detail(example):
     """``retarget texture`` → ``--texture`` without edits: 8-bit rounding is not an edit."""
-    state, plain = example["state"], example["plain"]
+    state = example["state"]
     rgb = export_texture(state).rgb.astype(np.float32) / 255.0
     back = with_texture(state, rgb)
     torch.testing.assert_close(back.seen_weight, state.seen_weight, rtol=0, atol=0)

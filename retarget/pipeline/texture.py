@@ -8,8 +8,8 @@ downstream changes:
 - :func:`export_texture`: the completed colour texture, which texels the photo showed, the completed
   coordinate texture and the part of every texel (``retarget texture``);
 - :func:`with_texture`: the state rendering another colour texture of the same size. Weight-free path:
-  the warp reads the new texture (the ``body`` renderer, which reads the photo itself where the photo saw
-  the body, reads the texture wherever it was edited: :func:`edited_texels`). Learned path: the refiner's source branch sees the photo with the
+  the warp reads the new texture (the ``body`` renderer, which reads the photo itself where the photo
+  saw the body, reads the texture wherever it was edited: :func:`edited_texels`). Learned path: the refiner's source branch sees the photo with the
   *edit* re-projected onto it: every person pixel of the photo moves by the difference between the new
   and the old texture at that pixel's own UV (pixels whose texels were not edited stay exactly the
   photo's), and the source branch is encoded again; the coarse image the refiner's target branch gets
