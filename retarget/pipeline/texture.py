@@ -10,9 +10,9 @@ downstream changes:
 - :func:`with_texture`: the state rendering another colour texture of the same size. Weight-free path:
   the warp reads the new texture (the ``body`` renderer, which reads the photo itself where the photo
   saw the body, reads the texture wherever it was edited: :func:`edited_texels`). Learned path: the
-  refiner's source branch sees the photo with the *edit* re-projected onto it: every person pixel of the photo moves by the difference between the new
-  and the old texture at that pixel's own UV (pixels whose texels were not edited stay exactly the
-  photo's), and the source branch is encoded again; the coarse image the refiner's target branch gets
+  refiner's source branch sees the photo with the *edit* re-projected onto it: every person pixel of the
+  photo moves by the difference between the new and the old texture at that pixel's own UV (pixels whose
+  texels were not edited stay exactly the photo's), and the source branch is encoded again; the coarse image the refiner's target branch gets
   is read from the new texture;
 - :func:`garment_texture`: A's colour texture with the texels of one body region (DensePose parts,
   :data:`GARMENT_REGIONS`) taken from B's, completed from the region texels B's photo shows
