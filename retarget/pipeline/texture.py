@@ -12,8 +12,8 @@ downstream changes:
   saw the body, reads the texture wherever it was edited: :func:`edited_texels`). Learned path: the
   refiner's source branch sees the photo with the *edit* re-projected onto it: every person pixel of the
   photo moves by the difference between the new and the old texture at that pixel's own UV (pixels whose
-  texels were not edited stay exactly the photo's), and the source branch is encoded again; the coarse image the refiner's target branch gets
-  is read from the new texture;
+  texels were not edited stay exactly the photo's), and the source branch is encoded again; the coarse
+  image the refiner's target branch gets is read from the new texture;
 - :func:`garment_texture`: A's colour texture with the texels of one body region (DensePose parts,
   :data:`GARMENT_REGIONS`) taken from B's, completed from the region texels B's photo shows
   (:func:`fill_garment`: mirror, front/back, next limb segment, nearest of the part; never a fill colour
