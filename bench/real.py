@@ -38,6 +38,7 @@ Prints one line per clip, source and variant, then per clip and variant (means o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 import time
@@ -268,6 +269,7 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
         targets = subsample([t for t in range(n) if t != s], max_targets)
         pairs = [t for t in range(1, n) if s not in (t, t - 1)]  # every consecutive pair of targets
         real_warp = warp_error(real, masks, flow, pairs) if pairs else float("nan")
+        shown = {}
         for variant in variants:
             identity = renderer.render(variant, src.uv[None])[0]
             row = {"clip": clip.name, "source": clip.numbers[s], "variant": variant,
@@ -295,20 +297,33 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
             row["prepare_s"] = renderer.seconds.get("nearest" if variant == "nearest" else "body", 0.0)
             rows.append(row)
             print(line(row), flush=True)
-            if pictures is not None and variant == "body" and s == 0:
-                save_picture(pictures, clip.name, src.image, identity, out, real, targets)
+            shown[variant] = (identity, out)
+        if pictures is not None and s == 0 and "body" in shown:
+            t = targets[-1]  # the frame furthest from the source
+            tiles = [(src.image, src_mask)]
+            tiles += [(shown[v][0], src_mask) for v in ("texture", "body") if v in shown]
+            tiles += [(shown["body"][1][t], masks[t]), (real[t], masks[t])]
+            save_picture(pictures, clip.name, tiles)
     return rows
 
 
-def save_picture(folder: Path, name: str, source: np.ndarray, identity: np.ndarray, out: np.ndarray,
-                 real: list[np.ndarray], targets: list[int]) -> None:
-    """source | identity render | (render, real) of two targets, each 128 px."""
+def _person_tile(image: np.ndarray, mask: np.ndarray, height: int) -> np.ndarray:
+    """``image`` (uint8 or float in [0, 1]) cut to ``mask``'s box (+4 px) and scaled to ``height`` rows."""
+    image = image if image.dtype == np.uint8 else np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
+    rows, cols = np.nonzero(mask)
+    r0, r1 = max(rows.min() - 4, 0), min(rows.max() + 5, mask.shape[0])
+    c0, c1 = max(cols.min() - 4, 0), min(cols.max() + 5, mask.shape[1])
+    cut = image[r0:r1, c0:c1]
+    width = max(1, round(cut.shape[1] * height / cut.shape[0]))
+    return cv2.resize(cut, (width, height), interpolation=cv2.INTER_AREA if cut.shape[0] > height else cv2.INTER_CUBIC)
+
+
+def save_picture(folder: Path, name: str, tiles: list[tuple[np.ndarray, np.ndarray]], height: int = 200) -> None:
+    """One PNG: ``(image, mask)`` tiles cut to the person and put side by side with a 4 px white gap."""
     folder.mkdir(parents=True, exist_ok=True)
-    pick = [targets[len(targets) // 2], targets[-1]]
-    tiles = [source, np.clip(identity * 255, 0, 255).astype(np.uint8)]
-    for t in pick:
-        tiles += [np.clip(out[t] * 255, 0, 255).astype(np.uint8), real[t]]
-    strip = np.concatenate([cv2.resize(x, (128, 128), interpolation=cv2.INTER_AREA) for x in tiles], axis=1)
+    cut = [_person_tile(image, mask, height) for image, mask in tiles]
+    gap = np.full((height, 4, 3), 255, np.uint8)
+    strip = np.concatenate([x for tile in cut for x in (tile, gap)][:-1], axis=1)
     cv2.imwrite(str(folder / (name.replace("/", "_") + ".png")), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
 
 
@@ -352,6 +367,45 @@ def summary(rows: list[dict], variants: list[str]) -> None:
         print(f"  body ΔE / nearest ΔE: mean {np.mean(ratio):.3f}, worst clip {max(ratio):.3f}")
 
 
+def speed(clip: Clip, repeats: int = 5, batch: int = 16) -> None:
+    """Source work per photo and per-frame render rate at 256² (weight-free), as wall and CPU time, best of
+    ``repeats``: ``body`` (this renderer), ``texture`` (the colour-texture renderer) and ``nearest``."""
+    import os
+
+    import torch
+
+    from retarget.pipeline.pair import render_targets
+    from retarget.pipeline.source import frame_source, prepare_source_crop
+    from retarget.uvmap.layout import texture_layout
+
+    texture_layout(SIZE, SIZE)  # once per process, not per photo
+    source = frame_source(clip.rgb[0], iuv=clip.iuv[0], size=SIZE)
+    uv, _ = target_uvs(clip.iuv[:batch] * (batch // len(clip.iuv[:batch]) + 1), clip_crop(clip))
+    target = torch.from_numpy(np.ascontiguousarray(uv[:batch])).permute(0, 3, 1, 2)
+
+    def best(fn) -> tuple[float, float]:
+        walls, cpus = [], []
+        for _ in range(repeats):
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn()
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+        return min(walls), min(cpus)
+
+    print(f"\nspeed ({clip.name}, 256², load average {os.getloadavg()[0]:.1f}, torch threads "
+          f"{torch.get_num_threads()}):")
+    for fill in ("body", "nearest"):
+        state = prepare_source_crop(source, None, fill=fill)
+        wall, cpu = best(lambda: prepare_source_crop(source, None, fill=fill))
+        print(f"  prepare_source {fill:<8} {wall:6.3f} s wall {cpu:6.3f} s CPU per photo")
+        variants = [("body", state), ("texture", dataclasses.replace(state, seen=None))] if fill == "body" \
+            else [("nearest", state)]
+        for name, st in variants:
+            wall, cpu = best(lambda: render_targets(st, target, None))
+            print(f"  render_targets {name:<8} {batch / wall:6.0f} frames/s wall {batch / cpu:6.0f} frames/s CPU "
+                  f"(batches of {batch})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folders", nargs="*", type=Path)
@@ -361,6 +415,7 @@ def main() -> None:
     parser.add_argument("--max-targets", type=int, default=None, help="evenly spaced subset of targets per source")
     parser.add_argument("--no-temporal", action="store_true", help="skip the temporal-filter warp error")
     parser.add_argument("--pictures", type=Path, default=None, help="write source/identity/render/real strips here")
+    parser.add_argument("--speed", action="store_true", help="also time source work and per-frame rendering")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
     bad = [v for v in variants if v not in VARIANTS]
@@ -380,6 +435,8 @@ def main() -> None:
         rows += run_clip(load_clip(folder, args.root), variants, sources, args.max_targets, not args.no_temporal,
                          args.pictures)
     summary(rows, variants)
+    if args.speed:
+        speed(load_clip(folders[0], args.root))
     prep = [r["prepare_s"] for r in rows if r["variant"] == "body"]
     if prep:
         print(f"  prepare_source (body): mean {np.mean(prep):.2f} s, max {max(prep):.2f} s per photo")

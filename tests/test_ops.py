@@ -169,13 +169,14 @@ def test_nearest_splat_keeps_each_pixel_apart_on_a_fine_texture():
 
 def test_read_seen_is_bilinear_except_across_a_fold():
     # a 1x4 texture: x = -1, -0.5 (smooth), then a jump to +1, +0.9 (a fold)
-    seen = torch.tensor([[[[-1.0, -0.5, 1.0, 0.9]], [[0.0, 0.0, 0.0, 0.0]]]])
+    seen = torch.tensor([[[[-1.0, -0.5, 1.0, 0.9]], [[0.0, 0.0, 0.0, 0.0]], [[0.0, 0.0, 1.0, 1.0]]]])
     v = torch.zeros(1, 1, 1, 2)
     u = torch.tensor([[[[-0.5, 0.0]]]])  # between texels 0|1 (centre at -0.5) and exactly at the 1|2 border
     uv = torch.cat([u, v], dim=1)
     out = ops.read_seen(seen, uv, fold=0.3)
     assert torch.allclose(out[0, 0, 0, 0], torch.tensor(-0.75))  # smooth: the bilinear blend
     assert out[0, 0, 0, 1] in (-0.5, 1.0)  # fold: one texel's own value, never the blend 0.25
+    assert torch.allclose(out[0, 2, 0], torch.tensor([0.0, 0.5]))  # further channels: bilinear everywhere
 
 
 def test_sample_image_reads_pixel_centres():

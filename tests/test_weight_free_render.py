@@ -40,7 +40,7 @@ def _on_person(result, image):
 def test_identity_render_reproduces_the_photo(example):
     """Rendering the photo onto its own pose gives the photo back; the colour texture alone did not."""
     state, plain = example["state"], example["plain"]
-    assert state.reads_photo and state.seen_xy.shape[-1] == 4 * SIZE
+    assert state.reads_photo and state.seen.shape[-1] == 4 * SIZE
     out, ref = _on_person(plain, example["image"])
     assert _psnr(out, ref) >= 28.0
     # the renderer before issue 31: the 256² (here SIZE²) colour texture read at the target UV
@@ -56,7 +56,7 @@ def test_identity_render_reproduces_the_photo(example):
 
 def test_nearest_fill_keeps_the_classical_renderer(example):
     state = prepare_source(example["image"], example["uv"], None, fill="nearest")
-    assert not state.reads_photo and state.seen_xy is None
+    assert not state.reads_photo and state.seen is None
     uv, mask = ops.split_uv_mask(example["uv"])
     torch.testing.assert_close(render_targets(state, example["uv"]).pred_img,
                                ops.render_target(state.pred_textures, uv, mask), rtol=0, atol=0)
@@ -77,7 +77,7 @@ def test_edited_texture_shows_and_the_rest_still_reads_the_photo(example):
     assert head.sum() > 50
     np.testing.assert_array_equal(out[head], before[head])  # untouched texels: still the photo itself
     # the state itself is unchanged (edits make a new state)
-    assert float(state.seen_weight.sum()) > float(edited.seen_weight.sum())
+    assert float(state.seen[:, 2].sum()) > float(edited.seen[:, 2].sum())
 
 
 def test_exported_texture_read_back_keeps_the_photo_detail(example):
@@ -85,6 +85,6 @@ def test_exported_texture_read_back_keeps_the_photo_detail(example):
     state = example["state"]
     rgb = export_texture(state).rgb.astype(np.float32) / 255.0
     back = with_texture(state, rgb)
-    torch.testing.assert_close(back.seen_weight, state.seen_weight, rtol=0, atol=0)
+    torch.testing.assert_close(back.seen, state.seen, rtol=0, atol=0)
     out, ref = _on_person(render_targets(back, example["uv"]), example["image"])
     assert _psnr(out, ref) >= 28.0

@@ -79,7 +79,7 @@ def nearest_splat(values: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, te
             torch.from_numpy(owner)[None, None].to(values.device))
 
 
-def read_seen(seen_xy: torch.Tensor, uv: torch.Tensor, fold: float) -> torch.Tensor:
+def read_seen(seen: torch.Tensor, uv: torch.Tensor, fold: float) -> torch.Tensor:
     """Sample a seen-coordinate texture at UVs: bilinear, except across folds (nearest texel there).
 
     Bilinear reads give sub-pixel coordinates between neighbouring photo pixels; where the texels around
@@ -88,19 +88,56 @@ def read_seen(seen_xy: torch.Tensor, uv: torch.Tensor, fold: float) -> torch.Ten
     and the nearest read differ by more than ``fold`` (in the coordinates' units, on either axis).
 
     Args:
-        seen_xy: ``(N, 2, Hs, Ws)`` (x, y) per texel (``N`` = 1 is shared by the batch).
+        seen: ``(N, C, Hs, Ws)``, channels 0 and 1 the (x, y) of every texel, any further channels (e.g. a
+            weight) read bilinearly everywhere (``N`` = 1 is shared by the batch).
         uv: ``(N, 2, H, W)`` UV (u, v), background ``-10`` (reads zeros).
-        fold: largest bilinear-vs-nearest difference still read bilinearly.
+        fold: largest bilinear-vs-nearest difference of (x, y) still read bilinearly.
 
     Returns:
-        ``(N, 2, H, W)`` coordinates.
+        ``(N, C, H, W)``.
     """
-    if seen_xy.shape[0] != uv.shape[0]:
-        seen_xy = seen_xy.expand(uv.shape[0], -1, -1, -1)
+    xy, rest = _read_seen(seen, safe_grid(uv).permute(0, 2, 3, 1), fold)
+    return torch.cat([xy, rest], dim=1)
+
+
+def _read_seen(seen: torch.Tensor, grid: torch.Tensor, fold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`read_seen` at a ``grid_sample`` grid: ``(xy, further channels)``."""
+    n = grid.shape[0]
+    smooth = F.grid_sample(seen.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
+                           align_corners=False)
+    nearest = F.grid_sample(seen[:, :2].expand(n, -1, -1, -1), grid, mode="nearest", padding_mode="zeros",
+                            align_corners=False)
+    folded = (smooth[:, :2] - nearest).abs().amax(dim=1, keepdim=True) > fold
+    return torch.where(folded, nearest, smooth[:, :2]), smooth[:, 2:]
+
+
+def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Tensor, uv: torch.Tensor,
+                      fold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render target poses from the photo where it saw the body, from a colour texture elsewhere.
+
+    Per target pixel: ``(x, y, w)`` = :func:`read_seen` of ``seen`` at its UV; the colour is
+    ``w · photo(x, y) + (1 − w) · colour texture(uv)`` (:func:`sample_image`, bilinear texture read), and its
+    source coordinate ``(x, y)`` where ``w > 0.5``, else the coordinate texture's.
+
+    Args:
+        photo: ``(1, 3, H, W)`` the photo (its background best replaced by person colours).
+        seen: ``(1, 3, Hs, Ws)`` seen coordinates (x, y) and weight ``w`` in [0, 1] per texel.
+        texture: ``(1, 5, Ht, Wt)`` colour texture (3 channels) and completed coordinate texture (x, y).
+        uv: ``(N, 2, Ho, Wo)`` target UV (u, v), background ``-10``.
+        fold: see :func:`read_seen`.
+
+    Returns:
+        ``(image, target_xy)``: ``(N, 3, Ho, Wo)`` and ``(N, 2, Ho, Wo)``, both 0 on the background
+        (background UVs read zeros everywhere).
+    """
+    n = uv.shape[0]
     grid = safe_grid(uv).permute(0, 2, 3, 1)
-    smooth = F.grid_sample(seen_xy, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    nearest = F.grid_sample(seen_xy, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    return torch.where((smooth - nearest).abs().amax(dim=1, keepdim=True) > fold, nearest, smooth)
+    colour_xy = F.grid_sample(texture.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=False)
+    xy, weight = _read_seen(seen, grid, fold)
+    direct = F.grid_sample(photo.expand(n, -1, -1, -1), xy.permute(0, 2, 3, 1), mode="bilinear",
+                           padding_mode="border", align_corners=True)
+    return torch.lerp(colour_xy[:, :3], direct, weight), torch.where(weight > 0.5, xy, colour_xy[:, 3:])
 
 
 def pixel_coordinates(height: int, width: int, *, like: torch.Tensor) -> torch.Tensor:
@@ -125,4 +162,4 @@ def sample_image(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
                          align_corners=True)
 
 
-__all__ = ["nearest_splat", "pixel_coordinates", "read_seen", "sample_image"]
+__all__ = ["nearest_splat", "pixel_coordinates", "read_seen", "render_from_photo", "sample_image"]

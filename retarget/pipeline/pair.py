@@ -89,10 +89,10 @@ class SourceState:
         background_rgb: ``(3,)`` median colour of the source background, for weight-free output.
         photo: ``(1, 3, H, W)`` the source with its person extended over the background
             (:func:`extend_person`), read directly by the weight-free ``body`` renderer; ``None`` elsewhere.
-        seen_xy: ``(1, 2, Hs, Ws)`` seen-coordinate texture (:func:`seen_texture`, finer than the texture):
-            where in the photo every texel was seen; ``body`` path only.
-        seen_weight: ``(1, 1, Hs, Ws)`` 1 where the output is read from the photo through ``seen_xy``, 0 where
-            it is read from ``pred_textures`` (unseen texels, and texels of an edited texture); ``body`` only.
+        seen: ``(1, 3, Hs, Ws)`` seen-coordinate texture (:func:`seen_texture`, finer than the texture):
+            channels 0-1 where in the photo every texel was seen (x, y); channel 2 its weight, 1 where the
+            output is read from the photo there, 0 where it is read from ``pred_textures`` (unseen texels,
+            and texels of an edited texture). ``body`` path only.
     """
 
     image: torch.Tensor
@@ -109,8 +109,7 @@ class SourceState:
     refiner_source_input: torch.Tensor | None = None
     refiner_source_features: SourceFeatures | None = None
     photo: torch.Tensor | None = None
-    seen_xy: torch.Tensor | None = None
-    seen_weight: torch.Tensor | None = None
+    seen: torch.Tensor | None = None
 
     @property
     def learned(self) -> bool:
@@ -119,7 +118,7 @@ class SourceState:
     @property
     def reads_photo(self) -> bool:
         """Weight-free output read from the photo where the photo saw the body (``fill="body"``)."""
-        return self.seen_xy is not None and not self.learned
+        return self.seen is not None and not self.learned
 
 
 @dataclass
@@ -236,7 +235,7 @@ SEEN_MAX_SIDE = 2048
 SEEN_RADIUS = 1.5
 
 
-def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout) -> tuple[torch.Tensor, torch.Tensor]:
+def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tensor:
     """Where the photo saw every texel, at :data:`SEEN_SCALE` times the texture's resolution.
 
     Built with :func:`retarget.ops.photo.nearest_splat` from every person pixel's own (x, y): a texel holds
@@ -247,9 +246,8 @@ def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout) -> tuple[torch.Te
         layout: :class:`retarget.uvmap.layout.TextureLayout` of the texture (``(Ht, Wt)``).
 
     Returns:
-        ``(seen_xy, seen_weight)``: ``(1, 2, s·Ht, s·Wt)`` coordinates (x, y) in the photo and
-        ``(1, 1, s·Ht, s·Wt)`` 1 where a person pixel of the texel's own part lies within
-        :data:`SEEN_RADIUS` texels of the texture, else 0.
+        ``(1, 3, s·Ht, s·Wt)``: coordinates (x, y) in the photo, then a weight: 1 where a person pixel of the
+        texel's own part lies within :data:`SEEN_RADIUS` texels of the texture, else 0.
     """
     th, tw = layout.shape
     scale = max(1, min(SEEN_SCALE, SEEN_MAX_SIDE // max(th, tw)))
@@ -259,7 +257,7 @@ def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout) -> tuple[torch.Te
     owner_part = pixel_parts(uv, mask, layout).reshape(-1)[owner[0, 0].cpu().numpy().clip(0)]
     same = torch.from_numpy((owner_part == texel_part) & (texel_part > 0)).to(uv.device)[None, None]
     weight = ((distance <= SEEN_RADIUS * scale) & same).to(uv.dtype)
-    return xy, weight
+    return torch.cat([xy, weight], dim=1)
 
 
 @torch.no_grad()
@@ -312,7 +310,7 @@ def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None 
         completed = ops.body_fill(xy_texture, coverage, layout, trusted=copyable_texels(uv, mask, layout),
                                   colours=extended)
         pred_textures = ops.colour_texture_from_source(extended, completed)
-        seen_xy, seen_weight = seen_texture(uv, mask, layout)
+        seen = seen_texture(uv, mask, layout)
 
     background = image[0].flatten(1)[:, mask[0, 0].flatten() < 0.5]
     background_rgb = background.median(dim=1).values if background.shape[1] else image.new_ones(3)
@@ -322,7 +320,7 @@ def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None 
                         completed_xy=completed, pred_textures=pred_textures, background_rgb=background_rgb,
                         inpainter_raw=inpainter_raw)
     if not learned and fill == "body":
-        state.photo, state.seen_xy, state.seen_weight = extended, seen_xy, seen_weight
+        state.photo, state.seen = extended, seen
     if learned:
         state.refiner_source_input = torch.cat([image, uv, mask, image_grid], dim=1)
         state.refiner_source_features = models.refiner.encode_source(state.refiner_source_input)
@@ -345,7 +343,7 @@ def render_targets(state: SourceState, target_uv: torch.Tensor, models: Models |
     uv, mask = ops.split_uv_mask(target_uv.to(state.image.dtype))
     completed = state.completed_xy.expand(n, -1, -1, -1)
     if state.reads_photo:
-        pred_img, target_xy = _render_from_photo(state, uv, mask)
+        pred_img, target_xy = _render_from_photo(state, uv)
         output = pred_img + state.background_rgb.view(1, 3, 1, 1) * (1 - mask)
         return TargetBatch(target_uv=uv, target_mask=mask, target_xy=target_xy, pred_img=pred_img, output=output)
     pred_img = ops.render_target(state.pred_textures.expand(n, -1, -1, -1), uv, mask)
@@ -371,22 +369,16 @@ def render_targets(state: SourceState, target_uv: torch.Tensor, models: Models |
 SEEN_FOLD_PX = 1.0
 
 
-def _render_from_photo(state: SourceState, uv: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The weight-free ``body`` coarse image and ``target_xy`` of target UVs ``uv`` / ``mask`` (``(N, ...)``).
+def _render_from_photo(state: SourceState, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight-free ``body`` coarse image and ``target_xy`` of target UVs ``uv`` (``(N, 2, H, W)``).
 
-    Where the photo saw the texel (``seen_weight``, sampled bilinearly: a soft edge), the pixel is read from
-    the photo at the seen coordinate (:func:`retarget.ops.read_seen`, :data:`SEEN_FOLD_PX`); elsewhere from
-    the colour texture, as before (``target_xy`` there: the completed coordinate texture's).
+    Where the photo saw the texel (the weight of ``seen``, sampled bilinearly: a soft edge), the pixel is read
+    from the photo at the seen coordinate (:func:`retarget.ops.render_from_photo`, :data:`SEEN_FOLD_PX`);
+    elsewhere from the colour texture, as before (``target_xy`` there: the completed coordinate texture's).
     """
-    n = uv.shape[0]
-    colour = ops.sample_texture(state.pred_textures.expand(n, -1, -1, -1), uv)
-    completed_xy = ops.sample_texture(state.completed_xy.expand(n, -1, -1, -1), uv)
-    seen_xy = ops.read_seen(state.seen_xy, uv, SEEN_FOLD_PX * 2.0 / (max(state.image.shape[-2:]) - 1))
-    weight = ops.sample_texture(state.seen_weight.expand(n, -1, -1, -1), uv)
-    direct = ops.sample_image(state.photo, seen_xy)
-    pred_img = (weight * direct + (1 - weight) * colour) * mask
-    target_xy = torch.where(weight > 0.5, seen_xy, completed_xy) * mask
-    return pred_img, target_xy
+    textures = torch.cat([state.pred_textures, state.completed_xy], dim=1)
+    return ops.render_from_photo(state.photo, state.seen, textures, uv,
+                                 SEEN_FOLD_PX * 2.0 / (max(state.image.shape[-2:]) - 1))
 
 
 @dataclass

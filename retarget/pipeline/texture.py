@@ -195,7 +195,7 @@ def with_texture(state: SourceState, texture: torch.Tensor | np.ndarray, models:
         raise ValueError(f"texture must be {tuple(state.pred_textures.shape)}, got {tuple(texture.shape)}")
     edited = dataclasses.replace(state, pred_textures=texture)
     if state.reads_photo:
-        edited.seen_weight = state.seen_weight * (1.0 - edited_texels(state, texture))
+        edited.seen = torch.cat([state.seen[:, :2], state.seen[:, 2:] * (1.0 - edited_texels(state, texture))], dim=1)
     if not state.learned:
         return edited
     if models is None or models.refiner is None:
@@ -214,12 +214,12 @@ EDIT_TOLERANCE = 2.0 / 255.0
 
 
 def edited_texels(state: SourceState, texture: torch.Tensor) -> torch.Tensor:
-    """``(1, 1, Hs, Ws)`` float, 1 on the texels of ``state.seen_weight``'s grid (``s`` times finer than the
+    """``(1, 1, Hs, Ws)`` float, 1 on the texels of ``state.seen``'s grid (``s`` times finer than the
     colour texture) that lie in a texel of ``texture`` that was edited (:data:`EDIT_TOLERANCE`)."""
     changed = (texture - state.pred_textures).abs().amax(dim=1, keepdim=True) > EDIT_TOLERANCE
-    (th, tw), (hs, ws) = state.pred_textures.shape[-2:], state.seen_weight.shape[-2:]
+    (th, tw), (hs, ws) = state.pred_textures.shape[-2:], state.seen.shape[-2:]
     changed = changed.repeat_interleave(hs // th, dim=2).repeat_interleave(ws // tw, dim=3)
-    return changed.to(state.seen_weight.dtype)
+    return changed.to(state.seen.dtype)
 
 
 def region_mask(region: str, shape: tuple[int, int]) -> np.ndarray:
