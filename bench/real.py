@@ -244,7 +244,7 @@ def subsample(indices: list[int], limit: int | None) -> list[int]:
     return [indices[i] for i in pick]
 
 
-def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: int | None, temporal: bool,
+def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: int | None, temporal: int,
              pictures: Path | None) -> dict:
     from retarget.pipeline.framing import crop_image
 
@@ -256,9 +256,9 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
     flow = flows(real)
     uv_filtered = None
     if temporal:
-        from densepose_adapter.temporal import filter_sequence, guide_from_rgb
+        from densepose_adapter.temporal import TemporalSettings, filter_sequence, guide_from_rgb
 
-        filtered = filter_sequence(clip.iuv, [guide_from_rgb(f) for f in clip.rgb])
+        filtered = filter_sequence(clip.iuv, [guide_from_rgb(f) for f in clip.rgb], TemporalSettings(radius=temporal))
         uv_filtered, _ = target_uvs(filtered, crop)
     rows = []
     for s in source_indices(n, sources):
@@ -414,6 +414,8 @@ def main() -> None:
     parser.add_argument("--sources", default="first,middle,last")
     parser.add_argument("--max-targets", type=int, default=None, help="evenly spaced subset of targets per source")
     parser.add_argument("--no-temporal", action="store_true", help="skip the temporal-filter warp error")
+    parser.add_argument("--temporal-radius", type=int, default=2,
+                        help="the filter's radius (frames each side; `retarget video --temporal-strength`, default 2)")
     parser.add_argument("--pictures", type=Path, default=None, help="write source/identity/render/real strips here")
     parser.add_argument("--speed", action="store_true", help="also time source work and per-frame rendering")
     args = parser.parse_args()
@@ -432,7 +434,8 @@ def main() -> None:
     for folder in folders:
         if not ((folder / "rgb").is_dir() and (folder / "iuv").is_dir()):
             raise SystemExit(f"error: {folder}: needs rgb/ and iuv/ subfolders")
-        rows += run_clip(load_clip(folder, args.root), variants, sources, args.max_targets, not args.no_temporal,
+        rows += run_clip(load_clip(folder, args.root), variants, sources, args.max_targets,
+                         0 if args.no_temporal else args.temporal_radius,
                          args.pictures)
     summary(rows, variants)
     if args.speed:
