@@ -436,7 +436,8 @@ def stage_arrays(result: PairResult, index: int = 0) -> dict[str, np.ndarray]:
     Learned path: every key of the reference ``expected.npz`` except ``classical_*``. Weight-free path:
     ``inpainter_input``, ``source_xy_textures``, ``source_textures``, ``target_mask``, and
     ``pred_textures`` / ``pred_img`` computed from the weight-free completion (with ``fill="nearest"``
-    they correspond to the reference's ``classical_pred_textures`` / ``classical_pred_img``); ``target_xy`` is only a
+    they correspond to the reference's ``classical_pred_textures`` / ``classical_pred_img``; with ``body``
+    ``pred_img`` is read from the photo where the photo saw the body); ``target_xy`` is only a
     stage of the learned path (the refiner's warp field) and is not dumped here.
     """
     out: dict[str, np.ndarray] = {}
