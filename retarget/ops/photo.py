@@ -105,8 +105,9 @@ def _read_seen(seen: torch.Tensor, grid: torch.Tensor, fold: float) -> tuple[tor
     n = grid.shape[0]
     smooth = F.grid_sample(seen.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
                            align_corners=False)
-    nearest = F.grid_sample(seen[:, :2].expand(n, -1, -1, -1), grid, mode="nearest", padding_mode="zeros",
-                            align_corners=False)
+    # all channels: a channel slice of a large texture would be copied to be contiguous, on every call
+    nearest = F.grid_sample(seen.expand(n, -1, -1, -1), grid, mode="nearest", padding_mode="zeros",
+                            align_corners=False)[:, :2]
     folded = (smooth[:, :2] - nearest).abs().amax(dim=1, keepdim=True) > fold
     return torch.where(folded, nearest, smooth[:, :2]), smooth[:, 2:]
 
