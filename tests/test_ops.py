@@ -140,3 +140,48 @@ def test_forward_warps_zero_off_person_and_batch():
     colour = ops.colour_texture_from_source(torch.rand(2, 3, 6, 10), coord)
     assert colour.shape == (2, 3, 8, 8)
     assert ops.render_target(colour, uv, mask).shape == (2, 3, 4, 4)
+
+
+def test_nearest_splat_takes_one_pixel_never_an_average():
+    # 1x3 image: two pixels land in texel (0, 0) of a 2x2 texture (centre u = v = -0.5), one closer to it
+    values = torch.tensor([[[[10.0, 20.0, 30.0]]]])
+    uv = torch.tensor([[[[-0.45, -0.9, 0.5]], [[-0.5, -0.9, 0.5]]]])
+    mask = torch.tensor([[[[1.0, 1.0, 0.0]]]])  # the third pixel is background: never splatted
+    texture, distance, owner = ops.nearest_splat(values, uv, mask, (2, 2))
+    assert texture[0, 0, 0, 0] == 10.0  # the pixel nearest the centre, not the mean 15
+    assert distance[0, 0, 0, 0] == 0.0 and owner[0, 0, 0, 0] == 0
+    # every other texel takes the owner of the nearest owned texel, at its distance in texels
+    assert torch.equal(texture[0, 0], torch.full((2, 2), 10.0))
+    assert torch.allclose(distance[0, 0], torch.tensor([[0.0, 1.0], [1.0, 2.0 ** 0.5]]))
+    empty = ops.nearest_splat(values, uv, torch.zeros_like(mask), (2, 2))
+    assert torch.isinf(empty[1]).all() and (empty[2] == -1).all()
+
+
+def test_nearest_splat_keeps_each_pixel_apart_on_a_fine_texture():
+    h = w = 8
+    xy = ops.pixel_coordinates(h, w, like=torch.zeros(1))
+    uv = (xy * 14 - 1) / 32  # pixel j lands on the centre of texel 2j + 8 of a 32x32 texture: 2 texels per pixel
+    texture, distance, _ = ops.nearest_splat(xy, uv, torch.ones(1, 1, h, w), (32, 32))
+    back = ops.read_seen(texture, uv, fold=2.0 / (w - 1))
+    assert torch.allclose(back, xy, atol=1e-5)  # every pixel's own coordinate comes back exactly
+    assert float(distance.max()) > 1.0  # texels outside the middle half are far from any pixel
+
+
+def test_read_seen_is_bilinear_except_across_a_fold():
+    # a 1x4 texture: x = -1, -0.5 (smooth), then a jump to +1, +0.9 (a fold)
+    seen = torch.tensor([[[[-1.0, -0.5, 1.0, 0.9]], [[0.0, 0.0, 0.0, 0.0]], [[0.0, 0.0, 1.0, 1.0]]]])
+    v = torch.zeros(1, 1, 1, 2)
+    u = torch.tensor([[[[-0.5, 0.0]]]])  # between texels 0|1 (centre at -0.5) and exactly at the 1|2 border
+    uv = torch.cat([u, v], dim=1)
+    out = ops.read_seen(seen, uv, fold=0.3)
+    assert torch.allclose(out[0, 0, 0, 0], torch.tensor(-0.75))  # smooth: the bilinear blend
+    assert out[0, 0, 0, 1] in (-0.5, 1.0)  # fold: one texel's own value, never the blend 0.25
+    assert torch.allclose(out[0, 2, 0], torch.tensor([0.0, 0.5]))  # further channels: bilinear everywhere
+
+
+def test_sample_image_reads_pixel_centres():
+    image = torch.arange(12.0).view(1, 1, 3, 4)
+    xy = ops.pixel_coordinates(3, 4, like=image)
+    assert torch.equal(ops.sample_image(image, xy), image)
+    half = torch.tensor([[[[-1.0 + 1.0 / 3]], [[-1.0]]]])  # halfway between the first two pixels of row 0
+    assert torch.allclose(ops.sample_image(image, half), torch.tensor([[[[0.5]]]]))

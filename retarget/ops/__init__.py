@@ -5,6 +5,7 @@ Conventions are documented in :mod:`retarget.ops.coords`.
 
 from retarget.ops.coords import BACKGROUND_UV, batched_meshgrid, make_meshgrid, split_uv_mask
 from retarget.ops.fill import body_fill, nearest_fill, part_nearest_fill
+from retarget.ops.photo import nearest_splat, pixel_coordinates, read_seen, render_from_photo, sample_image
 from retarget.ops.warp import (
     colour_texture_from_source,
     coordinates_to_target,
@@ -21,9 +22,14 @@ __all__ = [
     "coordinates_to_target",
     "inverse_grid_sample",
     "make_meshgrid",
+    "nearest_splat",
     "nearest_fill",
     "part_nearest_fill",
+    "pixel_coordinates",
+    "read_seen",
+    "render_from_photo",
     "render_target",
+    "sample_image",
     "sample_texture",
     "split_uv_mask",
 ]

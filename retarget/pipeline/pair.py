@@ -87,6 +87,12 @@ class SourceState:
         refiner_source_input: ``(1, 8, H, W)`` (learned path only).
         refiner_source_features: refiner source branch output (learned path only).
         background_rgb: ``(3,)`` median colour of the source background, for weight-free output.
+        photo: ``(1, 3, H, W)`` the source with its person extended over the background
+            (:func:`extend_person`), read directly by the weight-free ``body`` renderer; ``None`` elsewhere.
+        seen: ``(1, 3, Hs, Ws)`` seen-coordinate texture (:func:`seen_texture`, finer than the texture):
+            channels 0-1 where in the photo every texel was seen (x, y); channel 2 its weight, 1 where the
+            output is read from the photo there, 0 where it is read from ``pred_textures`` (unseen texels,
+            and texels of an edited texture). ``body`` path only.
     """
 
     image: torch.Tensor
@@ -102,10 +108,17 @@ class SourceState:
     inpainter_raw: torch.Tensor | None = None
     refiner_source_input: torch.Tensor | None = None
     refiner_source_features: SourceFeatures | None = None
+    photo: torch.Tensor | None = None
+    seen: torch.Tensor | None = None
 
     @property
     def learned(self) -> bool:
         return self.refiner_source_features is not None
+
+    @property
+    def reads_photo(self) -> bool:
+        """Weight-free output read from the photo where the photo saw the body (``fill="body"``)."""
+        return self.seen is not None and not self.learned
 
 
 @dataclass
@@ -172,6 +185,22 @@ def extend_person(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 PART_BORDER_MARGIN = 1.0
 
 
+def pixel_parts(uv: torch.Tensor, mask: torch.Tensor, layout) -> np.ndarray:
+    """``(H, W) int64`` the DensePose part of every person pixel, read from ``layout`` at its UV; 0 off the person.
+
+    Args:
+        uv: ``(1, 2, H, W)`` UV with background ``-10``; mask: ``(1, 1, H, W)`` person mask;
+        layout: :class:`retarget.uvmap.layout.TextureLayout`.
+    """
+    from retarget.uvmap.layout import texel_coords
+
+    th, tw = layout.shape
+    row, col = texel_coords(uv[0].permute(1, 2, 0).detach().cpu().float().numpy(), th, tw)
+    row = np.clip(np.rint(row), 0, th - 1).astype(np.int64)
+    col = np.clip(np.rint(col), 0, tw - 1).astype(np.int64)
+    return np.where(mask[0, 0].detach().cpu().numpy() > 0.5, layout.part[row, col], 0)
+
+
 def copyable_texels(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tensor:
     """Texels splatted mostly from pixels inside their part, away from part borders and the silhouette.
 
@@ -187,18 +216,48 @@ def copyable_texels(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tenso
     """
     from scipy import ndimage
 
-    from retarget.uvmap.layout import texel_coords
-
     th, tw = layout.shape
-    row, col = texel_coords(uv[0].permute(1, 2, 0).detach().cpu().numpy(), th, tw)
-    row = np.clip(np.rint(row), 0, th - 1).astype(np.int64)
-    col = np.clip(np.rint(col), 0, tw - 1).astype(np.int64)
-    part = np.where(mask[0, 0].detach().cpu().numpy() > 0.5, layout.part[row, col], 0)
+    part = pixel_parts(uv, mask, layout)
     size = 2 * int(np.ceil(PART_BORDER_MARGIN * max(part.shape) / 256.0)) + 1
     inside = (part > 0) & (ndimage.maximum_filter(part, size) == part) & (ndimage.minimum_filter(part, size) == part)
     indicator = torch.as_tensor(inside, dtype=uv.dtype, device=uv.device)[None, None]
     fraction, covered = ops.inverse_grid_sample(indicator, uv, (th, tw))
     return (fraction >= 0.5) & (covered > 0.5)
+
+
+#: The seen-coordinate texture of the weight-free ``body`` renderer is this many times finer than the
+#: texture (1024² for the default 256² crop), so that the photo's pixels land in texels of their own ...
+SEEN_SCALE = 4
+#: ... but not larger than this on a side (memory and source time at large ``--size``).
+SEEN_MAX_SIDE = 2048
+#: A texel is read from the photo when a pixel's UV lies within this many texels *of the texture*
+#: (``SEEN_RADIUS * scale`` texels of the finer one) and that pixel's part is the texel's part.
+SEEN_RADIUS = 1.5
+
+
+def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tensor:
+    """Where the photo saw every texel, at :data:`SEEN_SCALE` times the texture's resolution.
+
+    Built with :func:`retarget.ops.photo.nearest_splat` from every person pixel's own (x, y): a texel holds
+    the coordinate of one pixel, the one whose UV is nearest, never an average of several.
+
+    Args:
+        uv: ``(1, 2, H, W)`` source UV, background ``-10``; mask: ``(1, 1, H, W)`` person mask;
+        layout: :class:`retarget.uvmap.layout.TextureLayout` of the texture (``(Ht, Wt)``).
+
+    Returns:
+        ``(1, 3, s·Ht, s·Wt)``: coordinates (x, y) in the photo, then a weight: 1 where a person pixel of the
+        texel's own part lies within :data:`SEEN_RADIUS` texels of the texture, else 0.
+    """
+    th, tw = layout.shape
+    scale = max(1, min(SEEN_SCALE, SEEN_MAX_SIDE // max(th, tw)))
+    h, w = uv.shape[2:]
+    xy, distance, owner = ops.nearest_splat(ops.pixel_coordinates(h, w, like=uv), uv, mask, (th * scale, tw * scale))
+    texel_part = np.repeat(np.repeat(layout.part, scale, axis=0), scale, axis=1)
+    owner_part = pixel_parts(uv, mask, layout).reshape(-1)[owner[0, 0].cpu().numpy().clip(0)]
+    same = torch.from_numpy((owner_part == texel_part) & (texel_part > 0)).to(uv.device)[None, None]
+    weight = ((distance <= SEEN_RADIUS * scale) & same).to(uv.dtype)
+    return torch.cat([xy, weight], dim=1)
 
 
 @torch.no_grad()
@@ -251,6 +310,7 @@ def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None 
         completed = ops.body_fill(xy_texture, coverage, layout, trusted=copyable_texels(uv, mask, layout),
                                   colours=extended)
         pred_textures = ops.colour_texture_from_source(extended, completed)
+        seen = seen_texture(uv, mask, layout)
 
     background = image[0].flatten(1)[:, mask[0, 0].flatten() < 0.5]
     background_rgb = background.median(dim=1).values if background.shape[1] else image.new_ones(3)
@@ -259,6 +319,8 @@ def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None 
                         source_textures=colour_texture, coverage=coverage, inpainter_input=inpainter_input,
                         completed_xy=completed, pred_textures=pred_textures, background_rgb=background_rgb,
                         inpainter_raw=inpainter_raw)
+    if not learned and fill == "body":
+        state.photo, state.seen = extended, seen
     if learned:
         state.refiner_source_input = torch.cat([image, uv, mask, image_grid], dim=1)
         state.refiner_source_features = models.refiner.encode_source(state.refiner_source_input)
@@ -280,6 +342,10 @@ def render_targets(state: SourceState, target_uv: torch.Tensor, models: Models |
     n, _, h, w = target_uv.shape
     uv, mask = ops.split_uv_mask(target_uv.to(state.image.dtype))
     completed = state.completed_xy.expand(n, -1, -1, -1)
+    if state.reads_photo:
+        pred_img, target_xy = _render_from_photo(state, uv)
+        output = pred_img + state.background_rgb.view(1, 3, 1, 1) * (1 - mask)
+        return TargetBatch(target_uv=uv, target_mask=mask, target_xy=target_xy, pred_img=pred_img, output=output)
     pred_img = ops.render_target(state.pred_textures.expand(n, -1, -1, -1), uv, mask)
 
     if not state.learned:
@@ -295,6 +361,24 @@ def render_targets(state: SourceState, target_uv: torch.Tensor, models: Models |
     refined = torch.sigmoid(models.refiner.decode(state.refiner_source_features, target_input, target_xy, mask))
     return TargetBatch(target_uv=uv, target_mask=mask, target_xy=target_xy, pred_img=pred_img, output=refined,
                        refiner_target_input=target_input, refined=refined)
+
+
+#: The seen-coordinate texture is read bilinearly, except where the bilinear and the nearest texel's
+#: coordinates differ by more than this many photo pixels: there the texels around the sample point were
+#: seen at places of the photo far apart (a fold, a part border), and a blend would point between them.
+SEEN_FOLD_PX = 1.0
+
+
+def _render_from_photo(state: SourceState, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight-free ``body`` coarse image and ``target_xy`` of target UVs ``uv`` (``(N, 2, H, W)``).
+
+    Where the photo saw the texel (the weight of ``seen``, sampled bilinearly: a soft edge), the pixel is read
+    from the photo at the seen coordinate (:func:`retarget.ops.render_from_photo`, :data:`SEEN_FOLD_PX`);
+    elsewhere from the colour texture, as before (``target_xy`` there: the completed coordinate texture's).
+    """
+    textures = torch.cat([state.pred_textures, state.completed_xy], dim=1)
+    return ops.render_from_photo(state.photo, state.seen, textures, uv,
+                                 SEEN_FOLD_PX * 2.0 / (max(state.image.shape[-2:]) - 1))
 
 
 @dataclass
@@ -352,7 +436,8 @@ def stage_arrays(result: PairResult, index: int = 0) -> dict[str, np.ndarray]:
     Learned path: every key of the reference ``expected.npz`` except ``classical_*``. Weight-free path:
     ``inpainter_input``, ``source_xy_textures``, ``source_textures``, ``target_mask``, and
     ``pred_textures`` / ``pred_img`` computed from the weight-free completion (with ``fill="nearest"``
-    they correspond to the reference's ``classical_pred_textures`` / ``classical_pred_img``); ``target_xy`` is only a
+    they correspond to the reference's ``classical_pred_textures`` / ``classical_pred_img``; with ``body``
+    ``pred_img`` is read from the photo where the photo saw the body); ``target_xy`` is only a
     stage of the learned path (the refiner's warp field) and is not dumped here.
     """
     out: dict[str, np.ndarray] = {}

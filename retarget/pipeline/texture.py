@@ -8,11 +8,12 @@ downstream changes:
 - :func:`export_texture`: the completed colour texture, which texels the photo showed, the completed
   coordinate texture and the part of every texel (``retarget texture``);
 - :func:`with_texture`: the state rendering another colour texture of the same size. Weight-free path:
-  the warp reads the new texture. Learned path: the refiner's source branch sees the photo with the
-  *edit* re-projected onto it: every person pixel of the photo moves by the difference between the new
-  and the old texture at that pixel's own UV (pixels whose texels were not edited stay exactly the
-  photo's), and the source branch is encoded again; the coarse image the refiner's target branch gets
-  is read from the new texture;
+  the warp reads the new texture (the ``body`` renderer, which reads the photo itself where the photo
+  saw the body, reads the texture wherever it was edited: :func:`edited_texels`). Learned path: the
+  refiner's source branch sees the photo with the *edit* re-projected onto it: every person pixel of the
+  photo moves by the difference between the new and the old texture at that pixel's own UV (pixels whose
+  texels were not edited stay exactly the photo's), and the source branch is encoded again; the coarse
+  image the refiner's target branch gets is read from the new texture;
 - :func:`garment_texture`: A's colour texture with the texels of one body region (DensePose parts,
   :data:`GARMENT_REGIONS`) taken from B's, completed from the region texels B's photo shows
   (:func:`fill_garment`: mirror, front/back, next limb segment, nearest of the part; never a fill colour
@@ -193,6 +194,8 @@ def with_texture(state: SourceState, texture: torch.Tensor | np.ndarray, models:
     if texture.shape != state.pred_textures.shape:
         raise ValueError(f"texture must be {tuple(state.pred_textures.shape)}, got {tuple(texture.shape)}")
     edited = dataclasses.replace(state, pred_textures=texture)
+    if state.reads_photo:
+        edited.seen = torch.cat([state.seen[:, :2], state.seen[:, 2:] * (1.0 - edited_texels(state, texture))], dim=1)
     if not state.learned:
         return edited
     if models is None or models.refiner is None:
@@ -202,6 +205,21 @@ def with_texture(state: SourceState, texture: torch.Tensor | np.ndarray, models:
     source_input = torch.cat([image, state.refiner_source_input[:, 3:]], dim=1)
     return dataclasses.replace(edited, image=image, refiner_source_input=source_input,
                                refiner_source_features=models.refiner.encode_source(source_input))
+
+
+#: A texel of a texture given to :func:`with_texture` is edited where a channel differs from the state's own
+#: colour texture by more than this (a texture exported by ``retarget texture`` and read back differs by
+#: its 8-bit rounding, at most 0.5/255).
+EDIT_TOLERANCE = 2.0 / 255.0
+
+
+def edited_texels(state: SourceState, texture: torch.Tensor) -> torch.Tensor:
+    """``(1, 1, Hs, Ws)`` float, 1 on the texels of ``state.seen``'s grid (``s`` times finer than the
+    colour texture) that lie in a texel of ``texture`` that was edited (:data:`EDIT_TOLERANCE`)."""
+    changed = (texture - state.pred_textures).abs().amax(dim=1, keepdim=True) > EDIT_TOLERANCE
+    (th, tw), (hs, ws) = state.pred_textures.shape[-2:], state.seen.shape[-2:]
+    changed = changed.repeat_interleave(hs // th, dim=2).repeat_interleave(ws // tw, dim=3)
+    return changed.to(state.seen.dtype)
 
 
 def region_mask(region: str, shape: tuple[int, int]) -> np.ndarray:

@@ -1,0 +1,166 @@
+"""Reading output pixels straight from the photo (weight-free renderer).
+
+The weight-free output used to be read from a colour texture of the texture's size (256² at the default
+crop): every texel a bilinear average of the photo around the mean coordinate of the pixels splatted
+into it. That low-pass costs the detail of a fine pattern. Here the photo itself is sampled:
+
+- :func:`nearest_splat` builds a *seen-coordinate texture* at a resolution finer than the photo's pixel
+  spacing in texture space (4× the texture by default): every texel holds the (x, y) of the one photo
+  pixel whose UV is nearest to it, never an average of several (pixels from both sides of a fold or a
+  part border would average to a place between them);
+- :func:`sample_image` reads an image at per-pixel (x, y) coordinates.
+
+Conventions are those of :mod:`retarget.ops.coords`: (x, y) in ``[-1, 1]`` with ``-1`` / ``+1`` the centres
+of the first / last pixel (:func:`~retarget.ops.coords.make_meshgrid`); a texture is sampled with
+``align_corners=False``, so texel ``(r, c)`` of an ``(Ht, Wt)`` texture has its centre at
+``u = (2c + 1) / Wt - 1``, ``v = (2r + 1) / Ht - 1``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from retarget.ops.coords import make_meshgrid
+from retarget.ops.warp import safe_grid
+
+
+def nearest_splat(values: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, texture_hw: tuple[int, int]
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every texel takes the value of one photo pixel, the one nearest to it in texture space.
+
+    Each person pixel's UV falls in one texel (rounded to the nearest texel centre); of the pixels in one
+    texel the one closest to its centre owns it. Every other texel takes the owner of the nearest owned
+    texel (exact Euclidean distance transform, scipy's tie-breaking), and its distance to it is returned
+    so that callers can keep only texels close to what the photo showed.
+
+    Args:
+        values: ``(1, C, H, W)`` per-pixel values (e.g. the pixel's own (x, y) from
+            :func:`~retarget.ops.coords.make_meshgrid`).
+        uv: ``(1, 2, H, W)`` UV (u, v) in ``[-1, 1]``, background anything (ignored via ``mask``).
+        mask: ``(1, 1, H, W)`` person mask; pixels with ``mask > 0.5`` are splatted.
+        texture_hw: ``(Ht, Wt)`` of the result.
+
+    Returns:
+        ``(texture, distance, owner)``: ``(1, C, Ht, Wt)`` values; ``(1, 1, Ht, Wt)`` float distance in
+        texels to the nearest owned texel (0 where owned; ``inf`` everywhere when no pixel is a person
+        pixel); ``(1, 1, Ht, Wt)`` int64 flat index ``row * W + col`` of the owning pixel (``-1`` when
+        none).
+    """
+    if values.dim() != 4 or values.shape[0] != 1 or uv.shape != (1, 2, *values.shape[2:]) \
+            or mask.shape != (1, 1, *values.shape[2:]):
+        raise ValueError(f"expected values (1,C,H,W), uv (1,2,H,W), mask (1,1,H,W); got {tuple(values.shape)}, "
+                         f"{tuple(uv.shape)}, {tuple(mask.shape)}")
+    th, tw = texture_hw
+    c, h, w = values.shape[1:]
+    person = (mask[0, 0] > 0.5).detach().cpu().numpy()
+    flat = np.flatnonzero(person)
+    out = np.zeros((c, th, tw), np.float32)
+    if flat.size == 0:
+        return (torch.from_numpy(out)[None].to(values), torch.full((1, 1, th, tw), float("inf")).to(values),
+                torch.full((1, 1, th, tw), -1, dtype=torch.int64, device=values.device))
+    coords = uv[0].detach().cpu().float().numpy().reshape(2, -1)[:, flat]
+    col = (coords[0] + 1.0) / 2.0 * tw - 0.5
+    row = (coords[1] + 1.0) / 2.0 * th - 0.5
+    ci = np.clip(np.rint(col), 0, tw - 1).astype(np.int64)
+    ri = np.clip(np.rint(row), 0, th - 1).astype(np.int64)
+    far = (col - ci) ** 2 + (row - ri) ** 2
+    order = np.argsort(-far, kind="stable")  # fancy assignment: the last write wins, so the closest one
+    owner = np.full((th, tw), -1, np.int64)
+    owner[ri[order], ci[order]] = flat[order]
+    owned = owner >= 0
+    distance, (rows, cols) = ndimage.distance_transform_edt(~owned, return_indices=True)
+    owner = owner[rows, cols]
+    picked = values[0].detach().cpu().float().numpy().reshape(c, -1)[:, owner.reshape(-1)].reshape(c, th, tw)
+    return (torch.from_numpy(np.ascontiguousarray(picked))[None].to(values),
+            torch.from_numpy(distance.astype(np.float32))[None, None].to(values),
+            torch.from_numpy(owner)[None, None].to(values.device))
+
+
+def read_seen(seen: torch.Tensor, uv: torch.Tensor, fold: float) -> torch.Tensor:
+    """Sample a seen-coordinate texture at UVs: bilinear, except across folds (nearest texel there).
+
+    Bilinear reads give sub-pixel coordinates between neighbouring photo pixels; where the texels around
+    the sample point were seen at places of the photo far apart (a fold, a part border, DensePose's label
+    noise), a blend would point between them, so the nearest texel's coordinate is taken where the bilinear
+    and the nearest read differ by more than ``fold`` (in the coordinates' units, on either axis).
+
+    Args:
+        seen: ``(N, C, Hs, Ws)``, channels 0 and 1 the (x, y) of every texel, any further channels (e.g. a
+            weight) read bilinearly everywhere (``N`` = 1 is shared by the batch).
+        uv: ``(N, 2, H, W)`` UV (u, v), background ``-10`` (reads zeros).
+        fold: largest bilinear-vs-nearest difference of (x, y) still read bilinearly.
+
+    Returns:
+        ``(N, C, H, W)``.
+    """
+    xy, rest = _read_seen(seen, safe_grid(uv).permute(0, 2, 3, 1), fold)
+    return torch.cat([xy, rest], dim=1)
+
+
+def _read_seen(seen: torch.Tensor, grid: torch.Tensor, fold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`read_seen` at a ``grid_sample`` grid: ``(xy, further channels)``."""
+    n = grid.shape[0]
+    smooth = F.grid_sample(seen.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
+                           align_corners=False)
+    # all channels: a channel slice of a large texture would be copied to be contiguous, on every call
+    nearest = F.grid_sample(seen.expand(n, -1, -1, -1), grid, mode="nearest", padding_mode="zeros",
+                            align_corners=False)[:, :2]
+    folded = (smooth[:, :2] - nearest).abs().amax(dim=1, keepdim=True) > fold
+    return torch.where(folded, nearest, smooth[:, :2]), smooth[:, 2:]
+
+
+def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Tensor, uv: torch.Tensor,
+                      fold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render target poses from the photo where it saw the body, from a colour texture elsewhere.
+
+    Per target pixel: ``(x, y, w)`` = :func:`read_seen` of ``seen`` at its UV; the colour is
+    ``w · photo(x, y) + (1 − w) · colour texture(uv)`` (:func:`sample_image`, bilinear texture read), and its
+    source coordinate ``(x, y)`` where ``w > 0.5``, else the coordinate texture's.
+
+    Args:
+        photo: ``(1, 3, H, W)`` the photo (its background best replaced by person colours).
+        seen: ``(1, 3, Hs, Ws)`` seen coordinates (x, y) and weight ``w`` in [0, 1] per texel.
+        texture: ``(1, 5, Ht, Wt)`` colour texture (3 channels) and completed coordinate texture (x, y).
+        uv: ``(N, 2, Ho, Wo)`` target UV (u, v), background ``-10``.
+        fold: see :func:`read_seen`.
+
+    Returns:
+        ``(image, target_xy)``: ``(N, 3, Ho, Wo)`` and ``(N, 2, Ho, Wo)``, both 0 on the background
+        (background UVs read zeros everywhere).
+    """
+    n = uv.shape[0]
+    grid = safe_grid(uv).permute(0, 2, 3, 1)
+    colour_xy = F.grid_sample(texture.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=False)
+    xy, weight = _read_seen(seen, grid, fold)
+    direct = F.grid_sample(photo.expand(n, -1, -1, -1), xy.permute(0, 2, 3, 1), mode="bilinear",
+                           padding_mode="border", align_corners=True)
+    return torch.lerp(colour_xy[:, :3], direct, weight), torch.where(weight > 0.5, xy, colour_xy[:, 3:])
+
+
+def pixel_coordinates(height: int, width: int, *, like: torch.Tensor) -> torch.Tensor:
+    """``(1, 2, H, W)`` every pixel's own (x, y) (:func:`~retarget.ops.coords.make_meshgrid`)."""
+    return make_meshgrid(height, width, device=like.device, dtype=like.dtype)[None]
+
+
+def sample_image(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """Read ``image`` at per-pixel coordinates (bilinear; pixel-centre convention, edge pixels repeat).
+
+    Args:
+        image: ``(N, C, H, W)`` (or ``(1, C, H, W)``, shared by the batch).
+        xy: ``(N, 2, Ho, Wo)`` coordinates (x, y) in ``[-1, 1]``, ``-1`` / ``+1`` the centres of the
+            first / last pixel (the values of :func:`~retarget.ops.coords.make_meshgrid`).
+
+    Returns:
+        ``(N, C, Ho, Wo)``.
+    """
+    if image.shape[0] != xy.shape[0]:
+        image = image.expand(xy.shape[0], -1, -1, -1)
+    return F.grid_sample(image, safe_grid(xy).permute(0, 2, 3, 1), mode="bilinear", padding_mode="border",
+                         align_corners=True)
+
+
+__all__ = ["nearest_splat", "pixel_coordinates", "read_seen", "render_from_photo", "sample_image"]

@@ -1,0 +1,90 @@
+"""The weight-free ``body`` renderer reads the photo itself where the photo saw the body (issue 31)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from retarget import ops
+from retarget.pipeline import prepare_source, render_targets
+from retarget.pipeline.texture import GARMENT_REGIONS, export_texture, region_mask, with_texture
+from retarget.uvmap import iuv_to_uv
+from tests.conftest import EXAMPLE_IUV, EXAMPLE_PHOTO
+
+SIZE = 128
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
+
+
+@pytest.fixture(scope="module")
+def example():
+    """The example photo and its own UV at SIZE², prepared weight-free with the default fill."""
+    photo = cv2.resize(cv2.imread(str(EXAMPLE_PHOTO)), (SIZE, SIZE), interpolation=cv2.INTER_AREA)[..., ::-1]
+    iuv = cv2.resize(cv2.imread(str(EXAMPLE_IUV)), (SIZE, SIZE), interpolation=cv2.INTER_NEAREST)
+    image = torch.from_numpy(photo.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    uv = torch.from_numpy(iuv_to_uv(iuv)).permute(2, 0, 1)[None]
+    state = prepare_source(image, uv, None)
+    plain = render_targets(state, uv)
+    return {"image": image, "uv": uv, "iuv": iuv, "state": state, "plain": plain}
+
+
+def _on_person(result, image):
+    mask = result.target_mask[0, 0].numpy() > 0.5
+    return result.output[0].permute(1, 2, 0).numpy()[mask], image[0].permute(1, 2, 0).numpy()[mask]
+
+
+def test_identity_render_reproduces_the_photo(example):
+    """Rendering the photo onto its own pose gives the photo back; the colour texture alone did not."""
+    state, plain = example["state"], example["plain"]
+    assert state.reads_photo and state.seen.shape[-1] == 4 * SIZE
+    out, ref = _on_person(plain, example["image"])
+    assert _psnr(out, ref) >= 28.0
+    # the renderer before issue 31: the 256² (here SIZE²) colour texture read at the target UV
+    uv, mask = ops.split_uv_mask(example["uv"])
+    old = ops.render_target(state.pred_textures, uv, mask)[0].permute(1, 2, 0).numpy()[mask[0, 0].numpy() > 0.5]
+    assert _psnr(old, ref) < 24.0
+    # where the photo saw the texel the output pixel comes from the photo (target_xy = that pixel's own place)
+    xy = plain.target_xy[0].numpy()
+    grid = ops.make_meshgrid(SIZE, SIZE).numpy()
+    m = mask[0, 0].numpy() > 0.5
+    assert np.median(np.abs(xy - grid).max(axis=0)[m]) * (SIZE - 1) / 2 < 0.25
+
+
+def test_nearest_fill_keeps_the_classical_renderer(example):
+    state = prepare_source(example["image"], example["uv"], None, fill="nearest")
+    assert not state.reads_photo and state.seen is None
+    uv, mask = ops.split_uv_mask(example["uv"])
+    torch.testing.assert_close(render_targets(state, example["uv"]).pred_img,
+                               ops.render_target(state.pred_textures, uv, mask), rtol=0, atol=0)
+
+
+def test_edited_texture_shows_and_the_rest_still_reads_the_photo(example):
+    state, plain = example["state"], example["plain"]
+    region = torch.from_numpy(region_mask("upper", (SIZE, SIZE)))[None, None]
+    red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    edited = with_texture(state, torch.where(region, red, state.pred_textures))
+    out = render_targets(edited, example["uv"]).output[0].permute(1, 2, 0).numpy()
+    before = plain.output[0].permute(1, 2, 0).numpy()
+    parts = example["iuv"][..., 0]
+    inside = cv2.erode(np.isin(parts, GARMENT_REGIONS["upper"]).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert inside.sum() > 200
+    assert (np.abs(out[inside] - [1.0, 0.0, 0.0]).max(axis=1) < 0.05).mean() > 0.97  # the edit shows
+    head = cv2.erode(np.isin(parts, (23, 24)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert head.sum() > 50
+    np.testing.assert_array_equal(out[head], before[head])  # untouched texels: still the photo itself
+    # the state itself is unchanged (edits make a new state)
+    assert float(state.seen[:, 2].sum()) > float(edited.seen[:, 2].sum())
+
+
+def test_exported_texture_read_back_keeps_the_photo_detail(example):
+    """``retarget texture`` → ``--texture`` without edits: 8-bit rounding is not an edit."""
+    state = example["state"]
+    rgb = export_texture(state).rgb.astype(np.float32) / 255.0
+    back = with_texture(state, rgb)
+    torch.testing.assert_close(back.seen, state.seen, rtol=0, atol=0)
+    out, ref = _on_person(render_targets(back, example["uv"]), example["image"])
+    assert _psnr(out, ref) >= 28.0
