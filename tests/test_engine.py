@@ -448,3 +448,21 @@ def test_image_command_with_openvino_matches_torch(engine_home, tmp_path, monkey
     diff = np.abs(outputs["openvino"] - outputs["torch"])
     assert diff.max() <= 1, diff.max()
     assert outputs["torch"].std() > 5  # a picture, not a blank frame
+
+
+def test_auto_probe_measures_the_real_refiner(models, engine_home):
+    """The probe runs the candidates on the tiny refiner: torch and OpenVINO fp32 timed, bf16 judged by its error
+    against fp32 where the CPU has it natively, int8 not considered until quantized (issue 30)."""
+    from retarget.engine import auto
+    from retarget.engine.cpu import cpu_flags, has_native_bf16
+    from retarget.pipeline.calibration_frames import example_refiner_inputs
+
+    frames = example_refiner_inputs(models.refiner, models.inpainter, 64)
+    native = has_native_bf16(cpu_flags())
+    measured = {m.name: m for m in auto.measure(models.refiner, frames, 2, 64, native, threads=1)}
+    assert list(measured) == ["torch fp32", "openvino fp32", "openvino bf16", "openvino int8"]
+    assert measured["torch fp32"].s_per_frame > 0 and measured["openvino fp32"].err_mean == 0.0
+    assert "not quantized" in measured["openvino int8"].skipped
+    bf16 = measured["openvino bf16"]
+    assert (bf16.skipped is not None and "native bf16" in bf16.skipped) if not native else bf16.err_mean is not None
+    assert auto.decide(list(measured.values())) in auto.CANDIDATES

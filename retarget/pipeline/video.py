@@ -64,7 +64,7 @@ from retarget.pipeline.stream import Stream
 BACKGROUNDS = ("scene", "source")
 OUTPUT_MODES = ("frame", "crop")
 ON_MISSING = ("hold", "background", "skip")
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 MAX_TEMPORAL_RADIUS = 8
 
 
@@ -84,7 +84,8 @@ class VideoOptions:
     side_by_side: bool = False
     quiet: bool = False
     keep_partial: bool = False
-    precision: str = "fp32"  # per-frame refiner arithmetic: fp32 (reference numerics), bf16, fp16 (CUDA)
+    precision: str = "fp32"  # per-frame refiner arithmetic: fp32 (reference numerics), bf16, fp16 (CUDA), int8, auto
+    # (auto: with --engine auto, engine and precision from a measured probe, retarget.engine.auto; the CLI's default)
     fill: str = "body"  # weight-free texture completion: body | nearest
     command: str = "video"  # the command running: the options messages name are that command's
     temporal_radius: int = 2  # driver IUV temporal filter: frames each side (look-ahead); 0 = off
