@@ -188,6 +188,14 @@ class OpenVINORefiner:
         self.model = model  #: the ``openvino.Model`` that runs (int8, or fp32 after a fallback)
         self.threads = threads
         self.compiled = compile_refiner(model, self.precision, threads=threads)
+        self._compiled_by_threads = {threads: self.compiled}
+
+    def set_threads(self, threads: int | None) -> None:
+        """Run with ``threads`` inference threads from now on (``None``: every core); each count is compiled once
+        (:mod:`retarget.engine.threads`; results do not depend on it)."""
+        if threads not in self._compiled_by_threads:
+            self._compiled_by_threads[threads] = compile_refiner(self.model, self.precision, threads=threads)
+        self.threads, self.compiled = threads, self._compiled_by_threads[threads]
 
     # -- the part of the Refiner interface the pipeline uses ------------------------------------
     def encode_source(self, source_input: torch.Tensor) -> SourceFeatures:
