@@ -1,12 +1,12 @@
-"""End-to-end speed and accuracy of DensePose keyframes (``--densepose-every``), in one run.
+"""End-to-end speed and accuracy of the offline pipeline (issue 30): keyframes, engines, overlap, in one run.
 
-    .venv/bin/python bench/end_to_end.py [--clips DIR ...] [--variants 2 3 4 auto] [--densepose-size 512]
-        [--device cpu|cuda] [--no-timing]
+    .venv/bin/python bench/end_to_end.py [--clips DIR ...] [--every 2 3 4 auto] [--timed default keyframes engines
+        all] [--frames 60] [--batch-size 4] [--densepose-size 512] [--device cpu|cuda] [--cache DIR] [--no-timing]
 
 Accuracy, on every folder of ``../shared/real`` holding ``rgb/`` + ``iuv/`` (cv2 order: B = I, G = U, R = V;
 ``<stem>_IUV.png`` or ``<stem>.png`` per ``rgb/<stem>.*``, frames sorted by the number in their name) and
-on any ``--clips`` folder, for each K: the clip's real every-frame DensePose is read at the keyframes only
-(what ``--driver-iuv … --densepose-every K`` does) and carried to the other frames
+on any ``--clips`` folder, for each K of ``--every`` (and 4, the timed one): the clip's real every-frame DensePose
+is read at the keyframes only (what ``--driver-iuv … --densepose-every K`` does) and carried to the other frames
 (:func:`densepose_adapter.keyframes.propagate`, the pipeline's settings).
 
 - ``agree``: part-label agreement of the carried IUV with the real DensePose at the non-keyframes, over
@@ -16,18 +16,26 @@ on any ``--clips`` folder, for each K: the clip's real every-frame DensePose is 
 - ``densepose_calls``, and ``fewer`` = frames / calls. Target (issue 30): ``fewer ≥ 3`` with
   ``agree ≥ self_agree − 0.03`` on every clip.
 
-Timing, on ``examples/driver.mp4`` (60 frames, 480×360) with its precomputed IUV ``examples/driver.iuv/``,
-weight-free path (``run_video_job`` pieces; an empty DensePose cache per variant, so the flow work is
-timed): the pipeline's own seconds, plus DensePose's as measured per call of the torchvision port with
-the full-size R50 and random weights (``bench/densepose.py``'s model: the box classifier biased to one
-confident person, the tracked-region mode fed the sidecar's person box of the frame: random weights
-detect nobody) at ``--densepose-size``, times the number of keyframes. ``frame_err_mean``: mean absolute
-difference (0–255 grey levels, all pixels, all frames) of the variant's output frames vs the default's
-(every-frame DensePose = the sidecar).
+Timing, ``render_video`` (pass 1 + pass 2) on the first ``--frames`` frames of ``examples/driver.mp4`` (480×360,
+cut losslessly), full-size models with random weights (``bench/video.py``: inpainter ngf 32, refiner ngf 256),
+crop 256, and DensePose *run in the pipeline* on every keyframe: :class:`SidecarTimedBackend` runs the
+torchvision R50 port (full size, random weights with the box classifier biased to one confident person,
+``bench/densepose.py``; ``--engine auto``: backbone + FPN on OpenVINO) in its tracked-region mode fed the
+example sidecar's person box of the frame (random weights detect nobody), and returns the sidecar's IUV as the
+frame's result. Conversions, the ``auto`` probe and the source photo's preparation happen before the timer.
+Variants (:data:`VARIANTS`):
+
+- ``default``: today's default before issue 30: every frame, ``--engine auto`` = OpenVINO fp32, passes in turn;
+- ``keyframes``: ``--densepose-every 4`` only;
+- ``engines``: ``--engine auto --precision auto`` only (the probed choice: :mod:`retarget.engine.auto`);
+- ``all``: both, and the overlap (the refiner rendering during pass 1, :class:`retarget.pipeline.video.RenderAhead`).
+
+``frame_err_mean``: mean absolute difference (0–255 grey levels, all pixels, all frames) of the variant's output
+frames vs ``default``'s (every-frame DensePose = the sidecar, fp32).
 
 The last lines are one per variant:
 ``e2e variant=<name> s_per_frame=<x> vs_default=<r> densepose_calls=<n> agree=<x> self_agree=<x>
-frame_err_mean=<grey>`` (agree and self_agree: means over the clips; ``-`` for the default).
+frame_err_mean=<grey>`` (agree and self_agree: means over the clips at K = 4; ``-`` without keyframes).
 """
 
 from __future__ import annotations

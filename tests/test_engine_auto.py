@@ -113,6 +113,18 @@ def test_a_damaged_cache_is_probed_again(tmp_path):
     assert json.loads(cache.read_text())
 
 
+def test_a_cache_that_cannot_be_written_is_a_note(tmp_path, capsys):
+    cache = tmp_path / "engine-choice.json"
+    cache.mkdir()  # a folder where the file goes
+    probe = FakeProbe()
+    choice = auto.choose(_refiner(), lambda: [], 4, 256, probe=probe, cache_file=cache, quiet=True)
+    assert choice.precision == "bf16" and cache.is_dir()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"note: could not store the engine choice in {cache}")
+    auto.choose(_refiner(), lambda: [], 4, 256, probe=probe, cache_file=cache, quiet=True)
+    assert len(probe.calls) == 2  # probed again
+
+
 def test_choice_round_trips_through_json():
     choice = Choice("openvino", "int8", [_m("torch", "fp32", 1.0), _m("openvino", "int8", 0.4, err=1.2)], "cpu x")
     back = Choice.from_json(json.loads(json.dumps(choice.to_json())))

@@ -154,15 +154,17 @@ def load_choices(path: Path) -> dict:
 
 def store_choice(path: Path, key: str, choice: Choice) -> None:
     """Add ``choice`` under ``key`` (atomic rewrite; a failure to write is not an error: it is a cache)."""
+    from retarget.errors import RetargetError
     from retarget.io.atomic import write_bytes_atomic
 
     data = load_choices(path)
     data[key] = choice.to_json()
     try:
         write_bytes_atomic(path, json.dumps(data, indent=1, sort_keys=True), make_parents=True)
-    except OSError as exc:
-        print(f"note: could not store the engine choice in {path} ({exc.strerror or exc}); it is probed again "
-              "next run", file=sys.stderr)
+    except (OSError, RetargetError) as exc:  # a folder or device in its place, a read-only or full disk
+        reason = getattr(exc, "strerror", None) or str(exc).split(": ")[-1]
+        print(f"note: could not store the engine choice in {path} ({reason}); it is probed again next run",
+              file=sys.stderr)
 
 
 def _timed(run: Callable[[], object], calls: int) -> tuple[float, object]:
