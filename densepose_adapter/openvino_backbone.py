@@ -86,17 +86,22 @@ class OpenVINOBackbone(nn.Module):
         self.precision_hint = precision_hint
         self.threads: int | None = None  #: inference threads (None: every core); see set_threads
         self.compiled = compile_cpu(model, precision_hint)  # dynamic input shape
+        self._dynamic: dict[int | None, object] = {None: self.compiled}  #: threads → dynamic-shape compile
         self.static: OrderedDict[tuple[int, ...], object] = OrderedDict()  #: shape → static-shape compile
         self._last_shape: tuple[int, ...] | None = None
 
     def set_threads(self, threads: int | None) -> None:
-        """Run with ``threads`` inference threads from now on (``None``: every core); recompiles when it changes."""
+        """Run with ``threads`` inference threads from now on (``None``: every core); the dynamic-shape model is
+        compiled once per count, the static-shape ones again when needed."""
         from densepose_adapter.openvino_cache import compile_cpu
 
         if threads == self.threads:
             return
+        self._dynamic[self.threads] = self.compiled
         self.threads = threads
-        self.compiled = compile_cpu(self.model, self.precision_hint, threads=threads)
+        if threads not in self._dynamic:
+            self._dynamic[threads] = compile_cpu(self.model, self.precision_hint, threads=threads)
+        self.compiled = self._dynamic[threads]
         self.static.clear()
 
     def compiled_for(self, shape: tuple[int, ...]):

@@ -382,6 +382,37 @@ def test_densepose_backbone_compiles_a_repeated_input_shape_statically(engine_ho
     assert list(backbone.static) == [(1, 3, 64, 96), (1, 3, 32, 32)]  # the oldest dropped, at most 2 kept
 
 
+def test_thread_counts_of_the_openvino_models_change_nothing_but_the_threads(models, engine_home):
+    """The overlap's thread budget (issue 30) recompiles the refiner and the DensePose backbone with fewer threads:
+    the same outputs, each count compiled once, back to every core after."""
+    from densepose_adapter.openvino_backbone import OpenVINOBackbone
+    from densepose_adapter.rcnn import build_model, load_config
+    from retarget.engine.openvino_refiner import OpenVINORefiner
+
+    refiner = OpenVINORefiner(models.refiner, "fp32", batch_size=2, size=64, quiet=True)
+    source, target, xy, mask = _inputs(models.refiner, 2)
+    every = refiner.decode(source, target, xy, mask)
+    refiner.set_threads(1)
+    assert refiner.threads == 1 and refiner.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert torch.equal(refiner.decode(source, target, xy, mask), every)
+    one = refiner.compiled
+    refiner.set_threads(None)
+    refiner.set_threads(1)
+    assert refiner.compiled is one  # compiled once per count
+
+    folder = densepose_dir()
+    net = build_model(folder / "model_tiny.pkl", load_config(folder / "meta.json"))
+    backbone = OpenVINOBackbone(net.backbone, engine_home, {"test": 1}, quiet=True)
+    x = torch.randn(1, 3, 96, 128)
+    before = backbone(x)
+    backbone.set_threads(1)
+    assert backbone.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    after = backbone(x)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    backbone.set_threads(None)
+    assert backbone.threads is None
+
+
 @pytest.mark.slow
 def test_densepose_backend_openvino_gives_the_same_iuv(engine_home):
     from densepose_adapter.torchvision_backend import TorchvisionDensePoseBackend
