@@ -172,3 +172,10 @@ def test_wrap_models_uses_the_choice(monkeypatch):
     models = Models(None, _refiner())
     assert wrap_models(models, "auto", "cpu", "auto", 4, 64) is models
     assert wrap_models(None, "auto", "cpu", "auto", 4, 64) is None  # weight-free: no refiner, no probe
+
+    class Wrapped:  # a refiner already on OpenVINO (the live path and benchmarks wrap before render_video)
+        torch_refiner = _refiner()
+
+    monkeypatch.setattr(auto, "choose", lambda *a, **k: (_ for _ in ()).throw(AssertionError("probed")))
+    already = Models(None, Wrapped())
+    assert wrap_models(already, "auto", "cpu", "auto", 4, 64) is already

@@ -132,9 +132,11 @@ def wrap_models(models, engine: str, device: str, precision: str, batch_size: in
         threads: OpenVINO inference threads (``None``: every core; :mod:`retarget.engine.threads`).
     """
     if precision == "auto":
-        engine, precision = ((engine, "fp32") if models is None or models.refiner is None else
-                             auto_precision(models.refiner, engine, device, precision, batch_size, size, quiet,
-                                            calibration_frames, threads))
+        wrapped = getattr(getattr(models, "refiner", None), "torch_refiner", None) is not None
+        if models is None or models.refiner is None or wrapped:  # nothing to run, or already on OpenVINO
+            return models
+        engine, precision = auto_precision(models.refiner, engine, device, precision, batch_size, size, quiet,
+                                           calibration_frames, threads)
     chosen = resolve_engine(engine, device, precision)
     if models is None or models.refiner is None or chosen == "torch":
         return models
