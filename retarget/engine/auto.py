@@ -11,13 +11,14 @@ Candidates, in order of preference (the most exact first):
    within that budget: quantizing takes minutes, which a probe must not cost (``--precision int8`` once
    quantizes it; later ``auto`` runs consider it).
 
-The probe (:func:`measure`) times the actual refiner's per-frame branch on the run's batch of the shipped
-example's refiner inputs (:mod:`retarget.pipeline.calibration_frames`, the user's weights): one warm-up and
-:data:`PROBE_CALLS` timed calls per OpenVINO candidate at the run's batch, one timed call of torch at batch 1
-(torch eager needs no warm-up and is the slowest). The choice (:func:`decide`) is the fastest candidate; a
-less exact one must beat every more exact one by :data:`MARGIN` (a CPU where bf16 loses, or wins by noise,
-keeps fp32). The result is stored in ``cache_dir()/engine-choice.json`` keyed by the CPU model, the refiner
-weights' digest, the batch, the crop size and the engine versions, so later runs are deterministic and
+The probe (:func:`measure`) times the actual refiner's per-frame branch on one frame of the shipped example's
+refiner inputs (:mod:`retarget.pipeline.calibration_frames`, the user's weights): torch eager, and each OpenVINO
+candidate on a batch-1 reshape of the run's converted model (no second conversion); calls are repeated within
+:data:`PROBE_SECONDS` (at most 3; the fastest counts), so a full-size refiner costs one call per candidate: ≈ 2.5 +
+2.2 + 1.3 s of refiner plus two compiles on the 2-core EPYC of docs/performance.md. The choice (:func:`decide`) is
+the fastest candidate; a less exact one must beat every more exact one by :data:`MARGIN` (a CPU where bf16 loses,
+or wins by noise, keeps fp32). The result is stored in ``cache_dir()/engine-choice.json`` keyed by the CPU model,
+the refiner weights' digest, the batch, the crop size and the engine versions, so later runs are deterministic and
 probe-free; the run says once on stderr what it chose and why (:meth:`Choice.line`).
 
 An explicit ``--precision`` or ``--engine`` is never overridden (no probe: see :func:`wants_probe`).
@@ -36,8 +37,8 @@ import numpy as np
 
 #: Bump when the probe or the decision rule changes (part of the cache key).
 PROBE_VERSION = "1"
-#: Timed calls per OpenVINO candidate (after one warm-up).
-PROBE_CALLS = 1
+#: Seconds of calls per candidate in the probe (at least one call; the fastest counts).
+PROBE_SECONDS = 0.5
 #: A less exact candidate must be at least this much faster (fraction) than every more exact one.
 MARGIN = 0.05
 CANDIDATES = (("torch", "fp32"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"))
@@ -167,39 +168,53 @@ def store_choice(path: Path, key: str, choice: Choice) -> None:
               file=sys.stderr)
 
 
-def _timed(run: Callable[[], object], calls: int) -> tuple[float, object]:
-    """Median seconds of ``calls`` calls of ``run`` and the last result."""
+def _timed(run: Callable[[], object], budget_s: float | None = None, most: int = 3) -> tuple[float, object]:
+    """Fastest of the calls of ``run`` made until ``budget_s`` seconds (:data:`PROBE_SECONDS`) are spent — at least
+    one, at most ``most``: a full-size refiner frame takes longer than the budget, so it is one call — and the
+    last result."""
+    budget_s = PROBE_SECONDS if budget_s is None else budget_s
     times, result = [], None
-    for _ in range(calls):
+    while not times or (sum(times) < budget_s and len(times) < most):
         tick = time.perf_counter()
         result = run()
         times.append(time.perf_counter() - tick)
-    return float(np.median(times)), result
+    return float(min(times)), result
+
+
+def batch_of_one(model):
+    """A copy of a converted refiner (static batch B) reshaped to batch 1 (cheap: no conversion)."""
+    from retarget.engine.openvino_refiner import INPUT_NAMES
+
+    one = model.clone()
+    one.reshape({name: [1, *[int(d) for d in port.get_partial_shape().to_shape()[1:]]]
+                 for name, port in zip(INPUT_NAMES, model.inputs)})
+    return one
 
 
 def measure(refiner, frames: list[tuple], batch: int, size, native_bf16: bool, threads: int | None = None
             ) -> list[Measurement]:
-    """Probe every candidate on one batch of ``frames`` (per frame the 6 decode inputs, batch 1); see the module
-    docstring. The OpenVINO fp32 model is converted (or read from the engine cache) as the run would."""
+    """Probe every candidate on one frame of ``frames`` (per frame the 6 decode inputs, batch 1); see the module
+    docstring. The OpenVINO fp32 model at the run's batch is converted (or read from the engine cache) as the
+    run would; the candidates are timed on a batch-1 reshape of it (per-frame speed was the same at batch 1
+    and 4 on the CPUs of docs/performance.md, and a frame costs a quarter of a batch of 4)."""
     import torch
 
-    from retarget.engine.calibration import batched, output_error
+    from retarget.engine.calibration import output_error
     from retarget.engine.openvino_refiner import INT8_BUDGET, OpenVINORefiner, cache_keys, compile_refiner, \
         engine_cache
     from retarget.models.refiner import SourceFeatures
 
-    item = batched(frames[1::2] or frames, batch)[0]
-    one = [torch.from_numpy(np.ascontiguousarray(a[:1])) for a in item]
+    frame = (frames[1::2] or frames)[0]
+    item = [t.detach().float().cpu().numpy() for t in frame]
     results = []
     with torch.no_grad():
-        seconds, _ = _timed(lambda: refiner.decode(SourceFeatures(tuple(one[:3])), *one[3:]), 1)
+        seconds, _ = _timed(lambda: refiner.decode(SourceFeatures(tuple(frame[:3])), *frame[3:]))
     results.append(Measurement("torch", "fp32", s_per_frame=seconds))
 
     def probe_ov(model, precision: str) -> tuple[float, np.ndarray]:
-        compiled = compile_refiner(model, precision, threads=threads)
-        compiled(item)  # warm-up: first-call allocations
-        seconds, out = _timed(lambda: compiled(item)[0], PROBE_CALLS)
-        return seconds / batch, np.array(out, dtype=np.float32, copy=True)
+        compiled = compile_refiner(batch_of_one(model), precision, threads=threads)
+        seconds, out = _timed(lambda: compiled(item)[0])
+        return seconds, np.array(out, dtype=np.float32, copy=True)
 
     fp32 = OpenVINORefiner(refiner, "fp32", batch_size=batch, size=size, quiet=True, threads=threads)
     seconds, reference = probe_ov(fp32.model, "fp32")
