@@ -202,6 +202,8 @@ def run_variant(name: str, models, backend: SidecarTimedBackend, frames: int, de
     from retarget.pipeline.video import VideoOptions, engine_models, render_video
 
     every, engine, precision, overlap = VARIANTS[name]
+    if not device.startswith("cpu"):  # CUDA: torch (OpenVINO is CPU-only; --precision auto is fp32 there)
+        engine = "auto"
     out_frames: list[np.ndarray] = []
     options = VideoOptions(quiet=True, densepose_every=every, engine=engine, precision=precision, overlap=overlap,
                            device=device, batch_size=batch)

@@ -117,7 +117,8 @@ def test_the_refiner_thread_runs_within_the_thread_budget(clip, models, tmp_path
     before = torch.get_num_threads()
     _run(clip, models, tmp_path, "budget", temporal_radius=0)
     ahead = [n for name, n in seen if name == "retarget-render-ahead"]
-    assert ahead and set(ahead) == {1}  # 2 cores: 1 for DensePose's side, 1 for the refiner's
+    assert ahead and ahead[0] == 1  # during pass 1 on 2 cores: 1 for DensePose's side, 1 for the refiner's
+    assert max(ahead) <= 2  # batches still queued when pass 1 ends render with every core
     assert torch.get_num_threads() == before  # restored for pass 2 and after
 
 

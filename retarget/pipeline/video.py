@@ -536,13 +536,13 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
     ahead = RenderAhead(state, models, options, info, size, ahead_times, getattr(densepose, "cache", None) is not None
                         ) if overlaps(models, options) else None
     threads = plan_threads(overlap=ahead is not None)
-    with Stream(maxsize=2) as ahead_stream, \
-            (applied(threads, models.refiner, densepose_backbones(densepose)) if ahead is not None
-             else contextlib.nullcontext()):
-        if ahead is not None:  # the refiner thread, fed by pass 1 (bounded queue)
-            ahead.feed = ahead_stream.feed("retarget-render-ahead", ahead.sink)
-        plan = plan_render(source, state, driver, densepose, models, options, ahead, info)  # pass 1
-        if ahead is not None:
+    with Stream(maxsize=2) as ahead_stream:
+        with (applied(threads, models.refiner, densepose_backbones(densepose)) if ahead is not None
+              else contextlib.nullcontext()):
+            if ahead is not None:  # the refiner thread, fed by pass 1 (bounded queue)
+                ahead.feed = ahead_stream.feed("retarget-render-ahead", ahead.sink)
+            plan = plan_render(source, state, driver, densepose, models, options, ahead, info)  # pass 1
+        if ahead is not None:  # the batches still queued render with every core (DensePose is done)
             feed, ahead.feed = ahead.feed, None
             feed.finish()
     options, track, info = plan.options, plan.track, plan.info
