@@ -80,7 +80,7 @@ class Choice:
             if m.skipped:
                 parts.append(f"{m.name} not considered ({m.skipped})")
             else:
-                err = f", error mean {m.err_mean:.2f}" if m.err_mean is not None else ""
+                err = f", error mean {m.err_mean:.2f}" if m.err_mean is not None and m.precision != "fp32" else ""
                 parts.append(f"{m.name} {m.s_per_frame:.3f}{err}")
         how = "cached probe" if self.cached else f"probe {self.probe_s:.1f} s"
         return (f"note: --engine auto: refiner on {self.engine} {self.precision} ({how} on {self.cpu}; s/frame: "
