@@ -71,20 +71,22 @@ def test_a_batch_rendered_from_other_target_uvs_is_not_used(clip, models, tmp_pa
         np.testing.assert_array_equal(frames[index], reference[index])
 
 
-def test_an_error_in_densepose_stops_the_refiner_thread(clip, models, tmp_path, monkeypatch, no_leaked_threads):
+@pytest.mark.parametrize("error", [RuntimeError("DensePose exploded"), KeyboardInterrupt()], ids=["error", "ctrl-c"])
+def test_an_error_in_densepose_stops_the_refiner_thread(clip, models, tmp_path, monkeypatch, no_leaked_threads,
+                                                         error):
     monkeypatch.setattr("retarget.engine.threads.available_cores", lambda: 2)
     original = FrameDensePose.results
-    seen = []
+    before = torch.get_num_threads()
 
     def failing(self, indices, images):
-        seen.extend(indices)
-        if max(indices) >= 9:
-            raise RuntimeError("DensePose exploded")
+        if max(indices) >= 9:  # batches 0-3 are rendering ahead by now
+            raise error
         return original(self, indices, images)
 
     monkeypatch.setattr(FrameDensePose, "results", failing)
-    with pytest.raises(RuntimeError, match="DensePose exploded"):
+    with pytest.raises(type(error)):
         _run(clip, models, tmp_path, "broken", temporal_radius=0)
+    assert torch.get_num_threads() == before
     assert not list(tmp_path.iterdir())  # no output, no temporary
     assert not [t for t in threading.enumerate() if t.name == "retarget-render-ahead" and t.is_alive()]
 
