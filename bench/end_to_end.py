@@ -1,12 +1,12 @@
-"""End-to-end speed and accuracy of DensePose keyframes (``--densepose-every``), in one run.
+"""End-to-end speed and accuracy of the offline pipeline (issue 30): keyframes, engines, overlap, in one run.
 
-    .venv/bin/python bench/end_to_end.py [--clips DIR ...] [--variants 2 3 4 auto] [--densepose-size 512]
-        [--device cpu|cuda] [--no-timing]
+    .venv/bin/python bench/end_to_end.py [--clips DIR ...] [--every 2 3 4 auto] [--timed default keyframes engines
+        all] [--frames 60] [--batch-size 4] [--densepose-size 512] [--device cpu|cuda] [--cache DIR] [--no-timing]
 
 Accuracy, on every folder of ``../shared/real`` holding ``rgb/`` + ``iuv/`` (cv2 order: B = I, G = U, R = V;
 ``<stem>_IUV.png`` or ``<stem>.png`` per ``rgb/<stem>.*``, frames sorted by the number in their name) and
-on any ``--clips`` folder, for each K: the clip's real every-frame DensePose is read at the keyframes only
-(what ``--driver-iuv … --densepose-every K`` does) and carried to the other frames
+on any ``--clips`` folder, for each K of ``--every`` (and 4, the timed one): the clip's real every-frame DensePose
+is read at the keyframes only (what ``--driver-iuv … --densepose-every K`` does) and carried to the other frames
 (:func:`densepose_adapter.keyframes.propagate`, the pipeline's settings).
 
 - ``agree``: part-label agreement of the carried IUV with the real DensePose at the non-keyframes, over
@@ -16,18 +16,26 @@ on any ``--clips`` folder, for each K: the clip's real every-frame DensePose is 
 - ``densepose_calls``, and ``fewer`` = frames / calls. Target (issue 30): ``fewer ≥ 3`` with
   ``agree ≥ self_agree − 0.03`` on every clip.
 
-Timing, on ``examples/driver.mp4`` (60 frames, 480×360) with its precomputed IUV ``examples/driver.iuv/``,
-weight-free path (``run_video_job`` pieces; an empty DensePose cache per variant, so the flow work is
-timed): the pipeline's own seconds, plus DensePose's as measured per call of the torchvision port with
-the full-size R50 and random weights (``bench/densepose.py``'s model: the box classifier biased to one
-confident person, the tracked-region mode fed the sidecar's person box of the frame: random weights
-detect nobody) at ``--densepose-size``, times the number of keyframes. ``frame_err_mean``: mean absolute
-difference (0–255 grey levels, all pixels, all frames) of the variant's output frames vs the default's
-(every-frame DensePose = the sidecar).
+Timing, ``render_video`` (pass 1 + pass 2) on the first ``--frames`` frames of ``examples/driver.mp4`` (480×360,
+cut losslessly), full-size models with random weights (``bench/video.py``: inpainter ngf 32, refiner ngf 256),
+crop 256, and DensePose *run in the pipeline* on every keyframe: :class:`SidecarTimedBackend` runs the
+torchvision R50 port (full size, random weights with the box classifier biased to one confident person,
+``bench/densepose.py``; ``--engine auto``: backbone + FPN on OpenVINO) in its tracked-region mode fed the
+example sidecar's person box of the frame (random weights detect nobody), and returns the sidecar's IUV as the
+frame's result. Conversions, the ``auto`` probe and the source photo's preparation happen before the timer.
+Variants (:data:`VARIANTS`):
+
+- ``default``: today's default before issue 30: every frame, ``--engine auto`` = OpenVINO fp32, passes in turn;
+- ``keyframes``: ``--densepose-every 4`` only;
+- ``engines``: ``--engine auto --precision auto`` only (the probed choice: :mod:`retarget.engine.auto`);
+- ``all``: both, and the overlap (the refiner rendering during pass 1, :class:`retarget.pipeline.video.RenderAhead`).
+
+``frame_err_mean``: mean absolute difference (0–255 grey levels, all pixels, all frames) of the variant's output
+frames vs ``default``'s (every-frame DensePose = the sidecar, fp32).
 
 The last lines are one per variant:
 ``e2e variant=<name> s_per_frame=<x> vs_default=<r> densepose_calls=<n> agree=<x> self_agree=<x>
-frame_err_mean=<grey>`` (agree and self_agree: means over the clips; ``-`` for the default).
+frame_err_mean=<grey>`` (agree and self_agree: means over the clips at K = 4; ``-`` without keyframes).
 """
 
 from __future__ import annotations
@@ -116,70 +124,156 @@ def keyframe_accuracy(frames, every: int | None) -> tuple[int, float]:
 
 # -- timing ------------------------------------------------------------------------------------------
 
-def densepose_seconds_per_call(size: int, device: str, image_rgb: np.ndarray, box: np.ndarray, calls: int = 2):
-    """Median seconds of one tracked call of the full-size R50 port (random weights) on ``image_rgb``."""
-    import torch
-    from densepose import make_model  # bench/densepose.py
-
-    from densepose_adapter.torchvision_backend import TorchvisionDensePoseBackend
-
-    backend = TorchvisionDensePoseBackend(config=make_model(False).cfg, model=make_model(False), min_score=0.8,
-                                          densepose_size=size, track=True, device=device)
-    bgr = np.ascontiguousarray(image_rgb[..., ::-1])
-    times = []
-    with torch.inference_mode():
-        for k in range(calls + 1):  # the first is a warm-up
-            backend._prev_box = box.copy()  # a tracked frame around the sidecar's person
-            tick = time.perf_counter()
-            backend.predict([bgr])
-            if k:
-                times.append(time.perf_counter() - tick)
-    return float(np.median(times))
+#: The variants timed: (name, --densepose-every, --engine, --precision, overlap). ``default`` is today's
+#: default before issue 30: every frame, ``--engine auto`` = OpenVINO fp32 (the fixed rule), the passes in turn.
+VARIANTS = {
+    "default": ("1", "openvino", "fp32", False),
+    "keyframes": ("4", "openvino", "fp32", False),
+    "engines": ("1", "auto", "auto", False),
+    "all": ("4", "auto", "auto", True),
+}
 
 
-def run_variant(every: str, cache: Path):
-    """``(seconds, frames, keyframes, output frames)`` of the weight-free example job with ``every``."""
-    os.environ["RETARGET_CACHE_DIR"] = str(cache)
+class SidecarTimedBackend:
+    """A DensePose model backend whose *time* is the full-size R50 port's and whose *results* are the example's
+    precomputed IUV: each call runs the port (random weights, tracked-region mode fed the sidecar's person box of
+    that frame — random weights detect nobody) and returns the sidecar's result for the frame (found by the
+    frame's pixels). ``tag`` keys a fresh DensePose cache per variant."""
+
+    name = "bench-r50-sidecar"
+
+    def __init__(self, size: int, device: str, engine: str):
+        from densepose import make_model  # bench/densepose.py
+
+        from densepose_adapter.precomputed import PrecomputedIUV
+        from densepose_adapter.torchvision_backend import TorchvisionDensePoseBackend
+        from retarget.engine import densepose_engine_kwargs
+        from retarget.io.video import iter_frames
+
+        model = make_model(False)
+        self.inner = TorchvisionDensePoseBackend(config=model.cfg, model=model, min_score=0.8, densepose_size=size,
+                                                 track=True, device=device,
+                                                 **densepose_engine_kwargs(engine, device, quiet=True))
+        self.sidecar = PrecomputedIUV(EXAMPLES / "driver.iuv")
+        self.iter_frames = iter_frames
+        self.index: dict[str, int] = {}
+        self.tag = ""
+        self.calls = 0
+
+    def use_driver(self, driver: Path) -> None:
+        """Frames are recognised by their pixels in ``driver`` (a cut of the example driver)."""
+        self.index = {self._digest(np.ascontiguousarray(f.rgb[..., ::-1])): f.index for f in self.iter_frames(driver)}
+
+    @staticmethod
+    def _digest(bgr: np.ndarray) -> str:
+        import hashlib
+
+        return hashlib.sha1(bgr.tobytes()).hexdigest()
+
+    @property
+    def model(self):  # the runner finds the OpenVINO backbone here (thread budget)
+        return self.inner.model
+
+    def cache_key(self) -> str:
+        return f"{self.name}-{self.inner.cache_key()}-{self.tag}"
+
+    def reset_tracking(self) -> None:
+        self.inner.reset_tracking()
+
+    def predict(self, images_bgr):
+        import torch
+
+        out = []
+        for bgr in images_bgr:
+            result = self.sidecar.get(self.index[self._digest(np.ascontiguousarray(bgr))], bgr.shape[:2])
+            self.inner._prev_box = np.asarray(result.boxes[0]) if len(result.boxes) else None
+            with torch.inference_mode():
+                self.inner.predict([bgr])
+            self.calls += 1
+            out.append(result)
+        return out
+
+
+def run_variant(name: str, models, backend: SidecarTimedBackend, frames: int, device: str, batch: int):
+    """``(seconds of render_video, frames, DensePose calls, output frames, timings, summary)`` of one variant on
+    the first ``frames`` frames of the example driver."""
     from retarget.pipeline.job import VideoJob, driver_densepose, load_source
     from retarget.pipeline.source import prepare_source_crop
-    from retarget.pipeline.video import VideoOptions, render_video
+    from retarget.pipeline.video import VideoOptions, engine_models, render_video
 
+    every, engine, precision, overlap = VARIANTS[name]
+    if not device.startswith("cpu"):  # CUDA: torch (OpenVINO is CPU-only; --precision auto is fp32 there)
+        engine = "auto"
     out_frames: list[np.ndarray] = []
-    options = VideoOptions(quiet=True, densepose_every=every)
+    options = VideoOptions(quiet=True, densepose_every=every, engine=engine, precision=precision, overlap=overlap,
+                           device=device, batch_size=batch)
+    backend.tag, backend.calls = f"{name}-{time.time_ns()}", 0
     with tempfile.TemporaryDirectory() as tmp:
-        job = VideoJob(source=EXAMPLES / "source.jpg", driver=EXAMPLES / "driver.mp4",
-                       driver_iuv=EXAMPLES / "driver.iuv", output=Path(tmp) / "out.mp4", options=options)
-        tick = time.perf_counter()
+        driver = trimmed_driver(Path(tmp), frames)
+        backend.use_driver(driver)
+        job = VideoJob(source=EXAMPLES / "source.jpg", driver=driver, output=Path(tmp) / "out.mp4",
+                       densepose_backend="torchvision", options=options)
         source = load_source(job)
-        state = prepare_source_crop(source, None, options.device, fill=options.fill)
-        densepose = driver_densepose(job)
-        summary = render_video(source, state, job.driver, job.output, densepose, None, options,
+        state = prepare_source_crop(source, models, options.device, fill=options.fill)
+        wrapped = engine_models(models, options, state.image.shape[-1])  # converted / probed before the timing
+        densepose = driver_densepose(job, backend)
+        tick = time.perf_counter()
+        summary = render_video(source, state, job.driver, job.output, densepose, wrapped, options,
                                on_frame=lambda i, rgb: out_frames.append(rgb.copy()))
         seconds = time.perf_counter() - tick
-    stage = getattr(densepose, "inner", densepose)
-    keyframes = getattr(stage, "keyframes", None)
-    calls = len(keyframes) if keyframes is not None else summary.frames
-    return seconds, summary.frames, calls, out_frames, summary.timings
+    return seconds, summary.frames, backend.calls, out_frames, summary.timings, summary
+
+
+def trimmed_driver(folder: Path, frames: int) -> Path:
+    """The example driver's first ``frames`` frames (lossless FFV1, so the pixels are the decoded ones)."""
+    from fractions import Fraction
+
+    import av
+
+    from retarget.io.video import iter_frames, probe_video
+
+    path = folder / "driver.mkv"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=Fraction(probe_video(EXAMPLES / "driver.mp4").fps).limit_denominator(1001))
+        for frame in iter_frames(EXAMPLES / "driver.mp4"):
+            if frame.index >= frames:
+                break
+            if frame.index == 0:
+                stream.width, stream.height = frame.rgb.shape[1], frame.rgb.shape[0]
+                stream.pix_fmt = "bgr0"
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame.rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=Path, nargs="*", default=[], help="more folders with rgb/ + iuv/")
-    ap.add_argument("--variants", nargs="+", default=["2", "3", "4", "auto"], help="values of K")
+    ap.add_argument("--every", nargs="+", default=["4"], help="values of K whose accuracy is measured on the clips "
+                    "(the timed keyframe variants use K = 4)")
+    ap.add_argument("--timed", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                    help="variants timed (default first: the others are compared with it)")
+    ap.add_argument("--frames", type=int, default=60, help="first frames of the example driver timed (≤ 60)")
+    ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--densepose-size", type=int, default=512)
-    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (DensePose timing)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--cache", type=Path, default=None, help="RETARGET_CACHE_DIR (converted engines, the auto "
+                    "choice) kept between runs; default: a temporary folder")
     ap.add_argument("--no-timing", action="store_true", help="accuracy only")
     args = ap.parse_args()
-    for value in args.variants:
+    for value in args.every + [VARIANTS["keyframes"][0]]:
         check_every(value)
     import torch
 
     where = (torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda")
              else cpu_description())
-    print(f"# {args.device}: {where}")
+    print(f"# {args.device}: {where}", flush=True)
 
     clips = find_clips(args.clips)
-    accuracy: dict[str, list[tuple[float, float]]] = {v: [] for v in args.variants}
+    every = sorted(set(args.every) | {VARIANTS["keyframes"][0]})
+    accuracy: dict[str, list[tuple[float, float]]] = {v: [] for v in every}
     for folder in clips:
         frames = load_clip(folder)
         if len(frames) < 2:
@@ -187,7 +281,7 @@ def main() -> None:
             continue
         self_agree = self_agreement(frames)
         name = folder.relative_to(SHARED_REAL) if folder.is_relative_to(SHARED_REAL) else folder
-        for value in args.variants:
+        for value in every:
             calls, agree = keyframe_accuracy(frames, check_every(value))
             fewer = len(frames) / calls
             ok = fewer >= 3 and agree >= self_agree - 0.03
@@ -198,38 +292,38 @@ def main() -> None:
     if args.no_timing:
         return
 
-    import itertools
+    from video import full_size_models  # bench/video.py
 
-    from densepose_adapter.precomputed import PrecomputedIUV
-    from retarget.io.video import iter_frames
-
-    first = next(itertools.islice(iter_frames(EXAMPLES / "driver.mp4"), 1))
-    person = PrecomputedIUV(EXAMPLES / "driver.iuv").get(0, first.rgb.shape[:2])
-    dp_s = densepose_seconds_per_call(args.densepose_size, args.device, first.rgb, np.asarray(person.boxes[0]))
-    print(f"# DensePose (torchvision port, R50 full size, random weights, tracked, --densepose-size "
-          f"{args.densepose_size}, {args.device}): {dp_s:.3f} s per call", flush=True)
-    lines = []
-    reference = None
-    base = None
-    for value in ["1"] + list(args.variants):
-        with tempfile.TemporaryDirectory(prefix="e2e-cache-") as cache:
-            seconds, n, calls, frames, timings = run_variant(value, Path(cache))
-        total = seconds + calls * dp_s
-        per_frame = total / n
-        if reference is None:
-            reference, base = frames, per_frame
-        err = float(np.mean([np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()
-                             for a, b in zip(frames, reference)]))
-        name = "default" if value == "1" else f"keyframes-{value}"
-        pairs = accuracy.get(value, [])
-        agree = f"{np.mean([a for a, _ in pairs]):.3f}" if pairs else "-"
-        self_agree = f"{np.mean([s for _, s in pairs]):.3f}" if pairs else "-"
-        where_time = ", ".join(f"{k} {v / n * 1000:.1f}" for k, v in timings.items()
-                               if k not in ("total_s", "analysis_s"))
-        print(f"# {name}: pipeline {seconds:.2f} s for {n} frames + DensePose {calls} × {dp_s:.3f} s; "
-              f"ms per frame: {where_time}", flush=True)
-        lines.append(f"e2e variant={name} s_per_frame={per_frame:.3f} vs_default={per_frame / base:.3f} "
-                     f"densepose_calls={calls} agree={agree} self_agree={self_agree} frame_err_mean={err:.2f}")
+    with tempfile.TemporaryDirectory(prefix="e2e-cache-") as tmp:
+        os.environ["RETARGET_CACHE_DIR"] = str(args.cache or tmp)
+        os.environ.pop("RETARGET_ENGINE", None)
+        models = full_size_models()
+        backend = SidecarTimedBackend(args.densepose_size, args.device, "auto")
+        print(f"# timing: full-size models (random weights), the first {args.frames} frames of examples/driver.mp4, "
+              f"batch {args.batch_size}; DensePose: the torchvision R50 port (random weights, tracked region fed "
+              f"the sidecar's person box, --densepose-size {args.densepose_size}, --engine auto) run on every "
+              f"keyframe, its results the sidecar's; {os.getloadavg()[0]:.1f} load at start", flush=True)
+        lines, reference, base = [], None, None
+        for name in ["default"] + [v for v in args.timed if v != "default"]:
+            seconds, n, calls, frames, timings, summary = run_variant(name, models, backend, args.frames,
+                                                                      args.device, args.batch_size)
+            per_frame = seconds / n
+            if reference is None:
+                reference, base = frames, per_frame
+            err = float(np.mean([np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()
+                                 for a, b in zip(frames, reference)]))
+            k = VARIANTS[name][0]
+            pairs = accuracy.get(k, []) if k != "1" else []
+            agree = f"{np.mean([a for a, _ in pairs]):.3f}" if pairs else "-"
+            self_agree = f"{np.mean([s for _, s in pairs]):.3f}" if pairs else "-"
+            where_time = ", ".join(f"{key} {v / n * 1000:.0f}" for key, v in timings.items()
+                                   if key not in ("total_s", "analysis_s"))
+            print(f"# {name}: {seconds:.1f} s for {n} frames (pass 1 {timings['analysis_s']:.1f} s), {calls} DensePose "
+                  f"calls, {summary.overlap.get('rendered_ahead', 0)} frames rendered during pass 1 "
+                  f"({summary.overlap.get('threads')}); load {os.getloadavg()[0]:.1f}; ms per frame: {where_time}",
+                  flush=True)
+            lines.append(f"e2e variant={name} s_per_frame={per_frame:.3f} vs_default={per_frame / base:.3f} "
+                         f"densepose_calls={calls} agree={agree} self_agree={self_agree} frame_err_mean={err:.2f}")
     print()
     print("\n".join(lines))
 

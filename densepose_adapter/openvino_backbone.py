@@ -84,9 +84,25 @@ class OpenVINOBackbone(nn.Module):
         model, _ = cache.get("densepose-fpn", key, lambda: (convert_fpn(fpn), {"precision": "fp32"}), message)
         self.model = model
         self.precision_hint = precision_hint
+        self.threads: int | None = None  #: inference threads (None: every core); see set_threads
         self.compiled = compile_cpu(model, precision_hint)  # dynamic input shape
+        self._dynamic: dict[int | None, object] = {None: self.compiled}  #: threads → dynamic-shape compile
         self.static: OrderedDict[tuple[int, ...], object] = OrderedDict()  #: shape → static-shape compile
         self._last_shape: tuple[int, ...] | None = None
+
+    def set_threads(self, threads: int | None) -> None:
+        """Run with ``threads`` inference threads from now on (``None``: every core); the dynamic-shape model is
+        compiled once per count, the static-shape ones again when needed."""
+        from densepose_adapter.openvino_cache import compile_cpu
+
+        if threads == self.threads:
+            return
+        self._dynamic[self.threads] = self.compiled
+        self.threads = threads
+        if threads not in self._dynamic:
+            self._dynamic[threads] = compile_cpu(self.model, self.precision_hint, threads=threads)
+        self.compiled = self._dynamic[threads]
+        self.static.clear()
 
     def compiled_for(self, shape: tuple[int, ...]):
         """The compiled model to run an input of ``shape`` with (see the module docstring)."""
@@ -101,7 +117,7 @@ class OpenVINOBackbone(nn.Module):
             return self.compiled
         model = self.model.clone()
         model.reshape({model.inputs[0]: list(shape)})
-        self.static[shape] = compile_cpu(model, self.precision_hint)
+        self.static[shape] = compile_cpu(model, self.precision_hint, threads=self.threads)
         while len(self.static) > STATIC_SHAPES:
             self.static.popitem(last=False)
         return self.static[shape]

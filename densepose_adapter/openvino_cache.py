@@ -65,20 +65,23 @@ def core():
 PRECISION_HINTS = ("f32", "bf16")
 
 
-def compile_cpu(model, precision_hint: str, profile: bool = False):
+def compile_cpu(model, precision_hint: str, profile: bool = False, threads: int | None = None):
     """``model`` compiled for the CPU for low latency (one stream), at an explicit precision.
 
     The one place this package and ``retarget`` compile OpenVINO models. ``precision_hint`` (``f32`` or
     ``bf16``) is always passed as ``INFERENCE_PRECISION_HINT``: left out, OpenVINO picks bf16 on CPUs with
     native bf16 (AVX512-BF16, AMX) and f32 elsewhere, so results would depend on the CPU. Where the CPU
     has no native bf16, OpenVINO runs a ``bf16`` request in f32 (see :func:`compiled_precision`).
-    ``profile`` turns on OpenVINO's per-layer performance counters.
+    ``profile`` turns on OpenVINO's per-layer performance counters; ``threads`` caps the inference threads
+    (``INFERENCE_NUM_THREADS``; ``None``: OpenVINO's default, every core).
     """
     if precision_hint not in PRECISION_HINTS:
         raise ValueError(f"precision_hint {precision_hint!r}: expected one of {', '.join(PRECISION_HINTS)}")
     config = {"INFERENCE_PRECISION_HINT": precision_hint, "PERFORMANCE_HINT": "LATENCY"}
     if profile:
         config["PERF_COUNT"] = True
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = max(1, int(threads))
     return core().compile_model(model, "CPU", config)
 
 

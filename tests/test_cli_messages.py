@@ -264,6 +264,7 @@ LIBRARY_MESSAGES = {
     "retarget/engine/__init__.py": ["video", "frames", "batch", "image", "densepose", "stream"],
     "retarget/engine/openvino_refiner.py": ["video", "frames", "batch", "image", "stream"],
     "retarget/engine/calibration.py": ["video", "batch"],
+    "retarget/engine/auto.py": ["video", "batch", "stream"],
     "retarget/pipeline/calibration_frames.py": ["video", "batch"],
     "retarget/weights/importer.py": [("weights", "import"), ("weights", "fetch")],
     "densepose_adapter/torchvision_backend.py": ["video", "frames", "batch", "densepose"],

@@ -382,6 +382,37 @@ def test_densepose_backbone_compiles_a_repeated_input_shape_statically(engine_ho
     assert list(backbone.static) == [(1, 3, 64, 96), (1, 3, 32, 32)]  # the oldest dropped, at most 2 kept
 
 
+def test_thread_counts_of_the_openvino_models_change_nothing_but_the_threads(models, engine_home):
+    """The overlap's thread budget (issue 30) recompiles the refiner and the DensePose backbone with fewer threads:
+    the same outputs, each count compiled once, back to every core after."""
+    from densepose_adapter.openvino_backbone import OpenVINOBackbone
+    from densepose_adapter.rcnn import build_model, load_config
+    from retarget.engine.openvino_refiner import OpenVINORefiner
+
+    refiner = OpenVINORefiner(models.refiner, "fp32", batch_size=2, size=64, quiet=True)
+    source, target, xy, mask = _inputs(models.refiner, 2)
+    every = refiner.decode(source, target, xy, mask)
+    refiner.set_threads(1)
+    assert refiner.threads == 1 and refiner.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert torch.equal(refiner.decode(source, target, xy, mask), every)
+    one = refiner.compiled
+    refiner.set_threads(None)
+    refiner.set_threads(1)
+    assert refiner.compiled is one  # compiled once per count
+
+    folder = densepose_dir()
+    net = build_model(folder / "model_tiny.pkl", load_config(folder / "meta.json"))
+    backbone = OpenVINOBackbone(net.backbone, engine_home, {"test": 1}, quiet=True)
+    x = torch.randn(1, 3, 96, 128)
+    before = backbone(x)
+    backbone.set_threads(1)
+    assert backbone.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    after = backbone(x)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    backbone.set_threads(None)
+    assert backbone.threads is None
+
+
 @pytest.mark.slow
 def test_densepose_backend_openvino_gives_the_same_iuv(engine_home):
     from densepose_adapter.torchvision_backend import TorchvisionDensePoseBackend
@@ -448,3 +479,21 @@ def test_image_command_with_openvino_matches_torch(engine_home, tmp_path, monkey
     diff = np.abs(outputs["openvino"] - outputs["torch"])
     assert diff.max() <= 1, diff.max()
     assert outputs["torch"].std() > 5  # a picture, not a blank frame
+
+
+def test_auto_probe_measures_the_real_refiner(models, engine_home):
+    """The probe runs the candidates on the tiny refiner: torch and OpenVINO fp32 timed, bf16 judged by its error
+    against fp32 where the CPU has it natively, int8 not considered until quantized (issue 30)."""
+    from retarget.engine import auto
+    from retarget.engine.cpu import cpu_flags, has_native_bf16
+    from retarget.pipeline.calibration_frames import example_refiner_inputs
+
+    frames = example_refiner_inputs(models.refiner, models.inpainter, 64)
+    native = has_native_bf16(cpu_flags())
+    measured = {m.name: m for m in auto.measure(models.refiner, frames, 2, 64, native, threads=1)}
+    assert list(measured) == ["torch fp32", "openvino fp32", "openvino bf16", "openvino int8"]
+    assert measured["torch fp32"].s_per_frame > 0 and measured["openvino fp32"].err_mean == 0.0
+    assert "not quantized" in measured["openvino int8"].skipped
+    bf16 = measured["openvino bf16"]
+    assert (bf16.skipped is not None and "native bf16" in bf16.skipped) if not native else bf16.err_mean is not None
+    assert auto.decide(list(measured.values())) in auto.CANDIDATES

@@ -129,7 +129,7 @@ def check_settings(settings: dict[str, Any], where: str | None) -> None:
             check_bounds(key, settings[key], option=key if where else None)  # --size on the command line
         VideoOptions(batch_size=settings["batch_size"], background=settings["background"],
                      output_mode=settings["output_mode"], on_missing=settings["on_missing"],
-                     table=settings["table"], precision=settings.get("precision", "fp32"),
+                     table=settings["table"], precision=settings.get("precision", "auto"),
                      fill=settings.get("fill", "body"), temporal_radius=temporal_radius(settings),
                      engine=settings.get("engine", "auto"), codec=settings.get("codec"), crf=settings.get("crf"),
                      person=str(settings.get("person", "largest")),

@@ -149,7 +149,7 @@ class BatchWorker:
         s = task.settings
         options = VideoOptions(batch_size=s["batch_size"], device=self.config.device, background=s["background"],
                                output_mode=s["output_mode"], on_missing=s["on_missing"], table=s["table"],
-                               side_by_side=s["side_by_side"], precision=s.get("precision", "fp32"),
+                               side_by_side=s["side_by_side"], precision=s.get("precision", "auto"),
                                engine=s.get("engine", "auto"),
                                fill=s.get("fill", "body"), temporal_radius=temporal_radius(s), quiet=True,
                                command="batch", person=str(s.get("person", "largest")),

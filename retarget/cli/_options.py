@@ -36,8 +36,11 @@ OnMissing = Annotated[str, typer.Option(
 Table = Annotated[str, typer.Option("--table", help="IUV→UV table: training or released.")]
 SideBySide = Annotated[bool, typer.Option("--side-by-side", help="Write driver | result side by side.")]
 Precision = Annotated[str, typer.Option(
-    "--precision", help="Per-frame refiner arithmetic: fp32 (reference numerics), bf16 (≈1.6× faster on CPUs "
-                        "with native bf16, AVX512-BF16 or AMX; elsewhere it warns and runs fp32), fp16 (CUDA), "
+    "--precision", help="Per-frame refiner arithmetic: auto (video and batch default: with --engine auto on the "
+                        "CPU, the fastest of torch fp32, OpenVINO fp32, bf16 and int8 within the int8 error budget, "
+                        "from a short probe cached per CPU and weights; else fp32), fp32 (reference numerics), "
+                        "bf16 (≈1.6× faster on CPUs with native bf16, AVX512-BF16 or AMX; elsewhere it warns and "
+                        "runs fp32), fp16 (CUDA), "
                         "int8 (OpenVINO, NNCF-quantized within an error budget, else it warns and runs fp32).")]
 Person = Annotated[str, typer.Option(
     "--person", help="Driver person to replace: largest (default), center, left, right, or N: the N-th person "

@@ -74,7 +74,7 @@ def batch_command(
     on_missing: opt.OnMissing = "hold",
     table: opt.Table = "training",
     side_by_side: opt.SideBySide = False,
-    precision: opt.Precision = "fp32",
+    precision: opt.Precision = "auto",
     fill: opt.Fill = "body",
     engine: opt.Engine = "auto",
     temporal_filter: opt.TemporalFilter = True,

@@ -56,7 +56,7 @@ def video_command(
     output_mode: opt.OutputMode = "frame",
     on_missing: opt.OnMissing = "hold",
     table: opt.Table = "training",
-    precision: opt.Precision = "fp32",
+    precision: opt.Precision = "auto",
     side_by_side: opt.SideBySide = False,
     engine: opt.Engine = "auto",
     temporal_filter: opt.TemporalFilter = True,

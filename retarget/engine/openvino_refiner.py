@@ -90,13 +90,29 @@ def engine_cache():
 PRECISION_HINT = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}
 
 
-def compile_refiner(model, precision: str, profile: bool = False):
+def compile_refiner(model, precision: str, profile: bool = False, threads: int | None = None):
     """Compiled for the CPU at ``precision`` (``fp32``, ``bf16``, ``int8``: see :data:`PRECISION_HINT`; bf16 is
     only chosen where the CPU has it natively); ``profile`` turns on OpenVINO's per-layer performance counters
-    (bench/engine_profile.py)."""
+    (bench/engine_profile.py); ``threads``: inference threads (``None``: every core; see
+    :mod:`retarget.engine.threads`)."""
     from densepose_adapter.openvino_cache import compile_cpu
 
-    return compile_cpu(model, PRECISION_HINT[precision], profile)
+    return compile_cpu(model, PRECISION_HINT[precision], profile, threads)
+
+
+def cache_keys(refiner: Refiner, batch_size: int, size: int | tuple[int, int], accuracy_control: bool = True
+               ) -> dict[str, str]:
+    """The engine-cache keys of the refiner's converted models (``fp32``, ``int8``) at a static shape."""
+    from densepose_adapter.openvino_cache import entry_key, state_digest
+    from retarget.engine.calibration import CALIBRATION_VERSION
+
+    hw = _hw(size)
+    base = {"net": "refiner-decode", "convert": CONVERT_VERSION, "weights": state_digest(refiner),
+            "batch": int(batch_size), "size": list(hw),
+            "channels": [refiner.in_source, refiner.in_target, refiner.out_channels, refiner.ngf]}
+    return {"fp32": entry_key(dict(base, precision="fp32")),
+            "int8": entry_key(dict(base, precision="int8", calibration=CALIBRATION_VERSION, budget=INT8_BUDGET,
+                                   accuracy_control=accuracy_control))}
 
 
 class OpenVINORefiner:
@@ -121,8 +137,7 @@ class OpenVINORefiner:
     def __init__(self, refiner: Refiner, precision: str = "fp32", batch_size: int = 4,
                  size: int | tuple[int, int] = 256,
                  quiet: bool = False, calibration_frames=None, over_budget: str = "fallback",
-                 accuracy_control: bool = True):
-        from densepose_adapter.openvino_cache import entry_key, state_digest
+                 accuracy_control: bool = True, threads: int | None = None):
 
         if precision not in ("fp32", "bf16", "int8"):
             raise UsageError(f"--precision {precision}: the OpenVINO engine runs fp32, bf16 or int8")
@@ -131,10 +146,7 @@ class OpenVINORefiner:
         self.out_channels = refiner.out_channels
         self.batch_size, self.hw = int(batch_size), _hw(size)
         cache = engine_cache()
-        digest = state_digest(refiner)
-        base = {"net": "refiner-decode", "convert": CONVERT_VERSION, "weights": digest, "batch": self.batch_size,
-                "size": list(self.hw),
-                "channels": [refiner.in_source, refiner.in_target, refiner.out_channels, refiner.ngf]}
+        keys = cache_keys(refiner, self.batch_size, self.hw, accuracy_control)
         shape = f"batch {self.batch_size}, {self.hw[1]}x{self.hw[0]}"
 
         def build_fp32():
@@ -142,12 +154,12 @@ class OpenVINORefiner:
 
         fp32_message = None if quiet else (f"converting the refiner to OpenVINO (fp32, {shape}); once, cached "
                                            f"under {cache.root}")
-        fp32_model, _ = cache.get("refiner", entry_key(dict(base, precision="fp32")), build_fp32, fp32_message)
+        fp32_model, _ = cache.get("refiner", keys["fp32"], build_fp32, fp32_message)
         self.meta: dict = {"precision": "fp32"}
         self.precision = "bf16" if precision == "bf16" else "fp32"
         model = fp32_model
         if precision == "int8":
-            from retarget.engine.calibration import CALIBRATION_VERSION, quantize_refiner
+            from retarget.engine.calibration import quantize_refiner
 
             def build_int8():
                 if calibration_frames is None:
@@ -155,8 +167,7 @@ class OpenVINORefiner:
                 return quantize_refiner(fp32_model, calibration_frames(), self.batch_size, INT8_BUDGET,
                                         quiet=quiet, max_rounds=5 if accuracy_control else 0)
 
-            key = entry_key(dict(base, precision="int8", calibration=CALIBRATION_VERSION, budget=INT8_BUDGET,
-                                  accuracy_control=accuracy_control))
+            key = keys["int8"]
             message = None if quiet else (f"quantizing the refiner to int8 with NNCF ({shape}), calibrated on the "
                                           f"shipped example frames; once, cached under {cache.root}")
             int8_model, meta = cache.get("refiner", key, build_int8, message)
@@ -175,7 +186,16 @@ class OpenVINORefiner:
                       f"(mean ≤ {INT8_BUDGET['mean']}, p99 ≤ {INT8_BUDGET['p99']}); running OpenVINO fp32",
                       file=sys.stderr)
         self.model = model  #: the ``openvino.Model`` that runs (int8, or fp32 after a fallback)
-        self.compiled = compile_refiner(model, self.precision)
+        self.threads = threads
+        self.compiled = compile_refiner(model, self.precision, threads=threads)
+        self._compiled_by_threads = {threads: self.compiled}
+
+    def set_threads(self, threads: int | None) -> None:
+        """Run with ``threads`` inference threads from now on (``None``: every core); each count is compiled once
+        (:mod:`retarget.engine.threads`; results do not depend on it)."""
+        if threads not in self._compiled_by_threads:
+            self._compiled_by_threads[threads] = compile_refiner(self.model, self.precision, threads=threads)
+        self.threads, self.compiled = threads, self._compiled_by_threads[threads]
 
     # -- the part of the Refiner interface the pipeline uses ------------------------------------
     def encode_source(self, source_input: torch.Tensor) -> SourceFeatures:

@@ -3,8 +3,16 @@ import it, it imports none of them)."""
 
 from __future__ import annotations
 
+import os
+
 #: How to get OpenVINO (the optional extra).
 INSTALL_HINT = "pip install 'retarget[openvino]'"
+
+
+def auto_override() -> str | None:
+    """``RETARGET_ENGINE`` when it names an engine (what ``auto`` then means), else ``None``."""
+    value = os.environ.get("RETARGET_ENGINE", "").strip().lower()
+    return value if value in ("torch", "openvino") else None
 
 
 def openvino_available() -> bool:
@@ -21,4 +29,4 @@ def require_openvino(what: str = "--engine openvino"):
     return import_openvino(what, INSTALL_HINT)
 
 
-__all__ = ["INSTALL_HINT", "openvino_available", "require_openvino"]
+__all__ = ["INSTALL_HINT", "auto_override", "openvino_available", "require_openvino"]

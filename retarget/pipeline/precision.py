@@ -11,27 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-#: /proc/cpuinfo flags of native bf16 arithmetic (AVX512-BF16; AMX tiles with bf16).
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+from retarget.engine.cpu import NATIVE_BF16_FLAGS, cpu_flags, has_native_bf16  # noqa: F401 - re-exported
 
 _warned = {"bf16": False}
-
-
-def has_native_bf16(flags: set[str] | frozenset[str]) -> bool:
-    """True when a set of /proc/cpuinfo flags includes a native bf16 instruction set."""
-    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    """The CPU feature flags the kernel reports (empty where there is no /proc/cpuinfo)."""
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags") and ":" in line:
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 #: Instruction-set extensions that decide int8 / bf16 throughput (named in benchmark output when present).

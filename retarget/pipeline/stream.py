@@ -93,6 +93,18 @@ class Stream:
         thread.join()
         self.check()
 
+    def feed(self, name: str, sink: Callable[[Iterator[T]], object]) -> "Feed":
+        """Start ``sink(iterator)`` in a new thread called ``name`` and return a :class:`Feed` whose
+        :meth:`~Feed.put` hands it items (waiting while ``maxsize`` are queued) from the calling thread, for
+        producers that are a loop rather than an iterator; :meth:`Feed.finish` ends the input and waits."""
+        q: queue.Queue = queue.Queue(maxsize=self.maxsize)
+        finished = threading.Event()
+
+        def run_sink() -> None:
+            sink(self._drain(q, finished))
+
+        return Feed(self, q, self._start(name, run_sink), finished)
+
     def check(self) -> None:
         """Re-raise the first exception of a stage thread, if there was one."""
         if self._error is not None:
@@ -172,3 +184,20 @@ class Stream:
                     finished.set()
                 return
             yield item
+
+
+class Feed:
+    """The calling thread's end of :meth:`Stream.feed`."""
+
+    def __init__(self, stream: Stream, q: queue.Queue, thread: threading.Thread, finished: threading.Event):
+        self.stream, self.q, self.thread, self.finished = stream, q, thread, finished
+
+    def put(self, item) -> None:
+        """Queue ``item`` for the sink; raises the sink's exception if it failed."""
+        self.stream._put(self.q, item, reader=self.thread)
+
+    def finish(self) -> None:
+        """End the input, wait for the sink to return, and raise its exception if it failed."""
+        self.stream._put(self.q, _END, reader=self.thread)
+        self.thread.join()
+        self.stream.check()

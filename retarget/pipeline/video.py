@@ -64,7 +64,7 @@ from retarget.pipeline.stream import Stream
 BACKGROUNDS = ("scene", "source")
 OUTPUT_MODES = ("frame", "crop")
 ON_MISSING = ("hold", "background", "skip")
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 MAX_TEMPORAL_RADIUS = 8
 
 
@@ -84,7 +84,8 @@ class VideoOptions:
     side_by_side: bool = False
     quiet: bool = False
     keep_partial: bool = False
-    precision: str = "fp32"  # per-frame refiner arithmetic: fp32 (reference numerics), bf16, fp16 (CUDA)
+    precision: str = "fp32"  # per-frame refiner arithmetic: fp32 (reference numerics), bf16, fp16 (CUDA), int8, auto
+    # (auto: with --engine auto, engine and precision from a measured probe, retarget.engine.auto; the CLI's default)
     fill: str = "body"  # weight-free texture completion: body | nearest
     command: str = "video"  # the command running: the options messages name are that command's
     temporal_radius: int = 2  # driver IUV temporal filter: frames each side (look-ahead); 0 = off
@@ -93,6 +94,7 @@ class VideoOptions:
     codec: str | None = None  # output: h264 | ffv1 | prores | png; None: from the output path (retarget.io.output)
     crf: int | None = None  # H.264 constant rate factor 0..51 (0 = lossless); None: 18
     densepose_every: str = "1"  # DensePose keyframe interval K or auto (retarget.pipeline.keyframes); 1 = every frame
+    overlap: bool = True  # render ahead during pass 1 (RenderAhead) on CPUs with ≥ 2 cores; False: the passes in turn
 
     def hold_frames(self, fps: float) -> int:
         """How many frames ``--on-missing hold`` keeps the last pose for at ``fps``."""
@@ -169,6 +171,7 @@ class VideoSummary:
     densepose_calls: int = 0
     missing_frames: int = 0
     timings: dict = field(default_factory=dict)
+    overlap: dict = field(default_factory=dict)  # frames whose refiner work was done during pass 1, thread plan
 
     @property
     def fps(self) -> float:
@@ -202,8 +205,11 @@ def _until_decode_error(frames: Iterator[VideoFrame], errors: list) -> Iterator[
 
 
 def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOptions,
-                   info: VideoInfo | None = None) -> DriverTrack:
+                   info: VideoInfo | None = None, ahead: Callable | None = None) -> DriverTrack:
     """Pass 1: DensePose for every frame (cached), person following, smoothed crops, scene plate.
+
+    ``ahead(frame, result, box, split_blobs)``, when given, is called after each frame with its DensePose result
+    and followed person's box (NaN when none): :class:`RenderAhead` renders from it while DensePose goes on.
 
     A precomputed IUV sidecar is checked against the driver first (frame size), and after the pass
     (frame indices): entries beyond the driver's frames are an error, frames without an entry are
@@ -235,6 +241,8 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
             count += 1
             bar.update(1)
             times.add("track_and_plate", time.perf_counter() - tick)
+            if ahead is not None:
+                ahead(frame, result, boxes[-1], split_blobs)
     finally:
         bar.close()
     decode_error = errors[0] if errors else None  # corrupt/truncated driver: keep its frames only if asked to
@@ -327,13 +335,14 @@ class RenderPlan:
 
 
 def plan_render(source: SourceCrop, state: SourceState, driver: Path, densepose: FrameDensePose,
-                models: Models | None, options: VideoOptions) -> RenderPlan:
-    """Check ``options``, run pass 1 (:func:`analyse_driver`) and choose the output background."""
+                models: Models | None, options: VideoOptions, ahead: Callable | None = None,
+                info: VideoInfo | None = None) -> RenderPlan:
+    """Check ``options``, run pass 1 (:func:`analyse_driver`, with ``ahead``) and choose the output background."""
     options.validate()
     if models is not None:  # bf16 on a CPU without native bf16 runs fp32 (one warning line)
         options = dataclasses.replace(options, precision=resolve_precision(options.precision, options.device))
     start = time.perf_counter()
-    track = analyse_driver(driver, densepose, options, probe_video(driver))
+    track = analyse_driver(driver, densepose, options, info or probe_video(driver), ahead)
     analysis_s = time.perf_counter() - start
     return RenderPlan(options=options, track=track, background=output_background(options, track, source),
                       size=state.image.shape[-1], analysis_s=analysis_s)
@@ -418,13 +427,16 @@ class WarpRefineStage:
     """Warp and refine every target UV of a batch in one call (:func:`_render_batch`); frames without
     one get ``None``; seconds go to ``times["warp_and_refine"]``."""
 
-    def __init__(self, state: SourceState, models: Models | None, options: VideoOptions, times: StageTimes):
+    def __init__(self, state: SourceState, models: Models | None, options: VideoOptions, times: StageTimes,
+                 ahead: "RenderAhead | None" = None):
         self.state, self.models, self.options, self.times = state, models, options, times
+        self.ahead = ahead  # batches rendered during pass 1, used when their target UVs are the same
 
     def __call__(self, targets: FrameTargets) -> RenderedBatch:
         tick = time.perf_counter()
-        rendered = iter(_render_batch(self.state, self.models, [j[2] for j in targets.jobs if j[2] is not None],
-                                      self.options))
+        uvs = [j[2] for j in targets.jobs if j[2] is not None]
+        done = self.ahead.take(targets.frames[0].index, uvs) if self.ahead is not None and targets.frames else None
+        rendered = iter(done if done is not None else _render_batch(self.state, self.models, uvs, self.options))
         self.times.add("warp_and_refine", time.perf_counter() - tick)
         persons = [next(rendered) if uv is not None else None for _, _, uv, _ in targets.jobs]
         return RenderedBatch(targets.frames, targets.jobs, persons)
@@ -511,15 +523,36 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
         on_frame: called with ``(frame_index, rgb_uint8)`` for every output frame before encoding.
         overwrite: ``False``: fail at the end if ``output`` appeared meanwhile (another run), never replace it.
     """
+    from retarget.engine.threads import applied, plan_threads
+
     start = time.perf_counter()
-    plan = plan_render(source, state, driver, densepose, models, options)  # pass 1
+    options.validate()
+    if models is not None:  # bf16 on a CPU without native bf16 runs fp32 (one warning line)
+        options = dataclasses.replace(options, precision=resolve_precision(options.precision, options.device))
+    size = state.image.shape[-1]
+    models = engine_models(models, options, size)  # --engine: the per-frame refiner on torch or OpenVINO
+    info = probe_video(driver)
+    ahead_times = StageTimes()
+    ahead = RenderAhead(state, models, options, info, size, ahead_times, getattr(densepose, "cache", None) is not None
+                        ) if overlaps(models, options) else None
+    threads = plan_threads(overlap=ahead is not None)
+    with Stream(maxsize=2) as ahead_stream:
+        with (applied(threads, models.refiner, densepose_backbones(densepose)) if ahead is not None
+              else contextlib.nullcontext()):
+            if ahead is not None:  # the refiner thread, fed by pass 1 (bounded queue)
+                ahead.feed = ahead_stream.feed("retarget-render-ahead", ahead.sink)
+            plan = plan_render(source, state, driver, densepose, models, options, ahead, info)  # pass 1
+        if ahead is not None:  # the batches still queued render with every core (DensePose is done)
+            feed, ahead.feed = ahead.feed, None
+            feed.finish()
     options, track, info = plan.options, plan.track, plan.info
-    models = engine_models(models, options, plan.size)  # --engine: the per-frame refiner on torch or OpenVINO
     spec = output if isinstance(output, OutputSpec) else output_spec(output, options.codec, options.crf)
     spec = spec.partial() if track.decode_error is not None else spec
     output = spec.display
     times = StageTimes(track.times)
-    targets, warp = TargetStage(plan, densepose, times), WarpRefineStage(state, models, options, times)
+    for key, seconds in ahead_times.items():
+        times.add(key, seconds)
+    targets, warp = TargetStage(plan, densepose, times), WarpRefineStage(state, models, options, times, ahead)
     with _progress(track.frame_count, RENDER_LABEL, options.quiet) as bar:  # pass 2
         composite = CompositeStage(plan, times, on_frame, bar)
         with open_output(spec, *plan.output_size, info.fps, info.time_base, audio_from=driver, driver=driver,
@@ -533,22 +566,159 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
     if track.decode_error is not None:
         raise InputError(f"{track.decode_error}; kept the {composite.frames} frames rendered from it in {output}")
     seconds = time.perf_counter() - start
+    overlap = {"rendered_ahead": ahead.hits if ahead is not None else 0, "threads": threads.line()}
     return VideoSummary(frames=composite.frames, seconds=seconds, output=output, densepose_calls=densepose.calls,
                         missing_frames=composite.missing,
-                        timings={"analysis_s": plan.analysis_s, "total_s": seconds, **times})
+                        timings={"analysis_s": plan.analysis_s, "total_s": seconds, **times}, overlap=overlap)
 
 
-def _frame_jobs(batch: list[VideoFrame], track: DriverTrack, densepose: FrameDensePose, size: int,
-                options: VideoOptions, hold_frames: int, last_valid):
+#: Memory for the frames :class:`RenderAhead` renders during pass 1 (16 bytes per crop pixel: RGB + mask, float32);
+#: beyond it the rest is rendered in pass 2 as without overlap.
+RENDER_AHEAD_BYTES = 512 << 20
+
+
+def _uv_digest(uv: np.ndarray) -> bytes:
+    import hashlib
+
+    uv = np.ascontiguousarray(uv)
+    return hashlib.blake2b(f"{uv.dtype}{uv.shape}".encode() + uv.tobytes(), digest_size=16).digest()
+
+
+def _as_cached(result):
+    """``result`` as a DensePose cache returns it (float32 boxes and scores), so pass 2's reads match it."""
+    from densepose_adapter.types import DensePoseResult
+
+    return DensePoseResult(image_hw=result.image_hw, boxes=np.asarray(result.boxes, np.float32).reshape(-1, 4),
+                           scores=np.asarray(result.scores, np.float32).reshape(-1), iuv=result.iuv)
+
+
+class RenderAhead:
+    """Overlap: the refiner renders batches in its own thread while pass 1 runs DensePose on the next frames.
+
+    The main thread (pass 1) calls it with every frame's DensePose result and followed person's box. Once the
+    frames of the next batch have their crop (the crop track is smoothed over ``±3σ`` frames, so a frame's
+    crop is known ``radius`` frames later), it computes their target UVs as pass 2 will (same batches from
+    frame 0, same ``--on-missing hold`` state, results as the DensePose cache returns them) and queues them
+    (:meth:`retarget.pipeline.stream.Stream.feed`, bounded) to :meth:`sink`, which renders them in the
+    refiner thread. Pass 2 (:class:`WarpRefineStage`) :meth:`take` gets a batch's rendered persons only when
+    its target UVs are bit-identical to those rendered (a digest per UV), else renders it itself: the
+    output is identical to the passes run in turn, whatever the look-ahead guessed. Memory is bounded by
+    :data:`RENDER_AHEAD_BYTES`; frames waiting for their crop are kept (``radius + batch`` of them).
+    """
+
+    def __init__(self, state: SourceState, models: Models, options: VideoOptions, info: VideoInfo, size: int,
+                 times: StageTimes, cached_results: bool = True):
+        self.state, self.models, self.options, self.info, self.size = state, models, options, info, size
+        self.times, self.cached_results = times, cached_results
+        self.batch = options.batch_size
+        self.hold_frames = options.hold_frames(info.fps)
+        self.sigma = options.smooth_sigma_seconds * float(info.fps)
+        self.radius = int(np.ceil(3 * self.sigma)) if self.sigma > 0 else 0
+        self.limit = max(self.batch, RENDER_AHEAD_BYTES // (16 * size * size))
+        self.waiting: dict[int, tuple[VideoFrame, object]] = {}
+        self.boxes: list[np.ndarray] = []
+        self.next_start = 0
+        self.queued = 0
+        self.last_valid = None
+        self.feed = None  # set by the runner: where batches go (None: stopped)
+        self.done: dict[int, tuple[list[bytes], list]] = {}
+        self.rendered = 0
+        self.hits = 0
+
+    def __call__(self, frame: VideoFrame, result, box: np.ndarray, split_blobs: bool) -> None:
+        """Pass 1's hook (main thread): one more frame analysed."""
+        if self.feed is None:
+            return
+        if frame.index != len(self.boxes):  # frames left out: pass 2's batches would not line up
+            self.stop()
+            return
+        self.boxes.append(box)
+        self.waiting[frame.index] = (frame, _as_cached(result) if self.cached_results else result)
+        ready = len(self.boxes) - 1 - self.radius  # frames up to here have the crop pass 2 will have
+        while self.feed is not None and self.next_start + self.batch - 1 <= ready:
+            if self.queued + self.batch > self.limit:
+                self.stop()
+                return
+            self._submit(split_blobs)
+
+    def _submit(self, split_blobs: bool) -> None:
+        tick = time.perf_counter()
+        indices = range(self.next_start, self.next_start + self.batch)
+        frames = [self.waiting.pop(i) for i in indices]
+        boxes = np.stack(self.boxes)  # what pass 1 derives from the boxes so far, as analyse_driver does
+        params = np.array([box_to_crop_params(b) if not np.isnan(b).any() else np.full(3, np.nan) for b in boxes])
+        track = DriverTrack(info=self.info, boxes=boxes, crops=smooth_track(params, self.sigma), plate=None,
+                            split_blobs=split_blobs)
+        jobs, self.last_valid = _frame_jobs([f for f, _ in frames], track, None, self.size, self.options,
+                                            self.hold_frames, self.last_valid, results=[r for _, r in frames])
+        self.next_start += self.batch
+        self.queued += self.batch
+        self.times.add("render_ahead_targets", time.perf_counter() - tick)
+        self.feed.put((indices[0], [j[2] for j in jobs if j[2] is not None]))
+
+    def sink(self, items: Iterable[tuple[int, list[np.ndarray]]]) -> None:
+        """The refiner thread: render each queued batch (as :class:`WarpRefineStage` would)."""
+        for start, uvs in items:
+            tick = time.perf_counter()
+            persons = _render_batch(self.state, self.models, uvs, self.options)
+            self.done[start] = ([_uv_digest(uv) for uv in uvs], persons)
+            self.rendered += len(uvs)
+            self.times.add("render_ahead", time.perf_counter() - tick)
+
+    def stop(self) -> None:
+        """No more batches (what is queued still renders)."""
+        self.feed = None
+        self.waiting.clear()
+
+    def take(self, start: int, uvs: list[np.ndarray]) -> list | None:
+        """The persons rendered ahead for the batch starting at frame ``start`` if they were rendered from
+        exactly ``uvs``, else ``None`` (pass 2 renders it)."""
+        entry = self.done.pop(start, None)
+        if entry is None or entry[0] != [_uv_digest(uv) for uv in uvs]:
+            return None
+        self.hits += len(uvs)
+        return entry[1]
+
+
+def densepose_backbones(densepose) -> list:
+    """The OpenVINO backbones (objects with ``set_threads``) inside a DensePose stage and the stages it wraps."""
+    found, seen, todo = [], set(), [densepose]
+    while todo:
+        stage = todo.pop()
+        if stage is None or id(stage) in seen:
+            continue
+        seen.add(id(stage))
+        todo += [getattr(stage, "inner", None), getattr(stage, "raw", None)]
+        backbone = getattr(getattr(getattr(stage, "backend", None), "model", None), "backbone", None)
+        if hasattr(backbone, "set_threads") and backbone not in found:
+            found.append(backbone)
+    return found
+
+
+def overlaps(models: Models | None, options: VideoOptions) -> bool:
+    """Whether :func:`render_video` renders ahead during pass 1: a refiner to run, ``options.overlap``, on the CPU
+    with at least 2 cores available (:func:`retarget.engine.threads.available_cores`; CUDA runs as before)."""
+    from retarget.engine import threads
+
+    return (options.overlap and models is not None and models.refiner is not None
+            and str(options.device).startswith("cpu") and threads.available_cores() >= 2)
+
+
+def _frame_jobs(batch: list[VideoFrame], track: DriverTrack, densepose: FrameDensePose | None, size: int,
+                options: VideoOptions, hold_frames: int, last_valid, results: list | None = None):
     """Per frame: ``(index, crop, target_uv (S, S, 2) or None, keep)``, applying the on-missing policy.
 
     ``keep`` is ``(behind, in_front)`` masks of the other people's driver pixels kept in the output
     (:func:`retarget.pipeline.people.keep_layers`), or ``None``. They come from the raw DensePose
     (before the temporal filter, which may drop thin parts such as a hand for a frame).
+    ``results``: the frames' DensePose results as given (no DensePose stage is asked, and ``keep`` is
+    ``None``: what :class:`RenderAhead` needs, the target UVs, does not depend on it).
     """
     from retarget.uvmap import iuv_to_uv
 
-    results = densepose.results([f.index for f in batch], [f.rgb for f in batch])
+    given = results is not None
+    if not given:
+        results = densepose.results([f.index for f in batch], [f.rgb for f in batch])
     raw_stage = getattr(densepose, "inner", None)
     crops, iuvs, keeps = [], [], []
     for frame, result in zip(batch, results):
@@ -556,7 +726,7 @@ def _frame_jobs(batch: list[VideoFrame], track: DriverTrack, densepose: FrameDen
         people = track.people(result)
         chosen = people.match(track.boxes[frame.index]) if crop is not None else None
         keep = None
-        if options.keeps_others() and len(people) > (chosen is not None):  # somebody else is there
+        if not given and options.keeps_others() and len(people) > (chosen is not None):  # somebody else is there
             everyone = people
             if raw_stage is not None:
                 everyone = track.people(raw_stage.results([frame.index], [frame.rgb])[0])
