@@ -272,7 +272,7 @@ def build_app(server: UiServer):
                 weight_free = gr.Checkbox(value=d.weight_free, label="Weight-free (--weight-free)")
                 fill = gr.Radio(["body", "nearest"], value=d.fill, label="Weight-free fill (--fill)")
                 engine = gr.Dropdown(["auto", "torch", "openvino"], value=d.engine, label="Engine (--engine)")
-                precision = gr.Dropdown(["fp32", "bf16", "fp16", "int8"], value=d.precision,
+                precision = gr.Dropdown(["auto", "fp32", "bf16", "fp16", "int8"], value=d.precision,
                                         label="Precision (--precision)")
             with gr.Row():
                 densepose_size = gr.Number(value=d.densepose_size, precision=0, minimum=64, maximum=4096,

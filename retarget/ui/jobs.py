@@ -69,7 +69,7 @@ class Settings:
     weight_free: bool = False
     fill: str = "body"
     engine: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     densepose_size: int = 800
     size: int = 256
     on_missing: str = "hold"
