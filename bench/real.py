@@ -26,7 +26,9 @@ Protocol, per clip and per source frame (first, middle and last):
   warped by that flow, over pixels that are person in both (the flow-mapped previous mask); real video vs
   renders of the same consecutive targets from one source (pairs that skip the source frame are left out).
   The render is measured on the raw IUV and with the temporal IUV filter ``retarget video`` runs by default
-  (:func:`densepose_adapter.temporal.filter_sequence`, default settings, guided by the real frames).
+  (:func:`densepose_adapter.temporal.filter_sequence`, default settings, guided by the real frames), and
+  with ``--steady`` after the filter (:class:`retarget.pipeline.steady.OutputSteadier`, driver crops = the real
+  crops): what ``retarget video`` outputs by default; ΔE and SSIM are reported for that output too.
 
 Variants: ``body`` (the default fill, what users get), ``nearest`` (``--fill nearest``), ``texture`` (the
 ``body`` completion read through the 256² colour texture: the renderer before issue 31, kept here for the
@@ -245,7 +247,7 @@ def subsample(indices: list[int], limit: int | None) -> list[int]:
 
 
 def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: int | None, temporal: int,
-             pictures: Path | None) -> dict:
+             pictures: Path | None, steady: float = 0.0) -> dict:
     from retarget.pipeline.framing import crop_image
 
     crop = clip_crop(clip)
@@ -291,8 +293,19 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
                     fout = renderer.render(variant, uv_filtered)
                     fmask = [~np.isnan(u).all(axis=2) & m for u, m in zip(uv_filtered, masks)]
                     frames = [np.clip(o * 255.0, 0, 255) for o in fout]
-                    row["warp_filtered"] = warp_error(frames, fmask, flow, pairs) / warp_error(real, fmask, flow,
-                                                                                               pairs)
+                    real_f = warp_error(real, fmask, flow, pairs)
+                    row["warp_filtered"] = warp_error(frames, fmask, flow, pairs) / real_f
+                    if steady > 0:  # what `retarget video` outputs: filtered IUV, then --steady
+                        from retarget.pipeline.steady import OutputSteadier
+
+                        steadier = OutputSteadier(steady)
+                        sout = [steadier(real[t], fout[t], fmask[t]) for t in range(n)]
+                        frames = [np.clip(o * 255.0, 0, 255) for o in sout]
+                        row["warp_steady"] = warp_error(frames, fmask, flow, pairs) / real_f
+                        gts = [(real[t].astype(np.float32) / 255.0, t) for t in targets]
+                        des = [region_delta_e(sout[t], g, parts[t]) for g, t in gts]
+                        row["delta_e_steady"] = float(np.nanmean(des))
+                        row["ssim_steady"] = float(np.mean([box_scores(sout[t], g, masks[t])[0] for g, t in gts]))
             row["real_warp"] = real_warp
             row["prepare_s"] = renderer.seconds.get("nearest" if variant == "nearest" else "body", 0.0)
             rows.append(row)
@@ -334,23 +347,27 @@ def fmt(value) -> str:
 def line(row: dict) -> str:
     return (f"{row['clip']:<28} src {row['source']:>7} {row['variant']:<10} identity {fmt(row['identity'])} dB  "
             f"dE {fmt(row['delta_e'])}  SSIM {row['ssim']:.3f}  PSNR {fmt(row['psnr'])}  "
-            f"warp/real raw {fmt(row.get('warp_raw'))} filtered {fmt(row.get('warp_filtered'))}  "
+            f"warp/real raw {fmt(row.get('warp_raw'))} filtered {fmt(row.get('warp_filtered'))} "
+            f"steady {fmt(row.get('warp_steady'))} (dE {fmt(row.get('delta_e_steady'))} "
+            f"SSIM {fmt(row.get('ssim_steady'))})  "
             f"(real {fmt(row['real_warp'])})")
 
 
 def summary(rows: list[dict], variants: list[str]) -> None:
-    keys = ("identity", "delta_e", "ssim", "psnr", "warp_raw", "warp_filtered")
+    keys = ("identity", "delta_e", "ssim", "psnr", "warp_raw", "warp_filtered", "warp_steady", "delta_e_steady",
+            "ssim_steady")
     clips = list(dict.fromkeys(r["clip"] for r in rows))
     print("\nper clip (mean over sources):")
     print(f"{'clip':<28} {'variant':<10} {'identity':>8} {'dE':>6} {'SSIM':>6} {'PSNR':>6} {'warp raw':>8} "
-          f"{'warp filt':>9}")
+          f"{'warp filt':>9} {'steady: warp':>12} {'dE':>6} {'SSIM':>6}")
     for clip in clips:
         for v in variants:
             sel = [r for r in rows if r["clip"] == clip and r["variant"] == v]
             m = {k: float(np.mean([r[k] for r in sel if k in r])) if any(k in r for r in sel) else float("nan")
                  for k in keys}
             print(f"{clip:<28} {v:<10} {m['identity']:8.2f} {m['delta_e']:6.2f} {m['ssim']:6.3f} {m['psnr']:6.2f} "
-                  f"{m['warp_raw']:8.2f} {m['warp_filtered']:9.2f}")
+                  f"{m['warp_raw']:8.2f} {m['warp_filtered']:9.2f} {m['warp_steady']:12.2f} "
+                  f"{m['delta_e_steady']:6.2f} {m['ssim_steady']:6.3f}")
     print("\nsummary (mean over clips and sources; identity: min over clips):")
     for v in variants:
         sel = [r for r in rows if r["variant"] == v]
@@ -360,7 +377,10 @@ def summary(rows: list[dict], variants: list[str]) -> None:
         print(f"  {v:<10} identity min {min(per_clip_id):6.2f} dB mean {m['identity']:6.2f}  dE {m['delta_e']:6.2f}  "
               f"SSIM {m['ssim']:.3f}  PSNR {m['psnr']:6.2f}  warp/real raw {m['warp_raw']:.2f} "
               f"filtered {m['warp_filtered']:.2f} (max over clips "
-              f"{max(np.mean([r.get('warp_filtered', np.nan) for r in sel if r['clip'] == c]) for c in clips):.2f})")
+              f"{max(np.mean([r.get('warp_filtered', np.nan) for r in sel if r['clip'] == c]) for c in clips):.2f}); "
+              f"steady {m['warp_steady']:.2f} (max over clips "
+              f"{max(np.mean([r.get('warp_steady', np.nan) for r in sel if r['clip'] == c]) for c in clips):.2f}) "
+              f"dE {m['delta_e_steady']:.2f} SSIM {m['ssim_steady']:.3f}")
     if "body" in variants and "nearest" in variants:
         ratio = [np.mean([r["delta_e"] for r in rows if r["clip"] == c and r["variant"] == "body"]) /
                  np.mean([r["delta_e"] for r in rows if r["clip"] == c and r["variant"] == "nearest"]) for c in clips]
@@ -418,6 +438,8 @@ def main() -> None:
                         help="the filter's radius (frames each side; `retarget video --temporal-strength`, default 2)")
     parser.add_argument("--pictures", type=Path, default=None, help="write source/identity/render/real strips here")
     parser.add_argument("--speed", action="store_true", help="also time source work and per-frame rendering")
+    parser.add_argument("--steady", type=float, default=0.8,
+                        help="`retarget video --steady` applied after the filter (warp error, dE, SSIM); 0: skip")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
     bad = [v for v in variants if v not in VARIANTS]
@@ -436,7 +458,7 @@ def main() -> None:
             raise SystemExit(f"error: {folder}: needs rgb/ and iuv/ subfolders")
         rows += run_clip(load_clip(folder, args.root), variants, sources, args.max_targets,
                          0 if args.no_temporal else args.temporal_radius,
-                         args.pictures)
+                         args.pictures, 0.0 if args.no_temporal else args.steady)
     summary(rows, variants)
     if args.speed:
         speed(load_clip(folders[0], args.root))

@@ -60,6 +60,18 @@ def _parse_int(value: Any) -> int:
         raise ValueError(f"expected an integer, got {value!r}") from None
 
 
+def _parse_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    try:
+        number = float(str(value).strip()) if not isinstance(value, (int, float)) else float(value)
+    except ValueError:
+        raise ValueError(f"expected a number, got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(f"expected a number, got {value!r}")
+    return number
+
+
 def _parse_str(value: Any) -> str:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise ValueError(f"expected text, got {value!r}")
@@ -90,6 +102,7 @@ JOB_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "codec": _parse_str,
     "crf": _parse_int,
     "densepose_every": _parse_str,  # K or auto (retarget.pipeline.keyframes)
+    "steady": _parse_float,  # retarget.pipeline.steady
     # texture workflows (docs/textures.md); no command-line default: they belong to one job
     "texture": _parse_str,
     "garment": _parse_str,
@@ -111,6 +124,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "codec": None,  # from the output's extension (h264 for files); None values stay out of fingerprints
     "crf": None,  # 18
     "densepose_every": "1",  # left out of the fingerprint when 1 (retarget.batch.plan): old reports still match
+    "steady": 0.8,
 }
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")

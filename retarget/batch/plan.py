@@ -133,7 +133,8 @@ def check_settings(settings: dict[str, Any], where: str | None) -> None:
                      fill=settings.get("fill", "body"), temporal_radius=temporal_radius(settings),
                      engine=settings.get("engine", "auto"), codec=settings.get("codec"), crf=settings.get("crf"),
                      person=str(settings.get("person", "largest")),
-                     densepose_every=str(settings.get("densepose_every", "1"))).validate()
+                     densepose_every=str(settings.get("densepose_every", "1")),
+                     steady=float(settings.get("steady", 0.8))).validate()
     except UsageError as exc:
         raise UsageError(f"{prefix}{exc}") from None
     if settings.get("texture") and settings.get("garment"):

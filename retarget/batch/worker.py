@@ -154,7 +154,8 @@ class BatchWorker:
                                fill=s.get("fill", "body"), temporal_radius=temporal_radius(s), quiet=True,
                                command="batch", person=str(s.get("person", "largest")),
                                codec=s.get("codec"), crf=s.get("crf"),
-                               densepose_every=str(s.get("densepose_every", "1")))
+                               densepose_every=str(s.get("densepose_every", "1")),
+                               steady=float(s.get("steady", 0.8)))
         values = dict(source=task.job.source, driver=task.job.driver, output=task.job.output,
                       source_iuv=Path(s["source_iuv"]) if s.get("source_iuv") else None,
                       driver_iuv=Path(s["driver_iuv"]) if s.get("driver_iuv") else None,

@@ -56,6 +56,10 @@ TemporalFilter = Annotated[bool, typer.Option(
 TemporalStrength = Annotated[int, typer.Option(
     "--temporal-strength", min=1, max=8,
     help="Temporal filter window: frames on each side (also its look-ahead); more is steadier.")]
+Steady = Annotated[float, typer.Option(
+    "--steady", min=0.0, max=0.95,
+    help="Steady output: weight of the previous output frame carried along the driver's optical flow where "
+         "the flow is reliable (0 = off; 0.8 ≈ the last five frames). Removes the shimmer of real DensePose.")]
 DensePoseEvery = Annotated[str, typer.Option(
     "--densepose-every", metavar="K|auto",
     help="Run DensePose on every K-th frame only (keyframes) and carry its IUV to the frames between by "

@@ -82,6 +82,7 @@ def batch_command(
     codec: opt.Codec = None,
     crf: opt.Crf = None,
     densepose_every: opt.DensePoseEvery = "1",
+    steady: opt.Steady = 0.8,
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept source photos above 50 megapixels."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No plan, progress bar or table."),
 ) -> None:
@@ -94,7 +95,7 @@ def batch_command(
                 "temporal_strength": temporal_strength,
                 "densepose_backend": densepose_backend, "densepose_size": densepose_size,
                 "densepose_track": densepose_track, "person": person, "codec": codec, "crf": crf,
-                "densepose_every": densepose_every}
+                "densepose_every": densepose_every, "steady": steady}
     result = run_batch(jobs_file, sources=sources, drivers=drivers, out_dir=out_dir, report=report, workers=workers,
                        threads=threads, backend=backend, address=address, overwrite=overwrite, rerun=rerun,
                        dry_run=dry_run, checkpoint_dir=checkpoint_dir, weight_free=weight_free,

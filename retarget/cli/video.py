@@ -62,6 +62,7 @@ def video_command(
     temporal_filter: opt.TemporalFilter = True,
     temporal_strength: opt.TemporalStrength = 2,
     densepose_every: opt.DensePoseEvery = "1",
+    steady: opt.Steady = 0.8,
     texture: opt.Texture = None,
     garment: opt.Garment = None,
     garment_iuv: opt.GarmentIUV = None,
@@ -80,7 +81,8 @@ def video_command(
                            output_mode=output_mode, on_missing=on_missing, table=table,
                            side_by_side=side_by_side, quiet=quiet, precision=precision, keep_partial=keep_partial,
                            fill=fill, temporal_radius=temporal_strength if temporal_filter else 0, person=person,
-                           engine=engine, codec=codec, crf=crf, densepose_every=densepose_every)
+                           engine=engine, codec=codec, crf=crf, densepose_every=densepose_every,
+                           steady=steady)
     job = VideoJob(source=source, driver=driver, output=output, source_iuv=source_iuv, driver_iuv=driver_iuv,
                    size=size, overwrite=overwrite, densepose_backend=densepose_backend,
                    densepose_weights=densepose_weights, densepose_size=densepose_size,

@@ -59,6 +59,7 @@ from retarget.pipeline.people import (
 )
 from retarget.pipeline.pair import FILLS, Models, SourceState, render_targets
 from retarget.pipeline.source import SourceCrop
+from retarget.pipeline.steady import DEFAULT_STEADY, OutputSteadier, check_steady
 from retarget.pipeline.stream import Stream
 
 BACKGROUNDS = ("scene", "source")
@@ -95,6 +96,7 @@ class VideoOptions:
     crf: int | None = None  # H.264 constant rate factor 0..51 (0 = lossless); None: 18
     densepose_every: str = "1"  # DensePose keyframe interval K or auto (retarget.pipeline.keyframes); 1 = every frame
     overlap: bool = True  # render ahead during pass 1 (RenderAhead) on CPUs with ≥ 2 cores; False: the passes in turn
+    steady: float = DEFAULT_STEADY  # previous output carried by the driver flow (pipeline/steady.py); 0 = off
 
     def hold_frames(self, fps: float) -> int:
         """How many frames ``--on-missing hold`` keeps the last pose for at ``fps``."""
@@ -119,6 +121,7 @@ class VideoOptions:
         if self.precision == "fp16" and not str(self.device).startswith("cuda"):
             raise UsageError("--precision fp16 needs --device cuda; on CPU use bf16 or fp32")
         PersonChoice.parse(self.person)
+        check_steady(self.steady)
         check_codec_options(self.codec, self.crf)
         self.keyframe_interval()
         from retarget.engine import check_engine, resolve_engine
@@ -450,6 +453,33 @@ class WarpRefineStage:
             return render_targets(self.state, target, self.models)
 
 
+class SteadyStage:
+    """Rendered batches with every person crop steadied along the driver's motion (``--steady``,
+    :class:`retarget.pipeline.steady.OutputSteadier`), in frame order; seconds go to ``times["steady"]``."""
+
+    def __init__(self, size: int, strength: float, times: StageTimes):
+        self.size, self.times = size, times
+        self.steadier = OutputSteadier(strength)
+
+    def __call__(self, batches: Iterable[RenderedBatch]) -> Iterator[RenderedBatch]:
+        for batch in batches:
+            if self.steadier.strength <= 0.0:
+                yield batch
+                continue
+            tick = time.perf_counter()
+            persons = []
+            for frame, (_, crop, _, _), person in zip(batch.frames, batch.jobs, batch.persons):
+                if person is None or crop is None:
+                    self.steadier.reset()
+                    persons.append(person)
+                    continue
+                rgb, mask = person
+                driver = crop_image(frame.rgb, crop, self.size, replicate=True)
+                persons.append((self.steadier(driver, rgb, mask > 0.5), mask))
+            self.times.add("steady", time.perf_counter() - tick)
+            yield RenderedBatch(batch.frames, batch.jobs, persons)
+
+
 class CompositeStage:
     """The output frames (:func:`_composite`) of rendered batches, in order: ``(rgb uint8, pts)`` per
     frame, none for a frame without a person under ``--on-missing skip``. Counts ``frames`` and
@@ -560,7 +590,8 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
                 Stream(maxsize=2 * options.batch_size) as stream:
             frames = stream.produce("retarget-decode", decode_stage(driver, info.rotation, track.frame_count, times))
             rendered = (warp(targets(batch)) for batch in batched(frames, options.batch_size))
-            stream.consume("retarget-encode", EncodeStage(writer, times), composite(rendered))
+            steadied = SteadyStage(plan.size, options.steady, times)(rendered)
+            stream.consume("retarget-encode", EncodeStage(writer, times), composite(steadied))
     if composite.frames == 0:
         raise InputError(f"{driver}: no frame had a person to render (with --on-missing skip)")
     if track.decode_error is not None:
