@@ -66,8 +66,8 @@ REAL_PHOTOS = (
     ("held-out", "pws-skirt", "pose-with-style/fashionWOMENSkirtsid0000177102_1front.png",
      "pose-with-style/fashionWOMENSkirtsid0000177102_1front_iuv.png", True),
     ("held-out", "tiktok-0043", "hdnet-tiktok/0043_img.png", "hdnet-tiktok/0043_dp.png", False),
-    ("held-out", "vid2vid-100", "imaginaire-vid2vid-pose/rgb/frame000100.jpg", "imaginaire-vid2vid-pose/iuv/frame000100.png",
-     False),
+    ("held-out", "vid2vid-100", "imaginaire-vid2vid-pose/rgb/frame000100.jpg",
+     "imaginaire-vid2vid-pose/iuv/frame000100.png", False),
 )
 SPLITS = ("tuning", "held-out")
 #: Side of the square crops the real photos are resized to.
@@ -227,7 +227,8 @@ def main() -> None:
     parser.add_argument("--split", choices=[*SPLITS, "all"], default="all")
     parser.add_argument("--fills", nargs="+", default=["nearest", "body"])
     parser.add_argument("--min-pixels", type=int, default=400)
-    parser.add_argument("--keep", type=Path, help="also keep every rendered image (and the real photos' crops) in this folder")
+    parser.add_argument("--keep", type=Path,
+                        help="also keep every rendered image (and the real photos' crops) in this folder")
     args = parser.parse_args()
     if not (args.samples / "source_img").is_dir() and not args.real.is_dir():
         raise SystemExit(f"no samples at {args.samples} and no real photos at {args.real}")
