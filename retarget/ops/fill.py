@@ -467,17 +467,20 @@ def part_blur(colours: torch.Tensor, labels: torch.Tensor, sigma: float) -> torc
     k1 = k1 / k1.sum()
     out = colours.clone()
     n, c, h, w = colours.shape
+    kh = k1.view(1, 1, 1, -1).expand(c + 1, 1, 1, -1)
+    kv = k1.view(1, 1, -1, 1).expand(c + 1, 1, -1, 1)
     for p in labels.unique().tolist():
         if p == 0:
             continue
-        m = (labels == p).to(colours.dtype)[None, None]
-        num = colours * m
-        both = torch.cat([num, m.expand(n, 1, h, w)], dim=1)
-        kh = k1.view(1, 1, 1, -1).expand(c + 1, 1, 1, -1)
-        kv = k1.view(1, 1, -1, 1).expand(c + 1, 1, -1, 1)
+        rows, cols = torch.nonzero(labels == p, as_tuple=True)  # the part's bounding box, plus the kernel
+        box = (slice(max(int(rows.min()) - radius, 0), min(int(rows.max()) + radius + 1, h)),
+               slice(max(int(cols.min()) - radius, 0), min(int(cols.max()) + radius + 1, w)))
+        m = (labels[box] == p).to(colours.dtype)[None, None]
+        sub = colours[(..., *box)]
+        both = torch.cat([sub * m, m.expand(n, 1, -1, -1)], dim=1)
         both = F.conv2d(F.pad(both, (radius, radius, 0, 0)), kh, groups=c + 1)
         both = F.conv2d(F.pad(both, (0, 0, radius, radius)), kv, groups=c + 1)
         blurred = both[:, :c] / both[:, c:].clamp(min=1e-6)
-        out = torch.where(m.bool(), blurred, out)
+        out[(..., *box)] = torch.where(m.bool(), blurred, out[(..., *box)])
     return out
 
