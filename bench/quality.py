@@ -15,7 +15,24 @@ Protocol (issue 13): for every photo in ``DIR/source_img`` that has a DensePose 
    covariance; data range 1; the per-pixel map averaged over the colour channels) over the region's
    bounding box, averaged over the held-out pixels.
 
-Prints one line per limb and fill, then the means, and the difference body − nearest.
+4. also the colour error of the region: ΔE (CIE76) between the mean CIELAB colour of the held-out pixels
+   in the output and in the photo.
+
+Photos and splits (``--split``, fixed, written here and in docs/weight_free.md): the fill was tuned on the
+**tuning** split only; the **held-out** split holds photos (and clips) never looked at while tuning.
+
+- tuning: the shipped samples (``--samples``, default ``../shared/samples``: the photos with IUV and UV),
+  ``real/dwnet-taichi/clip1`` frames 0000263 and 0000278, ``real/pose-with-style`` blouse (front);
+- held-out: ``real/dwnet-fashion/clip2`` frames 146 and 157, ``real/dwnet-taichi/clip2`` frames 0000000 and
+  0000011, ``real/pose-with-style`` dress (back) and skirt (front), ``real/hdnet-tiktok`` 0043,
+  ``real/imaginaire-vid2vid-pose`` frame000100.
+
+Real photos (``--real``, default ``../shared/real``) are cropped to a square around the person (its IUV
+box, 10 % margin, padded with black), resized to 256² (the IUV with nearest-neighbour) and their UV is
+computed from the IUV (``training`` table); ``pose-with-style`` IUV is read in its PIL channel order.
+
+Prints one line per limb and fill, then per split the means and the gains of every fill over
+``nearest``, and the tuning − held-out gap of the gains.
 """
 
 from __future__ import annotations
@@ -32,6 +49,30 @@ sys.path.insert(0, str(REPO))
 
 LIMB_GROUPS = ((15, 17), (16, 18), (19, 21), (20, 22), (7, 9), (8, 10), (11, 13), (12, 14))
 
+#: Real photos per split: (split, name, photo path, IUV path, IUV in PIL channel order) relative to ``--real``.
+REAL_PHOTOS = (
+    ("tuning", "taichi1-263", "dwnet-taichi/clip1/rgb/0000263.png", "dwnet-taichi/clip1/iuv/0000263_IUV.png", False),
+    ("tuning", "taichi1-278", "dwnet-taichi/clip1/rgb/0000278.png", "dwnet-taichi/clip1/iuv/0000278_IUV.png", False),
+    ("tuning", "pws-blouse", "pose-with-style/fashionWOMENBlouses_Shirtsid0000635004_1front.png",
+     "pose-with-style/fashionWOMENBlouses_Shirtsid0000635004_1front_iuv.png", True),
+    ("held-out", "fashion2-146", "dwnet-fashion/clip2/rgb/frame146.png", "dwnet-fashion/clip2/iuv/frame146_IUV.png",
+     False),
+    ("held-out", "fashion2-157", "dwnet-fashion/clip2/rgb/frame157.png", "dwnet-fashion/clip2/iuv/frame157_IUV.png",
+     False),
+    ("held-out", "taichi2-000", "dwnet-taichi/clip2/rgb/0000000.png", "dwnet-taichi/clip2/iuv/0000000_IUV.png", False),
+    ("held-out", "taichi2-011", "dwnet-taichi/clip2/rgb/0000011.png", "dwnet-taichi/clip2/iuv/0000011_IUV.png", False),
+    ("held-out", "pws-dress-back", "pose-with-style/fashionWOMENDressesid0000262902_3back.png",
+     "pose-with-style/fashionWOMENDressesid0000262902_3back_iuv.png", True),
+    ("held-out", "pws-skirt", "pose-with-style/fashionWOMENSkirtsid0000177102_1front.png",
+     "pose-with-style/fashionWOMENSkirtsid0000177102_1front_iuv.png", True),
+    ("held-out", "tiktok-0043", "hdnet-tiktok/0043_img.png", "hdnet-tiktok/0043_dp.png", False),
+    ("held-out", "vid2vid-100", "imaginaire-vid2vid-pose/rgb/frame000100.jpg",
+     "imaginaire-vid2vid-pose/iuv/frame000100.png", False),
+)
+SPLITS = ("tuning", "held-out")
+#: Side of the square crops the real photos are resized to.
+CROP_SIDE = 256
+
 
 def sample_ids(samples: Path) -> list[str]:
     """Ids of photos that have an IUV render and a UV map."""
@@ -41,6 +82,62 @@ def sample_ids(samples: Path) -> list[str]:
                 samples / "source_uv" / f"{photo.stem}.npy").is_file():
             ids.append(photo.stem)
     return ids
+
+
+def person_crop(image: np.ndarray, iuv: np.ndarray, side: int = CROP_SIDE, margin: float = 0.1
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Square crop around the person (IUV part > 0; ``margin`` of the box's long side on each side, padded
+    with 0 outside the image), resized to ``side``²: the photo (area / linear) and the IUV (nearest)."""
+    import cv2
+
+    rows, cols = np.nonzero(iuv[..., 0])
+    half = (1 + 2 * margin) * max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) / 2
+    cy, cx = (rows.min() + rows.max() + 1) / 2, (cols.min() + cols.max() + 1) / 2
+    top, left, size = int(round(cy - half)), int(round(cx - half)), int(round(2 * half))
+    pad = max(0, -top, -left, top + size - image.shape[0], left + size - image.shape[1])
+    crops = []
+    for array, interp in ((image, cv2.INTER_AREA if size > side else cv2.INTER_LINEAR), (iuv, cv2.INTER_NEAREST)):
+        padded = np.pad(array, ((pad, pad), (pad, pad), (0, 0)))
+        crop = padded[top + pad:top + pad + size, left + pad:left + pad + size]
+        crops.append(cv2.resize(crop, (side, side), interpolation=interp))
+    return crops[0], crops[1]
+
+
+def real_cases(real: Path, split: str, folder: Path, min_pixels: int):
+    """:func:`photo_cases` of the real photos of ``split`` (:data:`REAL_PHOTOS`), written to ``folder``."""
+    import cv2
+
+    from retarget.io.iuv import read_iuv_png
+    from retarget.uvmap import iuv_to_uv
+
+    for photo_split, name, photo_rel, iuv_rel, pil_order in REAL_PHOTOS:
+        if photo_split != split or not (real / photo_rel).is_file() or not (real / iuv_rel).is_file():
+            continue
+        image = cv2.imread(str(real / photo_rel), cv2.IMREAD_COLOR)
+        if pil_order:  # R = I, G = U, B = V: read by cv2 as [V, U, I]
+            iuv = np.ascontiguousarray(cv2.imread(str(real / iuv_rel), cv2.IMREAD_COLOR)[..., ::-1])
+        else:
+            iuv = read_iuv_png(real / iuv_rel)
+        image, iuv = person_crop(image, iuv)
+        photo_path, uv_path = folder / f"{name}.png", folder / f"{name}.npy"
+        cv2.imwrite(str(photo_path), image)
+        np.save(uv_path, iuv_to_uv(iuv))
+        yield from photo_cases(name, photo_path, iuv[..., 0], uv_path, min_pixels)
+
+
+def split_cases(split: str, samples: Path, real: Path, folder: Path, min_pixels: int):
+    """Every held-out case of ``split`` (see the module docstring)."""
+    if split == "tuning" and (samples / "source_img").is_dir():
+        yield from held_out_cases(samples, min_pixels)
+    yield from real_cases(real, split, folder, min_pixels)
+
+
+def delta_e(output: np.ndarray, photo: np.ndarray, held: np.ndarray) -> float:
+    """CIE76 ΔE between the mean CIELAB colours of ``output`` and ``photo`` (RGB in [0, 1]) over ``held``."""
+    from skimage.color import rgb2lab
+
+    means = [rgb2lab(image[held][None].astype(np.float64))[0].mean(axis=0) for image in (output, photo)]
+    return float(np.linalg.norm(means[0] - means[1]))
 
 
 def region_scores(output: np.ndarray, photo: np.ndarray, held: np.ndarray) -> tuple[float, float]:
@@ -98,7 +195,7 @@ def held_out_cases(samples: Path, min_pixels: int):
 
 
 def run(samples: Path, fills: list[str], min_pixels: int, keep: Path | None = None, cases=None) -> dict[str, list]:
-    """Scores ``{fill: [(sid, group, n_pixels, psnr, ssim), ...]}`` over every held-out case
+    """Scores ``{fill: [(sid, group, n_pixels, psnr, ssim, delta_e), ...]}`` over every held-out case
     (``cases``: an iterable like :func:`held_out_cases`, default: those of ``samples``)."""
     from retarget.io.image import read_image_rgb
 
@@ -113,34 +210,54 @@ def run(samples: Path, fills: list[str], min_pixels: int, keep: Path | None = No
                 out = (keep or tmp) / f"{sid}_{group[0]}_{group[1]}_{fill}.png"
                 output = render_image(photo_path, held_path, uv_path, fill, out)
                 psnr, ssim = region_scores(output, photo, held)
-                scores[fill].append((sid, group, int(held.sum()), psnr, ssim))
+                scores[fill].append((sid, group, int(held.sum()), psnr, ssim, delta_e(output, photo, held)))
     return scores
+
+
+def summary(scores: dict[str, list]) -> dict[str, tuple[float, float, float]]:
+    """Mean (PSNR, SSIM, ΔE) per fill."""
+    return {fill: tuple(float(np.mean([r[k] for r in rows])) for k in (3, 4, 5)) for fill, rows in scores.items()
+            if rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=Path, default=REPO.parent / "shared" / "samples")
+    parser.add_argument("--real", type=Path, default=REPO.parent / "shared" / "real")
+    parser.add_argument("--split", choices=[*SPLITS, "all"], default="all")
     parser.add_argument("--fills", nargs="+", default=["nearest", "body"])
     parser.add_argument("--min-pixels", type=int, default=400)
-    parser.add_argument("--keep", type=Path, help="also keep every rendered image in this folder")
+    parser.add_argument("--keep", type=Path,
+                        help="also keep every rendered image (and the real photos' crops) in this folder")
     args = parser.parse_args()
-    if not (args.samples / "source_img").is_dir():
-        raise SystemExit(f"no samples at {args.samples} (give --samples DIR with source_img/, source_iuv/, "
-                         "source_uv/)")
+    if not (args.samples / "source_img").is_dir() and not args.real.is_dir():
+        raise SystemExit(f"no samples at {args.samples} and no real photos at {args.real}")
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-    scores = run(args.samples, args.fills, args.min_pixels, args.keep)
-    for fill, rows in scores.items():
-        for sid, group, n, psnr, ssim in rows:
-            print(f"fill={fill:8s} sample={sid} parts={group[0]},{group[1]} pixels={n:5d} "
-                  f"psnr={psnr:6.2f} ssim={ssim:.3f}")
-    means = {}
-    for fill, rows in scores.items():
-        means[fill] = (float(np.mean([r[3] for r in rows])), float(np.mean([r[4] for r in rows])))
-        print(f"mean fill={fill} limbs={len(rows)} psnr={means[fill][0]:.2f} ssim={means[fill][1]:.3f}")
-    if "nearest" in means and "body" in means:
-        print(f"body-nearest psnr={means['body'][0] - means['nearest'][0]:+.2f} dB "
-              f"ssim={means['body'][1] - means['nearest'][1]:+.3f}")
+    means, gains = {}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        for split in (SPLITS if args.split == "all" else (args.split,)):
+            cases = split_cases(split, args.samples, args.real, args.keep or Path(folder), args.min_pixels)
+            scores = run(args.samples, args.fills, args.min_pixels, args.keep, cases=cases)
+            for fill, rows in scores.items():
+                for sid, group, n, psnr, ssim, de in rows:
+                    print(f"split={split} fill={fill:8s} sample={sid} parts={group[0]},{group[1]} pixels={n:5d} "
+                          f"psnr={psnr:6.2f} ssim={ssim:.3f} dE={de:5.1f}")
+            means[split] = summary(scores)
+            for fill, (psnr, ssim, de) in means[split].items():
+                print(f"mean split={split} fill={fill} limbs={len(scores[fill])} photos="
+                      f"{len({r[0] for r in scores[fill]})} psnr={psnr:.2f} ssim={ssim:.3f} dE={de:.2f}")
+            if "nearest" in means[split]:
+                base = means[split]["nearest"]
+                for fill, (psnr, ssim, de) in means[split].items():
+                    if fill != "nearest":
+                        gains[split, fill] = (psnr - base[0], ssim - base[1])
+                        print(f"gain split={split} {fill}-nearest psnr={psnr - base[0]:+.2f} dB "
+                              f"ssim={ssim - base[1]:+.3f} dE ratio={de / base[2]:.2f}")
+    for fill in args.fills:
+        if ("tuning", fill) in gains and ("held-out", fill) in gains:
+            tune, held = gains["tuning", fill], gains["held-out", fill]
+            print(f"gap tuning-held-out {fill}: psnr={tune[0] - held[0]:+.2f} dB ssim={tune[1] - held[1]:+.3f}")
 
 
 if __name__ == "__main__":

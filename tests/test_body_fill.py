@@ -294,3 +294,82 @@ def test_prepare_source_body_fill_on_random_inputs_is_finite():
         state = prepare_source(image, uv, None, fill="body")
         assert torch.isfinite(state.completed_xy).all() and torch.isfinite(state.pred_textures).all()
         assert torch.isfinite(render_targets(state, uv.expand(2, -1, -1, -1)).output).all()
+
+
+def _limb_case(layout, lower_arms, right_upper_arm):
+    """Coordinates: each arm segment points at its own column band of an image whose bands have the given
+    grey levels (left upper arm x = -0.75 white, left lower arm x = -0.25, right upper arm x = 0.25,
+    right lower arm x = 0.75: ``lower_arms`` for both lower arms, ``right_upper_arm`` for the right upper
+    arm); the rest of the body points at x = 0 (band of the right upper arm). The left upper arm (15, 17)
+    is held out."""
+    h, w = layout.shape
+    x = np.full((h, w), 0.25, np.float32)
+    for parts, where in (([15, 17], -0.75), ([19, 21], -0.25), ([16, 18], 0.25), ([20, 22], 0.75)):
+        x[np.isin(layout.part, parts)] = where
+    values = np.stack([x, np.zeros_like(x)])
+    covered = (layout.part > 0) & ~np.isin(layout.part, [15, 17])
+    image = torch.ones(1, 3, 8, 32)
+    image[..., 8:16] = lower_arms
+    image[..., 16:24] = right_upper_arm
+    image[..., 24:] = lower_arms
+    texture = torch.from_numpy(np.where(covered, values, 0))[None]
+    return texture, torch.from_numpy(covered.astype(np.float32))[None, None], image
+
+
+def test_a_hem_the_mirror_limb_shows_too_keeps_the_mirror_copy(layout):
+    """White upper arms, dark lower arms (a sleeve ending at the elbow) on both sides: the held-out upper
+    arm is copied from the mirror (white), not stretched from its own dark lower arm (the old seam test)."""
+    held = np.isin(layout.part, [15, 17])
+    texture, coverage, image = _limb_case(layout, 0.1, 1.0)
+    done = ops.body_completion(texture, coverage, layout, colours=image)
+    assert np.mean(done.xy[0, 0].numpy()[held] == 0.25) > 0.95
+    gain = done.gain[0].numpy()[:, held]
+    assert np.allclose(np.median(gain, axis=1), 1.0, atol=0.02)  # no difference of light between the sides
+
+
+def test_the_light_of_the_seen_side_is_carried_onto_the_mirror_copy(layout):
+    """The right arm is in shade (0.4 against 0.8 on the left): the copy keeps the mirror's coordinates
+    and gets the gain 0.8 / 0.4 = 2, so its colour matches the seen left lower arm."""
+    held = np.isin(layout.part, [15, 17])
+    texture, coverage, image = _limb_case(layout, 0.4, 0.4)
+    image[..., 8:16] = 0.8  # the left lower arm, lit
+    done = ops.body_completion(texture, coverage, layout, colours=image)
+    assert np.mean(done.xy[0, 0].numpy()[held] == 0.25) > 0.95
+    np.testing.assert_allclose(np.median(done.gain[0].numpy()[:, held], axis=1), 2.0, rtol=0.01)
+    colours = ops.body_colour_texture(image, done, torch.as_tensor(layout.part))[0].numpy()
+    assert abs(np.median(colours[:, held]) - 0.8) < 0.02
+    assert np.all(done.gain[0].numpy()[:, ~held & (layout.part > 0)] == 1.0)  # covered texels unchanged
+
+
+def test_limb_shading_gains_per_part():
+    from retarget.ops.fill import MIN_SEAM_TEXELS, limb_shading_gains
+
+    lab = torch.tensor([1] * MIN_SEAM_TEXELS + [2] * (MIN_SEAM_TEXELS - 1))
+    own = torch.full((3, len(lab)), 0.6)
+    mirror = torch.full((3, len(lab)), 0.3)
+    mirror[0] = 0.6
+    band = torch.ones(len(lab), dtype=torch.bool)
+    gains = limb_shading_gains(own, mirror, band, lab, 4)
+    assert gains.shape == (4, 3) and torch.isfinite(gains).all()
+    torch.testing.assert_close(gains[1], torch.tensor([1.0, 2.0, 2.0]), rtol=1e-3, atol=0)
+    assert torch.all(gains[[0, 2, 3]] == 1)  # too few band texels (part 2), no texels (0, 3)
+    zero = limb_shading_gains(torch.zeros_like(own), torch.zeros_like(own), band, lab, 4)
+    assert torch.all(zero == 1)  # black on both sides: no gain, no NaN
+    torch.testing.assert_close(limb_shading_gains(own, mirror, band, lab, 4), gains)  # deterministic
+
+
+def test_part_blur_smooths_within_parts_only():
+    from retarget.ops.fill import part_blur
+
+    labels = torch.zeros(12, 12, dtype=torch.long)
+    labels[:, :6], labels[:, 6:11] = 1, 2
+    colours = torch.zeros(1, 3, 12, 12)
+    colours[..., 6:] = 1.0  # part 2 white, part 1 black, the background column stays 1
+    colours[..., 0, 0] = 0.9  # one bright texel in part 1
+    out = part_blur(colours, labels, 1.5)
+    assert out.shape == colours.shape and torch.isfinite(out).all()
+    assert torch.all(out[..., 6:11] == 1.0)  # nothing of part 1 bleeds into part 2, nor back
+    assert out[..., :, :6].max() < 0.9 and bool((out[..., 1, 1] > 0).all())  # the bright texel spreads within part 1
+    assert torch.all(out[..., 11] == colours[..., 11])  # off the body: unchanged
+    assert torch.equal(part_blur(colours, labels, 0.0), colours)
+    torch.testing.assert_close(part_blur(colours, labels, 1.5), out)

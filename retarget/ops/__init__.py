@@ -4,7 +4,14 @@ Conventions are documented in :mod:`retarget.ops.coords`.
 """
 
 from retarget.ops.coords import BACKGROUND_UV, batched_meshgrid, make_meshgrid, split_uv_mask
-from retarget.ops.fill import body_fill, nearest_fill, part_nearest_fill
+from retarget.ops.fill import (
+    BodyCompletion,
+    body_colour_texture,
+    body_completion,
+    body_fill,
+    nearest_fill,
+    part_nearest_fill,
+)
 from retarget.ops.photo import nearest_splat, pixel_coordinates, read_seen, render_from_photo, sample_image
 from retarget.ops.warp import (
     colour_texture_from_source,
@@ -16,7 +23,10 @@ from retarget.ops.warp import (
 
 __all__ = [
     "BACKGROUND_UV",
+    "BodyCompletion",
     "batched_meshgrid",
+    "body_colour_texture",
+    "body_completion",
     "body_fill",
     "colour_texture_from_source",
     "coordinates_to_target",

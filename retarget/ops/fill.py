@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from scipy import ndimage
@@ -154,7 +156,8 @@ MIN_SEAM_TEXELS = 8
 
 
 def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torch.Tensor, source: torch.Tensor,
-                        layout, colours: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+                        layout, colours: torch.Tensor | None, gains: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per limb part, keep the counterpart copies or take the seen next segment of the same limb instead.
 
     ``layout``'s ``along_limb@d`` relations read, for every texel of a limb part, the row of the adjacent
@@ -164,7 +167,18 @@ def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torc
 
     - it received fewer than :data:`MIN_PART_SEED` counterpart copies, or
     - near the seam, the copied coordinates' colours differ from the adjacent segment's by more than
-      :data:`SEAM_COLOUR_STEP` on average (the copy does not continue the limb; needs ``colours``).
+      :data:`SEAM_COLOUR_STEP` on average (the copy does not continue the limb; needs ``colours``) *and*
+      the mirror limb's own next segment is not seen there, so that nothing tells a change of light from
+      a change of material.
+
+    Where the mirror limb's next segment is seen near the seam (at the mirrored places of at least
+    :data:`MIN_SEAM_TEXELS` compared texels) and the ratio of the mean colours of the two next segments
+    there (:func:`limb_shading_gains`) lies within :data:`GAIN_RANGE` on every channel, the copies are
+    kept whatever the step: a step the mirror limb shows too is in the clothing (a hem at the knee or
+    elbow, which the next segment would erase; the ratio is then about 1), and a difference of light
+    between the two sides is carried over by that ratio, the part's *shading gain* (written into
+    ``gains`` when given). A ratio outside the range is a different material (or a mirror mask that took
+    in hair or background), and the step test decides.
 
     Sources are never mixed within a part, so later fills never average coordinates of two places.
 
@@ -172,7 +186,8 @@ def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torc
         values: ``(N, 2, Ht, Wt)`` coordinates after the counterpart copies; known: ``(N, 1, Ht, Wt)``
             texels holding one; covered: the photo's own (reliable) coverage; source: the covered texels
             that may be read; layout: :class:`retarget.uvmap.layout.TextureLayout`;
-        colours: ``(N, 3, H, W)`` the photo the coordinates point into, or None (no seam test).
+        colours: ``(N, 3, H, W)`` the photo the coordinates point into, or None (no seam test);
+        gains: optional ``(N, N_PARTS + 1, 3)`` per-part colour gains, updated in place.
 
     Returns:
         ``(values, known)`` updated.
@@ -204,7 +219,9 @@ def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torc
     cov = covered.reshape(n, h * w)[:, idx]
     copied = known.reshape(n, h * w)[:, idx] & ~cov
     if colours is not None:
-        step = (_colour_at(colours, flat[:, :, idx, None]) - _colour_at(colours, read[..., None]))[..., 0].norm(dim=1)
+        along = _colour_at(colours, read[..., None])[..., 0]  # (N, 3, L) this limb's next segment
+        step = (_colour_at(colours, flat[:, :, idx, None])[..., 0] - along).norm(dim=1)
+        mirror_along, mirror_ok = _mirror_next_segment(along, ok, idx, layout, (n, h, w))
     seam = torch.as_tensor(layout.seam_distance.reshape(-1)[idx], device=values.device)
     size = N_PARTS + 1
     use = torch.zeros_like(ok)
@@ -221,7 +238,12 @@ def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torc
                 0, lab[compared], seam[compared], reduce="amin")
             band = compared & (seam <= closest[lab] + SEAM_BAND)
             mean_step = count(band, step[i]) / count(band).clamp(min=1)
-            take |= readable & (count(compared) >= MIN_SEAM_TEXELS) & (mean_step > SEAM_COLOUR_STEP)
+            both = band & mirror_ok[i]  # both next segments seen: light and material can be told apart
+            ratio = limb_shading_gains(along[i], mirror_along[i], both, lab, size)
+            told = (count(both) >= MIN_SEAM_TEXELS) & ((ratio >= GAIN_RANGE[0]) & (ratio <= GAIN_RANGE[1])).all(1)
+            take |= readable & (count(compared) >= MIN_SEAM_TEXELS) & (mean_step > SEAM_COLOUR_STEP) & ~told
+            if gains is not None:
+                gains[i] = torch.where((told & ~take)[:, None], ratio, torch.ones_like(ratio))
         use[i] = take[lab]
     drop = use & copied
     fill = use & ok & ~cov
@@ -232,8 +254,85 @@ def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torc
     return out.reshape(values.shape), known.reshape(n, 1, h, w)
 
 
+#: Bounds of a shading gain (per channel): a ratio outside them is not light but a different material.
+GAIN_RANGE = (0.5, 2.0)
+
+
+def limb_shading_gains(own: torch.Tensor, mirror: torch.Tensor, band: torch.Tensor, lab: torch.Tensor, size: int
+                       ) -> torch.Tensor:
+    """Per-part colour gains ``mean(own) / mean(mirror)`` over the ``band`` texels of each part.
+
+    Args:
+        own: ``(3, L)`` colours of this limb's next segment near the seam; mirror: ``(3, L)`` those of the
+            mirror limb's next segment at the mirrored place; band: ``(L,)`` bool, texels to average;
+        lab: ``(L,)`` int64 part per texel; size: number of part slots (parts are ``0 .. size - 1``).
+
+    Returns:
+        ``(size, 3)`` gains; 1 for parts with fewer than :data:`MIN_SEAM_TEXELS` band texels. Colours
+        near 0 are damped (``+1e-3`` on both sums).
+    """
+    weight = band.to(own.dtype)
+    count = torch.zeros(size, dtype=own.dtype, device=own.device).index_add_(0, lab, weight)
+    sums = [torch.zeros(size, 3, dtype=own.dtype, device=own.device).index_add_(0, lab, (c * weight).T)
+            for c in (own, mirror)]
+    gain = (sums[0] + 1e-3) / (sums[1] + 1e-3)
+    return torch.where((count >= MIN_SEAM_TEXELS)[:, None], gain, torch.ones_like(gain))
+
+
+def _mirror_next_segment(along: torch.Tensor, ok: torch.Tensor, idx: np.ndarray, layout, nhw: tuple[int, int, int]
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every limb texel, the next-segment colour of its left/right mirror texel.
+
+    Args:
+        along: ``(N, 3, L)`` colours read from the next segment of the limb for the limb texels ``idx``
+            (flat indices, ``L`` of them); ok: ``(N, L)`` where that read holds; nhw: ``(N, Ht, Wt)``.
+
+    Returns:
+        ``(mirror, valid)``: ``(N, 3, L)`` the mirror texel's next-segment colour (bilinear over its
+        readable taps), and ``(N, L)`` where it and this texel's own read hold.
+    """
+    n, h, w = nhw
+    from retarget.uvmap.layout import RELATIONS
+
+    k = RELATIONS.index("left_right")
+    device = along.device
+    full = torch.zeros(n, 3, h * w, dtype=along.dtype, device=device)
+    full[:, :, idx] = along
+    known = torch.zeros(n, h * w, dtype=torch.bool, device=device)
+    known[:, idx] = ok
+    labels = torch.as_tensor(layout.part, device=device)
+    other = torch.as_tensor(layout.other[k], device=device)
+    read, there = gather_counterparts(full.reshape(n, 3, h, w), known.reshape(n, 1, h, w), labels, other,
+                                      torch.as_tensor(layout.taps[k], device=device),
+                                      torch.as_tensor(layout.weights[k], device=device))
+    return read.reshape(n, 3, h * w)[:, :, idx], there.reshape(n, h * w)[:, idx] & ok
+
+
+@dataclass
+class BodyCompletion:
+    """Result of :func:`body_completion` (all ``(N, ·, Ht, Wt)``).
+
+    Attributes:
+        xy: completed coordinate texture.
+        gain: ``(N, 3, Ht, Wt)`` colour gain for the colour read through ``xy`` (the shading of step 6;
+            1 on covered texels and wherever no gain applies).
+        spread: ``(N, 1, Ht, Wt)`` bool, texels filled by spreading (steps 4 and 5: nearest known texel),
+            not copied from a counterpart or the next segment, nor covered.
+    """
+
+    xy: torch.Tensor
+    gain: torch.Tensor
+    spread: torch.Tensor
+
+
 def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout, trusted: torch.Tensor | None = None,
               colours: torch.Tensor | None = None) -> torch.Tensor:
+    """The completed coordinate texture of :func:`body_completion` (its ``xy``)."""
+    return body_completion(texture, coverage, layout, trusted, colours).xy
+
+
+def body_completion(texture: torch.Tensor, coverage: torch.Tensor, layout, trusted: torch.Tensor | None = None,
+                    colours: torch.Tensor | None = None) -> BodyCompletion:
     """Body-aware completion of a partial coordinate texture (the default weight-free fill).
 
     1. Stray splats are dropped (:func:`reliable_coverage`); they are refilled like holes.
@@ -248,6 +347,9 @@ def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout, trusted: to
     5. Anything left (parts seen nowhere, not even through a counterpart) and every texel off the body
        (so that bilinear reads at island borders stay consistent) take the nearest texel holding a value
        (:func:`nearest_fill`): coordinates of the photo's person, never background.
+    6. Shading: the uncovered texels of a limb part that kept its mirror copies get a colour gain, the
+       ratio of this limb's next segment's colours to the mirror limb's next segment's near their seams
+       (:func:`limb_shading_gains`; 1 elsewhere, and without ``colours``).
 
     Args:
         texture: ``(N, C, Ht, Wt)`` partial texture (a coordinate texture: channels (x, y) in [-1, 1]).
@@ -260,8 +362,9 @@ def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout, trusted: to
             test of step 3; without it, step 3 only fills limb parts that got too few copies.
 
     Returns:
-        ``(N, C, Ht, Wt)`` completed texture, finite everywhere; covered texels that pass the stray test
-        keep their value. A batch item without any covered texel is returned unchanged.
+        :class:`BodyCompletion`: its ``xy`` ``(N, C, Ht, Wt)`` is finite everywhere (covered texels that
+        pass the stray test keep their value; a batch item without any covered texel is returned
+        unchanged); see :func:`body_colour_texture` for the colours.
     """
     from retarget.uvmap.layout import SYMMETRY_RELATIONS
     from retarget.uvmap.symmetry import N_PARTS
@@ -287,12 +390,44 @@ def body_fill(texture: torch.Tensor, coverage: torch.Tensor, layout, trusted: to
         take = ok & ~known & body
         values = torch.where(take, read, values)
         known |= take
-    values, known = choose_limb_sources(values, known, covered, source, layout, colours)  # 3.
+    gains = torch.ones(values.shape[0], N_PARTS + 1, 3, dtype=values.dtype, device=device)
+    values, known = choose_limb_sources(values, known, covered, source, layout, colours, gains)  # 3.
+    copied = known.clone()
     values, known = part_nearest_fill(values, _enough(known, labels, N_PARTS), labels, N_PARTS)  # 4.
     out = nearest_fill(values, known.to(values.dtype))  # 5.
     empty = ~(coverage > 0.5).flatten(1).any(dim=1)
     out[empty] = texture[empty].float()
-    return out.to(texture.dtype)
+    gain = gains[:, labels.reshape(-1)].permute(0, 2, 1).reshape(values.shape[0], 3, *labels.shape)  # 6.
+    untouched = covered | empty[:, None, None, None]
+    gain = torch.where(untouched, torch.ones_like(gain), gain)
+    return BodyCompletion(xy=out.to(texture.dtype), gain=gain, spread=~copied & ~untouched)
+
+
+#: Standard deviation (texels of a 256-texel-wide texture; scaled with the width) of the smoothing of the
+#: colours of texels filled by spreading (:attr:`BodyCompletion.spread`): the nearest-known-texel fill
+#: repeats the texels at a hole's border in streaks; smoothed within the part they blend into one
+#: another. Copied texels (real cloth) and covered texels are not smoothed.
+SPREAD_SMOOTHING = 2.0
+
+
+def body_colour_texture(image: torch.Tensor, completion: BodyCompletion, labels: torch.Tensor) -> torch.Tensor:
+    """The colour texture of a :class:`BodyCompletion`: ``image`` read through ``completion.xy``, times the
+    shading gain, with the spread texels smoothed within their part (:data:`SPREAD_SMOOTHING`).
+
+    Args:
+        image: ``(N, 3, H, W)`` RGB in [0, 1] the coordinates point into (e.g. the photo with its person
+            extended over the background); labels: ``(Ht, Wt)`` int64 part per texel.
+
+    Returns:
+        ``(N, 3, Ht, Wt)`` in [0, 1].
+    """
+    from retarget.ops.warp import colour_texture_from_source
+
+    colours = (colour_texture_from_source(image, completion.xy) * completion.gain).clamp(0, 1)
+    sigma = SPREAD_SMOOTHING * labels.shape[-1] / 256.0
+    if sigma <= 0 or not bool(completion.spread.any()):
+        return colours
+    return torch.where(completion.spread, part_blur(colours, labels, sigma), colours)
 
 
 #: A part whose known texels are fewer than this is treated as unseen (too little to spread over it).
@@ -308,3 +443,44 @@ def _enough(known: torch.Tensor, labels: torch.Tensor, n_labels: int) -> torch.T
     ok = counts >= MIN_PART_SEED
     ok[:, 0] = True
     return known & ok.gather(1, flat[None].expand(n, -1)).reshape(known.shape)
+
+
+def part_blur(colours: torch.Tensor, labels: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of a texture within each part (normalised convolution: texels of other parts and off
+    the body do not bleed in).
+
+    Args:
+        colours: ``(N, C, H, W)``; labels: ``(H, W)`` int64 part per texel (0 off the body, left as is);
+        sigma: standard deviation in texels (0: unchanged).
+
+    Returns:
+        ``(N, C, H, W)``.
+    """
+    if sigma <= 0:
+        return colours
+    import torch.nn.functional as F
+
+    labels = labels.to(colours.device)
+    radius = max(1, int(round(2.5 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=colours.dtype, device=colours.device)
+    k1 = torch.exp(-0.5 * (x / sigma) ** 2)
+    k1 = k1 / k1.sum()
+    out = colours.clone()
+    n, c, h, w = colours.shape
+    kh = k1.view(1, 1, 1, -1).expand(c + 1, 1, 1, -1)
+    kv = k1.view(1, 1, -1, 1).expand(c + 1, 1, -1, 1)
+    for p in labels.unique().tolist():
+        if p == 0:
+            continue
+        rows, cols = torch.nonzero(labels == p, as_tuple=True)  # the part's bounding box, plus the kernel
+        box = (slice(max(int(rows.min()) - radius, 0), min(int(rows.max()) + radius + 1, h)),
+               slice(max(int(cols.min()) - radius, 0), min(int(cols.max()) + radius + 1, w)))
+        m = (labels[box] == p).to(colours.dtype)[None, None]
+        sub = colours[(..., *box)]
+        both = torch.cat([sub * m, m.expand(n, 1, -1, -1)], dim=1)
+        both = F.conv2d(F.pad(both, (radius, radius, 0, 0)), kh, groups=c + 1)
+        both = F.conv2d(F.pad(both, (0, 0, radius, radius)), kv, groups=c + 1)
+        blurred = both[:, :c] / both[:, c:].clamp(min=1e-6)
+        out[(..., *box)] = torch.where(m.bool(), blurred, out[(..., *box)])
+    return out
+

@@ -307,9 +307,10 @@ def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None 
 
         layout = texture_layout(th, tw)
         extended = extend_person(image, mask)
-        completed = ops.body_fill(xy_texture, coverage, layout, trusted=copyable_texels(uv, mask, layout),
-                                  colours=extended)
-        pred_textures = ops.colour_texture_from_source(extended, completed)
+        done = ops.body_completion(xy_texture, coverage, layout, trusted=copyable_texels(uv, mask, layout),
+                                   colours=extended)
+        completed = done.xy
+        pred_textures = ops.body_colour_texture(extended, done, torch.as_tensor(layout.part, device=image.device))
         seen = seen_texture(uv, mask, layout)
 
     background = image[0].flatten(1)[:, mask[0, 0].flatten() < 0.5]

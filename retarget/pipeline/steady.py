@@ -13,12 +13,12 @@ crops (DIS, previous ← current), per pixel::
 
 ``reliable`` holds where the pixel is the person's in both frames, the flow is consistent both ways
 (forward-backward error ≤ 1 px + 10 % of the motion) and the *driver's* own pixels agree along it
-(|driver_t − warp(driver_{t−1})|, averaged over 5×5 pixels, ≤ 24 grey levels: a sub-pixel flow error on
-a fine pattern moves single pixels a lot, a wrong flow moves the whole patch): where the flow is wrong — occlusion, a limb it lost,
-a cut — the render passes through unchanged, so there is no trail. Render differences themselves are not
-a reason to stop blending: those are the flicker being removed. A run of reliable pixels is an exponential
-average along the motion (``strength`` 0.8 ≈ the last five frames); a view change (a turn showing the back)
-fades in over those frames instead of jumping.
+(|driver_t − warp(driver_{t−1})|, averaged over 5×5 pixels, ≤ 24 grey levels: a sub-pixel flow error
+on a fine pattern moves single pixels a lot, a wrong flow moves the whole patch). Where the flow is
+wrong (occlusion, a limb it lost, a cut) the render passes through unchanged, so there is no trail.
+Render differences themselves are not a reason to stop blending: those are the flicker being removed.
+A run of reliable pixels is an exponential average along the motion (``strength`` 0.8 ≈ the last five
+frames); a view change (a turn showing the back) fades in over those frames instead of jumping.
 
 Conventions: crops are ``(S, S, 3)`` float RGB in [0, 1] (the renderer's), masks ``(S, S)`` bool, driver crops
 ``(S, S)`` uint8 grey; flows ``(S, S, 2)`` float32 in pixels, xy order, "where this pixel was/goes".
