@@ -226,7 +226,13 @@ class LiveSession:
         self.times.add(getattr(self.densepose, "stage_name", "densepose") if result is None else "densepose",
                        time.perf_counter() - tick)
         tick = time.perf_counter()
-        filtered = self.filter(rgb, raw) if self.filter is not None else raw
+        if self.filter is not None:
+            # frames carried from a DensePose keyframe (--densepose-every) have no per-frame DensePose noise:
+            # the filter runs on the keyframes' own results only (it then smooths the switch to a new one)
+            carried = result is None and getattr(self.densepose, "carried_last", False)
+            filtered = self.filter(rgb, raw, hold=carried, guide=getattr(self.densepose, "grey_last", None))
+        else:
+            filtered = raw
         self.times.add("temporal_filter", time.perf_counter() - tick)
         tick = time.perf_counter()
         self.raw.put(frame.index, raw)
