@@ -97,7 +97,7 @@ class KeyframeSettings:
     flow_side: int = 512
     silhouette: bool = True
     crop: bool = False
-    crop_margin: float = 0.15
+    crop_margin: float = 0.06
     check_side: int = 128
 
     def __post_init__(self):
