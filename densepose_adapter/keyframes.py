@@ -32,9 +32,19 @@ keyframe carried to this frame:
 7. **Both ways** (:func:`propagate`, offline): a frame between two keyframes is also carried back
    from the later one; per pixel the side with the smaller forward-backward error plus 0.5 px per
    frame of distance wins (I, U, V together). Not across a cut. The clip's last frame is a keyframe.
+8. **Window** (``crop``: live streams, forward only). Steps 1–4 and the per-pixel checks run on the person's
+   window only — the keyframe person's box and the last carried person's box together, grown by 6 % of
+   their larger side (at least 16 px), at least :data:`MIN_WINDOW` px a side — with each flow starting
+   from the previous frame's flow to the same keyframe (:func:`guided_flow`: the motion from a keyframe
+   grows frame by frame, and DIS on a window alone loses a large one) and computed at ``1/n`` of the
+   window's size when its long side exceeds ``flow_side`` (the silhouette then takes the flow ``3·n`` px
+   inside). The cut-residual and new-content checks run on a coarse flow of the whole frame (long side
+   ``check_side``, also guided), so a moving camera is still followed.
 
 Deterministic: DIS has no randomness, and its calls run on one OpenCV thread (the thread count is
-restored after each call), so the output does not depend on the machine's core count.
+restored after each call), so the output does not depend on the machine's core count. What carrying
+needs from a keyframe (2x2 label footprints, U/V as float, the silhouette's interior sources) is computed
+once per keyframe (:class:`KeyIUV`); the output is the same as computing it per frame.
 
 Conventions: IUV ``(H, W, 3) uint8`` ``[I, U·255, V·255]``; grey guides ``(H, W) uint8``; flows
 ``(H, W, 2) float32`` (dx, dy) with pixel ``x`` of the first image at ``x + flow(x)`` in the second;
@@ -447,13 +457,15 @@ class KeyframePropagator:
         self._key_index = -1
         self.reason = "first"  # why the next keyframe (after carry returned None)
 
-    def keyframe(self, grey: np.ndarray, result: DensePoseResult, last: bool = False) -> Carried:
+    def keyframe(self, grey: np.ndarray, result: DensePoseResult, last: bool = False,
+                 prepared: KeyIUV | None = None) -> Carried:
         """Make this frame (grey guide + DensePose result) the keyframe the next frames are carried from;
-        ``last``: the frame already carried last (the end of a clip made a keyframe)."""
+        ``last``: the frame already carried last (the end of a clip made a keyframe); ``prepared``:
+        ``KeyIUV(result.iuv)`` when already made (a live stream makes it in its DensePose thread)."""
         if last:
             self._count -= 1
         self._key, self._key_grey, self._since = result, np.ascontiguousarray(grey), 0
-        self._key_prep = None  # computed at the first carry (a keyframe nothing is carried from costs nothing)
+        self._key_prep = prepared  # else made at the first carry (a keyframe nothing is carried from costs nothing)
         self._key_small, self._last_box, self._prev_coarse, self._prev_flows = None, None, None, None
         fg = result.iuv[..., 0] > 0
         self._area = int(np.count_nonzero(fg))

@@ -4,8 +4,10 @@
 DensePoseResult``, :class:`retarget.pipeline.live.LiveSession`'s ``densepose``). DensePose runs on
 keyframes only; every other frame gets the newest keyframe's IUV carried *forward* to it by optical flow
 (:class:`densepose_adapter.keyframes.KeyframePropagator`: DIS flow straight from the frame to the keyframe,
-the silhouette moved with the person, its cut / forward-backward / area / new-content checks). Past frames
-only: a stream has no later keyframe to carry back from.
+the silhouette moved with the person, its cut / forward-backward / area / new-content checks), on the
+person's window only (:func:`live_settings`). Past frames only: a stream has no later keyframe to carry
+back from. Carried frames have no DensePose noise of their own, so the live temporal filter passes them
+through and filters the frames whose IUV is new (``carried_last``; :class:`retarget.pipeline.live.LiveSession`).
 
 Two modes:
 
@@ -45,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from densepose_adapter.keyframes import KeyframePropagator, KeyframeSettings
+from densepose_adapter.keyframes import KeyframePropagator, KeyframeSettings, KeyIUV
 from densepose_adapter.temporal import guide_from_rgb
 from densepose_adapter.types import DensePoseResult
 
@@ -225,7 +227,7 @@ class LiveKeyframes:
         self.settings = settings or live_settings(every)
         self.prop = KeyframePropagator(self.settings)
         self.log = KeyframeLog()
-        self.worker = DensePoseWorker(densepose) if asynchronous else None
+        self.worker = DensePoseWorker(self._densepose_prepared) if asynchronous else None
         self._last_request: int | None = None
         self._requests: dict[int, str] = {}
         #: whether the last result was carried by flow (or empty), not DensePose's own (the live temporal
@@ -266,9 +268,9 @@ class LiveKeyframes:
     def _async(self, index: int, rgb: np.ndarray, grey: np.ndarray) -> DensePoseResult:
         done = self.worker.poll()
         if done is not None:
-            key_index, key_grey, key_result, _ = done
+            key_index, key_grey, (key_result, prepared), _ = done
             if key_grey.shape == grey.shape:
-                self.prop.keyframe(key_grey, key_result)
+                self.prop.keyframe(key_grey, key_result, prepared=prepared)
                 self.log.keyframes.append(key_index)
                 self.log.reasons[key_index] = self._requests.get(key_index, "")
                 self.log.lag.append(index - key_index)
@@ -289,6 +291,14 @@ class LiveKeyframes:
             return empty_result(rgb.shape[:2])
         self.log.carried += 1
         return carried.result
+
+    def _densepose_prepared(self, index: int, rgb: np.ndarray):
+        """The worker's call: DensePose, then what carrying from its result needs (in the worker thread,
+        off the rendering path: :class:`~densepose_adapter.keyframes.KeyIUV`, its silhouette sources)."""
+        result = self.densepose(index, rgb)
+        prepared = KeyIUV(result.iuv)
+        prepared.sources()
+        return result, prepared
 
     def close(self) -> None:
         if self.worker is not None:
