@@ -229,8 +229,10 @@ class LiveSession:
         if self.filter is not None:
             # frames carried from a DensePose keyframe (--densepose-every) have no per-frame DensePose noise:
             # the filter runs on the keyframes' own results only (it then smooths the switch to a new one)
-            carried = result is None and getattr(self.densepose, "carried_last", False)
-            filtered = self.filter(rgb, raw, hold=carried, guide=getattr(self.densepose, "grey_last", None))
+            ours = result is None  # the stage ran on this frame (its hints are this frame's)
+            carried = ours and getattr(self.densepose, "carried_last", False)
+            guide = getattr(self.densepose, "grey_last", None) if ours else None
+            filtered = self.filter(rgb, raw, hold=carried, guide=guide)
         else:
             filtered = raw
         self.times.add("temporal_filter", time.perf_counter() - tick)
