@@ -29,9 +29,10 @@ Two modes:
 Threads (asynchronous mode, while the stream runs; :func:`thread_budget`): torch's intra-op threads are set
 to half the usable cores (at least 1) — the DensePose worker and the renderer each run torch, so together
 they use the cores, not twice as many — and OpenCV to 1 thread (the flow already runs on one); both are
-restored when the stream ends. (A lower scheduling priority for the worker was tried and left out: on
-cores loaded by other processes it starved DensePose — one keyframe in 12 s — without lowering the
-renderer's p95 latency.) At the end of a stream a DensePose call still in flight is waited for (its
+restored when the stream ends. (A lower scheduling priority for the worker was tried twice and left out:
+on cores loaded by other processes it starved DensePose — one keyframe in 12 s — and, with the cheaper
+window carry, lowered the renderer's p95 latency from 132–155 to 110–115 ms only at that price;
+docs/performance.md.) At the end of a stream a DensePose call still in flight is waited for (its
 result unused). OpenVINO, when it runs the DensePose backbone, sizes its own pool
 (one stream) on top of this; the counts are printed by ``bench/stream.py``.
 """
