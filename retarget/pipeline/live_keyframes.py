@@ -91,9 +91,9 @@ def thread_budget(cores: int | None = None):
 
 #: Long side of the person window's optical flow in a live stream (``KeyframeSettings.flow_side`` with
 #: ``crop``): a window up to 384 px (the example driver's dancer) gets its flow at full resolution, a larger
-#: one (a person filling an HD camera frame) at 1/2, 1/3, ... (half resolution measured: 30 % less time per
-#: carried frame, agreement with every-frame DensePose within ±0.01 on the real clips but 0.04 lower on the
-#: example's fast dancer 12 frames from its keyframe; docs/performance.md).
+#: one (a person filling an HD camera frame) at 1/2, 1/3, ... (half resolution on the example: about 4 ms
+#: less CPU per carried frame, agreement with every-frame DensePose within ±0.01 on the real clips but 0.025
+#: lower on the example's fast dancer 12 frames from its keyframe; docs/performance.md).
 LIVE_FLOW_SIDE = 384
 
 
