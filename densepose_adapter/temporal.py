@@ -390,6 +390,9 @@ class TemporalIUVFilter:
             return [(t, np.array(iuv, dtype=np.uint8, copy=True))]
         self._frames[t] = _Frame(iuv)
         self._guides[t] = guide if guide is not None else guide_from_iuv(self._frames[t].iuv)
+        for s, frame in self._frames.items():  # held frames (hold) that this frame's window may use
+            if not isinstance(frame, _Frame):
+                self._frames[s] = _Frame(frame)
         if t > 0:
             f, b, cut = self._motion.pair(self._guides[t - 1], self._guides[t], self._frames[t - 1].iuv,
                                           self._frames[t].iuv, forward=not self.causal)
@@ -405,6 +408,30 @@ class TemporalIUVFilter:
                 break
             ready.append((e, self._emit(e, last=t)))
         return ready
+
+    def hold(self, iuv: np.ndarray, guide: np.ndarray | None = None) -> np.ndarray:
+        """Causal filters only: take the next frame as it is (returned unfiltered, not copied) and keep it
+        as the frame before the next one's window.
+
+        For frames that have no per-frame DensePose noise to remove (a live stream's frames carried by
+        flow from one DensePose keyframe): no flow, no vote. The motion between it and the frame before
+        is not measured, so no later window reaches back across it (as across a cut).
+        """
+        if not self.causal:
+            raise ValueError("hold() is for causal filters (a look-ahead filter emits frames later)")
+        t = self._pushed
+        self._pushed += 1
+        self._emitted = t + 1
+        if self.settings.radius <= 0:
+            return iuv
+        self._frames[t] = iuv  # made a _Frame only when the next frame's window uses it (push)
+        self._guides[t] = guide if guide is not None else guide_from_iuv(iuv)
+        self._cut[t] = t > 0
+        keep = t + 1 - self.settings.radius
+        for store in (self._frames, self._guides, self._fwd, self._bwd, self._cut):
+            for key in [k for k in store if k < keep - 1]:
+                del store[key]
+        return iuv
 
     def finish(self) -> list[tuple[int, np.ndarray]]:
         """The frames still held back (end of the clip); the filter is then reset."""

@@ -305,3 +305,145 @@ def test_flow_runs_on_one_opencv_thread_and_restores_the_count():
     flow = keyframes.dense_flow(greys[1], greys[0], dis=Spy())
     assert seen == [1] and cv2.getNumThreads() == before
     assert flow.shape == (H, W, 2) and flow.dtype == np.float32
+
+
+# -- live carrying on the person's window (KeyframeSettings.crop) ---------------------------------------
+
+def _carry_forward(greys, iuvs, settings):
+    """Keyframe 0, then every later frame carried forward from it (lenient: a live stream's carry)."""
+    from densepose_adapter.keyframes import KeyframePropagator
+
+    prop = KeyframePropagator(settings)
+    prop.keyframe(greys[0], DensePoseResult.from_iuv(iuvs[0]))
+    return [prop.carry(g, lenient=True) for g in greys[1:]]
+
+
+def _twice(greys, iuvs):
+    """The clip at twice the size (the person 120 px tall, moving 5.2 px a frame)."""
+    size = (2 * W, 2 * H)
+    return ([cv2.resize(g, size, interpolation=cv2.INTER_LINEAR) for g in greys],
+            [cv2.resize(i, size, interpolation=cv2.INTER_NEAREST) for i in iuvs])
+
+
+@pytest.mark.parametrize("flow_side, frames", [(512, 3), (128, 2)])  # 128: the flow at half resolution
+def test_window_carry_follows_a_known_translation_within_one_pixel(flow_side, frames):
+    """Carried forward from one keyframe (a live stream's carry): each carried pixel's label is found in
+    the truth within 1 px of it, but for a few silhouette pixels; U follows the person within 1 px."""
+    from densepose_adapter.keyframes import reduction
+
+    greys, iuvs = _twice(*_moving_clip(frames + 1))
+    settings = KeyframeSettings(every=None, crop=True, flow_side=flow_side)
+    assert reduction(greys[0].shape, flow_side) == (1 if flow_side == 512 else 2)
+    for t, carried in enumerate(_carry_forward(greys, iuvs, settings), start=1):
+        assert carried is not None, t
+        truth = iuvs[t]
+        labels = carried.result.iuv[..., 0]
+        person = int((truth[..., 0] > 0).sum())
+        assert _off(labels, truth[..., 0], 1) <= 0.04 * person, t
+        assert _off(labels, truth[..., 0], 3) <= 0.005 * person, t
+        # U, V as the keyframe moved by the true motion (U rises 3.5 per pixel at this size)
+        motion = np.broadcast_to(np.float32([-2 * STEP[0] * t, -2 * STEP[1] * t]), (*labels.shape, 2))
+        ideal = carry_iuv(iuvs[0], np.ascontiguousarray(motion))
+        core = cv2.erode((truth[..., 0] > 0).astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+        core &= labels == ideal[..., 0]
+        du = np.abs(carried.result.iuv[..., 1:].astype(int) - ideal[..., 1:])[core]
+        assert np.median(du) <= 3.5, t
+        box = carried.result.boxes[0]
+        assert np.abs(box - DensePoseResult.from_iuv(truth).boxes[0]).max() <= 2.0, t
+
+
+def test_window_carry_held_still_would_be_off():
+    """The check above can fail: the keyframe held still misses the person 2 frames later by > 1 px."""
+    greys, iuvs = _twice(*_moving_clip(3))
+    held = carry_iuv(iuvs[0], np.zeros((*greys[0].shape, 2), np.float32))
+    assert _off(held[..., 0], iuvs[2][..., 0], 1) > 0.04 * (iuvs[2][..., 0] > 0).sum()
+
+
+def test_window_carry_matches_the_whole_frame_carry_on_a_small_frame():
+    """A frame below the smallest window is one window: the same person as the whole-frame path's."""
+    greys, iuvs = _moving_clip(4)
+    whole = _carry_forward(greys, iuvs, KeyframeSettings(every=None))
+    window = _carry_forward(greys, iuvs, KeyframeSettings(every=None, crop=True, flow_side=256))
+    for a, b in zip(whole, window):
+        fa, fb = a.result.iuv[..., 0] > 0, b.result.iuv[..., 0] > 0
+        assert np.count_nonzero(fa != fb) <= 0.03 * fa.sum()
+
+
+def test_window_carry_on_a_large_frame_touches_only_the_window():
+    """The person in a corner of a big frame: the carried person is where it should be, nothing outside."""
+    greys, iuvs = _moving_clip(3)
+    big_g = [np.pad(g, ((0, 300), (0, 400)), mode="reflect") for g in greys]
+    big_i = [np.pad(i, ((0, 300), (0, 400), (0, 0))) for i in iuvs]
+    carried = _carry_forward(big_g, big_i, KeyframeSettings(every=None, crop=True, flow_side=256))
+    for t, c in enumerate(carried, start=1):
+        labels = c.result.iuv[..., 0]
+        assert c.result.iuv.shape == big_i[t].shape
+        assert not labels[200:].any() and not labels[:, 300:].any()
+        assert _off(labels, big_i[t][..., 0], 1) <= 0.04 * (big_i[t][..., 0] > 0).sum()
+
+
+def test_window_carry_still_finds_a_cut_and_is_deterministic():
+    greys, iuvs = _moving_clip(6, cut_at=3)
+    settings = KeyframeSettings(every=None, crop=True)
+    first = _carry_forward(greys, iuvs, settings)
+    assert [c is None for c in first] == [False, False, True, True, True]
+    again = _carry_forward(greys, iuvs, settings)
+    for a, b in zip(first[:2], again[:2]):
+        np.testing.assert_array_equal(a.result.iuv, b.result.iuv)
+
+
+def test_key_preparation_and_window_give_the_same_carry():
+    """``carry_iuv`` / ``fix_silhouette`` with a prepared ``KeyIUV`` (and a window of it) equal the plain calls."""
+    from densepose_adapter.keyframes import KeyIUV, dense_flow, fix_silhouette
+
+    greys, iuvs = _moving_clip(3)
+    back, fwd = dense_flow(greys[2], greys[0]), dense_flow(greys[0], greys[2])
+    plain = carry_iuv(iuvs[0], back)
+    fix_silhouette(plain, iuvs[0], fwd)
+    key = KeyIUV(iuvs[0])
+    prepared = carry_iuv(iuvs[0], back, key)
+    fix_silhouette(prepared, iuvs[0], fwd, key)
+    np.testing.assert_array_equal(prepared, plain)
+    y0, y1, x0, x1 = key.box
+    y0, y1, x0, x1 = max(0, y0 - 8), min(H, y1 + 8), max(0, x0 - 8), min(W, x1 + 8)
+    part = key.window(y0, y1, x0, x1)
+    moved = carry_iuv(part.iuv, np.ascontiguousarray(back[y0:y1, x0:x1]), part)
+    fix_silhouette(moved, part.iuv, np.ascontiguousarray(fwd[y0:y1, x0:x1]), part)
+    inside = np.zeros((H, W), bool)
+    inside[y0:y1, x0:x1] = True
+    assert not plain[~inside].any()  # the person stayed inside the window, so the window's carry is all of it
+    np.testing.assert_array_equal(moved, plain[y0:y1, x0:x1])
+
+
+def test_guided_flow_recovers_a_translation_and_follows_a_large_one_from_a_guess():
+    from densepose_adapter.keyframes import _dis, guided_flow
+
+    texture = _texture(3, (128, 160))
+    moved = np.roll(texture, (3, -5), axis=(0, 1))  # content moves by (dx, dy) = (-5, +3): g1(x) = g0(x - d)
+    zero = np.zeros((128, 160, 2), np.float32)
+    for n in (1, 2):
+        flow = guided_flow(texture, moved, n, _dis(), zero)
+        core = flow[24:-24, 24:-24].reshape(-1, 2)
+        assert np.abs(np.median(core, axis=0) - [-5, 3]).max() < 0.5, n
+    far = np.roll(texture, (0, 36), axis=(0, 1))
+    guess = np.zeros_like(zero)
+    guess[..., 0] = 34  # the previous frame's flow, 2 px short
+    flow = guided_flow(texture, far, 2, _dis(), guess)
+    assert abs(np.median(flow[24:-24, 40:-24, 0]) - 36) < 0.5
+
+
+def test_window_span_is_rounded_wide_enough_and_inside_the_frame():
+    from densepose_adapter.keyframes import MIN_WINDOW, _span
+
+    for a, b, size in [(10, 50, 480), (-20, 50, 480), (400, 470, 480), (0, 360, 360), (100, 300, 480),
+                       (-5, 200, 120), (30, 31, 1000)]:
+        lo, hi = _span(a, b, size)
+        assert 0 <= lo < hi <= size
+        assert hi - lo >= min(size, MIN_WINDOW)
+        assert lo <= max(0, a) and hi >= min(size, b)
+        assert lo % 8 == 0 and (hi % 8 == 0 or hi == size)
+
+
+def test_window_settings_change_the_cache_key_only_when_on():
+    assert KeyframeSettings(every=4).key() == KeyframeSettings(every=4, check_side=64).key()
+    assert KeyframeSettings(every=4, crop=True).key() != KeyframeSettings(every=4).key()

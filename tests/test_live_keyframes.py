@@ -158,6 +158,31 @@ def test_api_keyframes_on_given_iuv_are_deterministic(clip):
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_temporal_filter_runs_on_keyframes_and_holds_carried_frames(clip, monkeypatch):
+    """Carried frames have no DensePose noise of their own: the live filter passes them through (``hold``)
+    and filters the frames whose IUV is DensePose's own."""
+    from densepose_adapter.temporal import TemporalIUVFilter
+
+    seen = []
+    push, hold = TemporalIUVFilter.push, TemporalIUVFilter.hold
+    monkeypatch.setattr(TemporalIUVFilter, "push", lambda self, *a: seen.append("push") or push(self, *a))
+    monkeypatch.setattr(TemporalIUVFilter, "hold", lambda self, *a: seen.append("hold") or hold(self, *a))
+    live = Retargeter(clip["photo"], models=None, densepose_every="3", temporal_radius=1)
+    session = None
+    out = []
+    for rgb, iuv in zip(clip["frames"], clip["iuvs"]):
+        if session is None:
+            given = {}
+            keyframes = live.keyframes(lambda index, frame: DensePoseResult.from_iuv(given["iuv"]), False)
+            session = live.session(rgb.shape[1], rgb.shape[0], 25, keyframes)
+        given["iuv"] = iuv
+        out.append(session.process(rgb))
+    log = session.densepose.log
+    assert len(out) == 12 and len(log.keyframes) >= 4 and log.carried >= 4
+    assert seen.count("push") == len(log.keyframes) and seen.count("hold") == log.carried
+    assert [seen[i] for i in log.keyframes] == ["push"] * len(log.keyframes)
+
+
 def test_a_file_read_as_fast_as_possible_runs_densepose_in_the_calling_thread(clip, tmp_path):
     backend = SlowDensePose(clip["frames"], clip["iuvs"], 0.0)
     live = Retargeter(clip["photo"], models=None, densepose_model=backend, densepose_every="4",

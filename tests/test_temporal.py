@@ -187,3 +187,29 @@ def test_guide_from_rgb_is_grey():
     rgb = np.zeros((4, 5, 3), np.uint8)
     rgb[..., 1] = 200
     assert guide_from_rgb(rgb).shape == (4, 5)
+
+
+def test_causal_hold_passes_a_frame_through_and_starts_the_next_window_there():
+    """``hold`` returns the frame as it is; the next frame's window reaches back to it but not across it."""
+    iuvs, guides = _clip([30, 34, 38, 42, 46])
+    rng = np.random.default_rng(5)
+    noisy = [add_noise(x, rng) for x in iuvs]
+    settings = TemporalSettings(radius=2)
+    held = TemporalIUVFilter(settings, causal=True)
+    held.push(noisy[0], guides[0])
+    held.push(noisy[1], guides[1])
+    assert held.hold(noisy[2], guides[2]) is noisy[2]
+    ((_, after),) = held.push(noisy[3], guides[3])
+    fresh = TemporalIUVFilter(settings, causal=True)  # a window of frames 2 and 3 only
+    fresh.push(noisy[2], guides[2])
+    ((_, want),) = fresh.push(noisy[3], guides[3])
+    np.testing.assert_array_equal(after, want)
+    assert not np.array_equal(after, noisy[3])  # frame 3 was filtered (with frame 2)
+    full = TemporalIUVFilter(settings, causal=True)  # without the hold, frame 1 is in the window too
+    for x, g in zip(noisy[:3], guides[:3]):
+        full.push(x, g)
+    ((_, spanning),) = full.push(noisy[3], guides[3])
+    assert not np.array_equal(spanning, after)
+    assert held.held <= settings.radius + 2
+    with pytest.raises(ValueError):
+        TemporalIUVFilter(settings).hold(noisy[0], guides[0])

@@ -226,7 +226,15 @@ class LiveSession:
         self.times.add(getattr(self.densepose, "stage_name", "densepose") if result is None else "densepose",
                        time.perf_counter() - tick)
         tick = time.perf_counter()
-        filtered = self.filter(rgb, raw) if self.filter is not None else raw
+        if self.filter is not None:
+            # frames carried from a DensePose keyframe (--densepose-every) have no per-frame DensePose noise:
+            # the filter runs on the keyframes' own results only (it then smooths the switch to a new one)
+            ours = result is None  # the stage ran on this frame (its hints are this frame's)
+            carried = ours and getattr(self.densepose, "carried_last", False)
+            guide = getattr(self.densepose, "grey_last", None) if ours else None
+            filtered = self.filter(rgb, raw, hold=carried, guide=guide)
+        else:
+            filtered = raw
         self.times.add("temporal_filter", time.perf_counter() - tick)
         tick = time.perf_counter()
         self.raw.put(frame.index, raw)

@@ -4,8 +4,10 @@
 DensePoseResult``, :class:`retarget.pipeline.live.LiveSession`'s ``densepose``). DensePose runs on
 keyframes only; every other frame gets the newest keyframe's IUV carried *forward* to it by optical flow
 (:class:`densepose_adapter.keyframes.KeyframePropagator`: DIS flow straight from the frame to the keyframe,
-the silhouette moved with the person, its cut / forward-backward / area / new-content checks). Past frames
-only: a stream has no later keyframe to carry back from.
+the silhouette moved with the person, its cut / forward-backward / area / new-content checks), on the
+person's window only (:func:`live_settings`). Past frames only: a stream has no later keyframe to carry
+back from. Carried frames have no DensePose noise of their own, so the live temporal filter passes them
+through and filters the frames whose IUV is new (``carried_last``; :class:`retarget.pipeline.live.LiveSession`).
 
 Two modes:
 
@@ -27,9 +29,10 @@ Two modes:
 Threads (asynchronous mode, while the stream runs; :func:`thread_budget`): torch's intra-op threads are set
 to half the usable cores (at least 1) — the DensePose worker and the renderer each run torch, so together
 they use the cores, not twice as many — and OpenCV to 1 thread (the flow already runs on one); both are
-restored when the stream ends. (A lower scheduling priority for the worker was tried and left out: on
-cores loaded by other processes it starved DensePose — one keyframe in 12 s — without lowering the
-renderer's p95 latency.) At the end of a stream a DensePose call still in flight is waited for (its
+restored when the stream ends. (A lower scheduling priority for the worker was tried twice and left out:
+on cores loaded by other processes it starved DensePose — one keyframe in 12 s — and, with the cheaper
+window carry, lowered the renderer's p95 latency from 132–155 to 110–115 ms only at that price;
+docs/performance.md.) At the end of a stream a DensePose call still in flight is waited for (its
 result unused). OpenVINO, when it runs the DensePose backbone, sizes its own pool
 (one stream) on top of this; the counts are printed by ``bench/stream.py``.
 """
@@ -45,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from densepose_adapter.keyframes import KeyframePropagator, KeyframeSettings
+from densepose_adapter.keyframes import KeyframePropagator, KeyframeSettings, KeyIUV
 from densepose_adapter.temporal import guide_from_rgb
 from densepose_adapter.types import DensePoseResult
 
@@ -84,6 +87,21 @@ def thread_budget(cores: int | None = None):
         torch.set_num_threads(torch_before)
         cv2.setNumThreads(cv_before)
         sys.setswitchinterval(switch_before)
+
+
+#: Long side of the person window's optical flow in a live stream (``KeyframeSettings.flow_side`` with
+#: ``crop``): a window up to 384 px (the example driver's dancer) gets its flow at full resolution, a larger
+#: one (a person filling an HD camera frame) at 1/2, 1/3, ... (half resolution on the example: about 4 ms
+#: less CPU per carried frame, agreement with every-frame DensePose within ±0.01 on the real clips but 0.025
+#: lower on the example's fast dancer 12 frames from its keyframe; docs/performance.md).
+LIVE_FLOW_SIDE = 384
+
+
+def live_settings(every: int | None) -> KeyframeSettings:
+    """The keyframe settings of a live stream: the offline checks, with the carrying on the person's window
+    (``crop``: flows at :data:`LIVE_FLOW_SIDE`, each starting from the previous frame's flow to the same
+    keyframe; the cut and new-content checks on a coarse whole-frame flow)."""
+    return KeyframeSettings(every=every, crop=True, flow_side=LIVE_FLOW_SIDE)
 
 
 def empty_result(hw: tuple[int, int]) -> DensePoseResult:
@@ -200,19 +218,23 @@ class LiveKeyframes:
         densepose: ``callable(index, rgb) -> DensePoseResult`` (a model, or a sidecar read at that index).
         every: keyframe interval K (≥ 2), or ``None`` for ``auto``.
         asynchronous: run ``densepose`` in a worker thread (live inputs), else on the keyframe itself.
-        settings: the propagator's checks (default: :class:`KeyframeSettings` with ``every``).
+        settings: the propagator's checks (default: :func:`live_settings`).
     """
 
     def __init__(self, densepose, every: int | None, asynchronous: bool, settings: KeyframeSettings | None = None):
         self.densepose = densepose
         self.every = every
         self.asynchronous = asynchronous
-        self.settings = settings or KeyframeSettings(every=every)
+        self.settings = settings or live_settings(every)
         self.prop = KeyframePropagator(self.settings)
         self.log = KeyframeLog()
-        self.worker = DensePoseWorker(densepose) if asynchronous else None
+        self.worker = DensePoseWorker(self._densepose_prepared) if asynchronous else None
         self._last_request: int | None = None
         self._requests: dict[int, str] = {}
+        #: whether the last result was carried by flow (or empty), not DensePose's own (the live temporal
+        #: filter holds such frames: :meth:`retarget.pipeline.temporal.LiveTemporalFilter.__call__`)
+        self.carried_last = False
+        self.grey_last: np.ndarray | None = None  # the last frame's grey guide (the filter's too)
 
     @property
     def stage_name(self) -> str:
@@ -226,6 +248,7 @@ class LiveKeyframes:
 
     def __call__(self, index: int, rgb: np.ndarray) -> DensePoseResult:
         grey = guide_from_rgb(rgb)
+        self.grey_last, self.carried_last = grey, True
         if self.worker is None:
             return self._sync(index, rgb, grey)
         return self._async(index, rgb, grey)
@@ -237,6 +260,7 @@ class LiveKeyframes:
             return carried.result
         reason = self.prop.reason
         result = self.densepose(index, rgb)
+        self.carried_last = False
         self.prop.keyframe(grey, result)
         self.log.keyframes.append(index)
         self.log.reasons[index] = reason
@@ -245,12 +269,13 @@ class LiveKeyframes:
     def _async(self, index: int, rgb: np.ndarray, grey: np.ndarray) -> DensePoseResult:
         done = self.worker.poll()
         if done is not None:
-            key_index, key_grey, key_result, _ = done
+            key_index, key_grey, (key_result, prepared), _ = done
             if key_grey.shape == grey.shape:
-                self.prop.keyframe(key_grey, key_result)
+                self.prop.keyframe(key_grey, key_result, prepared=prepared)
                 self.log.keyframes.append(key_index)
                 self.log.reasons[key_index] = self._requests.get(key_index, "")
                 self.log.lag.append(index - key_index)
+                self.carried_last = False  # a new keyframe's IUV: the switch to it is filtered
             self._requests = {k: v for k, v in self._requests.items() if k > key_index}
         carried = self.prop.carry(grey, lenient=True)
         wants = self.prop.reason if carried is None else carried.wants
@@ -267,6 +292,14 @@ class LiveKeyframes:
             return empty_result(rgb.shape[:2])
         self.log.carried += 1
         return carried.result
+
+    def _densepose_prepared(self, index: int, rgb: np.ndarray):
+        """The worker's call: DensePose, then what carrying from its result needs (in the worker thread,
+        off the rendering path: :class:`~densepose_adapter.keyframes.KeyIUV`, its silhouette sources)."""
+        result = self.densepose(index, rgb)
+        prepared = KeyIUV(result.iuv)
+        prepared.sources()
+        return result, prepared
 
     def close(self) -> None:
         if self.worker is not None:

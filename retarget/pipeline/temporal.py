@@ -178,7 +178,17 @@ class LiveTemporalFilter:
     def __init__(self, radius: int):
         self.filter = TemporalIUVFilter(TemporalSettings(radius=int(radius)), causal=True)
 
-    def __call__(self, rgb: np.ndarray, raw: DensePoseResult) -> DensePoseResult:
-        """The filtered result of the next frame (``rgb``: its ``(H, W, 3) uint8`` image, the motion guide)."""
-        ((_, iuv),) = self.filter.push(raw.iuv, guide_from_rgb(rgb))
+    def __call__(self, rgb: np.ndarray, raw: DensePoseResult, hold: bool = False,
+                 guide: np.ndarray | None = None) -> DensePoseResult:
+        """The filtered result of the next frame (``rgb``: its ``(H, W, 3) uint8`` image, the motion guide;
+        ``guide``: its :func:`guide_from_rgb` when already made).
+
+        ``hold``: the frame is not filtered but kept as the previous frame of the next one's window
+        (:meth:`TemporalIUVFilter.hold`): for frames carried by flow from a DensePose keyframe, which have
+        no per-frame DensePose noise (a live stream with ``--densepose-every``)."""
+        guide = guide if guide is not None else guide_from_rgb(rgb)
+        if hold:
+            self.filter.hold(raw.iuv, guide)
+            return raw
+        ((_, iuv),) = self.filter.push(raw.iuv, guide)
         return _with_boxes(raw, iuv)
