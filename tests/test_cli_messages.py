@@ -250,7 +250,7 @@ LIBRARY_MESSAGES = {
     "retarget/pipeline/video.py": ["video", "frames", "batch", "stream"],
     "retarget/pipeline/people.py": ["video", "frames", "batch", "stream"],
     "retarget/pipeline/keyframes.py": ["video", "frames", "batch", "densepose"],
-    "retarget/pipeline/steady.py": ["video", "batch"],
+    "retarget/pipeline/steady.py": ["video", "batch", "stream"],
     "retarget/pipeline/precision.py": ["video", "batch", "stream"],
     "retarget/inspect/frames.py": ["frames"],
     "retarget/io/stream_io.py": ["stream"],

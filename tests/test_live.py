@@ -25,15 +25,15 @@ def clip(tmp_path):
 
 
 def test_stream_matches_video_frame_for_frame_without_the_non_causal_parts(clip):
-    """With the parts that need the future switched off (temporal filter, crop smoothing), video's --steady
-    off (streams do not steady yet) and a fixed background, a stream renders exactly what `video` renders:
-    the same stages on the same crops."""
+    """With the parts that need the future switched off (temporal filter, crop smoothing) and a fixed
+    background, a stream renders exactly what `video` renders: the same stages on the same crops (--steady
+    included: it is causal)."""
     from retarget.pipeline.job import VideoJob, run_video_job
     from retarget.pipeline.video import VideoOptions
 
     rendered = {}
     options = VideoOptions(background="#204060", temporal_radius=0, smooth_sigma_seconds=0.0, quiet=True,
-                           batch_size=3, steady=0.0)
+                           batch_size=3)
     run_video_job(VideoJob(source=clip["photo"], driver=clip["driver"], output=clip["dir"] / "v.mp4",
                            options=options), None, on_frame=lambda i, rgb: rendered.__setitem__(i, rgb.copy()))
     sidecar = PrecomputedIUV(clip["dir"] / "driver.iuv")

@@ -106,6 +106,7 @@ def stream_command(
     side_by_side: opt.SideBySide = False,
     engine: opt.Engine = "auto",
     temporal_filter: opt.TemporalFilter = True,
+    steady: opt.Steady = 0.8,
     densepose_every: str = typer.Option(
         "1", "--densepose-every", metavar="K|auto",
         help="DensePose on keyframes only; every frame is rendered at once from the newest keyframe's IUV "
@@ -137,7 +138,7 @@ def stream_command(
                             densepose_track=densepose_track, densepose_backend=densepose_backend,
                             allow_large=allow_large, device=device, background=background, output_mode=output_mode,
                             on_missing=on_missing, table=table, precision=precision, side_by_side=side_by_side,
-                            engine=engine, fill=fill, person=person, densepose_every=densepose_every,
+                            engine=engine, fill=fill, person=person, densepose_every=densepose_every, steady=steady,
                             temporal_radius=temporal_strength if temporal_filter else 0, quiet=quiet)
     stop = threading.Event()
     with _graceful_stop(stop):

@@ -49,6 +49,7 @@ from retarget.pipeline.video import (
     CompositeStage,
     RenderPlan,
     StageTimes,
+    SteadyStage,
     TargetStage,
     VideoOptions,
     WarpRefineStage,
@@ -190,6 +191,7 @@ class LiveSession:
                                size=retargeter.state.image.shape[-1])
         self.targets = TargetStage(self.plan, self.filtered, self.times)
         self.warp = WarpRefineStage(retargeter.state, retargeter.frame_models, options, self.times)
+        self.steady = SteadyStage(self.plan.size, options.steady, self.times)
         self.composite = CompositeStage(self.plan, self.times)
         self.last_index = -1
 
@@ -245,7 +247,7 @@ class LiveSession:
             self.plate.add(rgb, filtered.iuv[..., 0] > 0)
             self.plan.background = self.plate.plate()
         self.times.add("track_and_plate", time.perf_counter() - tick)
-        rendered = self.warp(self.targets([frame]))
+        rendered = next(self.steady([self.warp(self.targets([frame]))]))
         out = next(iter(self.composite([rendered])), None)
         return None if out is None else out[0]
 
