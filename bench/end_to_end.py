@@ -1,7 +1,8 @@
 """End-to-end speed and accuracy of the offline pipeline (issue 30): keyframes, engines, overlap, in one run.
 
     .venv/bin/python bench/end_to_end.py [--clips DIR ...] [--every 2 3 4 auto] [--timed default keyframes engines
-        all] [--frames 60] [--batch-size 4] [--densepose-size 512] [--device cpu|cuda] [--cache DIR] [--no-timing]
+        all all+overlap] [--frames 60] [--batch-size 4] [--densepose-size 512] [--device cpu|cuda] [--cache DIR]
+        [--no-timing]
 
 Accuracy, on every folder of ``../shared/real`` holding ``rgb/`` + ``iuv/`` (cv2 order: B = I, G = U, R = V;
 ``<stem>_IUV.png`` or ``<stem>.png`` per ``rgb/<stem>.*``, frames sorted by the number in their name) and
@@ -28,7 +29,9 @@ Variants (:data:`VARIANTS`):
 - ``default``: today's default before issue 30: every frame, ``--engine auto`` = OpenVINO fp32, passes in turn;
 - ``keyframes``: ``--densepose-every 4`` only;
 - ``engines``: ``--engine auto --precision auto`` only (the probed choice: :mod:`retarget.engine.auto`);
-- ``all``: both, and the overlap (the refiner rendering during pass 1, :class:`retarget.pipeline.video.RenderAhead`).
+- ``all``: both (keyframes + engines, each on by its option);
+- ``all+overlap``: and the overlap (the refiner rendering during pass 1, :class:`retarget.pipeline.video.RenderAhead`,
+  ``VideoOptions.overlap``; off by default: slower than the passes in turn on a quiet 2-core CPU).
 
 ``frame_err_mean``: mean absolute difference (0–255 grey levels, all pixels, all frames) of the variant's output
 frames vs ``default``'s (every-frame DensePose = the sidecar, fp32).
@@ -130,7 +133,8 @@ VARIANTS = {
     "default": ("1", "openvino", "fp32", False),
     "keyframes": ("4", "openvino", "fp32", False),
     "engines": ("1", "auto", "auto", False),
-    "all": ("4", "auto", "auto", True),
+    "all": ("4", "auto", "auto", False),  # keyframes + engines: everything on by its option
+    "all+overlap": ("4", "auto", "auto", True),  # and the overlap (VideoOptions.overlap, off by default)
 }
 
 

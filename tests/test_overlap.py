@@ -43,7 +43,7 @@ def _run(clip, models, tmp_path, name, **options):
     photo, driver = clip
     frames = {}
     job = VideoJob(source=photo, driver=driver, output=tmp_path / f"{name}.mp4", size=64,
-                   options=VideoOptions(quiet=True, batch_size=2, hold_seconds=10.0, **options))
+                   options=VideoOptions(quiet=True, batch_size=2, hold_seconds=10.0, **{"overlap": True, **options}))
     summary = run_video_job(job, models, on_frame=lambda i, rgb: frames.__setitem__(i, rgb.copy()))
     return summary, frames
 

@@ -95,7 +95,9 @@ class VideoOptions:
     codec: str | None = None  # output: h264 | ffv1 | prores | png; None: from the output path (retarget.io.output)
     crf: int | None = None  # H.264 constant rate factor 0..51 (0 = lossless); None: 18
     densepose_every: str = "1"  # DensePose keyframe interval K or auto (retarget.pipeline.keyframes); 1 = every frame
-    overlap: bool = True  # render ahead during pass 1 (RenderAhead) on CPUs with ≥ 2 cores; False: the passes in turn
+    # render ahead during pass 1 (RenderAhead) on CPUs with ≥ 2 cores; off by default: on a quiet 2-core CPU it measured
+    # slower than the passes in turn (docs/performance.md, end to end)
+    overlap: bool = False
     steady: float = DEFAULT_STEADY  # previous output carried by the driver flow (pipeline/steady.py); 0 = off
 
     def hold_frames(self, fps: float) -> int:
