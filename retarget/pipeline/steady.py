@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from densepose_adapter.temporal import pixel_grid
+
 #: default ``--steady`` strength (weight of the carried previous output where reliable)
 DEFAULT_STEADY = 0.8
 MAX_STEADY = 0.95
@@ -45,10 +47,6 @@ def check_steady(value: float) -> float:
     return float(value)
 
 
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-
-
 def reliable_motion(back: np.ndarray, forward: np.ndarray, grey: np.ndarray, previous_grey: np.ndarray,
                     photo_tolerance: float = PHOTO_TOLERANCE) -> np.ndarray:
     """``(S, S)`` bool: pixels of the current frame whose motion to the previous frame is trustworthy.
@@ -61,7 +59,7 @@ def reliable_motion(back: np.ndarray, forward: np.ndarray, grey: np.ndarray, pre
     import cv2
 
     h, w = back.shape[:2]
-    gx, gy = _grid(h, w)
+    gx, gy = pixel_grid(h, w)
     mx, my = gx + back[..., 0], gy + back[..., 1]
     there = cv2.remap(forward, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     fb = np.hypot(back[..., 0] + there[..., 0], back[..., 1] + there[..., 1])
@@ -89,7 +87,7 @@ def steady_blend(render: np.ndarray, mask: np.ndarray, previous: np.ndarray, pre
     if strength <= 0.0:
         return render
     h, w = mask.shape
-    gx, gy = _grid(h, w)
+    gx, gy = pixel_grid(h, w)
     mx, my = gx + back[..., 0], gy + back[..., 1]
     carried = cv2.remap(np.ascontiguousarray(previous, dtype=np.float32), mx, my, cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REPLICATE)

@@ -464,10 +464,10 @@ class SteadyStage:
         self.steadier = OutputSteadier(strength)
 
     def __call__(self, batches: Iterable[RenderedBatch]) -> Iterator[RenderedBatch]:
+        if self.steadier.strength <= 0.0:
+            yield from batches
+            return
         for batch in batches:
-            if self.steadier.strength <= 0.0:
-                yield batch
-                continue
             tick = time.perf_counter()
             persons = []
             for frame, (_, crop, _, _), person in zip(batch.frames, batch.jobs, batch.persons):
