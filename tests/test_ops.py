@@ -159,7 +159,7 @@ def test_nearest_splat_takes_one_pixel_never_an_average():
 
 def test_nearest_splat_keeps_each_pixel_apart_on_a_fine_texture():
     h = w = 8
-    xy = ops.pixel_coordinates(h, w, like=torch.zeros(1))
+    xy = ops.batched_meshgrid(1, h, w, like=torch.zeros(1))
     uv = (xy * 14 - 1) / 32  # pixel j lands on the centre of texel 2j + 8 of a 32x32 texture: 2 texels per pixel
     texture, distance, _ = ops.nearest_splat(xy, uv, torch.ones(1, 1, h, w), (32, 32))
     back = ops.read_seen(texture, uv, fold=2.0 / (w - 1))
@@ -181,7 +181,7 @@ def test_read_seen_is_bilinear_except_across_a_fold():
 
 def test_sample_image_reads_pixel_centres():
     image = torch.arange(12.0).view(1, 1, 3, 4)
-    xy = ops.pixel_coordinates(3, 4, like=image)
+    xy = ops.batched_meshgrid(1, 3, 4, like=image)
     assert torch.equal(ops.sample_image(image, xy), image)
     half = torch.tensor([[[[-1.0 + 1.0 / 3]], [[-1.0]]]])  # halfway between the first two pixels of row 0
     assert torch.allclose(ops.sample_image(image, half), torch.tensor([[[[0.5]]]]))

@@ -12,7 +12,7 @@ from retarget.ops.fill import (
     nearest_fill,
     part_nearest_fill,
 )
-from retarget.ops.photo import nearest_splat, pixel_coordinates, read_seen, render_from_photo, sample_image
+from retarget.ops.photo import nearest_splat, read_seen, render_from_photo, sample_image
 from retarget.ops.warp import (
     colour_texture_from_source,
     coordinates_to_target,
@@ -35,7 +35,6 @@ __all__ = [
     "nearest_splat",
     "nearest_fill",
     "part_nearest_fill",
-    "pixel_coordinates",
     "read_seen",
     "render_from_photo",
     "render_target",

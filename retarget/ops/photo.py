@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from retarget.ops.coords import make_meshgrid
 from retarget.ops.warp import safe_grid
 
 
@@ -141,11 +140,6 @@ def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Te
     return torch.lerp(colour_xy[:, :3], direct, weight), torch.where(weight > 0.5, xy, colour_xy[:, 3:])
 
 
-def pixel_coordinates(height: int, width: int, *, like: torch.Tensor) -> torch.Tensor:
-    """``(1, 2, H, W)`` every pixel's own (x, y) (:func:`~retarget.ops.coords.make_meshgrid`)."""
-    return make_meshgrid(height, width, device=like.device, dtype=like.dtype)[None]
-
-
 def sample_image(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     """Read ``image`` at per-pixel coordinates (bilinear; pixel-centre convention, edge pixels repeat).
 
@@ -163,4 +157,4 @@ def sample_image(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
                          align_corners=True)
 
 
-__all__ = ["nearest_splat", "pixel_coordinates", "read_seen", "render_from_photo", "sample_image"]
+__all__ = ["nearest_splat", "read_seen", "render_from_photo", "sample_image"]

@@ -252,7 +252,7 @@ def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tensor:
     th, tw = layout.shape
     scale = max(1, min(SEEN_SCALE, SEEN_MAX_SIDE // max(th, tw)))
     h, w = uv.shape[2:]
-    xy, distance, owner = ops.nearest_splat(ops.pixel_coordinates(h, w, like=uv), uv, mask, (th * scale, tw * scale))
+    xy, distance, owner = ops.nearest_splat(ops.batched_meshgrid(1, h, w, like=uv), uv, mask, (th * scale, tw * scale))
     texel_part = np.repeat(np.repeat(layout.part, scale, axis=0), scale, axis=1)
     owner_part = pixel_parts(uv, mask, layout).reshape(-1)[owner[0, 0].cpu().numpy().clip(0)]
     same = torch.from_numpy((owner_part == texel_part) & (texel_part > 0)).to(uv.device)[None, None]
