@@ -59,18 +59,6 @@ EXAMPLES = REPO / "examples"
 VARIANTS = ("weight-free", "full", "densepose-512", "densepose-256", "keyframes-256")
 
 
-def full_size_models():
-    from retarget.models import Inpainter, Refiner
-    from retarget.pipeline import Models
-
-    torch.manual_seed(0)
-    inpainter, refiner = Inpainter(ngf=32).eval(), Refiner(ngf=256).eval()
-    for module in inpainter.modules():  # plausible BN statistics for random weights
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_var.fill_(1.0)
-    return Models(inpainter, refiner)
-
-
 def densepose_backend(size: int):
     sys.path.insert(0, str(REPO / "bench"))
     from densepose import make_model  # bench/densepose.py: the random-weight R50 it times
@@ -161,6 +149,9 @@ def keyframe_retargeter(size: int, frames: list):
 def retargeter(variant: str) -> Retargeter:
     options = {"models": None, "engine": "torch"}
     if variant == "full":
+        sys.path.insert(0, str(REPO / "bench"))
+        from video import full_size_models  # bench/video.py: the same random full-size models
+
         options["models"] = full_size_models()
     elif variant.startswith("densepose-"):
         options["densepose_model"] = densepose_backend(int(variant.split("-")[1]))
