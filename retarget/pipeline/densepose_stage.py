@@ -185,3 +185,23 @@ class FrameDensePose:
                 pending.append(k)
         flush()
         return out  # type: ignore[return-value]
+
+
+class WrappingDensePose:
+    """Base of the stages built on a raw :class:`FrameDensePose` (temporal filter, keyframes): its ``calls``,
+    ``precomputed`` and ``backend`` are the wrapped stage's. ``WRAPS`` names the attribute that holds it."""
+
+    WRAPS = "inner"
+
+    @property
+    def calls(self) -> int:
+        return getattr(self, self.WRAPS).calls
+
+    @property
+    def precomputed(self) -> bool:
+        return getattr(self, self.WRAPS).precomputed
+
+    @property
+    def backend(self):
+        """The raw stage's backend (a precomputed sidecar is checked against the driver through it)."""
+        return getattr(self, self.WRAPS).backend

@@ -27,7 +27,7 @@ from densepose_adapter.keyframes import KeyframeSettings, parse_every, propagate
 from densepose_adapter.temporal import guide_from_rgb
 from densepose_adapter.types import DensePoseResult
 from retarget.errors import InputError, UsageError
-from retarget.pipeline.densepose_stage import DensePoseCache, FrameDensePose
+from retarget.pipeline.densepose_stage import DensePoseCache, FrameDensePose, WrappingDensePose
 
 #: largest fixed interval accepted (frames between keyframes wait in memory for the next one)
 MAX_EVERY = 30
@@ -51,7 +51,7 @@ def keyframe_cache_key(backend, settings: KeyframeSettings) -> str:
     return f"{source_signature(backend)}|{settings.key()}"
 
 
-class KeyframeDensePose:
+class KeyframeDensePose(WrappingDensePose):
     """DensePose on keyframes, IUV carried by flow in between (see the module docstring).
 
     Args:
@@ -60,6 +60,8 @@ class KeyframeDensePose:
         cache: where every frame's result goes between the passes (with its keyframe flag).
         driver: the driver video, to stream frames asked for before pass 1 ran.
     """
+
+    WRAPS = "raw"
 
     def __init__(self, raw: FrameDensePose, settings: KeyframeSettings, cache: DensePoseCache,
                  driver: Path | None = None):
@@ -70,18 +72,6 @@ class KeyframeDensePose:
         self.keyframes: list[int] = []  # frames DensePose ran on (or was read at), in the last stream
         self.reasons: dict[int, str] = {}  # keyframe → why (first, interval, cut, unreliable, ...)
         self._memory: dict[int, tuple[DensePoseResult, bool]] | None = None
-
-    @property
-    def calls(self) -> int:
-        return self.raw.calls
-
-    @property
-    def precomputed(self) -> bool:
-        return self.raw.precomputed
-
-    @property
-    def backend(self):
-        return self.raw.backend
 
     def stream(self, frames: Iterable, batch_size: int, times=None) -> Iterator[tuple[object, DensePoseResult]]:
         """``(frame, result)`` for every frame of ``frames`` (``VideoFrame``), in order; each written to the

@@ -27,7 +27,7 @@ import numpy as np
 from densepose_adapter.temporal import TemporalIUVFilter, TemporalSettings, guide_from_rgb
 from densepose_adapter.types import DensePoseResult
 from retarget.errors import InputError
-from retarget.pipeline.densepose_stage import DensePoseCache, FrameDensePose
+from retarget.pipeline.densepose_stage import DensePoseCache, FrameDensePose, WrappingDensePose
 
 
 def source_signature(backend) -> str:
@@ -57,7 +57,7 @@ def _with_boxes(raw: DensePoseResult, iuv: np.ndarray) -> DensePoseResult:
     return DensePoseResult.from_iuv(iuv)
 
 
-class FilteredDensePose:
+class FilteredDensePose(WrappingDensePose):
     """Temporally filtered DensePose results per driver frame (see the module docstring).
 
     Args:
@@ -74,19 +74,6 @@ class FilteredDensePose:
         self.inner = inner
         self.settings = settings
         self.cache = cache
-
-    @property
-    def calls(self) -> int:
-        return self.inner.calls
-
-    @property
-    def precomputed(self) -> bool:
-        return self.inner.precomputed
-
-    @property
-    def backend(self):
-        """The raw stage's backend (a precomputed sidecar is checked against the driver through it)."""
-        return self.inner.backend
 
     def stream(self, frames: Iterable, batch_size: int, times=None) -> Iterator[tuple[object, DensePoseResult]]:
         """``(frame, filtered result)`` for every frame of ``frames`` (``VideoFrame``), in order.
