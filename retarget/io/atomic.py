@@ -36,9 +36,9 @@ def check_output_path(path: str | Path, *, overwrite: bool = False, inputs: Iter
     return Path(path)
 
 
-def remove_unless_regular(path: str | Path) -> bool:
-    """Remove whatever is at ``path`` unless it is a regular file (or nothing): a cache entry that is a
-    folder, a FIFO, a socket or a dangling link is recomputed, never trusted. Returns whether it removed."""
+def _remove_unless(path: str | Path, keep) -> bool:
+    """Remove whatever is at ``path`` unless ``keep(st_mode)`` (or nothing is there); a folder goes with its
+    contents. Returns whether it removed."""
     path = Path(path)
     try:
         st = os.lstat(path)
@@ -46,7 +46,7 @@ def remove_unless_regular(path: str | Path) -> bool:
         return False
     import stat
 
-    if stat.S_ISREG(st.st_mode):
+    if keep(st.st_mode):
         return False
     if stat.S_ISDIR(st.st_mode):
         shutil.rmtree(path)
@@ -55,20 +55,20 @@ def remove_unless_regular(path: str | Path) -> bool:
     return True
 
 
+def remove_unless_regular(path: str | Path) -> bool:
+    """Remove whatever is at ``path`` unless it is a regular file (or nothing): a cache entry that is a
+    folder, a FIFO, a socket or a dangling link is recomputed, never trusted. Returns whether it removed."""
+    import stat
+
+    return _remove_unless(path, stat.S_ISREG)
+
+
 def remove_unless_folder(path: str | Path) -> bool:
     """Remove whatever is at ``path`` unless it is a real folder (or nothing): a cache folder that became a
     file or a link is made again. Returns whether it removed."""
-    path = Path(path)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False
     import stat
 
-    if stat.S_ISDIR(st.st_mode):
-        return False
-    os.unlink(path)
-    return True
+    return _remove_unless(path, stat.S_ISDIR)
 
 
 def _pid_alive(pid: int) -> bool:
