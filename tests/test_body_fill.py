@@ -205,11 +205,14 @@ def _arm_case(layout, right_arm_colour):
     return texture, torch.from_numpy(covered.astype(np.float32))[None, None], image
 
 
-def test_a_mirror_that_does_not_continue_the_limb_gives_way_to_the_next_segment(layout):
+def test_a_mirror_that_does_not_continue_the_limb_gives_way_to_the_body_around_it(layout):
     held = np.isin(layout.part, [15, 17])
     texture, coverage, image = _arm_case(layout, 0.0)  # the mirror arm is black, the left lower arm white
     out = ops.body_fill(texture, coverage, layout, colours=image)[0].numpy()
-    assert np.mean(out[0][held] == -0.5) > 0.95  # filled from the left lower arm
+    filled, seam = out[0][held], layout.seam_distance[held]
+    assert not np.any(filled == 0.5)  # nothing of the mirror arm
+    assert np.all(filled[seam < 0.3] == -0.5)  # the elbow's end from the left lower arm
+    assert np.mean(filled[seam > 0.6] == 0.0) > 0.85  # the shoulder's end from the torso it hangs from
     mirror = ops.body_fill(texture, coverage, layout)[0].numpy()  # no colours: no seam test, the mirror
     assert np.mean(mirror[0][held] == 0.5) > 0.95
     texture, coverage, image = _arm_case(layout, 1.0)  # both arms white: the mirror continues the limb
@@ -373,3 +376,47 @@ def test_part_blur_smooths_within_parts_only():
     assert torch.all(out[..., 11] == colours[..., 11])  # off the body: unchanged
     assert torch.equal(part_blur(colours, labels, 0.0), colours)
     torch.testing.assert_close(part_blur(colours, labels, 1.5), out)
+
+
+def _surface_distance(layout, from_parts):
+    from scipy.sparse.csgraph import dijkstra
+
+    part = layout.part.reshape(-1)
+    seeds = np.nonzero(np.isin(part, from_parts))[0]
+    return dijkstra(layout.surface, directed=True, indices=seeds, min_only=True)
+
+
+def test_surface_graph_measures_distances_over_the_body(layout):
+    graph = layout.surface
+    assert graph.shape == (layout.part.size, layout.part.size) and (graph != graph.T).nnz == 0
+    part = layout.part.reshape(-1)
+    assert np.all(part[graph.tocoo().row] > 0)  # only body texels are joined
+    from_left_upper_arm = _surface_distance(layout, [15, 17])
+    median = {p: np.median(from_left_upper_arm[part == p]) for p in range(1, 25)}
+    # along the left arm: its lower arm, then its hand; the other arm, the legs and the feet lie further
+    assert median[19] < median[4] < median[3]
+    assert median[21] < median[20] and median[21] < median[22]
+    assert max(median[19], median[21]) < min(median[p] for p in (7, 8, 9, 10, 11, 12, 13, 14, 5, 6))
+    assert min(median[p] for p in (11, 12, 13, 14)) > max(median[p] for p in (7, 8, 9, 10))  # shins past thighs
+    reached = np.isfinite(from_left_upper_arm[part > 0])
+    assert reached.mean() > 0.95  # the few islands no atlas edge reaches are small
+
+
+def test_surface_nearest_fill_fills_a_limb_from_both_of_its_ends(layout):
+    """A hidden thigh between a hip that shows one value and a shin that shows another takes the hip's
+    near the hip and the shin's near the knee; only known values are used."""
+    part = layout.part
+    thigh = np.isin(part, [7, 9])
+    values = np.full(part.shape, 0.25, np.float32)  # the rest of the body
+    values[np.isin(part, [11, 13])] = 0.75  # the shin below that thigh
+    known = (part > 0) & ~thigh
+    out, valid = ops.surface_nearest_fill(torch.from_numpy(values)[None, None],
+                                          torch.from_numpy(known)[None, None], layout)
+    out, valid = out[0, 0].numpy(), valid[0, 0].numpy()
+    assert valid[thigh].mean() > 0.85  # small islands of the thighs no atlas edge reaches stay unfilled
+    reached = thigh & valid
+    assert set(np.unique(out[reached]).tolist()) == {0.25, 0.75}
+    seam = layout.seam_distance[reached]  # chart distance from the knee
+    assert np.all(out[reached][seam < 0.15] == 0.75) and np.mean(out[reached][seam > 0.8] == 0.25) > 0.85
+    assert np.array_equal(out[thigh & ~valid], values[thigh & ~valid])
+    assert np.array_equal(out[known], values[known])  # known texels untouched

@@ -11,6 +11,7 @@ from retarget.ops.fill import (
     body_fill,
     nearest_fill,
     part_nearest_fill,
+    surface_nearest_fill,
 )
 from retarget.ops.photo import nearest_splat, read_seen, render_from_photo, sample_image
 from retarget.ops.warp import (
@@ -35,6 +36,7 @@ __all__ = [
     "nearest_splat",
     "nearest_fill",
     "part_nearest_fill",
+    "surface_nearest_fill",
     "read_seen",
     "render_from_photo",
     "render_target",

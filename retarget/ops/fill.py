@@ -80,6 +80,44 @@ def part_nearest_fill(values: torch.Tensor, known: torch.Tensor, labels: torch.T
             torch.from_numpy(valid[:, None]).to(known.device))
 
 
+def surface_nearest_fill(values: torch.Tensor, known: torch.Tensor, layout) -> tuple[torch.Tensor, torch.Tensor]:
+    """Give every unknown body texel the value of the known texel nearest to it *on the body surface*.
+
+    Distances are shortest paths on ``layout.surface`` (:func:`retarget.uvmap.layout.surface_graph`): a
+    hole in a thigh is filled from the hip above it and the knee below it, whichever is nearer, however
+    the texture's islands are laid out. Like :func:`part_nearest_fill`, every filled value is one of the
+    known values (coordinates are never averaged). Ties as ``scipy.sparse.csgraph.dijkstra`` breaks them.
+
+    Args:
+        values: ``(N, C, Ht, Wt)``; known: ``(N, 1, Ht, Wt)`` bool, texels that keep their value; layout:
+            :class:`retarget.uvmap.layout.TextureLayout` of an ``(Ht, Wt)`` texture.
+
+    Returns:
+        ``(filled, valid)``: ``filled`` with every unknown body texel that a known body texel reaches on
+        the surface filled (others unchanged); ``valid`` ``(N, 1, Ht, Wt)`` bool, texels that now hold a value.
+    """
+    from scipy.sparse.csgraph import dijkstra
+
+    if layout.surface is None:  # a layout built without its surface graph: nothing to walk on
+        return values, known
+    n, c, h, w = values.shape
+    vals = values.detach().cpu().numpy().reshape(n, c, h * w).copy()
+    kn = known.detach().cpu().numpy().reshape(n, h * w).astype(bool)
+    body = layout.part.reshape(-1) > 0
+    valid = kn.copy()
+    for i in range(n):
+        seeds = np.nonzero(kn[i] & body)[0]
+        if not len(seeds):
+            continue
+        _, _, nearest = dijkstra(layout.surface, directed=True, indices=seeds, min_only=True,
+                                 return_predecessors=True)
+        reach = body & ~kn[i] & (nearest >= 0)
+        vals[i][:, reach] = vals[i][:, nearest[reach]]
+        valid[i] |= reach
+    return (torch.from_numpy(vals.reshape(n, c, h, w)).to(values.device, values.dtype),
+            torch.from_numpy(valid.reshape(n, 1, h, w)).to(known.device))
+
+
 def gather_counterparts(values: torch.Tensor, known: torch.Tensor, labels: torch.Tensor, other: torch.Tensor,
                         taps: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Read, for every texel, the value of its counterpart texel (bilinear over known taps of the right label).
@@ -157,13 +195,15 @@ MIN_SEAM_TEXELS = 8
 
 def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torch.Tensor, source: torch.Tensor,
                         layout, colours: torch.Tensor | None, gains: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per limb part, keep the counterpart copies or take the seen next segment of the same limb instead.
+                        ) -> torch.Tensor:
+    """Per limb part, keep the counterpart copies or drop them (the part is then filled over the body surface
+    from its seen neighbours, :func:`surface_nearest_fill`).
 
     ``layout``'s ``along_limb@d`` relations read, for every texel of a limb part, the row of the adjacent
     segment of the same limb (upper ↔ lower arm or leg) at chart distance ``d`` from their shared seam,
     at the same position around the limb: the nearest seen row wins. That segment has the limb's own
-    lighting and usually its material. A limb part takes it (and drops its counterpart copies) when
+    lighting and usually its material. A limb part drops its counterpart copies when that segment is seen
+    and
 
     - it received fewer than :data:`MIN_PART_SEED` counterpart copies, or
     - near the seam, the copied coordinates' colours differ from the adjacent segment's by more than
@@ -175,12 +215,13 @@ def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torc
     :data:`MIN_SEAM_TEXELS` compared texels) and the ratio of the mean colours of the two next segments
     there (:func:`limb_shading_gains`) lies within :data:`GAIN_RANGE` on every channel, the copies are
     kept whatever the step: a step the mirror limb shows too is in the clothing (a hem at the knee or
-    elbow, which the next segment would erase; the ratio is then about 1), and a difference of light
-    between the two sides is carried over by that ratio, the part's *shading gain* (written into
-    ``gains`` when given). A ratio outside the range is a different material (or a mirror mask that took
-    in hair or background), and the step test decides.
+    elbow; the ratio is then about 1), and a difference of light between the two sides is carried over by
+    that ratio, the part's *shading gain* (written into ``gains`` when given). A ratio outside the range
+    is a different material (or a mirror mask that took in hair or background), and the step test decides.
 
-    Sources are never mixed within a part, so later fills never average coordinates of two places.
+    A dropped part is not filled from the next segment alone: the body around it decides, the next
+    segment at one end and what the part hangs from at the other (a thigh under a dress continues the
+    dress at the hip even where the shin below is bare; measured in docs/weight_free.md).
 
     Args:
         values: ``(N, 2, Ht, Wt)`` coordinates after the counterpart copies; known: ``(N, 1, Ht, Wt)``
@@ -190,7 +231,7 @@ def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torc
         gains: optional ``(N, N_PARTS + 1, 3)`` per-part colour gains, updated in place.
 
     Returns:
-        ``(values, known)`` updated.
+        ``known`` ``(N, 1, Ht, Wt)`` without the dropped copies.
     """
     from retarget.uvmap.layout import RELATIONS
     from retarget.uvmap.symmetry import LIMBS, N_PARTS
@@ -245,13 +286,9 @@ def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torc
             if gains is not None:
                 gains[i] = torch.where((told & ~take)[:, None], ratio, torch.ones_like(ratio))
         use[i] = take[lab]
-    drop = use & copied
-    fill = use & ok & ~cov
-    out = flat.clone()
-    out[:, :, idx] = torch.where(fill[:, None], read, flat[:, :, idx])
     known = known.reshape(n, h * w).clone()
-    known[:, idx] = (known[:, idx] & ~drop) | fill
-    return out.reshape(values.shape), known.reshape(n, 1, h, w)
+    known[:, idx] = known[:, idx] & ~(use & copied)
+    return known.reshape(n, 1, h, w)
 
 
 #: Bounds of a shading gain (per channel): a ratio outside them is not light but a different material.
@@ -340,11 +377,12 @@ def body_completion(texture: torch.Tensor, coverage: torch.Tensor, layout, trust
        counterpart or its mirror's front/back counterpart, the first of them that is covered and
        ``trusted`` (coordinates, not colours, are copied, so the real cloth texture is reused).
     3. A limb part whose copies do not continue the seen next segment of the same limb, or that got
-       too few copies, is filled from that segment instead (:func:`choose_limb_sources`).
-    4. The rest of every body part with enough known texels takes the nearest known texel *of that part*
-       (:func:`part_nearest_fill`: never across part or island borders, never an average of
-       coordinates).
-    5. Anything left (parts seen nowhere, not even through a counterpart) and every texel off the body
+       too few copies, drops them (:func:`choose_limb_sources`).
+    4. Every other body texel takes the known texel nearest to it on the body surface
+       (:func:`surface_nearest_fill`: a hole is filled from the seen body around it, across part seams
+       and texture cuts; never an average of coordinates); the few texels the surface graph does not
+       reach take the nearest known texel of their part (:func:`part_nearest_fill`).
+    5. Anything left (body texels the surface graph does not reach, in parts seen nowhere) and every texel off the body
        (so that bilinear reads at island borders stay consistent) take the nearest texel holding a value
        (:func:`nearest_fill`): coordinates of the photo's person, never background.
     6. Shading: the uncovered texels of a limb part that kept its mirror copies get a colour gain, the
@@ -391,9 +429,10 @@ def body_completion(texture: torch.Tensor, coverage: torch.Tensor, layout, trust
         values = torch.where(take, read, values)
         known |= take
     gains = torch.ones(values.shape[0], N_PARTS + 1, 3, dtype=values.dtype, device=device)
-    values, known = choose_limb_sources(values, known, covered, source, layout, colours, gains)  # 3.
+    known = choose_limb_sources(values, known, covered, source, layout, colours, gains)  # 3.
     copied = known.clone()
-    values, known = part_nearest_fill(values, _enough(known, labels, N_PARTS), labels, N_PARTS)  # 4.
+    values, known = surface_nearest_fill(values, known, layout)  # 4.
+    values, known = part_nearest_fill(values, _enough(known, labels, N_PARTS), labels, N_PARTS)
     out = nearest_fill(values, known.to(values.dtype))  # 5.
     empty = ~(coverage > 0.5).flatten(1).any(dim=1)
     out[empty] = texture[empty].float()
@@ -407,7 +446,7 @@ def body_completion(texture: torch.Tensor, coverage: torch.Tensor, layout, trust
 #: colours of texels filled by spreading (:attr:`BodyCompletion.spread`): the nearest-known-texel fill
 #: repeats the texels at a hole's border in streaks; smoothed within the part they blend into one
 #: another. Copied texels (real cloth) and covered texels are not smoothed.
-SPREAD_SMOOTHING = 2.0
+SPREAD_SMOOTHING = 4.0
 
 
 def body_colour_texture(image: torch.Tensor, completion: BodyCompletion, labels: torch.Tensor) -> torch.Tensor:
