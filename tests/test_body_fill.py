@@ -399,7 +399,7 @@ def test_surface_graph_measures_distances_over_the_body(layout):
     assert max(median[19], median[21]) < min(median[p] for p in (7, 8, 9, 10, 11, 12, 13, 14, 5, 6))
     assert min(median[p] for p in (11, 12, 13, 14)) > max(median[p] for p in (7, 8, 9, 10))  # shins past thighs
     reached = np.isfinite(from_left_upper_arm[part > 0])
-    assert reached.mean() > 0.95  # the few islands no atlas edge reaches are small
+    assert reached.mean() > 0.999  # every island is joined but a handful of texels
 
 
 def test_surface_nearest_fill_fills_a_limb_from_both_of_its_ends(layout):
@@ -413,7 +413,7 @@ def test_surface_nearest_fill_fills_a_limb_from_both_of_its_ends(layout):
     out, valid = ops.surface_nearest_fill(torch.from_numpy(values)[None, None],
                                           torch.from_numpy(known)[None, None], layout)
     out, valid = out[0, 0].numpy(), valid[0, 0].numpy()
-    assert valid[thigh].mean() > 0.85  # small islands of the thighs no atlas edge reaches stay unfilled
+    assert valid[thigh].mean() > 0.99  # (a handful of texels the surface graph does not join stay unfilled)
     reached = thigh & valid
     assert set(np.unique(out[reached]).tolist()) == {0.25, 0.75}
     seam = layout.seam_distance[reached]  # chart distance from the knee

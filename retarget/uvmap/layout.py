@@ -228,7 +228,7 @@ def build_layout(height: int, width: int, lookup: np.ndarray, atlas, light_keepi
     return TextureLayout(part=part, chart=chart.reshape(height, width, 2),
                          other=other, taps=taps, weights=weights,
                          seam_distance=seam_distance.reshape(height, width),
-                         surface=surface_graph(part, filled, atlas))
+                         surface=surface_graph(part, chart.reshape(height, width, 2), filled, atlas))
 
 
 def _snap(part: np.ndarray, row: np.ndarray, col: np.ndarray, want: np.ndarray, also: np.ndarray) -> np.ndarray:
@@ -250,7 +250,13 @@ def _snap(part: np.ndarray, row: np.ndarray, col: np.ndarray, want: np.ndarray, 
     return out
 
 
-def surface_graph(part: np.ndarray, lookup: np.ndarray, atlas):
+#: Texels of a part that the mesh edges leave apart from the body are joined to the texel of the same part
+#: nearest on the chart when it lies within this chart distance (a few texels at 256²): the same place of
+#: the body shown twice in the texture.
+ISLAND_JOIN = 0.05
+
+
+def surface_graph(part: np.ndarray, chart: np.ndarray, lookup: np.ndarray, atlas):
     """The body surface as a graph over the texels of an ``(Ht, Wt)`` texture (distances in texels).
 
     Edges: (1) the 8 neighbours of a texel that belong to the same part (weight 1 or √2: the SMPL-UV
@@ -260,11 +266,13 @@ def surface_graph(part: np.ndarray, lookup: np.ndarray, atlas):
     run over the body, e.g. from a thigh into the hip it hangs from, never across the gap between two
     islands. Each atlas vertex is placed at the texel of its part nearest to its point of ``lookup``
     (within 3 texels), else at one of a part that shares its SMPL vertex (a point on a seam may fall among
-    the texels across it); texels of parts cut into several islands that no atlas edge reaches stay
-    apart (about 3 % of the body's texels, on the thighs, at 256²).
+    the texels across it). (4) Texels still apart from the body's largest connected piece (small islands
+    of the thighs, about 3 % of the body's texels at 256², which no atlas edge reaches) are joined to the
+    texel of their part in that piece nearest on the chart, within :data:`ISLAND_JOIN` (weight 1).
 
     Args:
-        part: ``(Ht, Wt) int64`` part per texel (0 off the body); lookup: ``(25, 256, 256, 2)`` IUV→UV table
+        part: ``(Ht, Wt) int64`` part per texel (0 off the body); chart: ``(Ht, Wt, 2)`` its chart (U, V);
+            lookup: ``(25, 256, 256, 2)`` IUV→UV table
             without NaN on the parts (:func:`_filled_lookup`); atlas: :class:`DensePoseAtlas`.
 
     Returns:
@@ -311,8 +319,39 @@ def surface_graph(part: np.ndarray, lookup: np.ndarray, atlas):
     first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
     first = first[lo[first] != hi[first]]
     lo, hi, w = lo[first], hi[first], w[first]
-    return sparse.csr_matrix((np.concatenate([w, w]), (np.concatenate([lo, hi]), np.concatenate([hi, lo]))),
-                             shape=(n, n))
+    graph = sparse.csr_matrix((np.concatenate([w, w]), (np.concatenate([lo, hi]), np.concatenate([hi, lo]))),
+                              shape=(n, n))
+    return _join_islands(graph, flat_part, chart.reshape(-1, 2))
+
+
+def _join_islands(graph, flat_part: np.ndarray, chart: np.ndarray):
+    """Step (4) of :func:`surface_graph`: ``graph`` with the body texels outside its largest connected
+    piece joined to the chart-nearest texel of their part inside it (within :data:`ISLAND_JOIN`)."""
+    from scipy import sparse
+    from scipy.spatial import cKDTree
+    from scipy.sparse.csgraph import connected_components
+
+    _, label = connected_components(graph, directed=False)
+    body = flat_part > 0
+    if not body.any():
+        return graph
+    main = np.bincount(label[body]).argmax()
+    rows, cols = [], []
+    for p in np.unique(flat_part[body & (label != main)]):
+        inside = np.nonzero((flat_part == p) & (label == main))[0]
+        apart = np.nonzero((flat_part == p) & (label != main))[0]
+        if not len(inside):
+            continue
+        distance, nearest = cKDTree(chart[inside]).query(chart[apart], distance_upper_bound=ISLAND_JOIN)
+        ok = np.isfinite(distance)
+        rows.append(apart[ok])
+        cols.append(inside[nearest[ok]])
+    if not rows:
+        return graph
+    a, b = np.concatenate(rows), np.concatenate(cols)
+    extra = sparse.csr_matrix((np.ones(2 * len(a)), (np.concatenate([a, b]), np.concatenate([b, a]))),
+                              shape=graph.shape)
+    return (graph + extra).tocsr()
 
 
 @functools.lru_cache(maxsize=4)
