@@ -357,7 +357,7 @@ def _join_islands(graph, flat_part: np.ndarray, chart: np.ndarray):
 @functools.lru_cache(maxsize=4)
 def texture_layout(height: int, width: int) -> TextureLayout:
     """The layout of an ``(height, width)`` texture from the installed UV data (built once per process and
-    size, about 0.5–0.7 s of CPU for 256×256 on the 2-core development machine)."""
+    size, about 0.8–1 s of CPU (with the surface graph) for 256×256 on the 2-core development machine)."""
     from retarget.uvmap.cache import get_lookup
     from retarget.uvmap.data import load_atlas
 
