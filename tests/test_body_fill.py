@@ -420,3 +420,28 @@ def test_surface_nearest_fill_fills_a_limb_from_both_of_its_ends(layout):
     assert np.all(out[reached][seam < 0.15] == 0.75) and np.mean(out[reached][seam > 0.8] == 0.25) > 0.85
     assert np.array_equal(out[thigh & ~valid], values[thigh & ~valid])
     assert np.array_equal(out[known], values[known])  # known texels untouched
+
+
+def test_a_part_seen_enough_continues_itself_and_a_glimpse_gives_way_to_the_body_around(layout):
+    """The body fill's step 4: a part with at least OWN_PART_FRACTION of its texels known fills the rest
+    of itself from them (the garment continues), even where another part is nearer on the surface; a part
+    seen less than that is filled over the surface from the body around it."""
+    from retarget.ops.fill import OWN_PART_FRACTION
+
+    part = layout.part
+    values = np.full(part.shape, 0.25, np.float32)  # every other part shows 0.25
+    rows = np.nonzero(part == 1)[0]
+    torso = (part == 1) & (rows.min() + (rows.max() - rows.min()) * 0.5 >= np.arange(part.shape[0])[:, None])
+    assert OWN_PART_FRACTION < torso.sum() / (part == 1).sum() < 0.9
+    values[torso] = 0.75  # the upper half of the back seen, showing 0.75
+    seam = np.where(part == 9, layout.seam_distance, -1.0)  # chart distance from the knee
+    glimpse = seam >= np.quantile(seam[part == 9], 0.9)
+    values[glimpse] = 0.75  # a tenth of a thigh seen (at the hip), showing 0.75
+    known = ((part > 0) & ~np.isin(part, [1, 2, 7, 8, 9, 10])) | torso | glimpse  # no other side to copy
+    coords = np.stack([values, np.zeros_like(values)])
+    texture = torch.from_numpy(np.where(known, coords, 0.0).astype(np.float32))[None]
+    out = ops.body_fill(texture, torch.from_numpy(known.astype(np.float32))[None, None], layout)[0, 0].numpy()
+    assert np.all(out[(part == 1) & ~torso] == 0.75)  # the back continues itself
+    thigh_rest = (part == 9) & ~glimpse
+    near_knee = thigh_rest & (layout.seam_distance < 0.2)
+    assert np.all(out[near_knee] == 0.25)  # not the glimpse spread over the part: the knee's end from the shin

@@ -378,10 +378,11 @@ def body_completion(texture: torch.Tensor, coverage: torch.Tensor, layout, trust
        ``trusted`` (coordinates, not colours, are copied, so the real cloth texture is reused).
     3. A limb part whose copies do not continue the seen next segment of the same limb, or that got
        too few copies, drops them (:func:`choose_limb_sources`).
-    4. Every other body texel takes the known texel nearest to it on the body surface
-       (:func:`surface_nearest_fill`: a hole is filled from the seen body around it, across part seams
-       and texture cuts; never an average of coordinates); the few texels the surface graph does not
-       reach take the nearest known texel of their part (:func:`part_nearest_fill`).
+    4. A body part of which at least :data:`OWN_PART_FRACTION` is known fills the rest of itself with
+       the nearest known texel *of that part* (:func:`part_nearest_fill`); every other body texel takes
+       the known texel nearest to it on the body surface (:func:`surface_nearest_fill`: a hole is filled
+       from the seen body around it, across part seams and texture cuts). Never an average of
+       coordinates.
     5. Anything left (body texels the surface graph does not reach, in parts seen nowhere) and every texel off the body
        (so that bilinear reads at island borders stay consistent) take the nearest texel holding a value
        (:func:`nearest_fill`): coordinates of the photo's person, never background.
@@ -431,8 +432,9 @@ def body_completion(texture: torch.Tensor, coverage: torch.Tensor, layout, trust
     gains = torch.ones(values.shape[0], N_PARTS + 1, 3, dtype=values.dtype, device=device)
     known = choose_limb_sources(values, known, covered, source, layout, colours, gains)  # 3.
     copied = known.clone()
-    values, known = surface_nearest_fill(values, known, layout)  # 4.
-    values, known = part_nearest_fill(values, _enough(known, labels, N_PARTS), labels, N_PARTS)
+    own = _enough(known, labels, N_PARTS, OWN_PART_FRACTION)  # 4. parts seen enough continue themselves
+    values, filled = part_nearest_fill(values, own, labels, N_PARTS)
+    values, known = surface_nearest_fill(values, known | filled, layout)  # the others: the body around them
     out = nearest_fill(values, known.to(values.dtype))  # 5.
     empty = ~(coverage > 0.5).flatten(1).any(dim=1)
     out[empty] = texture[empty].float()
@@ -471,15 +473,22 @@ def body_colour_texture(image: torch.Tensor, completion: BodyCompletion, labels:
 
 #: A part whose known texels are fewer than this is treated as unseen (too little to spread over it).
 MIN_PART_SEED = 24
+#: A body part of which at least this fraction of texels is known (seen or copied) fills the rest of itself
+#: from its own known texels (the same garment continues); a part seen less (a glimpse, or a few stray
+#: splats) is filled from the body around it (:func:`surface_nearest_fill`). Chosen on the tuning split of
+#: ``bench/quality.py`` among 0, 0.1, 0.25, 0.4, 0.6 and "never" (docs/weight_free.md).
+OWN_PART_FRACTION = 0.25
 
 
-def _enough(known: torch.Tensor, labels: torch.Tensor, n_labels: int) -> torch.Tensor:
-    """``known`` without the texels of parts that have fewer than :data:`MIN_PART_SEED` known texels."""
+def _enough(known: torch.Tensor, labels: torch.Tensor, n_labels: int, fraction: float = 0.0) -> torch.Tensor:
+    """``known`` without the texels of parts that have fewer than :data:`MIN_PART_SEED` known texels, or
+    fewer than ``fraction`` of the part's texels."""
     n = known.shape[0]
     flat = labels.reshape(-1)
     counts = torch.zeros(n, n_labels + 1, device=known.device, dtype=torch.long)
     counts.scatter_add_(1, flat[None].expand(n, -1), known.reshape(n, -1).long())
-    ok = counts >= MIN_PART_SEED
+    sizes = torch.bincount(flat, minlength=n_labels + 1)
+    ok = (counts >= MIN_PART_SEED) & (counts >= fraction * sizes[None])
     ok[:, 0] = True
     return known & ok.gather(1, flat[None].expand(n, -1)).reshape(known.shape)
 
