@@ -383,9 +383,9 @@ def body_completion(texture: torch.Tensor, coverage: torch.Tensor, layout, trust
        the known texel nearest to it on the body surface (:func:`surface_nearest_fill`: a hole is filled
        from the seen body around it, across part seams and texture cuts). Never an average of
        coordinates.
-    5. Anything left (body texels the surface graph does not reach, in parts seen nowhere) and every texel off the body
-       (so that bilinear reads at island borders stay consistent) take the nearest texel holding a value
-       (:func:`nearest_fill`): coordinates of the photo's person, never background.
+    5. Anything left (the few body texels the surface graph does not reach) and every texel off the
+       body (so that bilinear reads at island borders stay consistent) take the nearest texel holding a
+       value (:func:`nearest_fill`): coordinates of the photo's person, never background.
     6. Shading: the uncovered texels of a limb part that kept its mirror copies get a colour gain, the
        ratio of this limb's next segment's colours to the mirror limb's next segment's near their seams
        (:func:`limb_shading_gains`; 1 elsewhere, and without ``colours``).
