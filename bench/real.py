@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/real.py [FOLDER ...] [--root ../shared/real] [--max-targets N] [--sources first,middle,last]
                                    [--variants body,nearest,silhouette] [--pictures DIR] [--no-temporal]
+                                   [--regions] [--speed]
 
 Clips: every folder under ``--root`` (searched recursively) with ``rgb/`` and ``iuv/`` subfolders, plus every
 FOLDER given. Frames are paired by the last number in their file names (``frame146.png`` ↔
@@ -120,14 +121,21 @@ def lab(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.clip(rgb, 0, 1).astype(np.float32), cv2.COLOR_RGB2LAB)
 
 
-def region_delta_e(out: np.ndarray, real: np.ndarray, parts: np.ndarray) -> float:
-    """Mean over regions of the CIE76 distance between mean CIELAB colours (see the module docstring)."""
+def region_errors(out: np.ndarray, real: np.ndarray, parts: np.ndarray) -> dict[str, float]:
+    """CIE76 distance between the mean CIELAB colours of ``out`` and ``real`` per region of :data:`REGIONS`
+    (regions with at least :data:`MIN_REGION_PIXELS` pixels of ``parts``)."""
     a, b = lab(out), lab(real)
-    errors = []
-    for ids in REGIONS.values():
+    errors = {}
+    for name, ids in REGIONS.items():
         sel = np.isin(parts, ids)
         if sel.sum() >= MIN_REGION_PIXELS:
-            errors.append(float(np.linalg.norm(a[sel].mean(axis=0) - b[sel].mean(axis=0))))
+            errors[name] = float(np.linalg.norm(a[sel].mean(axis=0) - b[sel].mean(axis=0)))
+    return errors
+
+
+def region_delta_e(out: np.ndarray, real: np.ndarray, parts: np.ndarray) -> float:
+    """Mean over regions of the CIE76 distance between mean CIELAB colours (see the module docstring)."""
+    errors = list(region_errors(out, real, parts).values())
     return float(np.mean(errors)) if errors else float("nan")
 
 
@@ -278,14 +286,18 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
                    "identity": psnr(identity[src_mask], src_img[src_mask])}
             # every frame is rendered (the warp error uses all consecutive targets); metrics use ``targets``
             out = renderer.render(variant, uv_raw)
-            de, ss, ps = [], [], []
+            de, ss, ps, by_region = [], [], [], {}
             for t in targets:
                 gt = real[t].astype(np.float32) / 255.0
-                de.append(region_delta_e(out[t], gt, parts[t]))
+                errors = region_errors(out[t], gt, parts[t])
+                de.append(float(np.mean(list(errors.values()))) if errors else float("nan"))
+                for name, value in errors.items():
+                    by_region.setdefault(name, []).append(value)
                 a, b = box_scores(out[t], gt, masks[t])
                 ss.append(a)
                 ps.append(b)
-            row.update(delta_e=float(np.nanmean(de)), ssim=float(np.mean(ss)), psnr=float(np.mean(ps)))
+            row.update(delta_e=float(np.nanmean(de)), ssim=float(np.mean(ss)), psnr=float(np.mean(ps)),
+                       regions={name: float(np.mean(v)) for name, v in by_region.items()})
             if pairs:
                 frames = [np.clip(o * 255.0, 0, 255) for o in out]
                 row["warp_raw"] = warp_error(frames, masks, flow, pairs) / real_warp
@@ -351,6 +363,19 @@ def line(row: dict) -> str:
             f"steady {fmt(row.get('warp_steady'))} (dE {fmt(row.get('delta_e_steady'))} "
             f"SSIM {fmt(row.get('ssim_steady'))})  "
             f"(real {fmt(row['real_warp'])})")
+
+
+def region_table(rows: list[dict], variants: list[str]) -> None:
+    """Per clip and variant, the ΔE of every region (mean over sources and targets; ``--regions``)."""
+    clips = list(dict.fromkeys(r["clip"] for r in rows))
+    print("\nper region ΔE (mean over sources):")
+    print(f"{'clip':<28} {'variant':<10} " + " ".join(f"{name:>10}" for name in REGIONS))
+    for clip in clips:
+        for v in variants:
+            sel = [r["regions"] for r in rows if r["clip"] == clip and r["variant"] == v]
+            cells = [np.mean([r[name] for r in sel if name in r]) if any(name in r for r in sel) else float("nan")
+                     for name in REGIONS]
+            print(f"{clip:<28} {v:<10} " + " ".join(f"{c:10.2f}" for c in cells))
 
 
 def summary(rows: list[dict], variants: list[str]) -> None:
@@ -438,6 +463,7 @@ def main() -> None:
                         help="the filter's radius (frames each side; `retarget video --temporal-strength`, default 2)")
     parser.add_argument("--pictures", type=Path, default=None, help="write source/identity/render/real strips here")
     parser.add_argument("--speed", action="store_true", help="also time source work and per-frame rendering")
+    parser.add_argument("--regions", action="store_true", help="also print the ΔE of every body region")
     parser.add_argument("--steady", type=float, default=0.8,
                         help="`retarget video --steady` applied after the filter (warp error, dE, SSIM); 0: skip")
     args = parser.parse_args()
@@ -460,6 +486,8 @@ def main() -> None:
                          0 if args.no_temporal else args.temporal_radius,
                          args.pictures, 0.0 if args.no_temporal else args.steady)
     summary(rows, variants)
+    if args.regions:
+        region_table(rows, variants)
     if args.speed:
         speed(load_clip(folders[0], args.root))
     prep = [r["prepare_s"] for r in rows if r["variant"] == "body"]
