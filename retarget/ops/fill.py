@@ -98,8 +98,6 @@ def surface_nearest_fill(values: torch.Tensor, known: torch.Tensor, layout) -> t
     """
     from scipy.sparse.csgraph import dijkstra
 
-    if layout.surface is None:  # a layout built without its surface graph: nothing to walk on
-        return values, known
     n, c, h, w = values.shape
     vals = values.detach().cpu().numpy().reshape(n, c, h * w).copy()
     kn = known.detach().cpu().numpy().reshape(n, h * w).astype(bool)
@@ -480,7 +478,7 @@ MIN_PART_SEED = 24
 OWN_PART_FRACTION = 0.25
 
 
-def _enough(known: torch.Tensor, labels: torch.Tensor, n_labels: int, fraction: float = 0.0) -> torch.Tensor:
+def _enough(known: torch.Tensor, labels: torch.Tensor, n_labels: int, fraction: float) -> torch.Tensor:
     """``known`` without the texels of parts that have fewer than :data:`MIN_PART_SEED` known texels, or
     fewer than ``fraction`` of the part's texels."""
     n = known.shape[0]

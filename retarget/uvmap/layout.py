@@ -89,7 +89,7 @@ class TextureLayout:
     taps: np.ndarray
     weights: np.ndarray
     seam_distance: np.ndarray
-    surface: Any = None
+    surface: Any
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -78,7 +78,7 @@ class Correspondence:
     runner_up: float
 
 
-def part_vertices(atlas: DensePoseAtlas) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def _part_vertices(atlas: DensePoseAtlas) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Per part: (chart coordinates ``(n, 2)``, SMPL vertex ``(n,)``) of its atlas vertices."""
     out = {}
     for part in range(1, N_PARTS + 1):
@@ -139,7 +139,7 @@ def limb_axes(atlas: DensePoseAtlas) -> dict[int, int]:
     ...): the chart axis along which those two seams lie furthest apart runs along the limb, the other
     one around it.
     """
-    verts = part_vertices(atlas)
+    verts = _part_vertices(atlas)
     out = {}
     for p in LIMBS:
         seams = [_shared(verts, p, r) for r in range(1, N_PARTS + 1) if r not in (p, FRONT_BACK[p], LEFT_RIGHT[p])]
@@ -172,7 +172,7 @@ def limb_neighbours(atlas: DensePoseAtlas) -> dict[int, LimbNeighbour]:
     """Per limb part, the adjacent segment of the same limb (upper ↔ lower arm or leg, same chart side
     where they share the most vertices) and a linear map of the around-the-limb chart coordinate across
     the seam they share (least squares over the shared vertices)."""
-    verts = part_vertices(atlas)
+    verts = _part_vertices(atlas)
     axes = limb_axes(atlas)
     out = {}
     for p in LIMBS:
@@ -198,7 +198,7 @@ def derive_correspondences(atlas: DensePoseAtlas) -> dict[str, dict[int, Corresp
     The maps are involutions by construction: the transform of ``q → p`` is the inverse of the one chosen
     for ``p → q`` (for each pair the lower part label decides).
     """
-    verts = part_vertices(atlas)
+    verts = _part_vertices(atlas)
     out: dict[str, dict[int, Correspondence]] = {}
     for name, relation, derive in (("left_right", LEFT_RIGHT, _left_right), ("front_back", FRONT_BACK, _front_back)):
         found: dict[int, Correspondence] = {}
@@ -214,4 +214,4 @@ def derive_correspondences(atlas: DensePoseAtlas) -> dict[str, dict[int, Corresp
 
 
 __all__ = ["Correspondence", "FRONT_BACK", "LEFT_RIGHT", "LIMBS", "LimbNeighbour", "TRANSFORMS", "apply_transform",
-           "derive_correspondences", "inverse_transform", "limb_axes", "limb_neighbours", "part_vertices"]
+           "derive_correspondences", "inverse_transform", "limb_axes", "limb_neighbours"]
