@@ -133,10 +133,14 @@ def region_errors(out: np.ndarray, real: np.ndarray, parts: np.ndarray) -> dict[
     return errors
 
 
+def mean_region_error(errors: dict[str, float]) -> float:
+    """The ΔE of a frame: the mean of its :func:`region_errors` (NaN without any region)."""
+    return float(np.mean(list(errors.values()))) if errors else float("nan")
+
+
 def region_delta_e(out: np.ndarray, real: np.ndarray, parts: np.ndarray) -> float:
     """Mean over regions of the CIE76 distance between mean CIELAB colours (see the module docstring)."""
-    errors = list(region_errors(out, real, parts).values())
-    return float(np.mean(errors)) if errors else float("nan")
+    return mean_region_error(region_errors(out, real, parts))
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -290,7 +294,7 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
             for t in targets:
                 gt = real[t].astype(np.float32) / 255.0
                 errors = region_errors(out[t], gt, parts[t])
-                de.append(float(np.mean(list(errors.values()))) if errors else float("nan"))
+                de.append(mean_region_error(errors))
                 for name, value in errors.items():
                     by_region.setdefault(name, []).append(value)
                 a, b = box_scores(out[t], gt, masks[t])
