@@ -8,6 +8,7 @@ Tests needing Gradio, gradio_client, Playwright or Chromium skip when one is mis
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import os
@@ -294,45 +295,44 @@ def test_the_api_example_of_docs_ui_md_runs(served, monkeypatch, capsys):
     assert len(frames) == 60 and (info["width"], info["height"]) == (960, 360)  # driver | result
 
 
-def test_browser_runs_the_one_click_example_and_the_video_plays(served):
+@contextlib.contextmanager
+def _example_started(served):
+    """A headless system Chromium on the served page, with the one-click example just clicked: the page."""
     _need("playwright")
     browser_path = _chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = _browser(p, browser_path)
+        browser = p.chromium.launch(executable_path=browser_path, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(served.url)
             page.click("#run_example")
-            page.wait_for_function("() => { const v = document.querySelector('#result video'); return v && v.src; }",
-                                   timeout=150_000)
-            state = page.eval_on_selector("#result video", """async v => {
-                v.muted = true;
-                await v.play();
-                const start = v.currentTime;
-                await new Promise(r => setTimeout(r, 1200));
-                return {ready: v.readyState, start: start, now: v.currentTime, error: v.error && v.error.code,
-                        duration: v.duration}; }""")
-            assert state["error"] is None and state["ready"] >= 2, state
-            assert state["now"] > state["start"] and state["duration"] == pytest.approx(3.0, abs=0.1), state
-            page.wait_for_selector("#status strong", timeout=30_000)
-            assert re.match(r"60 frames in", page.inner_text("#status"))
-            assert page.eval_on_selector("#texture img", "img => img.naturalWidth") > 0
+            yield page
         finally:
             browser.close()
 
 
-def _browser(p, browser_path):
-    return p.chromium.launch(executable_path=browser_path, headless=True,
-                             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+def test_browser_runs_the_one_click_example_and_the_video_plays(served):
+    with _example_started(served) as page:
+        page.wait_for_function("() => { const v = document.querySelector('#result video'); return v && v.src; }",
+                               timeout=150_000)
+        state = page.eval_on_selector("#result video", """async v => {
+            v.muted = true;
+            await v.play();
+            const start = v.currentTime;
+            await new Promise(r => setTimeout(r, 1200));
+            return {ready: v.readyState, start: start, now: v.currentTime, error: v.error && v.error.code,
+                    duration: v.duration}; }""")
+        assert state["error"] is None and state["ready"] >= 2, state
+        assert state["now"] > state["start"] and state["duration"] == pytest.approx(3.0, abs=0.1), state
+        page.wait_for_selector("#status strong", timeout=30_000)
+        assert re.match(r"60 frames in", page.inner_text("#status"))
+        assert page.eval_on_selector("#texture img", "img => img.naturalWidth") > 0
 
 
 def test_cancel_button_stops_the_running_job(served, monkeypatch):
-    _need("playwright")
-    browser_path = _chromium()
-    from playwright.sync_api import sync_playwright
-
     import retarget.ui.app as page_module
 
     real = page_module.run_job
@@ -346,26 +346,19 @@ def test_cancel_button_stops_the_running_job(served, monkeypatch):
 
     monkeypatch.setattr(page_module, "run_job", slowed)
     before = set(served.server.sessions)
-    with sync_playwright() as p:
-        browser = _browser(p, browser_path)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(served.url)
-            page.click("#run_example")
-            page.wait_for_selector("text=/2\\/2 render/", timeout=120_000)  # the progress bar's stage
-            page.click("#cancel")
-            page.wait_for_selector("#status >> text=Cancelled", timeout=10_000)
-            (session,) = [served.server.sessions[k] for k in set(served.server.sessions) - before]
-            deadline = time.monotonic() + 20
-            while served.server.render_lock.locked() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert not served.server.render_lock.locked()  # the job has stopped, long before its end
-            assert session.cancel.is_set() and session.last is None
-            run = session.folder / "run-1"
-            assert (run / "texture.png").is_file() and not list(run.glob("*result*"))  # no video kept
-            assert page.eval_on_selector("#result", "e => e.querySelector('video') === null")
-        finally:
-            browser.close()
+    with _example_started(served) as page:
+        page.wait_for_selector("text=/2\\/2 render/", timeout=120_000)  # the progress bar's stage
+        page.click("#cancel")
+        page.wait_for_selector("#status >> text=Cancelled", timeout=10_000)
+        (session,) = [served.server.sessions[k] for k in set(served.server.sessions) - before]
+        deadline = time.monotonic() + 20
+        while served.server.render_lock.locked() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not served.server.render_lock.locked()  # the job has stopped, long before its end
+        assert session.cancel.is_set() and session.last is None
+        run = session.folder / "run-1"
+        assert (run / "texture.png").is_file() and not list(run.glob("*result*"))  # no video kept
+        assert page.eval_on_selector("#result", "e => e.querySelector('video') === null")
 
 
 # -- a clean stop ------------------------------------------------------------------------------------------------
