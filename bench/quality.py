@@ -140,6 +140,24 @@ def delta_e(output: np.ndarray, photo: np.ndarray, held: np.ndarray) -> float:
     return float(np.linalg.norm(means[0] - means[1]))
 
 
+def detail_ratio(output: np.ndarray, photo: np.ndarray, held: np.ndarray) -> float:
+    """Mean Sobel gradient magnitude of the luminance of ``output`` over the pixels of ``held`` at least 2
+    pixels inside it, divided by that of ``photo`` (RGB in [0, 1]); NaN where no such pixel exists or the
+    photo is flat there."""
+    from scipy import ndimage
+
+    inner = ndimage.binary_erosion(held, np.ones((3, 3), bool), iterations=2)
+    if not inner.any():
+        return float("nan")
+
+    def energy(image: np.ndarray) -> float:
+        y = image[..., :3] @ np.array([0.299, 0.587, 0.114])
+        return float(np.hypot(ndimage.sobel(y, 0), ndimage.sobel(y, 1))[inner].mean())
+
+    truth = energy(photo)
+    return energy(output) / truth if truth > 1e-6 else float("nan")
+
+
 def region_scores(output: np.ndarray, photo: np.ndarray, held: np.ndarray) -> tuple[float, float]:
     """(PSNR dB, SSIM) of ``output`` vs ``photo`` (float RGB in [0, 1]) over the held-out mask."""
     from skimage.metrics import structural_similarity
@@ -195,7 +213,7 @@ def held_out_cases(samples: Path, min_pixels: int):
 
 
 def run(samples: Path, fills: list[str], min_pixels: int, keep: Path | None = None, cases=None) -> dict[str, list]:
-    """Scores ``{fill: [(sid, group, n_pixels, psnr, ssim, delta_e), ...]}`` over every held-out case
+    """Scores ``{fill: [(sid, group, n_pixels, psnr, ssim, delta_e, detail), ...]}`` over every held-out case
     (``cases``: an iterable like :func:`held_out_cases`, default: those of ``samples``)."""
     from retarget.io.image import read_image_rgb
 
@@ -210,14 +228,15 @@ def run(samples: Path, fills: list[str], min_pixels: int, keep: Path | None = No
                 out = (keep or tmp) / f"{sid}_{group[0]}_{group[1]}_{fill}.png"
                 output = render_image(photo_path, held_path, uv_path, fill, out)
                 psnr, ssim = region_scores(output, photo, held)
-                scores[fill].append((sid, group, int(held.sum()), psnr, ssim, delta_e(output, photo, held)))
+                scores[fill].append((sid, group, int(held.sum()), psnr, ssim, delta_e(output, photo, held),
+                                     detail_ratio(output, photo, held)))
     return scores
 
 
-def summary(scores: dict[str, list]) -> dict[str, tuple[float, float, float]]:
-    """Mean (PSNR, SSIM, ΔE) per fill."""
-    return {fill: tuple(float(np.mean([r[k] for r in rows])) for k in (3, 4, 5)) for fill, rows in scores.items()
-            if rows}
+def summary(scores: dict[str, list]) -> dict[str, tuple[float, float, float, float]]:
+    """Mean (PSNR, SSIM, ΔE, detail) per fill (detail: over the limbs that have one)."""
+    return {fill: tuple(float(np.nanmean([r[k] for r in rows])) for k in (3, 4, 5, 6))
+            for fill, rows in scores.items() if rows}
 
 
 def main() -> None:
@@ -240,20 +259,22 @@ def main() -> None:
             cases = split_cases(split, args.samples, args.real, args.keep or Path(folder), args.min_pixels)
             scores = run(args.samples, args.fills, args.min_pixels, args.keep, cases=cases)
             for fill, rows in scores.items():
-                for sid, group, n, psnr, ssim, de in rows:
+                for sid, group, n, psnr, ssim, de, detail in rows:
                     print(f"split={split} fill={fill:8s} sample={sid} parts={group[0]},{group[1]} pixels={n:5d} "
-                          f"psnr={psnr:6.2f} ssim={ssim:.3f} dE={de:5.1f}")
+                          f"psnr={psnr:6.2f} ssim={ssim:.3f} dE={de:5.1f} detail={detail:.2f}")
             means[split] = summary(scores)
-            for fill, (psnr, ssim, de) in means[split].items():
+            for fill, (psnr, ssim, de, detail) in means[split].items():
                 print(f"mean split={split} fill={fill} limbs={len(scores[fill])} photos="
-                      f"{len({r[0] for r in scores[fill]})} psnr={psnr:.2f} ssim={ssim:.3f} dE={de:.2f}")
+                      f"{len({r[0] for r in scores[fill]})} psnr={psnr:.2f} ssim={ssim:.3f} dE={de:.2f} "
+                      f"detail={detail:.2f}")
             if "nearest" in means[split]:
                 base = means[split]["nearest"]
-                for fill, (psnr, ssim, de) in means[split].items():
+                for fill, (psnr, ssim, de, detail) in means[split].items():
                     if fill != "nearest":
                         gains[split, fill] = (psnr - base[0], ssim - base[1])
                         print(f"gain split={split} {fill}-nearest psnr={psnr - base[0]:+.2f} dB "
-                              f"ssim={ssim - base[1]:+.3f} dE ratio={de / base[2]:.2f}")
+                              f"ssim={ssim - base[1]:+.3f} dE ratio={de / base[2]:.2f} detail {detail:.2f} "
+                              f"(nearest {base[3]:.2f})")
     for fill in args.fills:
         if ("tuning", fill) in gains and ("held-out", fill) in gains:
             tune, held = gains["tuning", fill], gains["held-out", fill]

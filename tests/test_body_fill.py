@@ -233,17 +233,25 @@ def test_part_nearest_fill_stays_inside_labels_and_copies_known_values():
     assert set(out[0, 0, :, 4:].unique().tolist()) == {values[0, 0, 2, 5].item(), values[0, 0, 6, 6].item()}
 
 
-def test_quality_protocol_body_is_not_behind_nearest_on_the_example_photo(tmp_path):
-    """bench/quality.py's held-out-limb protocol, on the repository's example photo (its IUV → UV)."""
+def _quality_bench():
+    """bench/quality.py as a module."""
     import importlib.util
 
     from conftest import REPO
-    from retarget.io.iuv import read_iuv_png
-    from retarget.uvmap import iuv_to_uv
 
     spec = importlib.util.spec_from_file_location("quality_bench", REPO / "bench" / "quality.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_quality_protocol_body_is_not_behind_nearest_on_the_example_photo(tmp_path):
+    """bench/quality.py's held-out-limb protocol, on the repository's example photo (its IUV → UV)."""
+    from conftest import REPO
+    from retarget.io.iuv import read_iuv_png
+    from retarget.uvmap import iuv_to_uv
+
+    bench = _quality_bench()
     iuv = read_iuv_png(REPO / "examples" / "source_IUV.png")
     np.save(tmp_path / "source.npy", iuv_to_uv(iuv))
     cases = list(bench.photo_cases("example", REPO / "examples" / "source.jpg", iuv[..., 0], tmp_path / "source.npy",
@@ -253,6 +261,32 @@ def test_quality_protocol_body_is_not_behind_nearest_on_the_example_photo(tmp_pa
     psnr = {fill: np.mean([row[3] for row in rows]) for fill, rows in scores.items()}
     ssim = {fill: np.mean([row[4] for row in rows]) for fill, rows in scores.items()}
     assert psnr["body"] >= psnr["nearest"] + 0.5 and ssim["body"] >= ssim["nearest"] + 0.05, (psnr, ssim)
+
+
+def test_quality_detail_ratio_tells_blur_and_clutter_from_the_truth():
+    """The bench's detail measure: 1 for the truth, below 1 for a blur of it (which PSNR and SSIM can prefer
+    to a misaligned copy), above 1 for added noise; pixels near the region's edge do not count."""
+    from scipy import ndimage
+
+    bench = _quality_bench()
+    rng = np.random.default_rng(0)
+    photo = np.full((40, 40, 3), 0.4)
+    photo[:, ::4] = 0.6  # faint vertical stripes, 1 px wide every 4 px
+    held = np.zeros((40, 40), bool)
+    held[8:32, 8:32] = True
+    assert bench.detail_ratio(photo, photo, held) == pytest.approx(1.0)
+    blurred = ndimage.gaussian_filter(photo, (2, 2, 0))
+    assert bench.detail_ratio(blurred, photo, held) < 0.3
+    noisy = photo + rng.normal(0, 0.1, photo.shape)
+    assert bench.detail_ratio(noisy, photo, held) > 1.2
+    flat = np.full_like(photo, 0.4)
+    assert bench.detail_ratio(flat, photo, held) == pytest.approx(0.0)
+    edge = photo.copy()
+    edge[~held] = rng.uniform(0, 1, (int((~held).sum()), 3))  # the outside changes: only the inside counts
+    assert bench.detail_ratio(edge, photo, held) == pytest.approx(1.0)
+    thin = np.zeros_like(held)
+    thin[10:13, 5:35] = True  # 3 px wide: nothing 2 px inside it
+    assert np.isnan(bench.detail_ratio(photo, photo, thin))
 
 
 def test_copyable_texels_leave_out_part_borders(layout):
