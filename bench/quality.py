@@ -32,7 +32,9 @@ box, 10 % margin, padded with black), resized to 256² (the IUV with nearest-nei
 computed from the IUV (``training`` table); ``pose-with-style`` IUV is read in its PIL channel order.
 
 Prints one line per limb and fill, then per split the means and the gains of every fill over
-``nearest``, and the tuning − held-out gap of the gains.
+``nearest``, and the tuning − held-out gap of the gains; each gain and the gap with its 95 % bootstrap
+interval over photos (:func:`gain_interval`): how far a figure could move with other photos of the
+same kind.
 """
 
 from __future__ import annotations
@@ -233,6 +235,43 @@ def run(samples: Path, fills: list[str], min_pixels: int, keep: Path | None = No
     return scores
 
 
+#: Bootstrap resamples of :func:`gain_interval` (fixed seed: the printed intervals are reproducible).
+BOOTSTRAP = 2000
+
+
+def limb_gains(scores: dict[str, list], fill: str, base: str = "nearest") -> dict[str, np.ndarray]:
+    """Per photo, the ``(limbs, 2)`` gains (PSNR dB, SSIM) of ``fill`` over ``base`` on each of its limbs."""
+    reference = {(r[0], r[1]): r for r in scores[base]}
+    out: dict[str, list] = {}
+    for r in scores[fill]:
+        b = reference[r[0], r[1]]
+        out.setdefault(r[0], []).append((r[3] - b[3], r[4] - b[4]))
+    return {sid: np.array(rows) for sid, rows in out.items()}
+
+
+def gain_interval(per_photo: dict[str, np.ndarray], minus: dict[str, np.ndarray] | None = None,
+                  level: float = 0.95, seed: int = 0) -> np.ndarray:
+    """``(2, 2)`` bootstrap interval ``[[low dB, low SSIM], [high dB, high SSIM]]`` of the mean limb gain.
+
+    Photos are resampled (with replacement), not limbs: the limbs of one photo share its person, clothes and
+    light, so they are not independent evidence. With ``minus`` (another split's :func:`limb_gains`), the
+    interval is that of the difference of the two means (each split resampled on its own): the tuning −
+    held-out gap.
+    """
+    rng = np.random.default_rng(seed)
+
+    def resampled(groups: dict[str, np.ndarray]) -> np.ndarray:
+        photos = list(groups)
+        means = np.empty((BOOTSTRAP, 2))
+        for k in range(BOOTSTRAP):
+            means[k] = np.concatenate([groups[photos[i]] for i in rng.integers(0, len(photos), len(photos))]).mean(0)
+        return means
+
+    means = resampled(per_photo) - (resampled(minus) if minus is not None else 0.0)
+    tail = 100 * (1 - level) / 2
+    return np.percentile(means, [tail, 100 - tail], axis=0)
+
+
 def summary(scores: dict[str, list]) -> dict[str, tuple[float, float, float, float]]:
     """Mean (PSNR, SSIM, ΔE, detail) per fill (detail: over the limbs that have one)."""
     return {fill: tuple(float(np.nanmean([r[k] for r in rows])) for k in (3, 4, 5, 6))
@@ -253,7 +292,7 @@ def main() -> None:
         raise SystemExit(f"no samples at {args.samples} and no real photos at {args.real}")
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-    means, gains = {}, {}
+    means, gains, per_photo = {}, {}, {}
     with tempfile.TemporaryDirectory() as folder:
         for split in (SPLITS if args.split == "all" else (args.split,)):
             cases = split_cases(split, args.samples, args.real, args.keep or Path(folder), args.min_pixels)
@@ -272,13 +311,17 @@ def main() -> None:
                 for fill, (psnr, ssim, de, detail) in means[split].items():
                     if fill != "nearest":
                         gains[split, fill] = (psnr - base[0], ssim - base[1])
+                        per_photo[split, fill] = limb_gains(scores, fill)
+                        (lo_db, lo_ss), (hi_db, hi_ss) = gain_interval(per_photo[split, fill])
                         print(f"gain split={split} {fill}-nearest psnr={psnr - base[0]:+.2f} dB "
-                              f"ssim={ssim - base[1]:+.3f} dE ratio={de / base[2]:.2f} detail {detail:.2f} "
-                              f"(nearest {base[3]:.2f})")
+                              f"[{lo_db:+.2f}, {hi_db:+.2f}] ssim={ssim - base[1]:+.3f} [{lo_ss:+.3f}, {hi_ss:+.3f}] "
+                              f"dE ratio={de / base[2]:.2f} detail {detail:.2f} (nearest {base[3]:.2f})")
     for fill in args.fills:
         if ("tuning", fill) in gains and ("held-out", fill) in gains:
             tune, held = gains["tuning", fill], gains["held-out", fill]
-            print(f"gap tuning-held-out {fill}: psnr={tune[0] - held[0]:+.2f} dB ssim={tune[1] - held[1]:+.3f}")
+            (lo_db, lo_ss), (hi_db, hi_ss) = gain_interval(per_photo["tuning", fill], per_photo["held-out", fill])
+            print(f"gap tuning-held-out {fill}: psnr={tune[0] - held[0]:+.2f} dB [{lo_db:+.2f}, {hi_db:+.2f}] "
+                  f"ssim={tune[1] - held[1]:+.3f} [{lo_ss:+.3f}, {hi_ss:+.3f}]")
 
 
 if __name__ == "__main__":

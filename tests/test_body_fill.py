@@ -479,3 +479,27 @@ def test_a_part_seen_enough_continues_itself_and_a_glimpse_gives_way_to_the_body
     thigh_rest = (part == 9) & ~glimpse
     near_knee = thigh_rest & (layout.seam_distance < 0.2)
     assert np.all(out[near_knee] == 0.25)  # not the glimpse spread over the part: the knee's end from the shin
+
+
+def test_quality_gain_interval_resamples_photos_not_limbs():
+    """The bench's bootstrap interval: it holds the mean gain, shrinks with more photos, is zero where every
+    photo agrees, counts a photo's limbs together, and gives the gap between two splits."""
+    bench = _quality_bench()
+    gains = np.linspace(-0.05, 0.15, 6)  # one gain per photo, 4 limbs each; "many": the same kinds 10 times over
+
+    few = {f"p{i}": np.full((4, 2), g) for i, g in enumerate(gains)}
+    many = {f"p{i}": np.full((4, 2), g) for i, g in enumerate(np.tile(gains, 10))}
+    for groups in (few, many):
+        (lo, _), (hi, _) = bench.gain_interval(groups)
+        mean = np.concatenate(list(groups.values())).mean(0)[0]
+        assert lo < mean < hi
+    width = {k: np.diff(bench.gain_interval(g), axis=0)[0, 0] for k, g in (("few", few), ("many", many))}
+    assert width["many"] < 0.6 * width["few"]
+    same = {f"p{i}": np.full((3, 2), 0.04) for i in range(5)}
+    assert np.allclose(bench.gain_interval(same), 0.04)
+    # 2 photos, one with 50 limbs: resampling limbs would call the mean certain; photos do not
+    lopsided = {"a": np.full((50, 2), 0.1), "b": np.full((1, 2), -0.1)}
+    (lo, _), (hi, _) = bench.gain_interval(lopsided)
+    assert lo < 0.0 and hi > 0.09
+    gap = bench.gain_interval(same, minus={f"q{i}": np.full((2, 2), 0.01) for i in range(4)})
+    assert np.allclose(gap, 0.03)
