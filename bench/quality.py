@@ -34,7 +34,9 @@ computed from the IUV (``training`` table); ``pose-with-style`` IUV is read in i
 Prints one line per limb and fill, then per split the means and the gains of every fill over
 ``nearest``, and the tuning − held-out gap of the gains; each gain and the gap with its 95 % bootstrap
 interval over photos (:func:`gain_interval`): how far a figure could move with other photos of the
-same kind.
+same kind. ``--save FILE`` keeps every limb's scores; a later run of another version with ``--against FILE``
+prints its *paired* change per split and fill (each limb against itself; :func:`changes`), with its interval:
+the reading for deciding whether a change helps.
 """
 
 from __future__ import annotations
@@ -239,19 +241,28 @@ def run(samples: Path, fills: list[str], min_pixels: int, keep: Path | None = No
 BOOTSTRAP = 2000
 
 
+def paired(rows: list, reference: list, columns: tuple[int, ...] = (3, 4)) -> dict[str, np.ndarray]:
+    """Per photo, the ``(limbs, len(columns))`` differences ``rows − reference`` of the score ``columns``
+    (indices into a score row: 3 PSNR, 4 SSIM, 5 ΔE, 6 detail) on the limbs both hold, matched by photo and
+    limb group."""
+    ref = {(r[0], tuple(r[1])): r for r in reference}
+    out: dict[str, list] = {}
+    for r in rows:
+        b = ref.get((r[0], tuple(r[1])))
+        if b is not None:
+            out.setdefault(r[0], []).append([r[k] - b[k] for k in columns])
+    return {sid: np.array(v, dtype=float) for sid, v in out.items()}
+
+
 def limb_gains(scores: dict[str, list], fill: str, base: str = "nearest") -> dict[str, np.ndarray]:
     """Per photo, the ``(limbs, 2)`` gains (PSNR dB, SSIM) of ``fill`` over ``base`` on each of its limbs."""
-    reference = {(r[0], r[1]): r for r in scores[base]}
-    out: dict[str, list] = {}
-    for r in scores[fill]:
-        b = reference[r[0], r[1]]
-        out.setdefault(r[0], []).append((r[3] - b[3], r[4] - b[4]))
-    return {sid: np.array(rows) for sid, rows in out.items()}
+    return paired(scores[fill], scores[base])
 
 
 def gain_interval(per_photo: dict[str, np.ndarray], minus: dict[str, np.ndarray] | None = None,
                   level: float = 0.95, seed: int = 0) -> np.ndarray:
-    """``(2, 2)`` bootstrap interval ``[[low dB, low SSIM], [high dB, high SSIM]]`` of the mean limb gain.
+    """``(2, K)`` bootstrap interval (low row, high row) of the mean over limbs of each of the ``K`` columns of
+    ``per_photo`` (e.g. :func:`limb_gains`: PSNR dB, SSIM); NaN entries are left out of the means.
 
     Photos are resampled (with replacement), not limbs: the limbs of one photo share its person, clothes and
     light, so they are not independent evidence. With ``minus`` (another split's :func:`limb_gains`), the
@@ -262,14 +273,50 @@ def gain_interval(per_photo: dict[str, np.ndarray], minus: dict[str, np.ndarray]
 
     def resampled(groups: dict[str, np.ndarray]) -> np.ndarray:
         photos = list(groups)
-        means = np.empty((BOOTSTRAP, 2))
+        means = np.empty((BOOTSTRAP, groups[photos[0]].shape[1]))
         for k in range(BOOTSTRAP):
-            means[k] = np.concatenate([groups[photos[i]] for i in rng.integers(0, len(photos), len(photos))]).mean(0)
+            picked = np.concatenate([groups[photos[i]] for i in rng.integers(0, len(photos), len(photos))])
+            means[k] = np.nanmean(picked, axis=0)
         return means
 
     means = resampled(per_photo) - (resampled(minus) if minus is not None else 0.0)
     tail = 100 * (1 - level) / 2
-    return np.percentile(means, [tail, 100 - tail], axis=0)
+    return np.nanpercentile(means, [tail, 100 - tail], axis=0)
+
+
+#: Score columns compared by ``--against``: PSNR, SSIM, detail.
+CHANGE_COLUMNS = (3, 4, 6)
+
+
+def changes(current: dict[str, dict[str, list]], saved: dict[str, dict[str, list]]) -> dict:
+    """Paired change of every split and fill in both ``current`` and ``saved`` (``{split: {fill: rows}}``, rows
+    as :func:`run` gives them): ``{(split, fill): (mean (3,), interval (2, 3), limbs matched)}`` over
+    :data:`CHANGE_COLUMNS`. Each limb is compared with itself, so the photo-to-photo spread that makes
+    :func:`gain_interval` of a gain over nearest wide cancels: this is the reading for "is this version better".
+    """
+    out = {}
+    for split, fills in current.items():
+        for fill, rows in fills.items():
+            if fill not in saved.get(split, {}):
+                continue
+            diff = paired(rows, saved[split][fill], CHANGE_COLUMNS)
+            if not diff:
+                continue
+            every = np.concatenate(list(diff.values()))
+            out[split, fill] = (np.nanmean(every, axis=0), gain_interval(diff), len(every))
+    return out
+
+
+def save_scores(path: Path, scores: dict[str, dict[str, list]]) -> None:
+    """Write ``{split: {fill: rows}}`` as JSON (temp file + rename: never a half-written file)."""
+    import json
+    import os
+
+    rows = {split: {fill: [[r[0], list(r[1]), *[float(x) for x in r[2:]]] for r in v] for fill, v in fills.items()}
+            for split, fills in scores.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(rows))
+    os.replace(tmp, path)
 
 
 def summary(scores: dict[str, list]) -> dict[str, tuple[float, float, float, float]]:
@@ -287,16 +334,28 @@ def main() -> None:
     parser.add_argument("--min-pixels", type=int, default=400)
     parser.add_argument("--keep", type=Path,
                         help="also keep every rendered image (and the real photos' crops) in this folder")
+    parser.add_argument("--save", type=Path, help="write every limb's scores here (JSON), for a later --against")
+    parser.add_argument("--against", type=Path,
+                        help="scores saved by --save from another version: print the paired change of this one")
     args = parser.parse_args()
+    saved = None
+    if args.against:
+        import json
+
+        try:
+            saved = json.loads(args.against.read_text())
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: --against {args.against}: cannot read saved scores ({exc})") from None
     if not (args.samples / "source_img").is_dir() and not args.real.is_dir():
         raise SystemExit(f"no samples at {args.samples} and no real photos at {args.real}")
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-    means, gains, per_photo = {}, {}, {}
+    means, gains, per_photo, every = {}, {}, {}, {}
     with tempfile.TemporaryDirectory() as folder:
         for split in (SPLITS if args.split == "all" else (args.split,)):
             cases = split_cases(split, args.samples, args.real, args.keep or Path(folder), args.min_pixels)
             scores = run(args.samples, args.fills, args.min_pixels, args.keep, cases=cases)
+            every[split] = scores
             for fill, rows in scores.items():
                 for sid, group, n, psnr, ssim, de, detail in rows:
                     print(f"split={split} fill={fill:8s} sample={sid} parts={group[0]},{group[1]} pixels={n:5d} "
@@ -322,6 +381,14 @@ def main() -> None:
             (lo_db, lo_ss), (hi_db, hi_ss) = gain_interval(per_photo["tuning", fill], per_photo["held-out", fill])
             print(f"gap tuning-held-out {fill}: psnr={tune[0] - held[0]:+.2f} dB [{lo_db:+.2f}, {hi_db:+.2f}] "
                   f"ssim={tune[1] - held[1]:+.3f} [{lo_ss:+.3f}, {hi_ss:+.3f}]")
+    if saved is not None:
+        for (split, fill), (mean, (lo, hi), n) in changes(every, saved).items():
+            print(f"change split={split} fill={fill} vs {args.against.name} ({n} limbs): "
+                  f"psnr={mean[0]:+.2f} dB [{lo[0]:+.2f}, {hi[0]:+.2f}] "
+                  f"ssim={mean[1]:+.3f} [{lo[1]:+.3f}, {hi[1]:+.3f}] "
+                  f"detail={mean[2]:+.3f} [{lo[2]:+.3f}, {hi[2]:+.3f}]")
+    if args.save:
+        save_scores(args.save, every)
 
 
 if __name__ == "__main__":

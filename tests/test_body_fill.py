@@ -503,3 +503,25 @@ def test_quality_gain_interval_resamples_photos_not_limbs():
     assert lo < 0.0 and hi > 0.09
     gap = bench.gain_interval(same, minus={f"q{i}": np.full((2, 2), 0.01) for i in range(4)})
     assert np.allclose(gap, 0.03)
+
+
+def test_quality_changes_pair_each_limb_with_itself_across_a_saved_run(tmp_path):
+    """--save / --against: a saved run read back is matched limb by limb (photo and group), NaN detail is left
+    out, limbs or fills the saved run lacks are skipped, and the paired change is exact where it is constant."""
+    import json
+
+    bench = _quality_bench()
+    base = [(f"photo{i}", (7, 9) if k else (15, 17), 500, 12.0 + i, 0.2 + 0.01 * k, 9.0, 0.7) for i in range(4)
+            for k in range(2)]
+    base[0] = base[0][:6] + (float("nan"),)
+    path = tmp_path / "scores.json"
+    bench.save_scores(path, {"tuning": {"body": base, "nearest": base}})
+    assert not list(tmp_path.glob("*.tmp"))
+    saved = json.loads(path.read_text())
+    better = [r[:3] + (r[3] + 0.5, r[4] + 0.01, r[5], r[6] - 0.05) for r in base]
+    extra = [("photo9", (8, 10), 500, 1.0, 0.0, 0.0, 0.0)]  # not in the saved run
+    out = bench.changes({"tuning": {"body": better + extra, "other": better}}, saved)
+    assert list(out) == [("tuning", "body")]
+    mean, interval, n = out["tuning", "body"]
+    assert n == 8
+    assert np.allclose(mean, [0.5, 0.01, -0.05]) and np.allclose(interval, [[0.5, 0.01, -0.05]] * 2)
