@@ -346,6 +346,9 @@ def main() -> None:
             saved = json.loads(args.against.read_text())
         except (OSError, ValueError) as exc:
             raise SystemExit(f"error: --against {args.against}: cannot read saved scores ({exc})") from None
+    same = args.save and args.against and args.save.resolve() == args.against.resolve()
+    if args.save and (not args.save.parent.is_dir() or same):
+        raise SystemExit(f"error: --save {args.save}: its folder must exist and it must not be the --against file")
     if not (args.samples / "source_img").is_dir() and not args.real.is_dir():
         raise SystemExit(f"no samples at {args.samples} and no real photos at {args.real}")
     if args.keep:
