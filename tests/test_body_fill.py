@@ -520,7 +520,8 @@ def test_quality_changes_pair_each_limb_with_itself_across_a_saved_run(tmp_path)
     saved = json.loads(path.read_text())
     better = [r[:3] + (r[3] + 0.5, r[4] + 0.01, r[5], r[6] - 0.05) for r in base]
     extra = [("photo9", (8, 10), 500, 1.0, 0.0, 0.0, 0.0)]  # not in the saved run
-    out = bench.changes({"tuning": {"body": better + extra, "other": better}}, saved)
+    current = extra + better[::-1]  # another order, and a limb first that the saved run lacks
+    out = bench.changes({"tuning": {"body": current, "other": better}}, saved)
     assert list(out) == [("tuning", "body")]
     mean, interval, n = out["tuning", "body"]
     assert n == 8
