@@ -1,6 +1,8 @@
 """Quality of the weight-free texture completion on held-out limbs of real photos, measured in one run.
 
-    .venv/bin/python bench/quality.py [--samples DIR] [--fills nearest body] [--min-pixels 400]
+    .venv/bin/python bench/quality.py [--split tuning|held-out|all] [--samples DIR] [--real DIR]
+                                      [--fills nearest body] [--min-pixels 400] [--keep DIR]
+                                      [--save FILE] [--against FILE]
 
 Protocol (issue 13): for every photo in ``DIR/source_img`` that has a DensePose IUV render
 (``DIR/source_iuv/<id>_IUV.png``) and a UV map (``DIR/source_uv/<id>.npy``), and every limb group
