@@ -526,3 +526,38 @@ def test_quality_changes_pair_each_limb_with_itself_across_a_saved_run(tmp_path)
     mean, interval, n = out["tuning", "body"]
     assert n == 8
     assert np.allclose(mean, [0.5, 0.01, -0.05]) and np.allclose(interval, [[0.5, 0.01, -0.05]] * 2)
+
+
+def test_a_magnified_part_is_completed_from_its_own_pixels_not_speckled():
+    """11 × 11 photo pixels spread 3× over a square of the head's chart (a face in a full-body photo): the
+    splats form a lattice covering an eighth of the square, which the stray-splat test alone would drop and
+    the fill would cover with copies from elsewhere. With the gaps between the splats filled from the
+    photo's pixel grid (:func:`retarget.pipeline.pair.fill_sampling_gaps`) every texel of the square points
+    at the photo place it shows."""
+    from scipy import ndimage
+
+    from retarget.pipeline.pair import prepare_source
+
+    n = 128
+    layout = texture_layout(n, n)
+    rows, cols = np.nonzero(ndimage.binary_erosion(layout.part == 23, iterations=16))
+    r0, c0 = rows[len(rows) // 2] - 15, cols[len(cols) // 2] - 15
+    assert (layout.part[r0:r0 + 31, c0:c0 + 31] == 23).all()
+    uv = torch.full((1, 2, n, n), float("nan"))
+    y0 = x0 = 40
+    yy, xx = np.mgrid[0:11, 0:11]
+    uv[0, 0, y0:y0 + 11, x0:x0 + 11] = torch.from_numpy(2 * (c0 + 3 * xx) / n - 1.0).float()
+    uv[0, 1, y0:y0 + 11, x0:x0 + 11] = torch.from_numpy(2 * (r0 + 3 * yy) / n - 1.0).float()
+    image = torch.rand(1, 3, n, n, generator=torch.Generator().manual_seed(0))
+    rr, cc = np.mgrid[r0 + 3:r0 + 28, c0 + 3:c0 + 28]
+    expected_x, expected_y = x0 + (cc - c0) / 3, y0 + (rr - r0) / 3
+
+    def error(xy):
+        xy = xy[0].numpy() * (n - 1) / 2 + (n - 1) / 2
+        return np.hypot(xy[0][rr, cc] - expected_x, xy[1][rr, cc] - expected_y)
+
+    state = prepare_source(image, uv, None, fill="body")
+    assert error(state.completed_xy).max() < 0.01
+    assert (state.coverage[0, 0, r0:r0 + 31, c0:c0 + 31] > 0.5).float().mean() < 0.2  # the splat: a lattice
+    splat_only = ops.body_completion(state.source_xy_textures, state.coverage, layout)  # what it was before
+    assert error(splat_only.xy).mean() > 5.0

@@ -185,3 +185,102 @@ def test_sample_image_reads_pixel_centres():
     assert torch.equal(ops.sample_image(image, xy), image)
     half = torch.tensor([[[[-1.0 + 1.0 / 3]], [[-1.0]]]])  # halfway between the first two pixels of row 0
     assert torch.allclose(ops.sample_image(image, half), torch.tensor([[[[0.5]]]]))
+
+
+def _magnified_patch(k: int = 11, scale: float = 3.0, offset=(5.3, 7.2), size: int = 64):
+    """A ``k × k`` photo whose pixel (row, col) lies at texel ``(offset[1] + scale·row, offset[0] + scale·col)``
+    of a ``size²`` texture (splat placement: ``col = (u + 1) / 2 · W``)."""
+    yy, xx = np.mgrid[0:k, 0:k]
+    u = 2 * (offset[0] + scale * xx) / size - 1
+    v = 2 * (offset[1] + scale * yy) / size - 1
+    return torch.from_numpy(np.stack([u, v]).astype(np.float32))[None], torch.ones(1, 1, k, k)
+
+
+def test_rasterize_to_texture_interpolates_exactly_and_fills_the_splat_lattice():
+    """A magnified patch: every texel inside the placed pixel grid gets the exact (x, y) it shows; the splats
+    of the same pixels cover a lattice of at most 4 texels per pixel (about half of them here)."""
+    uv, mask = _magnified_patch()
+    grid = ops.batched_meshgrid(1, 11, 11, like=mask)
+    texture, covered = ops.rasterize_to_texture(grid, uv, mask, (64, 64))
+    rows, cols = np.nonzero(covered[0, 0].numpy())
+    assert rows.min() >= 7.2 and rows.max() <= 7.2 + 30 and cols.min() >= 5.3 and cols.max() <= 5.3 + 30
+    assert len(rows) == 30 * 30  # every texel centre inside the 30 × 30 texel square
+    x = texture[0, 0].numpy()[rows, cols] * 5 + 5  # back to pixel units (11 pixels: x = 2 col / 10 - 1)
+    y = texture[0, 1].numpy()[rows, cols] * 5 + 5
+    np.testing.assert_allclose(x, (cols - 5.3) / 3, atol=1e-4)
+    np.testing.assert_allclose(y, (rows - 7.2) / 3, atol=1e-4)
+    _, splat = ops.inverse_grid_sample(grid, uv, (64, 64))
+    assert splat.sum() <= 4 * 11 * 11 < len(rows)
+    assert not torch.any(texture[0, :, ~covered[0, 0]])  # zero elsewhere
+
+
+def test_rasterize_to_texture_offset_moves_the_texel_centres_by_half_a_texel():
+    uv, mask = _magnified_patch(scale=2.0, offset=(4.0, 4.0))
+    grid = ops.batched_meshgrid(1, 11, 11, like=mask)
+    at_splat, _ = ops.rasterize_to_texture(grid, uv, mask, (64, 64))
+    at_sampling, _ = ops.rasterize_to_texture(grid, uv, mask, (64, 64), offset=0.5)
+    # texel (r, c) with offset 0.5 is the place col + 0.5 of the splat placement: a quarter pixel further
+    torch.testing.assert_close(at_sampling[0, 0, 8, 8] * 5 + 5, at_splat[0, 0, 8, 8] * 5 + 5 + 0.25)
+
+
+def test_rasterize_to_texture_leaves_out_triangles_across_parts_and_long_edges():
+    """Left half of the photo on one part, right half on another placed far away: nothing is drawn between
+    them, with or without part labels (the edges across are 30 texels long); with labels and a long
+    ``max_edge`` still nothing; without labels and a long ``max_edge`` the gap is bridged."""
+    k = 10
+    yy, xx = np.mgrid[0:k, 0:k].astype(np.float64)
+    col = np.where(xx < 5, 4 + xx, 34 + xx)  # a 30-texel jump between columns 4 and 5
+    uv = torch.from_numpy(np.stack([2 * col / 64 - 1, 2 * (4 + yy) / 64 - 1]).astype(np.float32))[None]
+    mask = torch.ones(1, 1, k, k)
+    parts = np.where(xx < 5, 1, 2)
+    grid = ops.batched_meshgrid(1, k, k, like=mask)
+    between = (slice(4, 13), slice(10, 38))
+    for labels, edge in ((None, 8.0), (parts, 8.0), (parts, 100.0)):
+        _, covered = ops.rasterize_to_texture(grid, uv, mask, (64, 64), labels, max_edge=edge)
+        assert not covered[0, 0][between].any()
+        assert covered[0, 0, 4:13, 4:9].all() and covered[0, 0, 4:13, 39:44].all()
+    _, bridged = ops.rasterize_to_texture(grid, uv, mask, (64, 64), None, max_edge=100.0)
+    assert bridged[0, 0][between].all()
+
+
+def test_rasterize_to_texture_keeps_the_largest_triangle_where_two_overlap():
+    """Two photo rows placed on the same texels (a fold): the less foreshortened one (larger in texture
+    space) is the one drawn."""
+    k = 6
+    yy, xx = np.mgrid[0:k, 0:k].astype(np.float64)
+    big = yy < 3  # rows 0-2: 4 texels per pixel; rows 3-5: the same place at 2 texels per pixel
+    col = np.where(big, 10 + 4 * xx, 10 + 2 * xx)
+    row = np.where(big, 10 + 4 * yy, 10 + 2 * (yy - 3))
+    uv = torch.from_numpy(np.stack([2 * col / 64 - 1, 2 * row / 64 - 1]).astype(np.float32))[None]
+    mask = torch.ones(1, 1, k, k)
+    parts = np.where(big, 1, 2)  # the two layers do not join
+    values = torch.from_numpy(big.astype(np.float32))[None, None]
+    texture, covered = ops.rasterize_to_texture(values, uv, mask, (64, 64), parts)
+    assert covered[0, 0, 11:14, 11:19].all()
+    assert torch.all(texture[0, 0, 11:14, 11:19] == 1.0)
+
+
+def test_rasterize_to_texture_ignores_background_and_non_finite_uv():
+    uv, mask = _magnified_patch()
+    mask[..., :, 5:] = 0  # right half background
+    uv[0, :, 0, 0] = float("inf")
+    grid = ops.batched_meshgrid(1, 11, 11, like=mask)
+    texture, covered = ops.rasterize_to_texture(grid, uv, mask, (64, 64))
+    cols = np.nonzero(covered[0, 0].numpy())[1]
+    assert covered.any() and cols.max() <= 5.3 + 3 * 4 and torch.isfinite(texture).all()
+    empty, nothing = ops.rasterize_to_texture(grid, uv, torch.zeros_like(mask), (64, 64))
+    assert not nothing.any() and not empty.any()
+    with pytest.raises(ValueError):
+        ops.rasterize_to_texture(grid, uv[:, :1], mask, (64, 64))
+
+
+def test_rasterize_to_texture_draws_a_lone_triangle_and_nothing_outside_it():
+    """A 2 × 2 photo with one background pixel is one triangle; texel centres on its edges count."""
+    col = np.array([[10.0, 40.0], [10.0, 40.0]])
+    row = np.array([[10.0, 10.0], [40.0, 40.0]])
+    uv = torch.from_numpy(np.stack([2 * col / 64 - 1, 2 * row / 64 - 1]).astype(np.float32))[None]
+    mask = torch.tensor([[[[1.0, 1.0], [0.0, 1.0]]]])  # bottom-left missing: the triangle (10,10) (40,10) (40,40)
+    _, covered = ops.rasterize_to_texture(torch.ones(1, 1, 2, 2), uv, mask, (64, 64), max_edge=50.0)
+    r, c = np.mgrid[0:64, 0:64]
+    expected = (r >= 10) & (c <= 40) & (c >= r)
+    np.testing.assert_array_equal(covered[0, 0].numpy(), expected)

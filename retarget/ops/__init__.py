@@ -14,6 +14,7 @@ from retarget.ops.fill import (
     surface_nearest_fill,
 )
 from retarget.ops.photo import nearest_splat, read_seen, render_from_photo, sample_image
+from retarget.ops.raster import rasterize_to_texture
 from retarget.ops.warp import (
     colour_texture_from_source,
     coordinates_to_target,
@@ -36,6 +37,7 @@ __all__ = [
     "nearest_splat",
     "nearest_fill",
     "part_nearest_fill",
+    "rasterize_to_texture",
     "surface_nearest_fill",
     "read_seen",
     "render_from_photo",

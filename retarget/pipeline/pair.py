@@ -201,11 +201,23 @@ def pixel_parts(uv: torch.Tensor, mask: torch.Tensor, layout) -> np.ndarray:
     return np.where(mask[0, 0].detach().cpu().numpy() > 0.5, layout.part[row, col], 0)
 
 
+def inside_part_pixels(uv: torch.Tensor, mask: torch.Tensor, layout) -> tuple[np.ndarray, np.ndarray]:
+    """``(part, inside)``: the :func:`pixel_parts` of every pixel and ``(H, W) bool`` the person pixels with no
+    other part (nor background) within :data:`PART_BORDER_MARGIN` (scaled to the image size)."""
+    from scipy import ndimage
+
+    part = pixel_parts(uv, mask, layout)
+    size = 2 * int(np.ceil(PART_BORDER_MARGIN * max(part.shape) / 256.0)) + 1
+    inside = (part > 0) & (ndimage.maximum_filter(part, size) == part) & (ndimage.minimum_filter(part, size) == part)
+    return part, inside
+
+
 def copyable_texels(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tensor:
     """Texels splatted mostly from pixels inside their part, away from part borders and the silhouette.
 
     Each person pixel's part is read from ``layout`` at its UV; a pixel is on a border when a pixel within
-    :data:`PART_BORDER_MARGIN` (scaled to the image size) has another part or is background.
+    :data:`PART_BORDER_MARGIN` (scaled to the image size) has another part or is background
+    (:func:`inside_part_pixels`).
 
     Args:
         uv: ``(1, 2, H, W)`` UV with background ``-10``; mask: ``(1, 1, H, W)`` person mask;
@@ -214,15 +226,47 @@ def copyable_texels(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tenso
     Returns:
         ``(1, 1, Ht, Wt)`` bool.
     """
-    from scipy import ndimage
+    return _copyable(inside_part_pixels(uv, mask, layout)[1], uv, layout)
 
-    th, tw = layout.shape
-    part = pixel_parts(uv, mask, layout)
-    size = 2 * int(np.ceil(PART_BORDER_MARGIN * max(part.shape) / 256.0)) + 1
-    inside = (part > 0) & (ndimage.maximum_filter(part, size) == part) & (ndimage.minimum_filter(part, size) == part)
+
+def _copyable(inside: np.ndarray, uv: torch.Tensor, layout) -> torch.Tensor:
     indicator = torch.as_tensor(inside, dtype=uv.dtype, device=uv.device)[None, None]
-    fraction, covered = ops.inverse_grid_sample(indicator, uv, (th, tw))
+    fraction, covered = ops.inverse_grid_sample(indicator, uv, layout.shape)
     return (fraction >= 0.5) & (covered > 0.5)
+
+
+def fill_sampling_gaps(xy_texture: torch.Tensor, coverage: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, layout
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The splatted coordinate texture with the gaps between its splats filled where the photo saw the body.
+
+    Where the texture is finer than the photo (a face of 30 pixels across on a head chart of 100 texels,
+    hands, any small part), the splats of :func:`retarget.ops.inverse_grid_sample` form a sparse lattice:
+    the stray-splat test of the body fill then drops most of them, and the counterpart copies that fill the
+    gaps speckle the face with the other side of the head. The photo saw those texels all the same: the
+    photo's pixel grid, placed at its UVs (:func:`retarget.ops.rasterize_to_texture`, triangles within one
+    part and at most :data:`retarget.ops.raster.MAX_EDGE` texels long), gives their coordinates by
+    interpolation. Splatted texels keep their value.
+
+    Args:
+        xy_texture: ``(1, 2, Ht, Wt)`` splatted coordinates of ``uv``; coverage: ``(1, 1, Ht, Wt)`` (covered
+        ``> 0.5``); uv: ``(1, 2, H, W)`` UV with background ``-10``; mask: ``(1, 1, H, W)``;
+        layout: :class:`retarget.uvmap.layout.TextureLayout`.
+
+    Returns:
+        ``(xy, coverage, trusted)``: the gap texels added to ``xy_texture`` and ``coverage``, and the texels the
+        body fill may copy elsewhere (``(1, 1, Ht, Wt)`` bool): :func:`copyable_texels`, and the gap texels whose
+        triangle's corners are mostly inside their part (:func:`inside_part_pixels`).
+    """
+    th, tw = layout.shape
+    h, w = uv.shape[2:]
+    part, inside = inside_part_pixels(uv, mask, layout)
+    values = torch.cat([ops.batched_meshgrid(1, h, w, like=xy_texture),
+                        torch.as_tensor(inside, dtype=xy_texture.dtype, device=xy_texture.device)[None, None]], 1)
+    raster, covered = ops.rasterize_to_texture(values, uv, mask, (th, tw), part)
+    gap = covered & ~(coverage > 0.5)
+    xy = torch.where(gap, raster[:, :2], xy_texture)
+    trusted = _copyable(inside, uv, layout) | (gap & (raster[:, 2:] >= 0.5))
+    return xy, torch.where(gap, torch.ones_like(coverage), coverage), trusted
 
 
 #: The seen-coordinate texture of the weight-free ``body`` renderer is this many times finer than the
@@ -307,8 +351,8 @@ def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None 
 
         layout = texture_layout(th, tw)
         extended = extend_person(image, mask)
-        done = ops.body_completion(xy_texture, coverage, layout, trusted=copyable_texels(uv, mask, layout),
-                                   colours=extended)
+        body_xy, body_coverage, trusted = fill_sampling_gaps(xy_texture, coverage, uv, mask, layout)
+        done = ops.body_completion(body_xy, body_coverage, layout, trusted=trusted, colours=extended)
         completed = done.xy
         pred_textures = ops.body_colour_texture(extended, done, torch.as_tensor(layout.part, device=image.device))
         seen = seen_texture(uv, mask, layout)
