@@ -88,3 +88,35 @@ def test_exported_texture_read_back_keeps_the_photo_detail(example):
     torch.testing.assert_close(back.seen, state.seen, rtol=0, atol=0)
     out, ref = _on_person(render_targets(back, example["uv"]), example["image"])
     assert _psnr(out, ref) >= 28.0
+
+
+def test_a_magnified_part_is_read_between_the_photo_pixels_not_pixel_by_pixel():
+    """11 × 11 photo pixels spread 3× over the head's chart; a target showing that square texel by texel
+    reads the photo at the interpolated places (x0 + col / 3), not at the nearest pixel (a staircase of
+    1-pixel steps), and the identity render still reads every pixel within 0.1 pixel of its own place."""
+    from scipy import ndimage
+
+    from retarget.uvmap.layout import texture_layout
+
+    n = 128
+    layout = texture_layout(n, n)
+    rows, cols = np.nonzero(ndimage.binary_erosion(layout.part == 23, iterations=16))
+    r0, c0 = rows[len(rows) // 2] - 15, cols[len(cols) // 2] - 15
+    y0 = x0 = 40
+    yy, xx = np.mgrid[0:11, 0:11]
+    uv = torch.full((1, 2, n, n), float("nan"))  # texel (r, c) is read at u = (2c + 1) / n - 1
+    uv[0, 0, y0:y0 + 11, x0:x0 + 11] = torch.from_numpy((2 * (c0 + 3 * xx) + 1) / n - 1.0).float()
+    uv[0, 1, y0:y0 + 11, x0:x0 + 11] = torch.from_numpy((2 * (r0 + 3 * yy) + 1) / n - 1.0).float()
+    image = torch.rand(1, 3, n, n, generator=torch.Generator().manual_seed(0))
+    state = prepare_source(image, uv, None)
+    target = torch.full((1, 2, n, n), float("nan"))
+    tr, tc = np.mgrid[0:31, 0:31]
+    target[0, 0, 10:41, 10:41] = torch.from_numpy((2 * (c0 + tc) + 1) / n - 1.0).float()
+    target[0, 1, 10:41, 10:41] = torch.from_numpy((2 * (r0 + tr) + 1) / n - 1.0).float()
+    xy = render_targets(state, target).target_xy[0].numpy() * (n - 1) / 2 + (n - 1) / 2
+    inner = (slice(12, 39), slice(12, 39))
+    np.testing.assert_allclose(xy[0][inner], x0 + tc[2:29, 2:29] / 3, atol=0.02)
+    np.testing.assert_allclose(xy[1][inner], y0 + tr[2:29, 2:29] / 3, atol=0.02)
+    own = render_targets(state, uv).target_xy[0].numpy() * (n - 1) / 2 + (n - 1) / 2
+    np.testing.assert_allclose(own[0][y0:y0 + 11, x0:x0 + 11], x0 + xx, atol=0.1)
+    np.testing.assert_allclose(own[1][y0:y0 + 11, x0:x0 + 11], y0 + yy, atol=0.1)

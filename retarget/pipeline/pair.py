@@ -282,8 +282,12 @@ SEEN_RADIUS = 1.5
 def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tensor:
     """Where the photo saw every texel, at :data:`SEEN_SCALE` times the texture's resolution.
 
-    Built with :func:`retarget.ops.photo.nearest_splat` from every person pixel's own (x, y): a texel holds
-    the coordinate of one pixel, the one whose UV is nearest, never an average of several.
+    Built with :func:`retarget.ops.photo.nearest_splat` from every person pixel's own (x, y): a texel that a
+    pixel's UV falls in holds that pixel's coordinate, never an average of several. Between the pixels (the
+    texels no pixel owns) the photo's pixel grid placed at its UVs (:func:`retarget.ops.rasterize_to_texture`,
+    triangles within one part, edges of at most :data:`retarget.ops.raster.MAX_EDGE` texels of the texture)
+    gives the interpolated coordinate, so that a part larger in the texture than in the photo is read
+    smoothly instead of pixel by pixel; texels no triangle of their part covers keep the nearest pixel's.
 
     Args:
         uv: ``(1, 2, H, W)`` source UV, background ``-10``; mask: ``(1, 1, H, W)`` person mask;
@@ -291,16 +295,28 @@ def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tensor:
 
     Returns:
         ``(1, 3, s·Ht, s·Wt)``: coordinates (x, y) in the photo, then a weight: 1 where a person pixel of the
-        texel's own part lies within :data:`SEEN_RADIUS` texels of the texture, else 0.
+        texel's own part lies within :data:`SEEN_RADIUS` texels of the texture or a triangle of its part
+        covers it, else 0.
     """
+    from retarget.ops.raster import MAX_EDGE
+
     th, tw = layout.shape
     scale = max(1, min(SEEN_SCALE, SEEN_MAX_SIDE // max(th, tw)))
     h, w = uv.shape[2:]
-    xy, distance, owner = ops.nearest_splat(ops.batched_meshgrid(1, h, w, like=uv), uv, mask, (th * scale, tw * scale))
+    grid = ops.batched_meshgrid(1, h, w, like=uv)
+    xy, distance, owner = ops.nearest_splat(grid, uv, mask, (th * scale, tw * scale))
     texel_part = np.repeat(np.repeat(layout.part, scale, axis=0), scale, axis=1)
-    owner_part = pixel_parts(uv, mask, layout).reshape(-1)[owner[0, 0].cpu().numpy().clip(0)]
+    part = pixel_parts(uv, mask, layout)
+    owner_part = part.reshape(-1)[owner[0, 0].cpu().numpy().clip(0)]
     same = torch.from_numpy((owner_part == texel_part) & (texel_part > 0)).to(uv.device)[None, None]
     weight = ((distance <= SEEN_RADIUS * scale) & same).to(uv.dtype)
+    labels = torch.as_tensor(part, dtype=uv.dtype, device=uv.device)[None, None]
+    drawn, covered = ops.rasterize_to_texture(torch.cat([grid, labels], 1), uv, mask, (th * scale, tw * scale), part,
+                                              max_edge=MAX_EDGE * scale, offset=0.5)
+    texel_label = torch.from_numpy(texel_part).to(uv)[None, None]
+    between = covered & (distance > 0) & (texel_label > 0) & ((drawn[:, 2:] - texel_label).abs() < 0.5)
+    xy = torch.where(between, drawn[:, :2], xy)
+    weight = torch.where(between, torch.ones_like(weight), weight)
     return torch.cat([xy, weight], dim=1)
 
 
