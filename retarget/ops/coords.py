@@ -74,3 +74,12 @@ def split_uv_mask(uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mask = (~nan).any(dim=1, keepdim=True).to(uv.dtype)
     uv_filled = torch.where(nan, torch.full_like(uv, BACKGROUND_UV), uv)
     return uv_filled, mask
+
+
+def check_single_photo(values: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``values`` is ``(1, C, H, W)``, ``uv`` ``(1, 2, H, W)`` and ``mask`` ``(1, 1, H, W)``
+    (the per-pixel inputs of the one-photo texture builders, e.g. :func:`retarget.ops.nearest_splat`)."""
+    if values.dim() != 4 or values.shape[0] != 1 or uv.shape != (1, 2, *values.shape[2:]) \
+            or mask.shape != (1, 1, *values.shape[2:]):
+        raise ValueError(f"expected values (1,C,H,W), uv (1,2,H,W), mask (1,1,H,W); got {tuple(values.shape)}, "
+                         f"{tuple(uv.shape)}, {tuple(mask.shape)}")

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from retarget.ops.coords import check_single_photo
 from retarget.ops.warp import safe_grid
 
 
@@ -48,10 +49,7 @@ def nearest_splat(values: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, te
         pixel); ``(1, 1, Ht, Wt)`` int64 flat index ``row * W + col`` of the owning pixel (``-1`` when
         none).
     """
-    if values.dim() != 4 or values.shape[0] != 1 or uv.shape != (1, 2, *values.shape[2:]) \
-            or mask.shape != (1, 1, *values.shape[2:]):
-        raise ValueError(f"expected values (1,C,H,W), uv (1,2,H,W), mask (1,1,H,W); got {tuple(values.shape)}, "
-                         f"{tuple(uv.shape)}, {tuple(mask.shape)}")
+    check_single_photo(values, uv, mask)
     th, tw = texture_hw
     c, h, w = values.shape[1:]
     person = (mask[0, 0] > 0.5).detach().cpu().numpy()

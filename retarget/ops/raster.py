@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from retarget.ops.coords import check_single_photo
+
 #: Triangles with an edge longer than this many texels are not rasterised (see the module docstring).
 MAX_EDGE = 8.0
 
@@ -46,10 +48,7 @@ def rasterize_to_texture(values: torch.Tensor, uv: torch.Tensor, mask: torch.Ten
     Returns:
         ``(texture, covered)``: ``(1, C, Ht, Wt)`` (0 where not covered) and ``(1, 1, Ht, Wt)`` bool.
     """
-    if values.dim() != 4 or values.shape[0] != 1 or uv.shape != (1, 2, *values.shape[2:]) \
-            or mask.shape != (1, 1, *values.shape[2:]):
-        raise ValueError(f"expected values (1,C,H,W), uv (1,2,H,W), mask (1,1,H,W); got {tuple(values.shape)}, "
-                         f"{tuple(uv.shape)}, {tuple(mask.shape)}")
+    check_single_photo(values, uv, mask)
     th, tw = texture_hw
     c, h, w = values.shape[1:]
     val = values[0].detach().cpu().float().numpy().reshape(c, -1)
