@@ -114,12 +114,9 @@ def _triangles(person: np.ndarray, label: np.ndarray, h: int, w: int) -> np.ndar
     def valid(i, j, k):
         return ok[i] & ok[j] & ok[k] & (lab[i] == lab[j]) & (lab[j] == lab[k])
 
-    full = ok[a] & ok[b] & ok[cc] & ok[d]
     out = []
-    for corners, extra in (((a, b, cc), None), ((b, d, cc), None),
-                           ((a, b, d), ~ok[cc]), ((a, d, cc), ~ok[b])):
-        sel = valid(*corners)
-        if extra is not None:
-            sel &= extra & ~full
+    # the two triangles of a block, and for a block without its bottom-left or top-right pixel the other split
+    for corners, only_if in (((a, b, cc), None), ((b, d, cc), None), ((a, b, d), ~ok[cc]), ((a, d, cc), ~ok[b])):
+        sel = valid(*corners) if only_if is None else valid(*corners) & only_if
         out.append(np.stack([x[sel] for x in corners], 1))
     return np.concatenate(out, 0)
