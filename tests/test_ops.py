@@ -284,3 +284,14 @@ def test_rasterize_to_texture_draws_a_lone_triangle_and_nothing_outside_it():
     r, c = np.mgrid[0:64, 0:64]
     expected = (r >= 10) & (c <= 40) & (c >= r)
     np.testing.assert_array_equal(covered[0, 0].numpy(), expected)
+
+
+def test_largest_per_index_keeps_the_largest_key_whatever_the_order():
+    from retarget.ops.raster import largest_per_index
+
+    index = np.array([3, 0, 3, 3, 1, 0])
+    key = np.array([5, 2, 9, 1, 4, 7])
+    expected = np.array([False, False, True, False, True, True])
+    np.testing.assert_array_equal(largest_per_index(index, key, 5), expected)
+    rev = slice(None, None, -1)
+    np.testing.assert_array_equal(largest_per_index(index[rev], key[rev], 5), expected[rev])

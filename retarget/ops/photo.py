@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from retarget.ops.coords import check_single_photo
+from retarget.ops.raster import largest_per_index
 from retarget.ops.warp import safe_grid
 
 
@@ -64,9 +65,12 @@ def nearest_splat(values: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, te
     ci = np.clip(np.rint(col), 0, tw - 1).astype(np.int64)
     ri = np.clip(np.rint(row), 0, th - 1).astype(np.int64)
     far = (col - ci) ** 2 + (row - ri) ** 2
-    order = np.argsort(-far, kind="stable")  # fancy assignment: the last write wins, so the closest one
-    owner = np.full((th, tw), -1, np.int64)
-    owner[ri[order], ci[order]] = flat[order]
+    order = np.argsort(-far, kind="stable")  # the closest last; of equally close pixels, the later one
+    texel = (ri * tw + ci)[order]
+    wins = largest_per_index(texel, np.arange(len(order)), th * tw)
+    owner = np.full(th * tw, -1, np.int64)
+    owner[texel[wins]] = flat[order][wins]
+    owner = owner.reshape(th, tw)
     owned = owner >= 0
     distance, (rows, cols) = ndimage.distance_transform_edt(~owned, return_indices=True)
     owner = owner[rows, cols]

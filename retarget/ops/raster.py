@@ -68,7 +68,7 @@ def rasterize_to_texture(values: torch.Tensor, uv: torch.Tensor, mask: torch.Ten
         area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
         keep = (edges.max(1) <= max_edge) & (np.abs(area) > 1e-12)
         tri, x, y, area = tri[keep], x[keep], y[keep], area[keep]
-        order = np.argsort(np.abs(area), kind="stable")  # the last write wins: the largest triangle
+        order = np.argsort(np.abs(area), kind="stable")  # by area: a larger triangle has a larger index
         tri, x, y, area = tri[order], x[order], y[order], area[order]
         r0, r1 = np.ceil(y.min(1)).astype(np.int64), np.floor(y.max(1)).astype(np.int64)
         c0, c1 = np.ceil(x.min(1)).astype(np.int64), np.floor(x.max(1)).astype(np.int64)
@@ -93,13 +93,27 @@ def rasterize_to_texture(values: torch.Tensor, uv: torch.Tensor, mask: torch.Ten
             hits_w.append(np.stack([l0[t_idx, k_idx], l1[t_idx, k_idx], l2[t_idx, k_idx]], 1))
         if hits_t:
             t_all, i_all, w_all = np.concatenate(hits_t), np.concatenate(hits_i), np.concatenate(hits_w)
-            order = np.argsort(t_all, kind="stable")  # triangles are sorted by area: the largest writes last
-            t_all, i_all, w_all = t_all[order], i_all[order], w_all[order]
+            keep = largest_per_index(i_all, t_all, th * tw)  # triangles are sorted by area: the largest
+            t_all, i_all, w_all = t_all[keep], i_all[keep], w_all[keep]
             corner = val[:, tri[t_all]]  # (C, K, 3)
             out[:, i_all] = (corner * w_all[None]).sum(-1)
             covered[i_all] = True
     texture = torch.from_numpy(out.reshape(c, th, tw))[None].to(values)
     return texture, torch.from_numpy(covered.reshape(1, 1, th, tw)).to(values.device)
+
+
+def largest_per_index(index: np.ndarray, key: np.ndarray, size: int) -> np.ndarray:
+    """``(n,) bool``: the entries whose ``key`` is the largest of all entries with the same ``index``.
+
+    What a sequential ``out[index] = ...`` in increasing ``key`` order would leave, made explicit: NumPy does
+    not promise which of repeated fancy-index writes stays. Keys must differ within one index.
+
+    Args:
+        index: ``(n,)`` int64 in ``[0, size)``; key: ``(n,)`` int64 ``>= 0``; size: number of indices.
+    """
+    best = np.full(size, -1, np.int64)
+    np.maximum.at(best, index, key)
+    return best[index] == key
 
 
 def _triangles(person: np.ndarray, label: np.ndarray, h: int, w: int) -> np.ndarray:
