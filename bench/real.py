@@ -31,6 +31,9 @@ Protocol, per clip and per source frame (first, middle and last):
   with ``--steady`` after the filter (:class:`retarget.pipeline.steady.OutputSteadier`, driver crops = the real
   crops): what ``retarget video`` outputs by default; ΔE and SSIM are reported for that output too.
 
+With ``--regions``: the ΔE of every region, and on the target's head (parts 23, 24; targets with ≥ 30 head
+pixels) PSNR, grey-level SSIM and detail (mean absolute Laplacian, render ÷ real frame; :func:`head_scores`).
+
 Variants: ``body`` (the default fill, what users get), ``nearest`` (``--fill nearest``), ``texture`` (the
 ``body`` completion read through the 256² colour texture: the renderer before issue 31, kept here for the
 before/after), ``silhouette`` (floor: every person pixel in the source person's mean colour).
@@ -159,6 +162,28 @@ def box_scores(out: np.ndarray, real: np.ndarray, mask: np.ndarray) -> tuple[flo
     win = min(7, *[s - (1 - s % 2) for s in ref.shape[:2]])
     ssim = structural_similarity(comp, ref, data_range=1.0, channel_axis=2, win_size=max(3, win))
     return float(ssim), psnr(comp, ref)
+
+
+#: Head parts, and the fewest head pixels a target needs for :func:`head_scores`.
+HEAD = (23, 24)
+MIN_HEAD_PIXELS = 30
+
+
+def head_scores(out: np.ndarray, real: np.ndarray, parts: np.ndarray) -> tuple[float, float, float] | None:
+    """(PSNR, SSIM, detail) of ``out`` against ``real`` on the target's head pixels (``--regions``): PSNR over
+    the head's RGB, the grey-level SSIM map (skimage defaults) averaged over it, and the mean absolute
+    Laplacian of the grey image over the head eroded 1 px, ``out``'s divided by ``real``'s (above 1: busier,
+    e.g. speckled). ``None`` with fewer than :data:`MIN_HEAD_PIXELS` head pixels."""
+    from skimage.metrics import structural_similarity
+
+    sel = np.isin(parts, HEAD)
+    if sel.sum() < MIN_HEAD_PIXELS:
+        return None
+    inner = cv2.erode(sel.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    grey = [cv2.cvtColor(np.clip(x, 0, 1).astype(np.float32), cv2.COLOR_RGB2GRAY) for x in (out, real)]
+    lap = [np.abs(cv2.Laplacian(g, cv2.CV_32F))[inner].mean() for g in grey]
+    _, ssim = structural_similarity(grey[1], grey[0], data_range=1.0, full=True)
+    return psnr(out[sel], real[sel]), float(ssim[sel].mean()), float(lap[0] / max(lap[1], 1e-12))
 
 
 def flows(frames: list[np.ndarray]) -> list[np.ndarray | None]:
@@ -290,9 +315,10 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
                    "identity": psnr(identity[src_mask], src_img[src_mask])}
             # every frame is rendered (the warp error uses all consecutive targets); metrics use ``targets``
             out = renderer.render(variant, uv_raw)
-            de, ss, ps, by_region = [], [], [], {}
+            de, ss, ps, by_region, head = [], [], [], {}, []
             for t in targets:
                 gt = real[t].astype(np.float32) / 255.0
+                head.append(head_scores(out[t], gt, parts[t]))
                 errors = region_errors(out[t], gt, parts[t])
                 de.append(mean_region_error(errors))
                 for name, value in errors.items():
@@ -301,7 +327,8 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
                 ss.append(a)
                 ps.append(b)
             row.update(delta_e=float(np.nanmean(de)), ssim=float(np.mean(ss)), psnr=float(np.mean(ps)),
-                       regions={name: float(np.mean(v)) for name, v in by_region.items()})
+                       regions={name: float(np.mean(v)) for name, v in by_region.items()},
+                       head=[h for h in head if h is not None])
             if pairs:
                 frames = [np.clip(o * 255.0, 0, 255) for o in out]
                 row["warp_raw"] = warp_error(frames, masks, flow, pairs) / real_warp
@@ -380,6 +407,13 @@ def region_table(rows: list[dict], variants: list[str]) -> None:
             cells = [np.mean([r[name] for r in sel if name in r]) if any(name in r for r in sel) else float("nan")
                      for name in REGIONS]
             print(f"{clip:<28} {v:<10} " + " ".join(f"{c:10.2f}" for c in cells))
+    print("\nhead (targets with a head, every source): PSNR dB / SSIM / detail (Laplacian, render ÷ real):")
+    for clip in clips:
+        for v in variants:
+            scores = [h for r in rows if r["clip"] == clip and r["variant"] == v for h in r["head"]]
+            if scores:
+                p, q, d = np.mean(scores, axis=0)
+                print(f"{clip:<28} {v:<10} {p:6.2f} / {q:.3f} / {d:.2f}   ({len(scores)} targets)")
 
 
 def summary(rows: list[dict], variants: list[str]) -> None:
@@ -467,7 +501,8 @@ def main() -> None:
                         help="the filter's radius (frames each side; `retarget video --temporal-strength`, default 2)")
     parser.add_argument("--pictures", type=Path, default=None, help="write source/identity/render/real strips here")
     parser.add_argument("--speed", action="store_true", help="also time source work and per-frame rendering")
-    parser.add_argument("--regions", action="store_true", help="also print the ΔE of every body region")
+    parser.add_argument("--regions", action="store_true",
+                        help="also print the ΔE of every body region, and the head's PSNR / SSIM / detail")
     parser.add_argument("--steady", type=float, default=0.8,
                         help="`retarget video --steady` applied after the filter (warp error, dE, SSIM); 0: skip")
     args = parser.parse_args()

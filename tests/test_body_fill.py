@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -233,14 +235,15 @@ def test_part_nearest_fill_stays_inside_labels_and_copies_known_values():
     assert set(out[0, 0, :, 4:].unique().tolist()) == {values[0, 0, 2, 5].item(), values[0, 0, 6, 6].item()}
 
 
-def _quality_bench():
-    """bench/quality.py as a module."""
+def _quality_bench(name: str = "quality"):
+    """bench/<name>.py as a module."""
     import importlib.util
 
     from conftest import REPO
 
-    spec = importlib.util.spec_from_file_location("quality_bench", REPO / "bench" / "quality.py")
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", REPO / "bench" / f"{name}.py")
     bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # its dataclasses look their module up there
     spec.loader.exec_module(bench)
     return bench
 
@@ -561,3 +564,26 @@ def test_a_magnified_part_is_completed_from_its_own_pixels_not_speckled():
     assert (state.coverage[0, 0, r0:r0 + 31, c0:c0 + 31] > 0.5).float().mean() < 0.2  # the splat: a lattice
     splat_only = ops.body_completion(state.source_xy_textures, state.coverage, layout)  # what it was before
     assert error(splat_only.xy).mean() > 5.0
+
+
+def test_real_bench_head_scores_see_speckle_and_need_a_head():
+    """bench/real.py's head reading: the truth scores SSIM 1 and detail 1; dark specks over the face raise the
+    detail above 1 and lower SSIM and PSNR; a target with too small a head has no score."""
+    bench = _quality_bench("real")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:64, 0:64] / 63.0
+    real = np.stack([0.6 + 0.2 * x, 0.5 + 0.1 * y, 0.4 + 0 * x], axis=2).astype(np.float32)
+    parts = np.zeros((64, 64), np.int64)
+    parts[10:50, 12:52] = 23
+    psnr, ssim, detail = bench.head_scores(real, real, parts)
+    assert psnr > 100 and ssim == pytest.approx(1.0) and detail == pytest.approx(1.0)
+    specks = real.copy()
+    specks[(rng.random((64, 64)) < 0.05) & (parts > 0)] = 0.1
+    p2, s2, d2 = bench.head_scores(specks, real, parts)
+    assert d2 > 3.0 and s2 < 0.9 and p2 < 30
+    outside = real.copy()
+    outside[parts == 0] = 0.0  # only head pixels count
+    assert bench.head_scores(outside, real, parts)[0] > 100
+    small = np.zeros_like(parts)
+    small[:5, :5] = 24
+    assert bench.head_scores(real, real, small) is None
