@@ -55,25 +55,24 @@ sys.path.insert(0, str(REPO))
 
 LIMB_GROUPS = ((15, 17), (16, 18), (19, 21), (20, 22), (7, 9), (8, 10), (11, 13), (12, 14))
 
-#: Real photos per split: (split, name, photo path, IUV path, IUV in PIL channel order) relative to ``--real``.
+#: Real photos per split: (split, name, photo path, IUV path) relative to ``--real``; the ``pose-with-style`` IUV
+#: files are in PIL channel order (R = I), which ``read_iuv_png`` recognises.
 REAL_PHOTOS = (
-    ("tuning", "taichi1-263", "dwnet-taichi/clip1/rgb/0000263.png", "dwnet-taichi/clip1/iuv/0000263_IUV.png", False),
-    ("tuning", "taichi1-278", "dwnet-taichi/clip1/rgb/0000278.png", "dwnet-taichi/clip1/iuv/0000278_IUV.png", False),
+    ("tuning", "taichi1-263", "dwnet-taichi/clip1/rgb/0000263.png", "dwnet-taichi/clip1/iuv/0000263_IUV.png"),
+    ("tuning", "taichi1-278", "dwnet-taichi/clip1/rgb/0000278.png", "dwnet-taichi/clip1/iuv/0000278_IUV.png"),
     ("tuning", "pws-blouse", "pose-with-style/fashionWOMENBlouses_Shirtsid0000635004_1front.png",
-     "pose-with-style/fashionWOMENBlouses_Shirtsid0000635004_1front_iuv.png", True),
-    ("held-out", "fashion2-146", "dwnet-fashion/clip2/rgb/frame146.png", "dwnet-fashion/clip2/iuv/frame146_IUV.png",
-     False),
-    ("held-out", "fashion2-157", "dwnet-fashion/clip2/rgb/frame157.png", "dwnet-fashion/clip2/iuv/frame157_IUV.png",
-     False),
-    ("held-out", "taichi2-000", "dwnet-taichi/clip2/rgb/0000000.png", "dwnet-taichi/clip2/iuv/0000000_IUV.png", False),
-    ("held-out", "taichi2-011", "dwnet-taichi/clip2/rgb/0000011.png", "dwnet-taichi/clip2/iuv/0000011_IUV.png", False),
+     "pose-with-style/fashionWOMENBlouses_Shirtsid0000635004_1front_iuv.png"),
+    ("held-out", "fashion2-146", "dwnet-fashion/clip2/rgb/frame146.png", "dwnet-fashion/clip2/iuv/frame146_IUV.png"),
+    ("held-out", "fashion2-157", "dwnet-fashion/clip2/rgb/frame157.png", "dwnet-fashion/clip2/iuv/frame157_IUV.png"),
+    ("held-out", "taichi2-000", "dwnet-taichi/clip2/rgb/0000000.png", "dwnet-taichi/clip2/iuv/0000000_IUV.png"),
+    ("held-out", "taichi2-011", "dwnet-taichi/clip2/rgb/0000011.png", "dwnet-taichi/clip2/iuv/0000011_IUV.png"),
     ("held-out", "pws-dress-back", "pose-with-style/fashionWOMENDressesid0000262902_3back.png",
-     "pose-with-style/fashionWOMENDressesid0000262902_3back_iuv.png", True),
+     "pose-with-style/fashionWOMENDressesid0000262902_3back_iuv.png"),
     ("held-out", "pws-skirt", "pose-with-style/fashionWOMENSkirtsid0000177102_1front.png",
-     "pose-with-style/fashionWOMENSkirtsid0000177102_1front_iuv.png", True),
-    ("held-out", "tiktok-0043", "hdnet-tiktok/0043_img.png", "hdnet-tiktok/0043_dp.png", False),
+     "pose-with-style/fashionWOMENSkirtsid0000177102_1front_iuv.png"),
+    ("held-out", "tiktok-0043", "hdnet-tiktok/0043_img.png", "hdnet-tiktok/0043_dp.png"),
     ("held-out", "vid2vid-100", "imaginaire-vid2vid-pose/rgb/frame000100.jpg",
-     "imaginaire-vid2vid-pose/iuv/frame000100.png", False),
+     "imaginaire-vid2vid-pose/iuv/frame000100.png"),
 )
 SPLITS = ("tuning", "held-out")
 #: Side of the square crops the real photos are resized to.
@@ -116,14 +115,11 @@ def real_cases(real: Path, split: str, folder: Path, min_pixels: int):
     from retarget.io.iuv import read_iuv_png
     from retarget.uvmap import iuv_to_uv
 
-    for photo_split, name, photo_rel, iuv_rel, pil_order in REAL_PHOTOS:
+    for photo_split, name, photo_rel, iuv_rel in REAL_PHOTOS:
         if photo_split != split or not (real / photo_rel).is_file() or not (real / iuv_rel).is_file():
             continue
         image = cv2.imread(str(real / photo_rel), cv2.IMREAD_COLOR)
-        if pil_order:  # R = I, G = U, B = V: read by cv2 as [V, U, I]
-            iuv = np.ascontiguousarray(cv2.imread(str(real / iuv_rel), cv2.IMREAD_COLOR)[..., ::-1])
-        else:
-            iuv = read_iuv_png(real / iuv_rel)
+        iuv = read_iuv_png(real / iuv_rel)
         image, iuv = person_crop(image, iuv)
         photo_path, uv_path = folder / f"{name}.png", folder / f"{name}.npy"
         cv2.imwrite(str(photo_path), image)

@@ -80,16 +80,15 @@ def _number(path: Path) -> int | None:
 
 
 def read_iuv(path: Path) -> np.ndarray:
-    """``(H, W, 3) uint8 [I, U, V]`` from a DensePose IUV PNG in cv2 order (B = I) or PIL order (R = I)."""
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if raw is None or raw.ndim != 3 or raw.dtype != np.uint8:
-        raise SystemExit(f"error: {path}: not an 8-bit colour IUV PNG")
-    raw = raw[..., :3]
-    if raw[..., 0].max() <= 24:
-        return np.ascontiguousarray(raw)  # B, G, R = I, U, V
-    if raw[..., 2].max() <= 24:
-        return np.ascontiguousarray(raw[..., ::-1])  # PIL order: R, G, B = I, U, V
-    raise SystemExit(f"error: {path}: no channel holds DensePose part indices (0..24)")
+    """``(H, W, 3) uint8 [I, U, V]`` from a DensePose IUV PNG in DensePose's order (B = I) or PIL's (R = I), as
+    ``retarget`` reads it (:func:`densepose_adapter.iuv.read_iuv_png`)."""
+    from densepose_adapter.errors import InputError
+    from densepose_adapter.iuv import read_iuv_png
+
+    try:
+        return read_iuv_png(path)
+    except InputError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 @dataclass

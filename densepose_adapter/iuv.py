@@ -3,6 +3,8 @@
 In memory an IUV image is ``(H, W, 3) uint8`` with channels ``[I, U, V]`` (I = part 0..24, 0 =
 background; U and V 0..255); on disk, as DensePose writes it, B = I, G = U, R = V, which is exactly
 the channel order ``cv2.imread`` / ``cv2.imwrite`` use, so ``cv2.imwrite("x_IUV.png", iuv)`` exports one.
+Tools that save the ``(I, U, V)`` stack with PIL or imageio write the reverse (R = I, G = U, B = V);
+:func:`read_iuv_png` recognises those files by their red channel (:func:`iuv_from_png_channels`).
 Problems raise :class:`densepose_adapter.errors.InputError` with a one-line message naming the file.
 """
 
@@ -34,6 +36,28 @@ def check_iuv(iuv: np.ndarray, name: str = "IUV array") -> np.ndarray:
     return iuv
 
 
+def iuv_from_png_channels(image: np.ndarray, name: str = "IUV image") -> np.ndarray:
+    """``[I, U, V]`` of an IUV PNG decoded by OpenCV (``(H, W, 3) uint8`` in B, G, R order).
+
+    DensePose's own files hold I in blue (B = I, G = U, R = V: returned as they are). Files written from an
+    ``(I, U, V)`` stack by PIL or imageio hold I in red (R = I, G = U, B = V: returned reversed). Red is taken
+    as I only when blue cannot be (a value above 24), red can (none above 24), and red is non-zero on every
+    pixel where any channel is (background is 0 in all three, a body pixel has a part): a DensePose-order
+    file with a damaged I channel is refused rather than read with V as the part.
+
+    Raises:
+        InputError: neither blue nor red holds part indices.
+    """
+    blue, red = image[..., 0], image[..., 2]
+    if blue.max() <= 24:
+        return image
+    if red.max() <= 24 and not ((red == 0) & image.any(axis=2)).any():
+        return np.ascontiguousarray(image[..., ::-1])
+    raise InputError(f"{name}: not a DensePose IUV image (part index I up to 24 expected in the blue channel, "
+                     f"as DensePose writes it, or in the red channel; found {int(blue.max())} and "
+                     f"{int(red.max())})")
+
+
 #: Largest IUV image read when its size is not known in advance (PIL's hard limit for photos, 3 bytes a pixel).
 MAX_IUV_PIXELS = 180_000_000
 
@@ -51,11 +75,12 @@ def read_iuv_png(path: str | Path, *, size: tuple[int, int] | None = None, size_
         max_pixels: largest accepted width x height.
 
     Returns:
-        ``(H, W, 3) uint8`` with channels ``[I, U, V]`` (I = part 0..24, U and V 0..255).
+        ``(H, W, 3) uint8`` with channels ``[I, U, V]`` (I = part 0..24, U and V 0..255), from a file in
+        DensePose's channel order or in the reverse one (:func:`iuv_from_png_channels`).
 
     Raises:
         InputError: missing/unreadable file (or not a regular file), too large, not 8-bit 3-channel,
-            or part index above 24.
+            or no channel of part indices.
     """
     import os
     import stat
@@ -93,4 +118,4 @@ def read_iuv_png(path: str | Path, *, size: tuple[int, int] | None = None, size_
         channels = 1 if image.ndim == 2 else image.shape[2]
         raise InputError(f"{path}: an IUV PNG must be 8-bit with 3 channels, got {image.dtype} with "
                          f"{channels} channel(s)")
-    return check_iuv(image, str(path))
+    return check_iuv(iuv_from_png_channels(image, str(path)), str(path))

@@ -168,6 +168,55 @@ def test_iuv_png_round_trip_and_channel_order(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x_IUV.png"]  # no temp files left
 
 
+def _iuv_with_zero_uv(h: int = 12, w: int = 10) -> np.ndarray:
+    """``[I, U, V]`` with a background column, parts 1..24 and U, V spanning 0..255 (zeros on the body too)."""
+    rng = np.random.default_rng(3)
+    iuv = np.zeros((h, w, 3), np.uint8)
+    iuv[:, 1:, 0] = rng.integers(1, 25, (h, w - 1))
+    iuv[:, 1:, 1:] = rng.integers(0, 256, (h, w - 1, 2))
+    iuv[0, 1:, 1:] = 0  # U = V = 0 on body pixels (DensePose truncates to 0 at chart edges)
+    return iuv
+
+
+def test_iuv_png_in_pil_channel_order_is_read(tmp_path):
+    """Files saved from an (I, U, V) stack by PIL or imageio hold R = I, G = U, B = V: read as [I, U, V]."""
+    from PIL import Image
+
+    iuv = _iuv_with_zero_uv()
+    path = tmp_path / "pil_iuv.png"
+    Image.fromarray(iuv).save(path)  # PIL writes channel 0 as red
+    assert cv2.imread(str(path))[..., 2].max() <= 24  # what OpenCV sees: I in red
+    np.testing.assert_array_equal(read_iuv_png(path), iuv)
+    assert main(["convert-iuv", str(path), "-o", str(tmp_path / "pil.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "pil.npy"), iuv_to_uv(iuv))
+
+
+def test_iuv_png_red_channel_not_taken_for_parts_when_it_cannot_be(tmp_path):
+    """A DensePose-order file with a damaged I channel stays refused even where its V (red) is ≤ 24: red is
+    0 on body pixels, which a part channel never is."""
+    iuv = _iuv_with_zero_uv()
+    iuv[..., 2] = np.where(iuv[..., 0] > 0, iuv[..., 2] % 25, 0)  # V ≤ 24, still 0 on some body pixels
+    iuv[3, 4, 0] = 30
+    path = tmp_path / "damaged_IUV.png"
+    cv2.imwrite(str(path), iuv)
+    with pytest.raises(InputError, match=r"damaged_IUV.png: not a DensePose IUV image .*blue channel.*red "
+                                         r"channel; found 30 and 24"):
+        read_iuv_png(path)
+
+
+def test_pose_with_style_iuv_read_in_its_order():
+    """The shared pose-with-style IUV (PIL order, see its PROVENANCE.md) reads with I in 0..24, every body pixel
+    with a part, and U and V in the channels its provenance verified (G = U, B = V)."""
+    folder = require_shared(SAMPLES.parent / "real" / "pose-with-style")
+    files = sorted(folder.glob("*_iuv.png"))
+    assert files
+    for png in files:
+        raw = cv2.imread(str(png))
+        iuv = read_iuv_png(png)
+        np.testing.assert_array_equal(iuv, raw[..., ::-1])
+        assert iuv[..., 0].max() == 24 and ((iuv[..., 0] == 0) <= (iuv[..., 1:] == 0).all(axis=2)).all()
+
+
 def test_iuv_png_errors(tmp_path):
     with pytest.raises(InputError, match="not found"):
         read_iuv_png(tmp_path / "missing.png")
