@@ -152,13 +152,35 @@ def placeholder(height: int, width: int, text: str) -> np.ndarray:
     return out
 
 
+#: Caption font scale of :func:`labelled` and the height of one caption line.
+CAPTION_SCALE, CAPTION_LINE = 0.45, 16
+
+
+def wrap_caption(label: str, width: int, scale: float = CAPTION_SCALE) -> list[str]:
+    """``label`` broken at spaces into lines of at most ``width`` pixels when drawn at ``scale`` (a single
+    word longer than that stays whole on its own line)."""
+    lines: list[str] = []
+    for word in label.split():
+        candidate = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(candidate, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] <= width:
+            lines[-1] = candidate
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def labelled(image: np.ndarray, label: str, height: int = 192, bar: int = 22, nearest: bool = False) -> np.ndarray:
-    """``image`` scaled to ``height`` under a caption bar."""
+    """``image`` scaled to ``height`` under a caption bar; a caption wider than the image is wrapped over
+    more lines (the bar grows by :data:`CAPTION_LINE` a line) instead of widening the tile."""
     tile = fit(image, height, nearest)
-    width = max(tile.shape[1], 8 * len(label) + 10)
+    width = max(tile.shape[1], 120)
+    lines = wrap_caption(label, width - 10)
+    width = max(width, max(cv2.getTextSize(x, cv2.FONT_HERSHEY_SIMPLEX, CAPTION_SCALE, 1)[0][0] for x in lines) + 10)
+    bar += CAPTION_LINE * (len(lines) - 1)
     out = np.full((height + bar, width, 3), 32, np.uint8)
     out[bar:, :tile.shape[1]] = tile
-    _text(out, label, (5, bar - 7))
+    for k, line in enumerate(lines):
+        _text(out, line, (5, 15 + CAPTION_LINE * k), CAPTION_SCALE)
     return out
 
 
@@ -171,7 +193,8 @@ def contact_sheet(tiles: list[tuple[str, np.ndarray]], title: str = "", height: 
     rows = (len(cells) + columns - 1) // columns
     gap, head = 6, (28 if title else 0)
     cols = min(columns, len(cells))
-    sheet = np.full((head + rows * (ch + gap) + gap, cols * (cw + gap) + gap, 3), 18, np.uint8)
+    title_width = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, 0.55, 1)[0][0] + 2 * gap if title else 0
+    sheet = np.full((head + rows * (ch + gap) + gap, max(cols * (cw + gap) + gap, title_width), 3), 18, np.uint8)
     if title:
         _text(sheet, title, (gap, 20), 0.55)
     for k, cell in enumerate(cells):
