@@ -1,7 +1,8 @@
 """Tolerances of engine-vs-torch comparisons, one per inference precision (issue 24).
 
-OpenVINO runs at the precision it is asked for (``compile_cpu`` always passes ``INFERENCE_PRECISION_HINT``);
-on a CPU without native bf16 a ``bf16`` request runs f32, so the same test passes there with room to spare.
+OpenVINO runs at the precision it is asked for (``compile_cpu`` always passes ``INFERENCE_PRECISION_HINT``)
+where it can: a ``bf16`` request runs f32 on a CPU without AVX-512 (its CPU plugin grants bf16 on any AVX-512 CPU,
+emulated where the CPU has no AVX512-BF16), so the same test passes there with room to spare.
 What keeps the bf16 tolerance honest on every CPU is :func:`torch_bf16_error`: torch runs bf16 on any
 CPU (emulated where not native), and ``test_engine.py::test_bf16_tolerance_covers_bf16_and_f32_catches_it``
 checks that this error is within the bf16 tolerance and outside the f32 one. So an f32 comparison that
