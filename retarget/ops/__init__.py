@@ -13,6 +13,7 @@ from retarget.ops.fill import (
     part_nearest_fill,
     surface_nearest_fill,
 )
+from retarget.ops.leaks import background_leaks, near_silhouette, read_flags
 from retarget.ops.photo import nearest_splat, read_seen, render_from_photo, sample_image
 from retarget.ops.raster import rasterize_to_texture
 from retarget.ops.warp import (
@@ -26,6 +27,7 @@ from retarget.ops.warp import (
 __all__ = [
     "BACKGROUND_UV",
     "BodyCompletion",
+    "background_leaks",
     "batched_meshgrid",
     "body_colour_texture",
     "body_completion",
@@ -34,11 +36,13 @@ __all__ = [
     "coordinates_to_target",
     "inverse_grid_sample",
     "make_meshgrid",
+    "near_silhouette",
     "nearest_splat",
     "nearest_fill",
     "part_nearest_fill",
     "rasterize_to_texture",
     "surface_nearest_fill",
+    "read_flags",
     "read_seen",
     "render_from_photo",
     "render_target",

@@ -97,29 +97,33 @@ def read_seen(seen: torch.Tensor, uv: torch.Tensor, fold: float) -> torch.Tensor
     Returns:
         ``(N, C, H, W)``.
     """
-    xy, rest = _read_seen(seen, safe_grid(uv).permute(0, 2, 3, 1), fold)
+    xy, rest, _ = _read_seen(seen, safe_grid(uv).permute(0, 2, 3, 1), fold)
     return torch.cat([xy, rest], dim=1)
 
 
-def _read_seen(seen: torch.Tensor, grid: torch.Tensor, fold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`read_seen` at a ``grid_sample`` grid: ``(xy, further channels)``."""
+def _read_seen(seen: torch.Tensor, grid: torch.Tensor, fold: float
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`read_seen` at a ``grid_sample`` grid: ``(xy, further channels, every channel read nearest)``."""
     n = grid.shape[0]
     smooth = F.grid_sample(seen.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
                            align_corners=False)
     # all channels: a channel slice of a large texture would be copied to be contiguous, on every call
     nearest = F.grid_sample(seen.expand(n, -1, -1, -1), grid, mode="nearest", padding_mode="zeros",
-                            align_corners=False)[:, :2]
-    folded = (smooth[:, :2] - nearest).abs().amax(dim=1, keepdim=True) > fold
-    return torch.where(folded, nearest, smooth[:, :2]), smooth[:, 2:]
+                            align_corners=False)
+    folded = (smooth[:, :2] - nearest[:, :2]).abs().amax(dim=1, keepdim=True) > fold
+    return torch.where(folded, nearest[:, :2], smooth[:, :2]), smooth[:, 2:], nearest
 
 
 def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Tensor, uv: torch.Tensor,
-                      fold: float) -> tuple[torch.Tensor, torch.Tensor]:
+                      fold: float, leak: torch.Tensor | None = None, rim: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render target poses from the photo where it saw the body, from a colour texture elsewhere.
 
     Per target pixel: ``(x, y, w)`` = :func:`read_seen` of ``seen`` at its UV; the colour is
     ``w · photo(x, y) + (1 − w) · colour texture(uv)`` (:func:`sample_image`, bilinear texture read), and its
-    source coordinate ``(x, y)`` where ``w > 0.5``, else the coordinate texture's.
+    source coordinate ``(x, y)`` where ``w > 0.5``, else the coordinate texture's. With ``leak`` (texels seen
+    only through background DensePose took in, :mod:`retarget.ops.leaks`), ``w`` is 0 where the pixel's
+    texel is flagged, except at the target pixels of ``rim``.
 
     Args:
         photo: ``(1, 3, H, W)`` the photo (its background best replaced by person colours).
@@ -127,6 +131,9 @@ def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Te
         texture: ``(1, 5, Ht, Wt)`` colour texture (3 channels) and completed coordinate texture (x, y).
         uv: ``(N, 2, Ho, Wo)`` target UV (u, v), background ``-10``.
         fold: see :func:`read_seen`.
+        leak: optional ``(1, 1, Hs, Ws)`` bool flag per texel of ``seen``.
+        rim: ``(N, 1, Ho, Wo)`` bool, the target pixels that may read flagged texels (e.g.
+            :func:`retarget.ops.leaks.near_silhouette`); required with ``leak``.
 
     Returns:
         ``(image, target_xy)``: ``(N, 3, Ho, Wo)`` and ``(N, 2, Ho, Wo)``, both 0 on the background
@@ -136,7 +143,13 @@ def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Te
     grid = safe_grid(uv).permute(0, 2, 3, 1)
     colour_xy = F.grid_sample(texture.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
                               align_corners=False)
-    xy, weight = _read_seen(seen, grid, fold)
+    xy, weight, _ = _read_seen(seen, grid, fold)
+    if leak is not None:
+        if rim is None:
+            raise ValueError("leak flags need the target's rim")
+        from retarget.ops.leaks import read_flags_at
+
+        weight = torch.where(~rim & read_flags_at(leak, grid), torch.zeros_like(weight), weight)
     direct = F.grid_sample(photo.expand(n, -1, -1, -1), xy.permute(0, 2, 3, 1), mode="bilinear",
                            padding_mode="border", align_corners=True)
     return torch.lerp(colour_xy[:, :3], direct, weight), torch.where(weight > 0.5, xy, colour_xy[:, 3:])

@@ -11,6 +11,7 @@ All tensors are channel-first; images are RGB float in ``[0, 1]``; UV/xy convent
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,9 @@ class SourceState:
             channels 0-1 where in the photo every texel was seen (x, y); channel 2 its weight, 1 where the
             output is read from the photo there, 0 where it is read from ``pred_textures`` (unseen texels,
             and texels of an edited texture). ``body`` path only.
+        seen_leak: ``(1, 1, Hs, Ws)`` bool, the texels of ``seen`` seen through background DensePose took in
+            (:func:`retarget.ops.background_leaks`: read from the photo only near the target's silhouette).
+            ``body`` path only.
     """
 
     image: torch.Tensor
@@ -110,6 +114,7 @@ class SourceState:
     refiner_source_features: SourceFeatures | None = None
     photo: torch.Tensor | None = None
     seen: torch.Tensor | None = None
+    seen_leak: torch.Tensor | None = None
 
     @property
     def learned(self) -> bool:
@@ -269,6 +274,36 @@ def fill_sampling_gaps(xy_texture: torch.Tensor, coverage: torch.Tensor, uv: tor
     return xy, torch.where(gap, torch.ones_like(coverage), coverage), trusted
 
 
+def refill_leaks(done: ops.BodyCompletion, leak: torch.Tensor, uv: torch.Tensor, coverage: torch.Tensor, layout
+                 ) -> ops.BodyCompletion:
+    """The completion with the texels the photo saw only through background DensePose took in refilled.
+
+    A covered texel whose splat came mostly (≥ half) from pixels of ``leak`` would show the wall behind the
+    person wherever the target pose puts it; it takes instead the coordinate of the nearest texel of its own
+    part that is not such a texel (:func:`retarget.ops.part_nearest_fill`). The rest of the completion — which
+    texels count as seen, what is copied where — is left as it is: the renderer keeps reading those texels
+    from the photo near the target's silhouette (:func:`seen_texture`'s leak channel), where the real frame
+    shows the same wall.
+
+    Args:
+        done: :func:`retarget.ops.body_completion` of the photo; leak: ``(1, 1, H, W)`` bool
+            (:func:`retarget.ops.background_leaks`); uv: ``(1, 2, H, W)`` UV, background ``-10``;
+            coverage: ``(1, 1, Ht, Wt)`` the photo's splat coverage; layout: the texture's
+            :class:`retarget.uvmap.layout.TextureLayout`.
+    """
+    from retarget.uvmap.symmetry import N_PARTS
+
+    if not bool(leak.any()):
+        return done
+    share, _ = ops.inverse_grid_sample(leak.to(uv.dtype), uv, layout.shape)
+    leaky = (share >= 0.5) & (coverage > 0.5)
+    labels = torch.as_tensor(layout.part, device=uv.device)
+    touched = torch.unique(labels[leaky[0, 0]])
+    labels = torch.where(torch.isin(labels, touched), labels, torch.zeros_like(labels))  # only those parts
+    refilled, _ = ops.part_nearest_fill(done.xy, ~leaky & (labels > 0)[None, None], labels, N_PARTS)
+    return dataclasses.replace(done, xy=torch.where(leaky, refilled, done.xy))
+
+
 #: The seen-coordinate texture of the weight-free ``body`` renderer is this many times finer than the
 #: texture (1024² for the default 256² crop), so that the photo's pixels land in texels of their own ...
 SEEN_SCALE = 4
@@ -279,7 +314,8 @@ SEEN_MAX_SIDE = 2048
 SEEN_RADIUS = 1.5
 
 
-def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tensor:
+def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout, leak: torch.Tensor | None = None
+                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Where the photo saw every texel, at :data:`SEEN_SCALE` times the texture's resolution.
 
     Built with :func:`retarget.ops.photo.nearest_splat` from every person pixel's own (x, y): a texel that a
@@ -291,12 +327,15 @@ def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tensor:
 
     Args:
         uv: ``(1, 2, H, W)`` source UV, background ``-10``; mask: ``(1, 1, H, W)`` person mask;
-        layout: :class:`retarget.uvmap.layout.TextureLayout` of the texture (``(Ht, Wt)``).
+        layout: :class:`retarget.uvmap.layout.TextureLayout` of the texture (``(Ht, Wt)``);
+        leak: optional ``(1, 1, H, W)`` bool, pixels that show background DensePose took in
+            (:func:`retarget.ops.background_leaks`).
 
     Returns:
         ``(1, 3, s·Ht, s·Wt)``: coordinates (x, y) in the photo, then a weight: 1 where a person pixel of the
         texel's own part lies within :data:`SEEN_RADIUS` texels of the texture or a triangle of its part
-        covers it, else 0.
+        covers it, else 0. With ``leak``: ``(that, flags)``, ``flags`` ``(1, 1, s·Ht, s·Wt)`` bool where the
+        texel's pixel (or, between pixels, the triangle's corners, interpolated, above one half) is flagged.
     """
     from retarget.ops.raster import MAX_EDGE
 
@@ -304,6 +343,8 @@ def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tensor:
     scale = max(1, min(SEEN_SCALE, SEEN_MAX_SIDE // max(th, tw)))
     h, w = uv.shape[2:]
     grid = ops.batched_meshgrid(1, h, w, like=uv)
+    if leak is not None:
+        grid = torch.cat([grid, leak.to(grid)], 1)
     xy, distance, owner = ops.nearest_splat(grid, uv, mask, (th * scale, tw * scale))
     texel_part = np.repeat(np.repeat(layout.part, scale, axis=0), scale, axis=1)
     part = pixel_parts(uv, mask, layout)
@@ -314,9 +355,11 @@ def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tensor:
     drawn, covered = ops.rasterize_to_texture(torch.cat([grid, labels], 1), uv, mask, (th * scale, tw * scale), part,
                                               max_edge=MAX_EDGE * scale, offset=0.5)
     texel_label = torch.from_numpy(texel_part).to(uv)[None, None]
-    between = covered & (distance > 0) & (texel_label > 0) & ((drawn[:, 2:] - texel_label).abs() < 0.5)
-    xy = torch.where(between, drawn[:, :2], xy)
+    between = covered & (distance > 0) & (texel_label > 0) & ((drawn[:, -1:] - texel_label).abs() < 0.5)
+    xy = torch.where(between, drawn[:, :-1], xy)
     weight = torch.where(between, torch.ones_like(weight), weight)
+    if leak is not None:
+        return torch.cat([xy[:, :2], weight], dim=1), xy[:, 2:3] > 0.5
     return torch.cat([xy, weight], dim=1)
 
 
@@ -367,11 +410,13 @@ def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None 
 
         layout = texture_layout(th, tw)
         extended = extend_person(image, mask)
+        leak = ops.background_leaks(image, mask, pixel_parts(uv, mask, layout))
         body_xy, body_coverage, trusted = fill_sampling_gaps(xy_texture, coverage, uv, mask, layout)
         done = ops.body_completion(body_xy, body_coverage, layout, trusted=trusted, colours=extended)
+        done = refill_leaks(done, leak, uv, coverage, layout)
         completed = done.xy
         pred_textures = ops.body_colour_texture(extended, done, torch.as_tensor(layout.part, device=image.device))
-        seen = seen_texture(uv, mask, layout)
+        seen, seen_leak = seen_texture(uv, mask, layout, leak)
 
     background = image[0].flatten(1)[:, mask[0, 0].flatten() < 0.5]
     background_rgb = background.median(dim=1).values if background.shape[1] else image.new_ones(3)
@@ -381,7 +426,7 @@ def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None 
                         completed_xy=completed, pred_textures=pred_textures, background_rgb=background_rgb,
                         inpainter_raw=inpainter_raw)
     if not learned and fill == "body":
-        state.photo, state.seen = extended, seen
+        state.photo, state.seen, state.seen_leak = extended, seen, seen_leak
     if learned:
         state.refiner_source_input = torch.cat([image, uv, mask, image_grid], dim=1)
         state.refiner_source_features = models.refiner.encode_source(state.refiner_source_input)
@@ -436,10 +481,13 @@ def _render_from_photo(state: SourceState, uv: torch.Tensor) -> tuple[torch.Tens
     Where the photo saw the texel (the weight of ``seen``, sampled bilinearly: a soft edge), the pixel is read
     from the photo at the seen coordinate (:func:`retarget.ops.render_from_photo`, :data:`SEEN_FOLD_PX`);
     elsewhere from the colour texture, as before (``target_xy`` there: the completed coordinate texture's).
+    Texels seen only through background DensePose took in are read from the photo by target pixels near the
+    target's silhouette only (:func:`retarget.ops.near_silhouette`), elsewhere from the colour texture.
     """
     textures = torch.cat([state.pred_textures, state.completed_xy], dim=1)
+    rim = ops.near_silhouette(uv) if state.seen_leak is not None else None
     return ops.render_from_photo(state.photo, state.seen, textures, uv,
-                                 SEEN_FOLD_PX * 2.0 / (max(state.image.shape[-2:]) - 1))
+                                 SEEN_FOLD_PX * 2.0 / (max(state.image.shape[-2:]) - 1), leak=state.seen_leak, rim=rim)
 
 
 @dataclass
