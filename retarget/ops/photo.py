@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from retarget.ops.coords import check_single_photo
+from retarget.ops.leaks import read_flags_at
 from retarget.ops.raster import largest_per_index
 from retarget.ops.warp import safe_grid
 
@@ -97,21 +98,20 @@ def read_seen(seen: torch.Tensor, uv: torch.Tensor, fold: float) -> torch.Tensor
     Returns:
         ``(N, C, H, W)``.
     """
-    xy, rest, _ = _read_seen(seen, safe_grid(uv).permute(0, 2, 3, 1), fold)
+    xy, rest = _read_seen(seen, safe_grid(uv).permute(0, 2, 3, 1), fold)
     return torch.cat([xy, rest], dim=1)
 
 
-def _read_seen(seen: torch.Tensor, grid: torch.Tensor, fold: float
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`read_seen` at a ``grid_sample`` grid: ``(xy, further channels, every channel read nearest)``."""
+def _read_seen(seen: torch.Tensor, grid: torch.Tensor, fold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`read_seen` at a ``grid_sample`` grid: ``(xy, further channels)``."""
     n = grid.shape[0]
     smooth = F.grid_sample(seen.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
                            align_corners=False)
     # all channels: a channel slice of a large texture would be copied to be contiguous, on every call
     nearest = F.grid_sample(seen.expand(n, -1, -1, -1), grid, mode="nearest", padding_mode="zeros",
-                            align_corners=False)
-    folded = (smooth[:, :2] - nearest[:, :2]).abs().amax(dim=1, keepdim=True) > fold
-    return torch.where(folded, nearest[:, :2], smooth[:, :2]), smooth[:, 2:], nearest
+                            align_corners=False)[:, :2]
+    folded = (smooth[:, :2] - nearest).abs().amax(dim=1, keepdim=True) > fold
+    return torch.where(folded, nearest, smooth[:, :2]), smooth[:, 2:]
 
 
 def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Tensor, uv: torch.Tensor,
@@ -143,12 +143,10 @@ def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Te
     grid = safe_grid(uv).permute(0, 2, 3, 1)
     colour_xy = F.grid_sample(texture.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
                               align_corners=False)
-    xy, weight, _ = _read_seen(seen, grid, fold)
+    xy, weight = _read_seen(seen, grid, fold)
     if leak is not None:
         if rim is None:
             raise ValueError("leak flags need the target's rim")
-        from retarget.ops.leaks import read_flags_at
-
         weight = torch.where(~rim & read_flags_at(leak, grid), torch.zeros_like(weight), weight)
     direct = F.grid_sample(photo.expand(n, -1, -1, -1), xy.permute(0, 2, 3, 1), mode="bilinear",
                            padding_mode="border", align_corners=True)
