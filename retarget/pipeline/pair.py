@@ -282,7 +282,7 @@ def refill_leaks(done: ops.BodyCompletion, leak: torch.Tensor, uv: torch.Tensor,
     person wherever the target pose puts it; it takes instead the coordinate of the nearest texel of its own
     part that is not such a texel (:func:`retarget.ops.part_nearest_fill`). The rest of the completion — which
     texels count as seen, what is copied where — is left as it is: the renderer keeps reading those texels
-    from the photo near the target's silhouette (:func:`seen_texture`'s leak channel), where the real frame
+    from the photo near the target's silhouette (``SourceState.seen_leak``), where the real frame
     shows the same wall.
 
     Args:
