@@ -71,16 +71,16 @@ def test_depth_scales_with_the_image():
 
 
 def test_near_silhouette_is_a_band_of_the_scaled_depth():
-    uv = torch.full((1, 2, SIZE, SIZE), -10.0)
-    uv[:, :, 60:200, 80:180] = 0.0
-    uv[:, :, 0:30, 0:30] = 0.0  # touching the image's corner: the border is not background
-    rim = near_silhouette(uv)[0, 0].numpy()
+    mask = torch.zeros(1, 1, SIZE, SIZE)
+    mask[..., 60:200, 80:180] = 1.0
+    mask[..., 0:30, 0:30] = 1.0  # touching the image's corner: the border is not background
+    rim = near_silhouette(mask)[0, 0].numpy()
     r = int(np.ceil(LEAK_DEPTH))
     inner = np.zeros_like(rim)
     inner[60 + r:200 - r, 80 + r:180 - r] = True
     assert rim[60:200, 80:180].sum() == 140 * 100 - inner.sum() and not rim[inner].any()
     assert not rim[:30 - r, :30 - r].any() and rim[29, 0] and rim[0, 29] and not rim[50, 50]
-    assert near_silhouette(uv[..., ::2, ::2])[0, 0].numpy()[30:100, 40:90].sum() == 70 * 50 - 68 * 48
+    assert near_silhouette(mask[..., ::2, ::2])[0, 0].numpy()[30:100, 40:90].sum() == 70 * 50 - 68 * 48
 
 
 def test_renderer_reads_flagged_texels_only_at_the_rim():
@@ -110,10 +110,12 @@ def test_renderer_reads_flagged_texels_only_at_the_rim():
 
 
 def test_read_flags_takes_the_texel_each_uv_falls_in():
+    from retarget.ops.leaks import read_flags_at
+
     flags = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
     flags[0, 0, 1, 2] = True  # texel (row 1, column 2): u in (0, 0.5), v in (-0.5, 0)
     uv = torch.tensor([[0.25, -0.25], [0.01, -0.49], [0.49, -0.01], [-0.25, -0.25], [0.25, 0.25], [-10.0, -10.0]])
-    got = ops.read_flags(flags, uv.T.reshape(1, 2, 1, 6))[0, 0, 0].tolist()
+    got = read_flags_at(flags, uv.reshape(1, 1, 6, 2))[0, 0, 0].tolist()
     assert got == [True, True, True, False, False, False]
 
 

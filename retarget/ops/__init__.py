@@ -13,7 +13,7 @@ from retarget.ops.fill import (
     part_nearest_fill,
     surface_nearest_fill,
 )
-from retarget.ops.leaks import background_leaks, near_silhouette, read_flags
+from retarget.ops.leaks import background_leaks, near_silhouette
 from retarget.ops.photo import nearest_splat, read_seen, render_from_photo, sample_image
 from retarget.ops.raster import rasterize_to_texture
 from retarget.ops.warp import (
@@ -42,7 +42,6 @@ __all__ = [
     "part_nearest_fill",
     "rasterize_to_texture",
     "surface_nearest_fill",
-    "read_flags",
     "read_seen",
     "render_from_photo",
     "render_target",

@@ -92,18 +92,18 @@ def background_leaks(image: torch.Tensor, mask: torch.Tensor, part: np.ndarray, 
     return torch.from_numpy(flagged)[None, None].to(mask.device)
 
 
-def near_silhouette(uv: torch.Tensor, depth: float = LEAK_DEPTH) -> torch.Tensor:
+def near_silhouette(mask: torch.Tensor, depth: float = LEAK_DEPTH) -> torch.Tensor:
     """Target pixels within ``depth`` pixels (scaled as in :func:`background_leaks`; square neighbourhood) of
     the background (the image border does not count as background).
 
     Args:
-        uv: ``(N, 2, H, W)`` target UV, background ``-10``.
+        mask: ``(N, 1, H, W)`` target person mask (``> 0.5``), e.g. :func:`retarget.ops.split_uv_mask`'s.
 
     Returns:
         ``(N, 1, H, W)`` bool, False on the background.
     """
-    person = (uv[:, :1] > -5) & (uv[:, 1:] > -5)
-    r = max(1, int(np.ceil(_depth_pixels(*uv.shape[-2:], depth))))
+    person = mask > 0.5
+    r = max(1, int(np.ceil(_depth_pixels(*mask.shape[-2:], depth))))
     outside = F.pad((~person).to(torch.uint8), (r, r, r, r), value=0)  # the image border is not background
     # a square neighbourhood as two 1-D passes (max over rows, then columns): ~10x cheaper than one 2-D pool
     rows = torch.stack([outside[..., i:i + outside.shape[-2] - 2 * r, :] for i in range(2 * r + 1)]).amax(dim=0)
@@ -111,18 +111,12 @@ def near_silhouette(uv: torch.Tensor, depth: float = LEAK_DEPTH) -> torch.Tensor
     return person & (near > 0)
 
 
-def read_flags(flags: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-    """``flags`` (``(1, 1, Hs, Ws)`` bool texture) at the texel each UV falls in (the nearest texel centre,
-    ``align_corners=False``); ``(N, 1, H, W)`` bool, False on the background (UV outside [-1, 1])."""
-    from retarget.ops.warp import safe_grid
-
-    return read_flags_at(flags, safe_grid(uv).permute(0, 2, 3, 1))
-
-
 def read_flags_at(flags: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """:func:`read_flags` at a ``grid_sample`` grid ``(N, H, W, 2)`` (one nearest ``grid_sample``)."""
+    """``flags`` (``(1, 1, Hs, Ws)`` bool texture) at the texel each point of a ``grid_sample`` grid
+    ``(N, H, W, 2)`` falls in (the nearest texel centre, ``align_corners=False``; one nearest ``grid_sample``);
+    ``(N, 1, H, W)`` bool, False outside [-1, 1] (the background's UV)."""
     values = flags.to(grid.dtype).expand(grid.shape[0], -1, -1, -1)
     return F.grid_sample(values, grid, mode="nearest", padding_mode="zeros", align_corners=False) > 0.5
 
 
-__all__ = ["LEAK_CONTRAST", "LEAK_DEPTH", "background_leaks", "near_silhouette", "read_flags", "read_flags_at"]
+__all__ = ["LEAK_CONTRAST", "LEAK_DEPTH", "background_leaks", "near_silhouette", "read_flags_at"]

@@ -231,11 +231,12 @@ def copyable_texels(uv: torch.Tensor, mask: torch.Tensor, layout) -> torch.Tenso
     Returns:
         ``(1, 1, Ht, Wt)`` bool.
     """
-    return _copyable(inside_part_pixels(uv, mask, layout)[1], uv, layout)
+    return _mostly_from(inside_part_pixels(uv, mask, layout)[1], uv, layout)
 
 
-def _copyable(inside: np.ndarray, uv: torch.Tensor, layout) -> torch.Tensor:
-    indicator = torch.as_tensor(inside, dtype=uv.dtype, device=uv.device)[None, None]
+def _mostly_from(pixels: np.ndarray | torch.Tensor, uv: torch.Tensor, layout) -> torch.Tensor:
+    """``(1, 1, Ht, Wt)`` bool: covered texels whose splat came at least half from ``pixels`` (``(H, W)`` bool)."""
+    indicator = torch.as_tensor(pixels, device=uv.device).to(uv.dtype).reshape(1, 1, *uv.shape[-2:])
     fraction, covered = ops.inverse_grid_sample(indicator, uv, layout.shape)
     return (fraction >= 0.5) & (covered > 0.5)
 
@@ -270,12 +271,11 @@ def fill_sampling_gaps(xy_texture: torch.Tensor, coverage: torch.Tensor, uv: tor
     raster, covered = ops.rasterize_to_texture(values, uv, mask, (th, tw), part)
     gap = covered & ~(coverage > 0.5)
     xy = torch.where(gap, raster[:, :2], xy_texture)
-    trusted = _copyable(inside, uv, layout) | (gap & (raster[:, 2:] >= 0.5))
+    trusted = _mostly_from(inside, uv, layout) | (gap & (raster[:, 2:] >= 0.5))
     return xy, torch.where(gap, torch.ones_like(coverage), coverage), trusted
 
 
-def refill_leaks(done: ops.BodyCompletion, leak: torch.Tensor, uv: torch.Tensor, coverage: torch.Tensor, layout
-                 ) -> ops.BodyCompletion:
+def refill_leaks(done: ops.BodyCompletion, leak: torch.Tensor, uv: torch.Tensor, layout) -> ops.BodyCompletion:
     """The completion with the texels the photo saw only through background DensePose took in refilled.
 
     A covered texel whose splat came mostly (≥ half) from pixels of ``leak`` would show the wall behind the
@@ -288,15 +288,13 @@ def refill_leaks(done: ops.BodyCompletion, leak: torch.Tensor, uv: torch.Tensor,
     Args:
         done: :func:`retarget.ops.body_completion` of the photo; leak: ``(1, 1, H, W)`` bool
             (:func:`retarget.ops.background_leaks`); uv: ``(1, 2, H, W)`` UV, background ``-10``;
-            coverage: ``(1, 1, Ht, Wt)`` the photo's splat coverage; layout: the texture's
-            :class:`retarget.uvmap.layout.TextureLayout`.
+            layout: the texture's :class:`retarget.uvmap.layout.TextureLayout`.
     """
     from retarget.uvmap.symmetry import N_PARTS
 
     if not bool(leak.any()):
         return done
-    share, _ = ops.inverse_grid_sample(leak.to(uv.dtype), uv, layout.shape)
-    leaky = (share >= 0.5) & (coverage > 0.5)
+    leaky = _mostly_from(leak, uv, layout)
     labels = torch.as_tensor(layout.part, device=uv.device)
     touched = torch.unique(labels[leaky[0, 0]])
     labels = torch.where(torch.isin(labels, touched), labels, torch.zeros_like(labels))  # only those parts
@@ -314,8 +312,8 @@ SEEN_MAX_SIDE = 2048
 SEEN_RADIUS = 1.5
 
 
-def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout, leak: torch.Tensor | None = None
-                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout, leak: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Where the photo saw every texel, at :data:`SEEN_SCALE` times the texture's resolution.
 
     Built with :func:`retarget.ops.photo.nearest_splat` from every person pixel's own (x, y): a texel that a
@@ -328,23 +326,21 @@ def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout, leak: torch.Tenso
     Args:
         uv: ``(1, 2, H, W)`` source UV, background ``-10``; mask: ``(1, 1, H, W)`` person mask;
         layout: :class:`retarget.uvmap.layout.TextureLayout` of the texture (``(Ht, Wt)``);
-        leak: optional ``(1, 1, H, W)`` bool, pixels that show background DensePose took in
+        leak: ``(1, 1, H, W)`` bool, pixels that show background DensePose took in
             (:func:`retarget.ops.background_leaks`).
 
     Returns:
-        ``(1, 3, s·Ht, s·Wt)``: coordinates (x, y) in the photo, then a weight: 1 where a person pixel of the
-        texel's own part lies within :data:`SEEN_RADIUS` texels of the texture or a triangle of its part
-        covers it, else 0. With ``leak``: ``(that, flags)``, ``flags`` ``(1, 1, s·Ht, s·Wt)`` bool where the
-        texel's pixel (or, between pixels, the triangle's corners, interpolated, above one half) is flagged.
+        ``(seen, flags)``: ``(1, 3, s·Ht, s·Wt)`` coordinates (x, y) in the photo, then a weight: 1 where a
+        person pixel of the texel's own part lies within :data:`SEEN_RADIUS` texels of the texture or a
+        triangle of its part covers it, else 0; ``(1, 1, s·Ht, s·Wt)`` bool, the texels whose pixel (or,
+        between pixels, the triangle's corners, interpolated, above one half) is in ``leak``.
     """
     from retarget.ops.raster import MAX_EDGE
 
     th, tw = layout.shape
     scale = max(1, min(SEEN_SCALE, SEEN_MAX_SIDE // max(th, tw)))
     h, w = uv.shape[2:]
-    grid = ops.batched_meshgrid(1, h, w, like=uv)
-    if leak is not None:
-        grid = torch.cat([grid, leak.to(grid)], 1)
+    grid = torch.cat([ops.batched_meshgrid(1, h, w, like=uv), leak.to(uv)], 1)
     xy, distance, owner = ops.nearest_splat(grid, uv, mask, (th * scale, tw * scale))
     texel_part = np.repeat(np.repeat(layout.part, scale, axis=0), scale, axis=1)
     part = pixel_parts(uv, mask, layout)
@@ -358,9 +354,7 @@ def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout, leak: torch.Tenso
     between = covered & (distance > 0) & (texel_label > 0) & ((drawn[:, -1:] - texel_label).abs() < 0.5)
     xy = torch.where(between, drawn[:, :-1], xy)
     weight = torch.where(between, torch.ones_like(weight), weight)
-    if leak is not None:
-        return torch.cat([xy[:, :2], weight], dim=1), xy[:, 2:3] > 0.5
-    return torch.cat([xy, weight], dim=1)
+    return torch.cat([xy[:, :2], weight], dim=1), xy[:, 2:3] > 0.5
 
 
 @torch.no_grad()
@@ -413,7 +407,7 @@ def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None 
         leak = ops.background_leaks(image, mask, pixel_parts(uv, mask, layout))
         body_xy, body_coverage, trusted = fill_sampling_gaps(xy_texture, coverage, uv, mask, layout)
         done = ops.body_completion(body_xy, body_coverage, layout, trusted=trusted, colours=extended)
-        done = refill_leaks(done, leak, uv, coverage, layout)
+        done = refill_leaks(done, leak, uv, layout)
         completed = done.xy
         pred_textures = ops.body_colour_texture(extended, done, torch.as_tensor(layout.part, device=image.device))
         seen, seen_leak = seen_texture(uv, mask, layout, leak)
@@ -449,7 +443,7 @@ def render_targets(state: SourceState, target_uv: torch.Tensor, models: Models |
     uv, mask = ops.split_uv_mask(target_uv.to(state.image.dtype))
     completed = state.completed_xy.expand(n, -1, -1, -1)
     if state.reads_photo:
-        pred_img, target_xy = _render_from_photo(state, uv)
+        pred_img, target_xy = _render_from_photo(state, uv, mask)
         output = pred_img + state.background_rgb.view(1, 3, 1, 1) * (1 - mask)
         return TargetBatch(target_uv=uv, target_mask=mask, target_xy=target_xy, pred_img=pred_img, output=output)
     pred_img = ops.render_target(state.pred_textures.expand(n, -1, -1, -1), uv, mask)
@@ -475,8 +469,9 @@ def render_targets(state: SourceState, target_uv: torch.Tensor, models: Models |
 SEEN_FOLD_PX = 1.0
 
 
-def _render_from_photo(state: SourceState, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The weight-free ``body`` coarse image and ``target_xy`` of target UVs ``uv`` (``(N, 2, H, W)``).
+def _render_from_photo(state: SourceState, uv: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight-free ``body`` coarse image and ``target_xy`` of target UVs ``uv`` (``(N, 2, H, W)``, background
+    ``-10``) with person mask ``mask`` (``(N, 1, H, W)``, :func:`retarget.ops.split_uv_mask`).
 
     Where the photo saw the texel (the weight of ``seen``, sampled bilinearly: a soft edge), the pixel is read
     from the photo at the seen coordinate (:func:`retarget.ops.render_from_photo`, :data:`SEEN_FOLD_PX`);
@@ -485,7 +480,7 @@ def _render_from_photo(state: SourceState, uv: torch.Tensor) -> tuple[torch.Tens
     target's silhouette only (:func:`retarget.ops.near_silhouette`), elsewhere from the colour texture.
     """
     textures = torch.cat([state.pred_textures, state.completed_xy], dim=1)
-    rim = ops.near_silhouette(uv) if state.seen_leak is not None else None
+    rim = ops.near_silhouette(mask) if state.seen_leak is not None else None
     return ops.render_from_photo(state.photo, state.seen, textures, uv,
                                  SEEN_FOLD_PX * 2.0 / (max(state.image.shape[-2:]) - 1), leak=state.seen_leak, rim=rim)
 
