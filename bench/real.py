@@ -283,7 +283,7 @@ def subsample(indices: list[int], limit: int | None) -> list[int]:
 
 
 def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: int | None, temporal: int,
-             pictures: Path | None, steady: float = 0.0) -> dict:
+             pictures: Path | None, steady: float = 0.0, heads: bool = False) -> dict:
     from retarget.pipeline.framing import crop_image
 
     crop = clip_crop(clip)
@@ -317,7 +317,8 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
             de, ss, ps, by_region, head = [], [], [], {}, []
             for t in targets:
                 gt = real[t].astype(np.float32) / 255.0
-                head.append(head_scores(out[t], gt, parts[t]))
+                if heads:  # only printed with --regions
+                    head.append(head_scores(out[t], gt, parts[t]))
                 errors = region_errors(out[t], gt, parts[t])
                 de.append(mean_region_error(errors))
                 for name, value in errors.items():
@@ -522,7 +523,7 @@ def main() -> None:
             raise SystemExit(f"error: {folder}: needs rgb/ and iuv/ subfolders")
         rows += run_clip(load_clip(folder, args.root), variants, sources, args.max_targets,
                          0 if args.no_temporal else args.temporal_radius,
-                         args.pictures, 0.0 if args.no_temporal else args.steady)
+                         args.pictures, 0.0 if args.no_temporal else args.steady, heads=args.regions)
     summary(rows, variants)
     if args.regions:
         region_table(rows, variants)
