@@ -14,8 +14,9 @@ Every frame, from either format, goes through the same check as a source IUV PNG
 (:func:`densepose_adapter.iuv.check_iuv`) and fails with the same one-line error. Frames must have the
 driver's (displayed) size, which :meth:`PrecomputedIUV.check_driver` checks before any frame is used;
 frame indices must be unique (two PNGs numbered alike, or a repeated ``frame_indices`` entry, are an
-error) and within the driver's frames (:meth:`PrecomputedIUV.coverage`). Frames without an entry have
-no person (``--on-missing`` decides what is shown).
+error) and within the driver's frames (:meth:`PrecomputedIUV.coverage`); a folder numbered from an offset,
+one run of exactly the driver's frame count, is read in order (:meth:`PrecomputedIUV.align_to`). Frames
+without an entry have no person (``--on-missing`` decides what is shown).
 
 Every problem is a :class:`SidecarError`: an :class:`densepose_adapter.errors.InputError` (one line
 naming the file) that is also a ``ValueError``.
@@ -259,6 +260,26 @@ class PrecomputedIUV:
             if (w, h) != (width, height):
                 raise SidecarError(f"{file or self.path}: IUV frames are {w}x{h} but the driver {driver} is "
                                    f"{width}x{height}; compute the DensePose maps on this video as displayed")
+
+    def align_to(self, frame_count: int) -> int:
+        """Read a folder numbered from an offset as the driver's frames, when that reading is the only one.
+
+        A folder of PNGs whose frame numbers are exactly ``k, k+1, ..., k+frame_count-1`` with ``k > 0`` (the
+        frames of a clip cut from a longer video, keeping the long video's numbers) is read as frames
+        ``0 .. frame_count-1``, in order. Anything else (gaps, another count, an unknown ``frame_count`` of 0,
+        an ``.npz``, whose ``frame_indices`` are explicit) is left as it is, and :meth:`coverage` reports it.
+
+        Returns:
+            ``k``, the number subtracted from every file's frame number (0: unchanged).
+        """
+        if not self._files or frame_count <= 0:
+            return 0
+        indices = sorted(self._files)
+        first = indices[0]
+        if first <= 0 or len(indices) != frame_count or indices[-1] - first != frame_count - 1:
+            return 0
+        self._files = {index - first: file for index, file in self._files.items()}
+        return first
 
     def coverage(self, frame_count: int) -> tuple[int, list[int]]:
         """``(frames without an entry, entries beyond the driver's last frame)`` for a ``frame_count``-frame driver."""

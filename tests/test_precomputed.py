@@ -77,3 +77,40 @@ def test_npz_boxes_per_frame_or_per_detection_as_retarget_densepose_writes(tmp_p
     np.savez(flat, iuv=iuv, boxes=slots.reshape(-1, 4)[:5], frame_index=np.array([0.0, 0, 1, 1, 2]))
     with pytest.raises(SidecarError, match="frame_index"):
         PrecomputedIUV(flat)
+
+
+def _folder(tmp_path, numbers):
+    iuv = _iuvs(len(numbers))
+    for frame, number in zip(iuv, numbers):
+        cv2.imwrite(str(tmp_path / f"{number:07d}_IUV.png"), frame)
+    return iuv
+
+
+def test_a_folder_numbered_from_an_offset_is_read_in_order_when_it_is_one_run_of_the_drivers_length(tmp_path):
+    iuv = _folder(tmp_path, range(263, 268))  # a clip cut from a longer video, keeping its frame numbers
+    source = PrecomputedIUV(tmp_path)
+    assert source.align_to(5) == 263
+    assert source.frame_indices == [0, 1, 2, 3, 4] and source.coverage(5) == (0, [])
+    for k in range(5):
+        np.testing.assert_array_equal(source.get(k).iuv, iuv[k])
+
+
+@pytest.mark.parametrize("numbers, count", [
+    (range(263, 268), 6),  # one frame fewer than the driver: which one is missing is a guess
+    (range(263, 268), 4),  # one more
+    ((263, 264, 266, 267, 268), 5),  # a gap
+    (range(0, 5), 5),  # already from 0
+    (range(263, 268), 0),  # the driver's frame count is unknown
+])
+def test_any_other_numbering_is_left_as_it_is(tmp_path, numbers, count):
+    _folder(tmp_path, numbers)
+    source = PrecomputedIUV(tmp_path)
+    assert source.align_to(count) == 0
+    assert source.frame_indices == list(numbers)
+
+
+def test_an_npz_keeps_its_explicit_frame_indices(tmp_path):
+    path = tmp_path / "clip.iuv.npz"
+    np.savez(path, iuv=_iuvs(3), frame_indices=np.array([7, 8, 9]))
+    source = PrecomputedIUV(path)
+    assert source.align_to(3) == 0 and source.frame_indices == [7, 8, 9]

@@ -216,15 +216,21 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
     ``ahead(frame, result, box, split_blobs)``, when given, is called after each frame with its DensePose result
     and followed person's box (NaN when none): :class:`RenderAhead` renders from it while DensePose goes on.
 
-    A precomputed IUV sidecar is checked against the driver first (frame size), and after the pass
-    (frame indices): entries beyond the driver's frames are an error, frames without an entry are
-    counted in a ``note:`` line and handled by ``--on-missing``.
+    A precomputed IUV sidecar is checked against the driver first (frame size; a folder numbered from an
+    offset, one run of exactly the driver's frame count, is read in order: :meth:`PrecomputedIUV.align_to`),
+    and after the pass (frame indices): entries beyond the driver's frames are an error, frames without an
+    entry are counted in a ``note:`` line and handled by ``--on-missing``.
     """
     info = info or probe_video(driver)
     check_driver_size(info, driver)
     sidecar = densepose.backend if densepose.precomputed else None
     if sidecar is not None:
         sidecar.check_driver(info.width, info.height, driver)
+        offset = sidecar.align_to(info.frame_count)
+        if offset:
+            print(f"note: {sidecar.path}: IUV frames {offset}..{offset + info.frame_count - 1} read as the driver's "
+                  f"frames 0..{info.frame_count - 1} (the folder numbers one run of exactly its "
+                  f"{info.frame_count} frames)", file=sys.stderr)
     times = StageTimes()
     plate = ScenePlateEstimator(info.height, info.width) if options.background == "scene" else None
     boxes: list[np.ndarray] = []
