@@ -337,3 +337,33 @@ def test_crf_sets_the_h264_quality_of_a_stream_output(clip, tmp_path, capsys):
         assert len(frames) == 12
         sizes[crf] = out.stat().st_size
     assert sizes["0"] > 1.8 * sizes["45"], sizes  # mostly MPEG-TS overhead at 160x120
+
+
+def test_an_input_iuv_folder_numbered_from_an_offset_and_one_with_frames_missing_are_told(clip, tmp_path, capsys):
+    """A folder numbered 263.. with exactly the file's frames streams what the same folder from 0 streams (with a
+    note); a folder covering only some frames says how many frames it had no IUV for, instead of silently
+    showing no person there."""
+    import shutil
+
+    def stream(folder, name):
+        code = main(["stream", "--source", str(clip["photo"]), "--input-iuv", str(folder), "--input",
+                     str(clip["driver"]), "--output", str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert code == 0, err
+        with av.open(str(tmp_path / name)) as container:
+            return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)], err
+
+    files = sorted(clip["iuv"].glob("*.png"))
+    for folder, numbers in (("offset", range(263, 275)), ("some", range(0, 5))):
+        (tmp_path / folder).mkdir()
+        for file, number in zip(files, numbers):
+            shutil.copyfile(file, tmp_path / folder / f"{number:07d}_IUV.png")
+    reference, err = stream(clip["iuv"], "zero.y4m")
+    assert "note: " not in err.replace("note: coordinate", "")
+    shifted, err = stream(tmp_path / "offset", "offset.y4m")
+    assert "IUV frames 263..274 read as the input's frames 0..11" in err
+    assert len(shifted) == len(reference) == 12
+    for a, b in zip(shifted, reference):
+        np.testing.assert_array_equal(a, b)
+    _, err = stream(tmp_path / "some", "some.y4m")
+    assert "no IUV for 7 of the 12 input frames it was read for (its frames: 0..4)" in err

@@ -115,6 +115,13 @@ class StreamInput:
         self.time_base: Fraction = Fraction(1, 25)
 
     @property
+    def frame_count(self) -> int:
+        """Frames a file input's container announces (0: unknown, and for live inputs)."""
+        if self.kind != "file" or self._stream is None:
+            return 0
+        return int(self._stream.frames or 0)
+
+    @property
     def live(self) -> bool:
         """Frames arrive at the source's pace whatever we do (camera, network, or a paced file)."""
         return self.kind in ("camera", "url") or (self.kind == "file" and self.realtime)

@@ -209,8 +209,44 @@ def check_outputs(settings: StreamSettings, inputs: list) -> None:
                           inputs=existing + ([settings.output] if output_kind(settings.output) == "file" else []))
 
 
+class SidecarFrames:
+    """``--input-iuv`` frames by input index (``__call__(index, rgb) -> result``), counting the frames asked for
+    that have no entry (:meth:`note`)."""
+
+    def __init__(self, sidecar):
+        self.sidecar = sidecar
+        self.asked = self.missing = 0
+
+    def __call__(self, index: int, rgb: np.ndarray):
+        self.asked += 1
+        self.missing += index not in self.sidecar.frame_indices
+        return self.sidecar.get(index, rgb.shape[:2])
+
+    def align(self, frame_count: int) -> str | None:
+        """Read a folder numbered from an offset in order when the input file has exactly its frames
+        (:meth:`densepose_adapter.precomputed.PrecomputedIUV.align_to`); the note saying so, or None."""
+        offset = self.sidecar.align_to(frame_count)
+        if not offset:
+            return None
+        return (f"{self.sidecar.path}: IUV frames {offset}..{offset + frame_count - 1} read as the input's frames "
+                f"0..{frame_count - 1} (the folder numbers one run of exactly its {frame_count} frames)")
+
+    def note(self, on_missing: str) -> str | None:
+        """The frames read without an entry, or None."""
+        if not self.missing:
+            return None
+        return (f"{self.sidecar.path}: no IUV for {self.missing} of the {self.asked} input frames it was read for "
+                f"(its frames: {_index_span(self.sidecar.frame_indices)}); they count as frames without a person "
+                f"(--on-missing {on_missing})")
+
+
+def _index_span(indices: list[int]) -> str:
+    return "none" if not indices else f"{indices[0]}" if len(indices) == 1 else f"{indices[0]}..{indices[-1]}"
+
+
 def frame_densepose(retargeter: Retargeter, settings: StreamSettings):
-    """``(callable(index, rgb) -> result, split_blobs)``: ``--input-iuv`` frames by input index, or the model."""
+    """``(callable(index, rgb) -> result, split_blobs)``: ``--input-iuv`` frames by input index
+    (:class:`SidecarFrames`), or the model."""
     if settings.input_iuv is not None:
         from densepose_adapter.precomputed import PrecomputedIUV
 
@@ -218,7 +254,7 @@ def frame_densepose(retargeter: Retargeter, settings: StreamSettings):
             sidecar = PrecomputedIUV(settings.input_iuv)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        return (lambda index, rgb: sidecar.get(index, rgb.shape[:2])), not sidecar.has_boxes
+        return SidecarFrames(sidecar), not sidecar.has_boxes
     if retargeter.settings.densepose_backend == "precomputed" and retargeter.settings.densepose_model is None:
         raise UsageError("--densepose-backend precomputed needs the input's IUV: --input-iuv FOLDER|FILE.npz")
     return retargeter.model_densepose(settings.input), False
@@ -247,6 +283,9 @@ def run_stream(retargeter: Retargeter, settings: StreamSettings, stop: threading
     stop = stop or threading.Event()
     densepose, split_blobs = frame_densepose(retargeter, settings)  # missing weights: before opening anything
     source = StreamInput(settings.input, settings.input_format, settings.timeout, settings.realtime).open()
+    given = densepose if isinstance(densepose, SidecarFrames) else None
+    if given is not None and (aligned := given.align(source.frame_count)) and not quiet:
+        print(f"note: {aligned}", file=sys.stderr)
     readers: list[threading.Thread] = []
     session = None
     budget = contextlib.ExitStack()
@@ -272,8 +311,12 @@ def run_stream(retargeter: Retargeter, settings: StreamSettings, stop: threading
             from retarget.io.atomic import atomic_output
 
             with atomic_output(Path(settings.stats)) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-                return _run(source, session, settings, drop, stop, handle, quiet, readers)
-        return _run(source, session, settings, drop, stop, None, quiet, readers)
+                summary = _run(source, session, settings, drop, stop, handle, quiet, readers)
+        else:
+            summary = _run(source, session, settings, drop, stop, None, quiet, readers)
+        if given is not None and (missing := given.note(retargeter.options.on_missing)) and not quiet:
+            print(f"note: {missing}", file=sys.stderr)
+        return summary
     finally:
         if session is not None:
             session.close()
