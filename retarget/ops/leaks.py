@@ -8,7 +8,8 @@ the target pose puts that texel: the far half of a face seen in three-quarter vi
 at the silhouette, and a frontal target puts that sliver down the middle of the face — a stripe of wall
 colour. :func:`background_leaks` finds such pixels by colour; the weight-free renderer lets only target
 pixels near the silhouette (:func:`near_silhouette`) read them from the photo, and reads the colour texture,
-refilled there from the part's other texels, everywhere else (``retarget.pipeline.pair.refill_leaks``).
+refilled there — with every texel whose coordinate points at a flagged pixel of its own part — from the
+part's other texels, everywhere else (``retarget.pipeline.pair.refill_leaks``).
 
 Conventions of :mod:`retarget.ops.coords`; images ``(1, 3, H, W)`` RGB in [0, 1]; masks ``(N, 1, H, W)``.
 """

@@ -275,27 +275,45 @@ def fill_sampling_gaps(xy_texture: torch.Tensor, coverage: torch.Tensor, uv: tor
     return xy, torch.where(gap, torch.ones_like(coverage), coverage), trusted
 
 
-def refill_leaks(done: ops.BodyCompletion, leak: torch.Tensor, uv: torch.Tensor, layout) -> ops.BodyCompletion:
-    """The completion with the texels the photo saw only through background DensePose took in refilled.
+def refill_leaks(done: ops.BodyCompletion, leak: torch.Tensor, uv: torch.Tensor, layout, part: np.ndarray
+                 ) -> ops.BodyCompletion:
+    """The completion with the texels that would show background DensePose took in refilled.
 
-    A covered texel whose splat came mostly (≥ half) from pixels of ``leak`` would show the wall behind the
-    person wherever the target pose puts it; it takes instead the coordinate of the nearest texel of its own
-    part that is not such a texel (:func:`retarget.ops.part_nearest_fill`). The rest of the completion — which
-    texels count as seen, what is copied where — is left as it is: the renderer keeps reading those texels
-    from the photo near the target's silhouette (``SourceState.seen_leak``), where the real frame
-    shows the same wall.
+    Two kinds of texel would show the wall behind the person wherever the target pose puts them:
+
+    - a covered texel whose splat came mostly (≥ half) from pixels of ``leak`` (the photo saw that texel only
+      through such pixels);
+    - a texel of any kind whose coordinate points at a pixel of ``leak`` *of the texel's own part*: a texel
+      the fill gave its part's nearest seen coordinate (:func:`retarget.ops.part_nearest_fill`), which at the
+      edge of what the photo saw is often such a pixel (a thin forearm against a white studio wall, seen
+      from the front, streaks the wall over its unseen back). Texels filled from *another* part keep their
+      coordinate: next to a limb hidden behind the body, its neighbour's edge is the best evidence there is.
+
+    Each takes the coordinate of the nearest texel of its own part that is neither
+    (:func:`retarget.ops.part_nearest_fill`). The rest of the completion — which texels count as seen, what is
+    copied where — is left as it is: the renderer keeps reading the flagged texels from the photo near the
+    target's silhouette (``SourceState.seen_leak``), where the real frame shows the same wall.
 
     Args:
         done: :func:`retarget.ops.body_completion` of the photo; leak: ``(1, 1, H, W)`` bool
             (:func:`retarget.ops.background_leaks`); uv: ``(1, 2, H, W)`` UV, background ``-10``;
-            layout: the texture's :class:`retarget.uvmap.layout.TextureLayout`.
+            layout: the texture's :class:`retarget.uvmap.layout.TextureLayout`; part: ``(H, W)`` the
+            :func:`pixel_parts` of the photo.
     """
+    import torch.nn.functional as F
+
     from retarget.uvmap.symmetry import N_PARTS
 
     if not bool(leak.any()):
         return done
-    leaky = _mostly_from(leak, uv, layout)
     labels = torch.as_tensor(layout.part, device=uv.device)
+    grid = done.xy.permute(0, 2, 3, 1).to(uv.dtype)  # (x, y) in [-1, 1], the pixel centres at ±1
+    leak_part = torch.as_tensor(part, device=uv.device) * leak[0, 0]  # the part of each flagged pixel, else 0
+    read = F.grid_sample(leak_part.to(uv.dtype)[None, None], grid, mode="nearest", padding_mode="border",
+                         align_corners=True).round().long()  # the flagged part each texel's coordinate reads
+    leaky = _mostly_from(leak, uv, layout) | ((read == labels) & (labels > 0))
+    if not bool(leaky.any()):
+        return done
     touched = torch.unique(labels[leaky[0, 0]])
     labels = torch.where(torch.isin(labels, touched), labels, torch.zeros_like(labels))  # only those parts
     refilled, _ = ops.part_nearest_fill(done.xy, ~leaky & (labels > 0)[None, None], labels, N_PARTS)
@@ -404,10 +422,11 @@ def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None 
 
         layout = texture_layout(th, tw)
         extended = extend_person(image, mask)
-        leak = ops.background_leaks(image, mask, pixel_parts(uv, mask, layout))
+        part = pixel_parts(uv, mask, layout)
+        leak = ops.background_leaks(image, mask, part)
         body_xy, body_coverage, trusted = fill_sampling_gaps(xy_texture, coverage, uv, mask, layout)
         done = ops.body_completion(body_xy, body_coverage, layout, trusted=trusted, colours=extended)
-        done = refill_leaks(done, leak, uv, layout)
+        done = refill_leaks(done, leak, uv, layout, part)
         completed = done.xy
         pred_textures = ops.body_colour_texture(extended, done, torch.as_tensor(layout.part, device=image.device))
         seen, seen_leak = seen_texture(uv, mask, layout, leak)
