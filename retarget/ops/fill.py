@@ -143,33 +143,54 @@ def gather_counterparts(values: torch.Tensor, known: torch.Tensor, labels: torch
 
 
 def reliable_coverage(values: torch.Tensor, covered: torch.Tensor, labels: torch.Tensor, *,
-                      radius: int = 2, min_fraction: float = 0.45, max_jump: float = 0.08) -> torch.Tensor:
+                      radius: int | None = None, min_fraction: float = 0.45, max_jump: float = 0.08) -> torch.Tensor:
     """Covered texels that agree with their surroundings (drops the stray splats of a coordinate texture).
 
     A DensePose pixel on a mesh face that crosses a texture seam gets a UV interpolated across the atlas
     and lands in the middle of another island, alone or in thin lines. A covered texel is kept only if
     at least ``min_fraction`` of the texels of its label in the surrounding ``(2·radius+1)²`` window are
     covered (thin lines and specks fail) and its value lies within ``max_jump`` (in the values' units,
-    e.g. normalised image coordinates) of their mean.
+    e.g. normalised image coordinates) of their mean. ``radius`` defaults to 2 texels at 256², scaled with the
+    texture's width (:func:`texture_scale`: 4 at 512²), so that the test sees the same patch of the body.
 
     Args:
-        values: ``(N, C, H, W)``; covered: ``(N, 1, H, W)`` bool; labels: ``(H, W)`` int64 part per texel.
+        values: ``(N, C, H, W)``; covered: ``(N, 1, H, W)`` bool; labels: ``(H, W)`` int64 part per texel
+        (texels of label 0, off the body, are not tested: kept where covered).
 
     Returns:
-        ``(N, 1, H, W)`` bool.
+        ``(N, 1, H, W)`` bool. Window sums per label (:func:`_box_sum` over the label's box), so the cost does
+        not grow with the window's area.
     """
+    n, c, h, w = values.shape
+    radius = max(2, round(2 * texture_scale(labels))) if radius is None else radius
+    keep = covered.clone()  # texels off the body (label 0) are not tested
+    labels = labels.to(values.device)
+    for p in labels.unique().tolist():
+        if p == 0:
+            continue
+        rows, cols = torch.nonzero(labels == p, as_tuple=True)  # the label's box plus the window: nothing of
+        box = (slice(max(int(rows.min()) - radius, 0), min(int(rows.max()) + radius + 1, h)),  # the label
+               slice(max(int(cols.min()) - radius, 0), min(int(cols.max()) + radius + 1, w)))  # lies outside
+        mine = (labels[box] == p)[None, None].expand(n, 1, -1, -1)
+        cov = covered[(..., *box)] & mine
+        weight = cov.to(values.dtype)
+        sums = _box_sum(torch.cat([mine.to(values.dtype), weight, values[(..., *box)] * weight], 1), radius)
+        fraction = sums[:, 1:2] / sums[:, :1].clamp(min=1)
+        mean = sums[:, 2:] / sums[:, 1:2].clamp(min=1)
+        jump = (values[(..., *box)] - mean).abs().amax(1, keepdim=True)
+        keep[(..., *box)] = torch.where(mine, cov & (fraction >= min_fraction) & (jump <= max_jump),
+                                        keep[(..., *box)])
+    return keep
+
+
+def _box_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Sums of ``x`` ``(N, C, H, W)`` over the ``(2·radius+1)²`` window around every element (zeros outside),
+    as two 1-D passes."""
     import torch.nn.functional as F
 
-    n, c, h, w = values.shape
-    k = 2 * radius + 1
-    label = labels[None, None].to(values.dtype)
-    same = (F.unfold(label, k, padding=radius).reshape(1, k * k, h, w) == label).to(values.dtype)
-    cov = F.unfold(covered.to(values.dtype), k, padding=radius).reshape(n, k * k, h, w) * same
-    fraction = cov.sum(1, keepdim=True) / same.sum(1, keepdim=True).clamp(min=1)
-    val = F.unfold(values, k, padding=radius).reshape(n, c, k * k, h, w)
-    mean = (val * cov[:, None]).sum(2) / cov.sum(1, keepdim=True).clamp(min=1)
-    jump = (values - mean).abs().amax(1, keepdim=True)
-    return covered & (fraction >= min_fraction) & (jump <= max_jump)
+    k, c = 2 * radius + 1, x.shape[1]
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0)), x.new_ones(c, 1, 1, k), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, radius, radius)), x.new_ones(c, 1, k, 1), groups=c)
 
 
 def _colour_at(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
@@ -187,7 +208,7 @@ def _colour_at(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
 SEAM_COLOUR_STEP = 0.2
 #: The seam test compares the copied texels within this chart distance of the closest compared texel.
 SEAM_BAND = 0.1
-#: Fewer compared texels than this: no evidence, the mirror copy is kept.
+#: Fewer compared texels than this (at 256², scaled with the texture's area): no evidence, the mirror copy is kept.
 MIN_SEAM_TEXELS = 8
 
 
@@ -264,13 +285,14 @@ def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torc
     seam = torch.as_tensor(layout.seam_distance.reshape(-1)[idx], device=values.device)
     size = N_PARTS + 1
     use = torch.zeros_like(ok)
+    min_seed, min_seam = MIN_PART_SEED * texture_scale(w) ** 2, MIN_SEAM_TEXELS * texture_scale(w) ** 2
     for i in range(n):
         def count(mask, weights=None):
             one = mask.to(values.dtype) if weights is None else mask.to(values.dtype) * weights
             return torch.zeros(size, dtype=values.dtype, device=values.device).index_add_(0, lab, one)
 
         readable = count(ok[i] & ~cov[i]) > 0  # parts whose next segment can be read
-        take = readable & (count(copied[i]) < MIN_PART_SEED)
+        take = readable & (count(copied[i]) < min_seed)
         compared = copied[i] & ok[i]
         if colours is not None:
             closest = torch.full((size,), float("inf"), device=values.device).scatter_reduce(
@@ -278,9 +300,9 @@ def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torc
             band = compared & (seam <= closest[lab] + SEAM_BAND)
             mean_step = count(band, step[i]) / count(band).clamp(min=1)
             both = band & mirror_ok[i]  # both next segments seen: light and material can be told apart
-            ratio = limb_shading_gains(along[i], mirror_along[i], both, lab, size)
-            told = (count(both) >= MIN_SEAM_TEXELS) & ((ratio >= GAIN_RANGE[0]) & (ratio <= GAIN_RANGE[1])).all(1)
-            take |= readable & (count(compared) >= MIN_SEAM_TEXELS) & (mean_step > SEAM_COLOUR_STEP) & ~told
+            ratio = limb_shading_gains(along[i], mirror_along[i], both, lab, size, min_seam)
+            told = (count(both) >= min_seam) & ((ratio >= GAIN_RANGE[0]) & (ratio <= GAIN_RANGE[1])).all(1)
+            take |= readable & (count(compared) >= min_seam) & (mean_step > SEAM_COLOUR_STEP) & ~told
             if gains is not None:
                 gains[i] = torch.where((told & ~take)[:, None], ratio, torch.ones_like(ratio))
         use[i] = take[lab]
@@ -293,8 +315,8 @@ def choose_limb_sources(values: torch.Tensor, known: torch.Tensor, covered: torc
 GAIN_RANGE = (0.5, 2.0)
 
 
-def limb_shading_gains(own: torch.Tensor, mirror: torch.Tensor, band: torch.Tensor, lab: torch.Tensor, size: int
-                       ) -> torch.Tensor:
+def limb_shading_gains(own: torch.Tensor, mirror: torch.Tensor, band: torch.Tensor, lab: torch.Tensor, size: int,
+                       min_texels: float = MIN_SEAM_TEXELS) -> torch.Tensor:
     """Per-part colour gains ``mean(own) / mean(mirror)`` over the ``band`` texels of each part.
 
     Args:
@@ -303,7 +325,8 @@ def limb_shading_gains(own: torch.Tensor, mirror: torch.Tensor, band: torch.Tens
         lab: ``(L,)`` int64 part per texel; size: number of part slots (parts are ``0 .. size - 1``).
 
     Returns:
-        ``(size, 3)`` gains; 1 for parts with fewer than :data:`MIN_SEAM_TEXELS` band texels. Colours
+        ``(size, 3)`` gains; 1 for parts with fewer than ``min_texels`` band texels (:data:`MIN_SEAM_TEXELS`
+        at 256², scaled with the texture's area by the caller). Colours
         near 0 are damped (``+1e-3`` on both sums).
     """
     weight = band.to(own.dtype)
@@ -311,7 +334,7 @@ def limb_shading_gains(own: torch.Tensor, mirror: torch.Tensor, band: torch.Tens
     sums = [torch.zeros(size, 3, dtype=own.dtype, device=own.device).index_add_(0, lab, (c * weight).T)
             for c in (own, mirror)]
     gain = (sums[0] + 1e-3) / (sums[1] + 1e-3)
-    return torch.where((count >= MIN_SEAM_TEXELS)[:, None], gain, torch.ones_like(gain))
+    return torch.where((count >= min_texels)[:, None], gain, torch.ones_like(gain))
 
 
 def _mirror_next_segment(along: torch.Tensor, ok: torch.Tensor, idx: np.ndarray, layout, nhw: tuple[int, int, int]
@@ -463,14 +486,26 @@ def body_colour_texture(image: torch.Tensor, completion: BodyCompletion, labels:
     from retarget.ops.warp import colour_texture_from_source
 
     colours = (colour_texture_from_source(image, completion.xy) * completion.gain).clamp(0, 1)
-    sigma = SPREAD_SMOOTHING * labels.shape[-1] / 256.0
+    sigma = SPREAD_SMOOTHING * texture_scale(labels)
     if sigma <= 0 or not bool(completion.spread.any()):
         return colours
     return torch.where(completion.spread, part_blur(colours, labels, sigma), colours)
 
 
-#: A part whose known texels are fewer than this is treated as unseen (too little to spread over it).
+#: A part whose known texels are fewer than this (at 256², scaled with the texture's area:
+#: :func:`texture_scale`) is treated as unseen (too little to spread over it).
 MIN_PART_SEED = 24
+
+
+def texture_scale(labels) -> float:
+    """How many times wider than 256 texels a texture is (``labels``: its ``(H, W)`` part map, or its width).
+
+    The texel counts and sizes of the body fill (:data:`MIN_PART_SEED`, :data:`MIN_SEAM_TEXELS`, the stray-splat
+    window of :func:`reliable_coverage`, :data:`SPREAD_SMOOTHING`) are stated at 256² and scaled by this (sizes)
+    or its square (counts), so that a larger ``--size`` completes the same body the same way.
+    """
+    width = labels if isinstance(labels, (int, float)) else labels.shape[-1]
+    return width / 256.0
 #: A body part of which at least this fraction of texels is known (seen or copied) fills the rest of itself
 #: from its own known texels (the same garment continues); a part seen less (a glimpse, or a few stray
 #: splats) is filled from the body around it (:func:`surface_nearest_fill`). Chosen on the tuning split of
@@ -486,7 +521,7 @@ def _enough(known: torch.Tensor, labels: torch.Tensor, n_labels: int, fraction: 
     counts = torch.zeros(n, n_labels + 1, device=known.device, dtype=torch.long)
     counts.scatter_add_(1, flat[None].expand(n, -1), known.reshape(n, -1).long())
     sizes = torch.bincount(flat, minlength=n_labels + 1)
-    ok = (counts >= MIN_PART_SEED) & (counts >= fraction * sizes[None])
+    ok = (counts >= MIN_PART_SEED * texture_scale(labels) ** 2) & (counts >= fraction * sizes[None])
     ok[:, 0] = True
     return known & ok.gather(1, flat[None].expand(n, -1)).reshape(known.shape)
 
