@@ -16,6 +16,9 @@ Protocol, per clip and per source frame (first, middle and last):
   variant); the render is :func:`retarget.pipeline.pair.render_targets`' ``output``: what the commands show;
 - targets = every other frame of the clip, all cut with one square crop per clip (the union of the person
   boxes of all frames, framed the same way) and resized to 256²; ground truth = the real frame, same crop;
+- every render is pasted on the real frame (the identity on the source crop) with the renderer's
+  ``paste_alpha``, as ``retarget video --background scene`` pastes it on the scene: target pixels at the
+  silhouette that read background DensePose took in (``body``) show the frame's background;
 - **ΔE**: per region (torso 1-2, upper arms 15-18, lower arms 19-22, hands 3-4, thighs 7-10, shins 11-14,
   feet 5-6, head 23-24; DensePose parts of the target), the CIE76 distance between the mean CIELAB colour of
   the render and of the real frame over the region's pixels (regions with ≥ 20 pixels), averaged over regions;
@@ -242,7 +245,10 @@ class Renderer:
         person = ~np.isnan(self.source.uv).all(axis=2)
         self.mean_colour = (self.source.image[person].astype(np.float32) / 255.0).mean(axis=0)
 
-    def render(self, variant: str, uv: np.ndarray) -> np.ndarray:
+    def render(self, variant: str, uv: np.ndarray, backgrounds: list[np.ndarray] | None = None) -> np.ndarray:
+        """``(N, S, S, 3)`` float renders of the ``(N, S, S, 2)`` target UVs; with ``backgrounds`` (``(S, S, 3)``
+        uint8 frames, one per target) each is pasted on its frame with the renderer's ``paste_alpha``, as
+        ``retarget video --background scene`` pastes it on the scene (the real frame here)."""
         import torch
 
         from retarget import ops
@@ -263,7 +269,13 @@ class Renderer:
                 img = ops.render_target(state.pred_textures.expand(len(batch), -1, -1, -1), tuv, mask)
                 result = img + state.background_rgb.view(1, 3, 1, 1) * (1 - mask)
             else:
-                result = render_targets(state, batch, None).output
+                rendered = render_targets(state, batch, None)
+                result = rendered.output
+                if backgrounds is not None:
+                    frames = np.stack(backgrounds[start:start + 16]).astype(np.float32) / 255.0
+                    frames = torch.from_numpy(frames).permute(0, 3, 1, 2)
+                    alpha = getattr(rendered, "paste_alpha", rendered.target_mask)  # older versions: the mask
+                    result = result * alpha + frames * (1 - alpha)
             outs.append(result.permute(0, 2, 3, 1).numpy())
         return np.concatenate(outs)
 
@@ -309,11 +321,11 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
         real_warp = warp_error(real, masks, flow, pairs) if pairs else float("nan")
         shown = {}
         for variant in variants:
-            identity = renderer.render(variant, src.uv[None])[0]
+            identity = renderer.render(variant, src.uv[None], [src.image])[0]
             row = {"clip": clip.name, "source": clip.numbers[s], "variant": variant,
                    "identity": psnr(identity[src_mask], src_img[src_mask])}
             # every frame is rendered (the warp error uses all consecutive targets); metrics use ``targets``
-            out = renderer.render(variant, uv_raw)
+            out = renderer.render(variant, uv_raw, real)
             de, ss, ps, by_region, head = [], [], [], {}, []
             for t in targets:
                 gt = real[t].astype(np.float32) / 255.0
@@ -333,7 +345,7 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
                 frames = [np.clip(o * 255.0, 0, 255) for o in out]
                 row["warp_raw"] = warp_error(frames, masks, flow, pairs) / real_warp
                 if uv_filtered is not None and variant != "silhouette":
-                    fout = renderer.render(variant, uv_filtered)
+                    fout = renderer.render(variant, uv_filtered, real)
                     fmask = [~np.isnan(u).all(axis=2) & m for u, m in zip(uv_filtered, masks)]
                     frames = [np.clip(o * 255.0, 0, 255) for o in fout]
                     real_f = warp_error(real, fmask, flow, pairs)

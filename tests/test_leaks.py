@@ -98,12 +98,15 @@ def test_renderer_reads_flagged_texels_only_at_the_rim():
     uv[0, 0, 0] = torch.tensor([-0.5, 0.5])  # target pixel 0 reads the left half of the texture, pixel 1 the right
     rim = torch.tensor([[[[True, False]]]])
     for edge in (True, False):
-        image, _ = ops.render_from_photo(photo, seen, texture, uv, fold=1.0, leak=leak, rim=rim.clone().fill_(edge))
+        image, _, wall = ops.render_from_photo(photo, seen, texture, uv, fold=1.0, leak=leak,
+                                               rim=rim.clone().fill_(edge))
         left, right = image[0, :, 0, 0], image[0, :, 0, 1]
         torch.testing.assert_close(right, torch.ones(3))  # unflagged: the photo
         expected = torch.ones(3) if edge else torch.tensor([0.0, 0.5, 0.0])
         torch.testing.assert_close(left, expected)
-    without, _ = ops.render_from_photo(photo, seen, texture, uv, fold=1.0)
+        assert wall[0, 0, 0].tolist() == [edge, False]  # a flagged texel read at the rim shows the wall
+    without, _, wall = ops.render_from_photo(photo, seen, texture, uv, fold=1.0)
+    assert wall is None
     torch.testing.assert_close(without[0, :, 0, 0], torch.ones(3))
     with pytest.raises(ValueError, match="rim"):
         ops.render_from_photo(photo, seen, texture, uv, fold=1.0, leak=leak)
@@ -216,3 +219,24 @@ def test_no_texel_reads_a_flagged_pixel_of_its_own_part(haloed):
     assert not ((after == labels) & (labels > 0)).any()
     other = (before > 0) & (before != labels) & (labels > 0) & unseen
     assert other.sum() > 100 and torch.equal(after[other], before[other])  # another part's edge: kept
+
+
+def test_the_wall_read_at_the_silhouette_is_left_to_the_background(haloed):
+    """A target pixel at its silhouette that reads a flagged texel shows what DensePose took in behind the photo's
+    person: it is left out of ``paste_alpha``, so the frame's own background shows there (a white studio wall no
+    longer rims the person in a park); elsewhere the alpha is the person mask."""
+    image, _, source_uv, _, _ = haloed
+    state = prepare_source(image, source_uv, None)
+    batch = render_targets(state, source_uv)  # the grown photo onto its own pose: its 2-px wall band at the rim
+    mask, alpha = batch.target_mask[0, 0] > 0.5, batch.paste_alpha[0, 0]
+    out = batch.output[0].permute(1, 2, 0)
+    rim = near_silhouette(batch.target_mask)[0, 0]
+    cut = mask & (alpha < 0.5)
+    assert cut.sum() > 300 and not (cut & ~rim).any()  # only rim pixels are cut
+    assert torch.equal(alpha[~rim], batch.target_mask[0, 0][~rim])
+    dark = torch.zeros(3)
+    pasted = out * alpha[..., None] + dark * (1 - alpha[..., None])
+    white = lambda pixels: float((pixels > 0.9).all(dim=-1).float().mean())  # noqa: E731
+    band = mask & rim
+    # measured: the rim band 56 % wall-white pasted with the mask as alpha, 6 % with paste_alpha (1102 pixels cut)
+    assert white(pasted[band]) < 0.5 * white(out[band]), (white(pasted[band]), white(out[band]))

@@ -33,8 +33,13 @@ def example():
 
 
 def _on_person(result, image):
+    """The output pasted on ``image`` (the frame's own background, as `video --background scene` pastes it) with
+    its ``paste_alpha``, and ``image``, over the target's person mask."""
     mask = result.target_mask[0, 0].numpy() > 0.5
-    return result.output[0].permute(1, 2, 0).numpy()[mask], image[0].permute(1, 2, 0).numpy()[mask]
+    alpha = result.paste_alpha[0].numpy()
+    assert (alpha[0] < 0.5)[mask].mean() < 0.05  # only the wall at the silhouette is left to the background
+    pasted = result.output[0].numpy() * alpha + image[0].numpy() * (1 - alpha)
+    return pasted.transpose(1, 2, 0)[mask], image[0].permute(1, 2, 0).numpy()[mask]
 
 
 def test_identity_render_reproduces_the_photo(example):

@@ -358,7 +358,7 @@ def write_frame_stages(job, plan, densepose, frame, frame_job, warp, composite, 
     if uv is not None:
         batch = warp.details(uv)
         out_rgb = batch.output[0].permute(1, 2, 0).float().cpu().numpy()
-        mask = batch.target_mask[0, 0].float().cpu().numpy()
+        mask = batch.paste_alpha[0, 0].float().cpu().numpy()  # what `video` pastes
         write(f"{folder}/target_uv.png", visual.coords_to_rgb(uv), "target UV (person crop)", figures)
         write(f"{folder}/coarse.png", visual.float_to_rgb(_chw(batch.pred_img)), "warped coarse image", figures)
         refined_label = "refined crop" if state.learned else "output crop (weight-free: no refiner)"

@@ -116,7 +116,7 @@ def _read_seen(seen: torch.Tensor, grid: torch.Tensor, fold: float) -> tuple[tor
 
 def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Tensor, uv: torch.Tensor,
                       fold: float, leak: torch.Tensor | None = None, rim: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Render target poses from the photo where it saw the body, from a colour texture elsewhere.
 
     Per target pixel: ``(x, y, w)`` = :func:`read_seen` of ``seen`` at its UV; the colour is
@@ -136,21 +136,26 @@ def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Te
             :func:`retarget.ops.leaks.near_silhouette`); required with ``leak``.
 
     Returns:
-        ``(image, target_xy)``: ``(N, 3, Ho, Wo)`` and ``(N, 2, Ho, Wo)``, both 0 on the background
-        (background UVs read zeros everywhere).
+        ``(image, target_xy, wall)``: ``(N, 3, Ho, Wo)`` and ``(N, 2, Ho, Wo)``, both 0 on the background
+        (background UVs read zeros everywhere); ``wall``: ``(N, 1, Ho, Wo)`` bool, the pixels of ``rim`` that
+        read a flagged texel from the photo (``w > 0.5``: they show what lay behind the photo's person), or
+        None without ``leak``.
     """
     n = uv.shape[0]
     grid = safe_grid(uv).permute(0, 2, 3, 1)
     colour_xy = F.grid_sample(texture.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
                               align_corners=False)
     xy, weight = _read_seen(seen, grid, fold)
+    wall = None
     if leak is not None:
         if rim is None:
             raise ValueError("leak flags need the target's rim")
-        weight = torch.where(~rim & read_flags_at(leak, grid), torch.zeros_like(weight), weight)
+        flagged = read_flags_at(leak, grid)
+        weight = torch.where(~rim & flagged, torch.zeros_like(weight), weight)
+        wall = rim & flagged & (weight > 0.5)
     direct = F.grid_sample(photo.expand(n, -1, -1, -1), xy.permute(0, 2, 3, 1), mode="bilinear",
                            padding_mode="border", align_corners=True)
-    return torch.lerp(colour_xy[:, :3], direct, weight), torch.where(weight > 0.5, xy, colour_xy[:, 3:])
+    return torch.lerp(colour_xy[:, :3], direct, weight), torch.where(weight > 0.5, xy, colour_xy[:, 3:]), wall
 
 
 def sample_image(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:

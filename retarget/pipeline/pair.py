@@ -139,6 +139,10 @@ class TargetBatch:
             weight-free path the coarse image over the source background colour.
         refiner_target_input: ``(N, 10, H, W)`` (learned path only).
         refined: ``(N, 3, H, W)`` refiner output after sigmoid (learned path only).
+        alpha: ``(N, 1, H, W)`` what of ``output`` is person, for pasting it into a frame: ``target_mask``
+            without the pixels at the target's silhouette that read background DensePose took in from the
+            photo (weight-free ``body``: they show the *target's* background, as the photo showed its own
+            there); None where that is ``target_mask`` (:attr:`paste_alpha`).
     """
 
     target_uv: torch.Tensor
@@ -148,6 +152,12 @@ class TargetBatch:
     output: torch.Tensor
     refiner_target_input: torch.Tensor | None = None
     refined: torch.Tensor | None = None
+    alpha: torch.Tensor | None = None
+
+    @property
+    def paste_alpha(self) -> torch.Tensor:
+        """``alpha``, or ``target_mask`` where there is none."""
+        return self.target_mask if self.alpha is None else self.alpha
 
 
 #: Smallest side the networks accept: the inpainter's dilation-8 reflect padding runs at 1/4 scale.
@@ -462,9 +472,11 @@ def render_targets(state: SourceState, target_uv: torch.Tensor, models: Models |
     uv, mask = ops.split_uv_mask(target_uv.to(state.image.dtype))
     completed = state.completed_xy.expand(n, -1, -1, -1)
     if state.reads_photo:
-        pred_img, target_xy = _render_from_photo(state, uv, mask)
-        output = pred_img + state.background_rgb.view(1, 3, 1, 1) * (1 - mask)
-        return TargetBatch(target_uv=uv, target_mask=mask, target_xy=target_xy, pred_img=pred_img, output=output)
+        pred_img, target_xy, wall = _render_from_photo(state, uv, mask)
+        alpha = mask if wall is None else mask * (~wall).to(mask.dtype)
+        output = pred_img * alpha + state.background_rgb.view(1, 3, 1, 1) * (1 - alpha)
+        return TargetBatch(target_uv=uv, target_mask=mask, target_xy=target_xy, pred_img=pred_img, output=output,
+                           alpha=None if wall is None else alpha)
     pred_img = ops.render_target(state.pred_textures.expand(n, -1, -1, -1), uv, mask)
 
     if not state.learned:
@@ -488,7 +500,8 @@ def render_targets(state: SourceState, target_uv: torch.Tensor, models: Models |
 SEEN_FOLD_PX = 1.0
 
 
-def _render_from_photo(state: SourceState, uv: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _render_from_photo(state: SourceState, uv: torch.Tensor, mask: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The weight-free ``body`` coarse image and ``target_xy`` of target UVs ``uv`` (``(N, 2, H, W)``, background
     ``-10``) with person mask ``mask`` (``(N, 1, H, W)``, :func:`retarget.ops.split_uv_mask`).
 
@@ -496,7 +509,9 @@ def _render_from_photo(state: SourceState, uv: torch.Tensor, mask: torch.Tensor)
     from the photo at the seen coordinate (:func:`retarget.ops.render_from_photo`, :data:`SEEN_FOLD_PX`);
     elsewhere from the colour texture, as before (``target_xy`` there: the completed coordinate texture's).
     Texels seen only through background DensePose took in are read from the photo by target pixels near the
-    target's silhouette only (:func:`retarget.ops.near_silhouette`), elsewhere from the colour texture.
+    target's silhouette only (:func:`retarget.ops.near_silhouette`), elsewhere from the colour texture; the
+    third output marks those rim pixels (``(N, 1, H, W)`` bool; None without leak flags): they show background,
+    and :func:`render_targets` leaves them out of the person's ``alpha``.
     """
     textures = torch.cat([state.pred_textures, state.completed_xy], dim=1)
     rim = ops.near_silhouette(mask) if state.seen_leak is not None else None

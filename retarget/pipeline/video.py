@@ -805,7 +805,7 @@ def _render_batch(state: SourceState, models: Models | None, uvs: list[np.ndarra
     with _autocast(options.precision, state.image.device):
         result = render_targets(state, target, models)
     rgb = device_to_host(result.output.permute(0, 2, 3, 1))
-    masks = device_to_host(result.target_mask[:, 0])
+    masks = device_to_host(result.paste_alpha[:, 0])
     return list(zip(rgb, masks))
 
 
