@@ -230,6 +230,10 @@ class PrecomputedIUV:
         only box is the one around all its person pixels."""
         return self._boxes is not None
 
+    def __contains__(self, index: int) -> bool:
+        """Whether frame ``index`` has an entry (a dict lookup: :attr:`frame_indices` sorts every call)."""
+        return index in self._files if self._files else index in self._index_of
+
     @property
     def frame_indices(self) -> list[int]:
         return sorted(self._files) if self._files else sorted(self._index_of)

@@ -91,6 +91,7 @@ def test_a_folder_numbered_from_an_offset_is_read_in_order_when_it_is_one_run_of
     source = PrecomputedIUV(tmp_path)
     assert source.align_to(5) == 263
     assert source.frame_indices == [0, 1, 2, 3, 4] and source.coverage(5) == (0, [])
+    assert 0 in source and 4 in source and 5 not in source and 263 not in source
     for k in range(5):
         np.testing.assert_array_equal(source.get(k).iuv, iuv[k])
 

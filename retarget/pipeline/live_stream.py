@@ -219,7 +219,7 @@ class SidecarFrames:
 
     def __call__(self, index: int, rgb: np.ndarray):
         self.asked += 1
-        self.missing += index not in self.sidecar.frame_indices
+        self.missing += index not in self.sidecar
         return self.sidecar.get(index, rgb.shape[:2])
 
     def align(self, frame_count: int) -> str | None:
