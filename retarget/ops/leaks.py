@@ -2,14 +2,15 @@
 
 DensePose's masks reach a pixel or two past the person, more where the person is small or blurred (a face of
 30 pixels across, hair, a boot against a light floor). Those pixels carry body-part UVs but the colour of the
-wall or the floor. Read from the photo at the silhouette, where the target also has its silhouette, they are
-harmless (the real frame shows the same there); but a texel seen only through such pixels ends up wherever
-the target pose puts that texel: the far half of a face seen in three-quarter view is seen only as a sliver
+wall or the floor. At the target's silhouette they stand for background — the target's, which its own
+DensePose mask also reaches into — but a texel seen only through such pixels ends up wherever the target pose
+puts that texel: the far half of a face seen in three-quarter view is seen only as a sliver
 at the silhouette, and a frontal target puts that sliver down the middle of the face — a stripe of wall
-colour. :func:`background_leaks` finds such pixels by colour; the weight-free renderer lets only target
-pixels near the silhouette (:func:`near_silhouette`) read them from the photo, and reads the colour texture,
-refilled there — with every texel whose coordinate points at a flagged pixel of its own part — from the
-part's other texels, everywhere else (``retarget.pipeline.pair.refill_leaks``).
+colour. :func:`background_leaks` finds such pixels by colour. The weight-free renderer reads their texels
+from the photo only at target pixels near the target's silhouette (:func:`near_silhouette`) and pastes those
+pixels as the target's background (``retarget.pipeline.pair.TargetBatch.paste_alpha``); everywhere else it
+reads the colour texture, in which those texels — and every texel whose coordinate points at a flagged pixel
+of its own part — are refilled from the part's other texels (``retarget.pipeline.pair.refill_leaks``).
 
 Conventions of :mod:`retarget.ops.coords`; images ``(1, 3, H, W)`` RGB in [0, 1]; masks ``(N, 1, H, W)``.
 """

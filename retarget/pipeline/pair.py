@@ -301,8 +301,9 @@ def refill_leaks(done: ops.BodyCompletion, leak: torch.Tensor, uv: torch.Tensor,
 
     Each takes the coordinate of the nearest texel of its own part that is neither
     (:func:`retarget.ops.part_nearest_fill`). The rest of the completion — which texels count as seen, what is
-    copied where — is left as it is: the renderer keeps reading the flagged texels from the photo near the
-    target's silhouette (``SourceState.seen_leak``), where the real frame shows the same wall.
+    copied where — is left as it is. The renderer reads the flagged texels from the photo only at the target's
+    silhouette (``SourceState.seen_leak``) and leaves those pixels to the target's background
+    (:attr:`TargetBatch.paste_alpha`).
 
     Args:
         done: :func:`retarget.ops.body_completion` of the photo; leak: ``(1, 1, H, W)`` bool
