@@ -285,6 +285,11 @@ class PrecomputedIUV:
         self._files = {index - first: file for index, file in self._files.items()}
         return first
 
+    def align_note(self, offset: int, frame_count: int, whose: str = "driver's") -> str:
+        """The ``note:`` text for an :meth:`align_to` that returned ``offset`` (``whose``: "driver's", "input's")."""
+        return (f"{self.path}: IUV frames {offset}..{offset + frame_count - 1} read as the {whose} frames "
+                f"0..{frame_count - 1} (the folder numbers one run of exactly its {frame_count} frames)")
+
     def coverage(self, frame_count: int) -> tuple[int, list[int]]:
         """``(frames without an entry, entries beyond the driver's last frame)`` for a ``frame_count``-frame driver."""
         indices = self.frame_indices

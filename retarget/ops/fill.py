@@ -168,9 +168,10 @@ def reliable_coverage(values: torch.Tensor, covered: torch.Tensor, labels: torch
     for p in labels.unique().tolist():
         if p == 0:
             continue
-        rows, cols = torch.nonzero(labels == p, as_tuple=True)  # the label's box plus the window: nothing of
-        box = (slice(max(int(rows.min()) - radius, 0), min(int(rows.max()) + radius + 1, h)),  # the label
-               slice(max(int(cols.min()) - radius, 0), min(int(cols.max()) + radius + 1, w)))  # lies outside
+        # the label's box grown by the window: no texel of the label, hence nothing counted, lies outside it
+        rows, cols = torch.nonzero(labels == p, as_tuple=True)
+        box = (slice(max(int(rows.min()) - radius, 0), min(int(rows.max()) + radius + 1, h)),
+               slice(max(int(cols.min()) - radius, 0), min(int(cols.max()) + radius + 1, w)))
         mine = (labels[box] == p)[None, None].expand(n, 1, -1, -1)
         cov = covered[(..., *box)] & mine
         weight = cov.to(values.dtype)
@@ -514,7 +515,7 @@ OWN_PART_FRACTION = 0.25
 
 
 def _enough(known: torch.Tensor, labels: torch.Tensor, n_labels: int, fraction: float) -> torch.Tensor:
-    """``known`` without the texels of parts that have fewer than :data:`MIN_PART_SEED` known texels, or
+    """``known`` without the texels of parts that have fewer than :data:`MIN_PART_SEED` (scaled) known texels, or
     fewer than ``fraction`` of the part's texels."""
     n = known.shape[0]
     flat = labels.reshape(-1)

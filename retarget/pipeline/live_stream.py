@@ -226,10 +226,7 @@ class SidecarFrames:
         """Read a folder numbered from an offset in order when the input file has exactly its frames
         (:meth:`densepose_adapter.precomputed.PrecomputedIUV.align_to`); the note saying so, or None."""
         offset = self.sidecar.align_to(frame_count)
-        if not offset:
-            return None
-        return (f"{self.sidecar.path}: IUV frames {offset}..{offset + frame_count - 1} read as the input's frames "
-                f"0..{frame_count - 1} (the folder numbers one run of exactly its {frame_count} frames)")
+        return self.sidecar.align_note(offset, frame_count, "input's") if offset else None
 
     def note(self, on_missing: str) -> str | None:
         """The frames read without an entry, or None."""

@@ -228,9 +228,7 @@ def analyse_driver(driver: Path, densepose: FrameDensePose, options: VideoOption
         sidecar.check_driver(info.width, info.height, driver)
         offset = sidecar.align_to(info.frame_count)
         if offset:
-            print(f"note: {sidecar.path}: IUV frames {offset}..{offset + info.frame_count - 1} read as the driver's "
-                  f"frames 0..{info.frame_count - 1} (the folder numbers one run of exactly its "
-                  f"{info.frame_count} frames)", file=sys.stderr)
+            print(f"note: {sidecar.align_note(offset, info.frame_count)}", file=sys.stderr)
     times = StageTimes()
     plate = ScenePlateEstimator(info.height, info.width) if options.background == "scene" else None
     boxes: list[np.ndarray] = []
