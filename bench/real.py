@@ -265,17 +265,16 @@ class Renderer:
         for start in range(0, len(target), 16):
             batch = target[start:start + 16]
             if variant == "texture":  # the colour-texture renderer (before issue 31)
-                tuv, mask = ops.split_uv_mask(batch)
-                img = ops.render_target(state.pred_textures.expand(len(batch), -1, -1, -1), tuv, mask)
-                result = img + state.background_rgb.view(1, 3, 1, 1) * (1 - mask)
+                tuv, alpha = ops.split_uv_mask(batch)
+                img = ops.render_target(state.pred_textures.expand(len(batch), -1, -1, -1), tuv, alpha)
+                result = img + state.background_rgb.view(1, 3, 1, 1) * (1 - alpha)
             else:
                 rendered = render_targets(state, batch, None)
                 result = rendered.output
-                if backgrounds is not None:
-                    frames = np.stack(backgrounds[start:start + 16]).astype(np.float32) / 255.0
-                    frames = torch.from_numpy(frames).permute(0, 3, 1, 2)
-                    alpha = getattr(rendered, "paste_alpha", rendered.target_mask)  # older versions: the mask
-                    result = result * alpha + frames * (1 - alpha)
+                alpha = getattr(rendered, "paste_alpha", rendered.target_mask)  # older versions: the mask
+            if backgrounds is not None:
+                frames = np.stack(backgrounds[start:start + 16]).astype(np.float32) / 255.0
+                result = result * alpha + torch.from_numpy(frames).permute(0, 3, 1, 2) * (1 - alpha)
             outs.append(result.permute(0, 2, 3, 1).numpy())
         return np.concatenate(outs)
 
