@@ -341,7 +341,7 @@ SEEN_MAX_SIDE = 2048
 SEEN_RADIUS = 1.5
 
 
-def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout, leak: torch.Tensor
+def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout, leak: torch.Tensor, part: np.ndarray
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Where the photo saw every texel, at :data:`SEEN_SCALE` times the texture's resolution.
 
@@ -356,7 +356,7 @@ def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout, leak: torch.Tenso
         uv: ``(1, 2, H, W)`` source UV, background ``-10``; mask: ``(1, 1, H, W)`` person mask;
         layout: :class:`retarget.uvmap.layout.TextureLayout` of the texture (``(Ht, Wt)``);
         leak: ``(1, 1, H, W)`` bool, pixels that show background DensePose took in
-            (:func:`retarget.ops.background_leaks`).
+            (:func:`retarget.ops.background_leaks`); part: ``(H, W)`` the :func:`pixel_parts` of the photo.
 
     Returns:
         ``(seen, flags)``: ``(1, 3, s·Ht, s·Wt)`` coordinates (x, y) in the photo, then a weight: 1 where a
@@ -372,7 +372,6 @@ def seen_texture(uv: torch.Tensor, mask: torch.Tensor, layout, leak: torch.Tenso
     grid = torch.cat([ops.batched_meshgrid(1, h, w, like=uv), leak.to(uv)], 1)
     xy, distance, owner = ops.nearest_splat(grid, uv, mask, (th * scale, tw * scale))
     texel_part = np.repeat(np.repeat(layout.part, scale, axis=0), scale, axis=1)
-    part = pixel_parts(uv, mask, layout)
     owner_part = part.reshape(-1)[owner[0, 0].cpu().numpy().clip(0)]
     same = torch.from_numpy((owner_part == texel_part) & (texel_part > 0)).to(uv.device)[None, None]
     weight = ((distance <= SEEN_RADIUS * scale) & same).to(uv.dtype)
@@ -440,7 +439,7 @@ def prepare_source(image: torch.Tensor, uv: torch.Tensor, models: Models | None 
         done = refill_leaks(done, leak, uv, layout, part)
         completed = done.xy
         pred_textures = ops.body_colour_texture(extended, done, torch.as_tensor(layout.part, device=image.device))
-        seen, seen_leak = seen_texture(uv, mask, layout, leak)
+        seen, seen_leak = seen_texture(uv, mask, layout, leak, part)
 
     background = image[0].flatten(1)[:, mask[0, 0].flatten() < 0.5]
     background_rgb = background.median(dim=1).values if background.shape[1] else image.new_ones(3)
