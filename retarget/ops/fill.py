@@ -158,24 +158,22 @@ def reliable_coverage(values: torch.Tensor, covered: torch.Tensor, labels: torch
         (texels of label 0, off the body, are not tested: kept where covered).
 
     Returns:
-        ``(N, 1, H, W)`` bool. Window sums per label (:func:`_box_sum` over the label's box), so the cost does
-        not grow with the window's area.
+        ``(N, 1, H, W)`` bool. Window sums per label (:func:`_separable` over :func:`_label_box`), so the cost
+        does not grow with the window's area.
     """
-    n, c, h, w = values.shape
+    n = values.shape[0]
     radius = max(2, round(2 * texture_scale(labels))) if radius is None else radius
     keep = covered.clone()  # texels off the body (label 0) are not tested
     labels = labels.to(values.device)
     for p in labels.unique().tolist():
         if p == 0:
             continue
-        # the label's box grown by the window: no texel of the label, hence nothing counted, lies outside it
-        rows, cols = torch.nonzero(labels == p, as_tuple=True)
-        box = (slice(max(int(rows.min()) - radius, 0), min(int(rows.max()) + radius + 1, h)),
-               slice(max(int(cols.min()) - radius, 0), min(int(cols.max()) + radius + 1, w)))
+        box = _label_box(labels, p, radius)
         mine = (labels[box] == p)[None, None].expand(n, 1, -1, -1)
         cov = covered[(..., *box)] & mine
         weight = cov.to(values.dtype)
-        sums = _box_sum(torch.cat([mine.to(values.dtype), weight, values[(..., *box)] * weight], 1), radius)
+        sums = _separable(torch.cat([mine.to(values.dtype), weight, values[(..., *box)] * weight], 1),
+                          values.new_ones(2 * radius + 1))  # window sums
         fraction = sums[:, 1:2] / sums[:, :1].clamp(min=1)
         mean = sums[:, 2:] / sums[:, 1:2].clamp(min=1)
         jump = (values[(..., *box)] - mean).abs().amax(1, keepdim=True)
@@ -184,14 +182,23 @@ def reliable_coverage(values: torch.Tensor, covered: torch.Tensor, labels: torch
     return keep
 
 
-def _box_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Sums of ``x`` ``(N, C, H, W)`` over the ``(2·radius+1)²`` window around every element (zeros outside),
-    as two 1-D passes."""
+def _label_box(labels: torch.Tensor, p: int, radius: int) -> tuple[slice, slice]:
+    """The bounding box of label ``p`` in ``labels`` ``(H, W)``, grown by ``radius`` (clipped to the texture): a
+    window of that radius around any texel of the label lies inside it."""
+    h, w = labels.shape[-2:]
+    rows, cols = torch.nonzero(labels == p, as_tuple=True)
+    return (slice(max(int(rows.min()) - radius, 0), min(int(rows.max()) + radius + 1, h)),
+            slice(max(int(cols.min()) - radius, 0), min(int(cols.max()) + radius + 1, w)))
+
+
+def _separable(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(N, C, H, W)`` convolved with the 1-D ``kernel`` (odd length) along rows, then columns, per
+    channel, zeros outside (a window sum for a kernel of ones)."""
     import torch.nn.functional as F
 
-    k, c = 2 * radius + 1, x.shape[1]
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0)), x.new_ones(c, 1, 1, k), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius)), x.new_ones(c, 1, k, 1), groups=c)
+    c, r = x.shape[1], len(kernel) // 2
+    x = F.conv2d(F.pad(x, (r, r, 0, 0)), kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r)), kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def _colour_at(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
@@ -540,28 +547,20 @@ def part_blur(colours: torch.Tensor, labels: torch.Tensor, sigma: float) -> torc
     """
     if sigma <= 0:
         return colours
-    import torch.nn.functional as F
-
     labels = labels.to(colours.device)
     radius = max(1, int(round(2.5 * sigma)))
     x = torch.arange(-radius, radius + 1, dtype=colours.dtype, device=colours.device)
     k1 = torch.exp(-0.5 * (x / sigma) ** 2)
     k1 = k1 / k1.sum()
     out = colours.clone()
-    n, c, h, w = colours.shape
-    kh = k1.view(1, 1, 1, -1).expand(c + 1, 1, 1, -1)
-    kv = k1.view(1, 1, -1, 1).expand(c + 1, 1, -1, 1)
+    n, c = colours.shape[:2]
     for p in labels.unique().tolist():
         if p == 0:
             continue
-        rows, cols = torch.nonzero(labels == p, as_tuple=True)  # the part's bounding box, plus the kernel
-        box = (slice(max(int(rows.min()) - radius, 0), min(int(rows.max()) + radius + 1, h)),
-               slice(max(int(cols.min()) - radius, 0), min(int(cols.max()) + radius + 1, w)))
+        box = _label_box(labels, p, radius)  # the part's bounding box, plus the kernel
         m = (labels[box] == p).to(colours.dtype)[None, None]
         sub = colours[(..., *box)]
-        both = torch.cat([sub * m, m.expand(n, 1, -1, -1)], dim=1)
-        both = F.conv2d(F.pad(both, (radius, radius, 0, 0)), kh, groups=c + 1)
-        both = F.conv2d(F.pad(both, (0, 0, radius, radius)), kv, groups=c + 1)
+        both = _separable(torch.cat([sub * m, m.expand(n, 1, -1, -1)], dim=1), k1)
         blurred = both[:, :c] / both[:, c:].clamp(min=1e-6)
         out[(..., *box)] = torch.where(m.bool(), blurred, out[(..., *box)])
     return out
