@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from retarget.ops.filters import gaussian_kernel, separable_filter
+
 
 def nearest_fill(texture: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
     """Give every uncovered texel the value of the nearest covered texel (exact Euclidean distance).
@@ -158,8 +160,8 @@ def reliable_coverage(values: torch.Tensor, covered: torch.Tensor, labels: torch
         (texels of label 0, off the body, are not tested: kept where covered).
 
     Returns:
-        ``(N, 1, H, W)`` bool. Window sums per label (:func:`_separable` over :func:`_label_box`), so the cost
-        does not grow with the window's area.
+        ``(N, 1, H, W)`` bool. Window sums per label (:func:`~retarget.ops.filters.separable_filter` over
+        :func:`_label_box`), so the cost does not grow with the window's area.
     """
     n = values.shape[0]
     radius = max(2, round(2 * texture_scale(labels))) if radius is None else radius
@@ -172,8 +174,8 @@ def reliable_coverage(values: torch.Tensor, covered: torch.Tensor, labels: torch
         mine = (labels[box] == p)[None, None].expand(n, 1, -1, -1)
         cov = covered[(..., *box)] & mine
         weight = cov.to(values.dtype)
-        sums = _separable(torch.cat([mine.to(values.dtype), weight, values[(..., *box)] * weight], 1),
-                          values.new_ones(2 * radius + 1))  # window sums
+        sums = separable_filter(torch.cat([mine.to(values.dtype), weight, values[(..., *box)] * weight], 1),
+                                values.new_ones(2 * radius + 1))  # window sums
         fraction = sums[:, 1:2] / sums[:, :1].clamp(min=1)
         mean = sums[:, 2:] / sums[:, 1:2].clamp(min=1)
         jump = (values[(..., *box)] - mean).abs().amax(1, keepdim=True)
@@ -189,16 +191,6 @@ def _label_box(labels: torch.Tensor, p: int, radius: int) -> tuple[slice, slice]
     rows, cols = torch.nonzero(labels == p, as_tuple=True)
     return (slice(max(int(rows.min()) - radius, 0), min(int(rows.max()) + radius + 1, h)),
             slice(max(int(cols.min()) - radius, 0), min(int(cols.max()) + radius + 1, w)))
-
-
-def _separable(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """``x`` ``(N, C, H, W)`` convolved with the 1-D ``kernel`` (odd length) along rows, then columns, per
-    channel, zeros outside (a window sum for a kernel of ones)."""
-    import torch.nn.functional as F
-
-    c, r = x.shape[1], len(kernel) // 2
-    x = F.conv2d(F.pad(x, (r, r, 0, 0)), kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, r, r)), kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def _colour_at(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
@@ -548,10 +540,8 @@ def part_blur(colours: torch.Tensor, labels: torch.Tensor, sigma: float) -> torc
     if sigma <= 0:
         return colours
     labels = labels.to(colours.device)
-    radius = max(1, int(round(2.5 * sigma)))
-    x = torch.arange(-radius, radius + 1, dtype=colours.dtype, device=colours.device)
-    k1 = torch.exp(-0.5 * (x / sigma) ** 2)
-    k1 = k1 / k1.sum()
+    k1 = gaussian_kernel(sigma, colours.dtype, colours.device)
+    radius = len(k1) // 2
     out = colours.clone()
     n, c = colours.shape[:2]
     for p in labels.unique().tolist():
@@ -560,7 +550,7 @@ def part_blur(colours: torch.Tensor, labels: torch.Tensor, sigma: float) -> torc
         box = _label_box(labels, p, radius)  # the part's bounding box, plus the kernel
         m = (labels[box] == p).to(colours.dtype)[None, None]
         sub = colours[(..., *box)]
-        both = _separable(torch.cat([sub * m, m.expand(n, 1, -1, -1)], dim=1), k1)
+        both = separable_filter(torch.cat([sub * m, m.expand(n, 1, -1, -1)], dim=1), k1)
         blurred = both[:, :c] / both[:, c:].clamp(min=1e-6)
         out[(..., *box)] = torch.where(m.bool(), blurred, out[(..., *box)])
     return out
