@@ -71,6 +71,7 @@ def test_async_keyframes_never_block_a_frame_on_densepose(clip):
     frames = list(clip["frames"]) * 3  # 36 frames, ~1.5 s of input at 25 fps
     out, spent = [], []
     stream = live.stream(_paced(frames, 0.04))
+    start = time.perf_counter()
     while True:
         tick = time.perf_counter()
         try:
@@ -81,7 +82,11 @@ def test_async_keyframes_never_block_a_frame_on_densepose(clip):
         out.append(rgb)
     assert len(out) == len(frames)
     assert max(spent) < 0.35 and float(np.median(spent)) < 0.15, spent  # a DensePose call is 0.6 s
-    assert 1 <= backend.calls <= 4 and backend.threads == {"retarget-densepose"}
+    # one call at a time (each takes 0.6 s), not one per frame: the count follows the run's length, which a busy
+    # machine stretches
+    elapsed = time.perf_counter() - start
+    assert 1 <= backend.calls <= 1 + elapsed / 0.6 and backend.calls < len(frames) / 2, (backend.calls, elapsed)
+    assert backend.threads == {"retarget-densepose"}
     # before the first keyframe: --on-missing hold with no pose yet shows the background; after it, the person
     background = np.array([0x20, 0x40, 0x60])
     assert np.abs(out[0].astype(int) - background).sum(axis=2).max() < 40
