@@ -125,3 +125,31 @@ def test_a_magnified_part_is_read_between_the_photo_pixels_not_pixel_by_pixel():
     own = render_targets(state, uv).target_xy[0].numpy() * (n - 1) / 2 + (n - 1) / 2
     np.testing.assert_allclose(own[0][y0:y0 + 11, x0:x0 + 11], x0 + xx, atol=0.1)
     np.testing.assert_allclose(own[1][y0:y0 + 11, x0:x0 + 11], y0 + yy, atol=0.1)
+
+
+def test_the_render_is_softened_at_coordinate_seams_only(example, monkeypatch):
+    """Where neighbouring output pixels read far-apart places of the photo (here: a band of rows reading 10
+    rows lower), the weight-free render is smoothed (``SEAMS`` of :mod:`retarget.pipeline.pair`); every other
+    pixel is exactly the unsmoothed render."""
+    import dataclasses
+
+    from retarget.pipeline import pair
+
+    uv = example["uv"].clone()
+    uv[..., 50:70, :] = example["uv"][..., 60:80, :]
+    smoothed = render_targets(example["state"], uv)
+    monkeypatch.setattr(pair, "SEAMS", dataclasses.replace(pair.SEAMS, sigma=0.0))
+    raw = render_targets(example["state"], uv)
+    seam = ops.coordinate_seams(raw.target_xy, raw.target_mask, (SIZE, SIZE), pair.SEAMS.jump_px,
+                                grow=pair.SEAMS.grow)
+    rows = seam[0, 0].any(dim=1).nonzero()[:, 0].tolist()
+    assert {48, 49, 50, 51, 68, 69, 70, 71} <= set(rows)  # both borders of the band are seams
+    torch.testing.assert_close(smoothed.output * ~seam, raw.output * ~seam, rtol=0, atol=0)
+    # across the band's borders the step between neighbouring rows is smaller
+    steps = [(r.output[0, :, 50] - r.output[0, :, 49]).abs().sum(0)[seam[0, 0, 49] & seam[0, 0, 50]].mean()
+             for r in (smoothed, raw)]
+    assert steps[0] < 0.7 * steps[1], steps
+    # the identity render has few seams: its output (the fixture's, smoothed) is nearly all the unsmoothed one
+    changed = (example["plain"].output != render_targets(example["state"], example["uv"]).output).any(dim=1)
+    person = example["plain"].target_mask[:, 0] > 0.5
+    assert float(changed[person].float().mean()) < 0.15

@@ -14,8 +14,9 @@ from retarget.ops.fill import (
     surface_nearest_fill,
 )
 from retarget.ops.leaks import background_leaks, near_silhouette
-from retarget.ops.photo import nearest_splat, read_seen, render_from_photo, sample_image
+from retarget.ops.photo import SeamSmoothing, nearest_splat, read_seen, render_from_photo, sample_image
 from retarget.ops.raster import rasterize_to_texture
+from retarget.ops.seams import coordinate_seams, smooth_seams
 from retarget.ops.warp import (
     colour_texture_from_source,
     coordinates_to_target,
@@ -27,12 +28,14 @@ from retarget.ops.warp import (
 __all__ = [
     "BACKGROUND_UV",
     "BodyCompletion",
+    "SeamSmoothing",
     "background_leaks",
     "batched_meshgrid",
     "body_colour_texture",
     "body_completion",
     "body_fill",
     "colour_texture_from_source",
+    "coordinate_seams",
     "coordinates_to_target",
     "inverse_grid_sample",
     "make_meshgrid",
@@ -47,5 +50,6 @@ __all__ = [
     "render_target",
     "sample_image",
     "sample_texture",
+    "smooth_seams",
     "split_uv_mask",
 ]

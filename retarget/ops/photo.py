@@ -18,6 +18,8 @@ of the first / last pixel (:func:`~retarget.ops.coords.make_meshgrid`); a textur
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,6 +28,7 @@ from scipy import ndimage
 from retarget.ops.coords import check_single_photo
 from retarget.ops.leaks import read_flags_at
 from retarget.ops.raster import largest_per_index
+from retarget.ops.seams import smooth_seams
 from retarget.ops.warp import safe_grid
 
 
@@ -115,8 +118,8 @@ def _read_seen(seen: torch.Tensor, grid: torch.Tensor, fold: float) -> tuple[tor
 
 
 def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Tensor, uv: torch.Tensor,
-                      fold: float, leak: torch.Tensor | None = None, rim: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                      fold: float, leak: torch.Tensor | None = None, rim: torch.Tensor | None = None,
+                      seams: SeamSmoothing | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Render target poses from the photo where it saw the body, from a colour texture elsewhere.
 
     Per target pixel: ``(x, y, w)`` = :func:`read_seen` of ``seen`` at its UV; the colour is
@@ -134,6 +137,9 @@ def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Te
         leak: optional ``(1, 1, Hs, Ws)`` bool flag per texel of ``seen``.
         rim: ``(N, 1, Ho, Wo)`` bool, the target pixels that may read flagged texels (e.g.
             :func:`retarget.ops.leaks.near_silhouette`); required with ``leak``.
+        seams: optional :class:`SeamSmoothing`: the image is softened at its coordinate seams
+            (:func:`retarget.ops.smooth_seams`, ``wall`` pixels kept out), fully where the pixel reads the photo
+            and ``seams.texture_strength`` of the way where it reads the colour texture (lerp by ``w``).
 
     Returns:
         ``(image, target_xy, wall)``: ``(N, 3, Ho, Wo)`` and ``(N, 2, Ho, Wo)``, both 0 on the background
@@ -155,7 +161,32 @@ def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Te
         wall = rim & flagged & (weight > 0.5)
     direct = F.grid_sample(photo.expand(n, -1, -1, -1), xy.permute(0, 2, 3, 1), mode="bilinear",
                            padding_mode="border", align_corners=True)
-    return torch.lerp(colour_xy[:, :3], direct, weight), torch.where(weight > 0.5, xy, colour_xy[:, 3:]), wall
+    image, target_xy = torch.lerp(colour_xy[:, :3], direct, weight), torch.where(weight > 0.5, xy, colour_xy[:, 3:])
+    if seams is not None:
+        mask = (uv[:, :1] > -2).to(image.dtype)  # background UVs are -10
+        strength = seams.texture_strength + (1 - seams.texture_strength) * weight
+        image = smooth_seams(image, target_xy, mask, tuple(photo.shape[-2:]), jump_px=seams.jump_px,
+                             sigma=seams.sigma, grow=seams.grow, keep_out=wall, strength=strength)
+    return image, target_xy, wall
+
+
+@dataclass(frozen=True)
+class SeamSmoothing:
+    """Parameters of the seam smoothing of :func:`render_from_photo` (see :func:`retarget.ops.smooth_seams`).
+
+    Attributes:
+        jump_px: a jump between neighbouring output pixels' source coordinates above this (photo pixels) is a seam.
+        sigma: standard deviation of the blur, output pixels.
+        grow: seams grown by this many pixels.
+        texture_strength: how far (0..1) a seam pixel that reads the colour texture moves to the blur (one that
+            reads the photo moves all the way): the colour texture is already low-passed at texel scale, and
+            the pieces of a copied pattern should keep their pattern.
+    """
+
+    jump_px: float
+    sigma: float
+    grow: int = 1
+    texture_strength: float = 0.5
 
 
 def sample_image(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
@@ -175,4 +206,4 @@ def sample_image(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
                          align_corners=True)
 
 
-__all__ = ["nearest_splat", "read_seen", "render_from_photo", "sample_image"]
+__all__ = ["SeamSmoothing", "nearest_splat", "read_seen", "render_from_photo", "sample_image"]

@@ -494,6 +494,14 @@ def render_targets(state: SourceState, target_uv: torch.Tensor, models: Models |
                        refiner_target_input=target_input, refined=refined)
 
 
+#: Seam smoothing of the weight-free render (:class:`retarget.ops.SeamSmoothing`, :func:`retarget.ops.smooth_seams`):
+#: output pixels next to a neighbour whose source coordinate lies more than 3 photo pixels away (a part border
+#: of the target's DensePose that is not where the photo's was, a copy meeting the seen body, a fill's streak),
+#: grown by 1 pixel, move to a Gaussian of 1 pixel over the person: all the way where they read the photo, half
+#: way where they read the colour texture. Chosen on the tuning split of ``bench/quality.py``, ``bench/real.py``
+#: and the look of a back view filled from a striped front (docs/weight_free.md, "Seams of the render").
+SEAMS = ops.SeamSmoothing(jump_px=3.0, sigma=1.0, grow=1, texture_strength=0.5)
+
 #: The seen-coordinate texture is read bilinearly, except where the bilinear and the nearest texel's
 #: coordinates differ by more than this many photo pixels: there the texels around the sample point were
 #: seen at places of the photo far apart (a fold, a part border), and a blend would point between them.
@@ -516,7 +524,8 @@ def _render_from_photo(state: SourceState, uv: torch.Tensor, mask: torch.Tensor
     textures = torch.cat([state.pred_textures, state.completed_xy], dim=1)
     rim = ops.near_silhouette(mask) if state.seen_leak is not None else None
     return ops.render_from_photo(state.photo, state.seen, textures, uv,
-                                 SEEN_FOLD_PX * 2.0 / (max(state.image.shape[-2:]) - 1), leak=state.seen_leak, rim=rim)
+                                 SEEN_FOLD_PX * 2.0 / (max(state.image.shape[-2:]) - 1), leak=state.seen_leak, rim=rim,
+                                 seams=SEAMS)
 
 
 @dataclass
