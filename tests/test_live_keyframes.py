@@ -42,15 +42,18 @@ class SlowDensePose:
 
     name = "slow-fake"
 
-    def __init__(self, frames, iuvs, seconds: float):
+    def __init__(self, frames, iuvs, seconds: float, gate: threading.Event | None = None):
         self.table = {_key(rgb[..., ::-1]): iuv for rgb, iuv in zip(frames, iuvs)}
         self.seconds = seconds
+        self.gate = gate  # when given, every call also waits until it is set (a DensePose that hangs)
         self.calls = 0
         self.threads: set[str] = set()
 
     def predict(self, images):
         self.calls += 1
         self.threads.add(threading.current_thread().name)
+        if self.gate is not None:
+            assert self.gate.wait(timeout=60), "the test never released DensePose"
         time.sleep(self.seconds)
         return [DensePoseResult.from_iuv(self.table[_key(image)]) for image in images]
 
@@ -63,35 +66,36 @@ def _paced(frames, seconds: float, repeat: int = 1):
 
 
 def test_async_keyframes_never_block_a_frame_on_densepose(clip):
-    """DensePose takes 0.6 s a call; frames come every 40 ms: each is rendered in a small fraction of
-    that, all frames come out, and the frames after the first keyframe arrived show the person."""
-    backend = SlowDensePose(clip["frames"], clip["iuvs"], 0.6)
+    """DensePose hangs in its first call until the test releases it: frames keep coming out meanwhile (no
+    wall-clock bound, so a slow or busy machine cannot fail it), every input frame comes out, DensePose runs
+    on its own thread only, and the frames after the first keyframe arrived show the person."""
+    gate = threading.Event()
+    backend = SlowDensePose(clip["frames"], clip["iuvs"], 0.1, gate=gate)
     live = Retargeter(clip["photo"], models=None, densepose_model=backend, densepose_every="auto",
                       background="#204060", temporal_radius=0)
-    frames = list(clip["frames"]) * 3  # 36 frames, ~1.5 s of input at 25 fps
-    out, spent = [], []
-    stream = live.stream(_paced(frames, 0.04))
+    frames = list(clip["frames"]) * 3  # 36 frames
+    out, while_hanging = [], 0
     start = time.perf_counter()
-    while True:
-        tick = time.perf_counter()
-        try:
-            rgb = next(stream)
-        except StopIteration:
-            break
-        spent.append(time.perf_counter() - tick - 0.04)
-        out.append(rgb)
-    assert len(out) == len(frames)
-    assert max(spent) < 0.35 and float(np.median(spent)) < 0.15, spent  # a DensePose call is 0.6 s
-    # one call at a time (each takes 0.6 s), not one per frame: the count follows the run's length, which a busy
-    # machine stretches
+    try:
+        for rgb in live.stream(_paced(frames, 0.04)):  # 25 fps
+            out.append(rgb)
+            if not gate.is_set() and backend.calls >= 1:
+                while_hanging += 1  # rendered while DensePose's first call had not returned
+                if while_hanging == 12:
+                    gate.set()
+    finally:
+        gate.set()
     elapsed = time.perf_counter() - start
-    assert 1 <= backend.calls <= 1 + elapsed / 0.6 and backend.calls < len(frames) / 2, (backend.calls, elapsed)
+    assert len(out) == len(frames) and while_hanging == 12
+    # one call at a time (each ≥ 0.1 s once released), not one per frame
+    assert 1 <= backend.calls <= 2 + elapsed / 0.1 and backend.calls < len(frames) / 2, (backend.calls, elapsed)
     assert backend.threads == {"retarget-densepose"}
     # before the first keyframe: --on-missing hold with no pose yet shows the background; after it, the person
     background = np.array([0x20, 0x40, 0x60])
     assert np.abs(out[0].astype(int) - background).sum(axis=2).max() < 40
     person = [np.count_nonzero(np.abs(o.astype(int) - background).sum(axis=2) > 60) for o in out]
-    assert person[0] == 0 and max(person) > 300 and person[-1] > 100 and sum(p > 100 for p in person) >= 10, person
+    assert not any(person[:12]) and max(person) > 300 and person[-1] > 100 and sum(p > 100 for p in person) >= 8, \
+        person
 
 
 def test_synchronous_keyframes_would_block_every_keyframe(clip):

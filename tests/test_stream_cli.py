@@ -242,9 +242,11 @@ def test_late_frames_are_dropped_and_latency_stays_bounded(clip, tmp_path, monke
     assert f"dropped={dropped}" in summary and f"out={len(shown)}" in summary
     latencies = [r["latency_ms"] for r in shown]
     # bounded by about two frames' work (the frame rendered and the one waiting), whatever the machine's
-    # load: the gaps between outputs measure a frame's work. With --drop none it grows over the clip.
+    # load: the gaps between outputs measure a frame's work. With --drop none it grows over the clip. The
+    # first frame out also carries the pipeline's warm-up (first calls of every kernel), which no drop policy
+    # can shorten: it is left out.
     work = float(np.median(np.diff([r["output_s"] for r in shown]))) * 1000
-    assert work >= 150 and max(latencies) < 3 * work + 200, (work, latencies)
+    assert work >= 150 and max(latencies[1:]) < 3 * work + 200, (work, latencies)
     frames, _ = _decode(tmp_path / "out.ts")
     assert len(frames) == len(shown)
 
