@@ -519,7 +519,8 @@ def _render_from_photo(state: SourceState, uv: torch.Tensor, mask: torch.Tensor
     Texels seen only through background DensePose took in are read from the photo by target pixels near the
     target's silhouette only (:func:`retarget.ops.near_silhouette`), elsewhere from the colour texture; the
     third output marks those rim pixels (``(N, 1, H, W)`` bool; None without leak flags): they show background,
-    and :func:`render_targets` leaves them out of the person's ``alpha``.
+    and :func:`render_targets` leaves them out of the person's ``alpha``. The image is softened at its coordinate
+    seams (:data:`SEAMS`).
     """
     textures = torch.cat([state.pred_textures, state.completed_xy], dim=1)
     rim = ops.near_silhouette(mask) if state.seen_leak is not None else None
