@@ -19,6 +19,23 @@ def separable_filter(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return x.contiguous()
 
 
+def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """``mask`` ``(N, C, H, W)`` bool grown by a ``(2·radius + 1)²`` square (False outside the tensor): two 1-D
+    passes of shifted ORs, much cheaper than a 2-D max pool on the CPU."""
+    if radius <= 0:
+        return mask
+    h, w = mask.shape[-2:]
+    padded = F.pad(mask, (radius, radius))
+    rows = padded[..., :, :w].clone()
+    for i in range(1, 2 * radius + 1):
+        rows |= padded[..., :, i:i + w]
+    padded = F.pad(rows, (0, 0, radius, radius))
+    out = padded[..., :h, :].clone()
+    for i in range(1, 2 * radius + 1):
+        out |= padded[..., i:i + h, :]
+    return out
+
+
 def gaussian_kernel(sigma: float, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
     """Normalised 1-D Gaussian of standard deviation ``sigma`` (> 0), radius ``max(1, round(2.5 σ))``."""
     radius = max(1, int(round(2.5 * sigma)))

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from retarget.ops.filters import dilate
+
 #: A person pixel may be background DensePose took in when it lies within this many pixels of the
 #: background, at the pipeline's 256-pixel crop (scaled with the image size).
 LEAK_DEPTH = 2.0
@@ -106,11 +108,7 @@ def near_silhouette(mask: torch.Tensor, depth: float = LEAK_DEPTH) -> torch.Tens
     """
     person = mask > 0.5
     r = max(1, int(np.ceil(_depth_pixels(*mask.shape[-2:], depth))))
-    outside = F.pad((~person).to(torch.uint8), (r, r, r, r), value=0)  # the image border is not background
-    # a square neighbourhood as two 1-D passes (max over rows, then columns): ~10x cheaper than one 2-D pool
-    rows = torch.stack([outside[..., i:i + outside.shape[-2] - 2 * r, :] for i in range(2 * r + 1)]).amax(dim=0)
-    near = torch.stack([rows[..., j:j + rows.shape[-1] - 2 * r] for j in range(2 * r + 1)]).amax(dim=0)
-    return person & (near > 0)
+    return person & dilate(~person, r)  # dilate pads with False: the image border is not background
 
 
 def read_flags_at(flags: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

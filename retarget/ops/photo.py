@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from retarget.ops.coords import check_single_photo
+from retarget.ops.coords import BACKGROUND_UV, check_single_photo
 from retarget.ops.leaks import read_flags_at
 from retarget.ops.raster import largest_per_index
 from retarget.ops.seams import smooth_seams
@@ -163,7 +163,7 @@ def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Te
                            padding_mode="border", align_corners=True)
     image, target_xy = torch.lerp(colour_xy[:, :3], direct, weight), torch.where(weight > 0.5, xy, colour_xy[:, 3:])
     if seams is not None:
-        mask = (uv[:, :1] > -2).to(image.dtype)  # background UVs are -10
+        mask = (uv != BACKGROUND_UV).any(dim=1, keepdim=True)  # the person mask of split_uv_mask
         strength = seams.texture_strength + (1 - seams.texture_strength) * weight
         image = smooth_seams(image, target_xy, mask, tuple(photo.shape[-2:]), jump_px=seams.jump_px,
                              sigma=seams.sigma, grow=seams.grow, keep_out=wall, strength=strength)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from retarget.ops.filters import gaussian_kernel, masked_gaussian_blur
+from retarget.ops.filters import dilate, gaussian_kernel, masked_gaussian_blur
 
 
 def coordinate_seams(xy: torch.Tensor, mask: torch.Tensor, photo_hw: tuple[int, int], jump_px: float,
@@ -47,12 +47,7 @@ def coordinate_seams(xy: torch.Tensor, mask: torch.Tensor, photo_hw: tuple[int, 
     down = ((px[..., 1:, :] - px[..., :-1, :]).square().sum(1, keepdim=True) > limit) & \
         inside[..., 1:, :] & inside[..., :-1, :]
     seam = F.pad(across, (1, 0)) | F.pad(across, (0, 1)) | F.pad(down, (0, 0, 1, 0)) | F.pad(down, (0, 0, 0, 1))
-    for _ in range(grow):  # grown by one pixel (3 × 3 square) at a time
-        row = F.pad(seam, (1, 1))
-        seam = row[..., :, :-2] | row[..., :, 1:-1] | row[..., :, 2:]
-        col = F.pad(seam, (0, 0, 1, 1))
-        seam = col[..., :-2, :] | col[..., 1:-1, :] | col[..., 2:, :]
-    return seam & inside
+    return dilate(seam, grow) & inside
 
 
 def smooth_seams(image: torch.Tensor, xy: torch.Tensor, mask: torch.Tensor, photo_hw: tuple[int, int], *,
