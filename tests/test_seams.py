@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from retarget import ops
-from retarget.ops.filters import gaussian_kernel, masked_gaussian_blur, separable_filter
+from retarget.ops.filters import gaussian_kernel, masked_gaussian_blur, median3, separable_filter
 
 
 def _grid(h: int, w: int) -> torch.Tensor:
@@ -96,3 +96,19 @@ def test_strength_moves_a_seam_pixel_part_of_the_way():
     half = ops.smooth_seams(image, xy, mask, (h, w), jump_px=3.0, sigma=1.0, strength=strength + 0.5)
     torch.testing.assert_close(half, (image + full) / 2)
     assert not torch.equal(full, image)
+
+
+def test_median3_is_the_3x3_median_and_keeps_affine_fields_and_steps():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 5, (2, 3, 9, 11), generator=gen).float()  # many ties
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    shifted = torch.stack([padded[..., i:i + 9, j:j + 11] for i in range(3) for j in range(3)], dim=2)
+    torch.testing.assert_close(median3(x), shifted.median(dim=2).values, rtol=0, atol=0)
+    # an affine coordinate field and a straight step (a part border) are left as they are
+    grid = _grid(12, 16)
+    torch.testing.assert_close(median3(grid)[..., 1:-1, 1:-1], grid[..., 1:-1, 1:-1], rtol=0, atol=1e-6)
+    grid[:, 0, :, 8:] += 1.0
+    torch.testing.assert_close(median3(grid)[..., 1:-1, 1:-1], grid[..., 1:-1, 1:-1], rtol=0, atol=1e-6)
+    # one pixel off its neighbours' trend is put back on it
+    grid[0, 0, 5, 4] += 0.5
+    assert abs(float(median3(grid)[0, 0, 5, 4] - (grid[0, 0, 5, 3] + grid[0, 0, 5, 5]) / 2)) < 1e-6

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from retarget.ops.coords import BACKGROUND_UV, check_single_photo
+from retarget.ops.filters import bounding_box, dilate, median3
 from retarget.ops.leaks import read_flags_at
 from retarget.ops.raster import largest_per_index
 from retarget.ops.seams import smooth_seams
@@ -119,7 +120,8 @@ def _read_seen(seen: torch.Tensor, grid: torch.Tensor, fold: float) -> tuple[tor
 
 def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Tensor, uv: torch.Tensor,
                       fold: float, leak: torch.Tensor | None = None, rim: torch.Tensor | None = None,
-                      seams: SeamSmoothing | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                      seams: SeamSmoothing | None = None, despeckle: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Render target poses from the photo where it saw the body, from a colour texture elsewhere.
 
     Per target pixel: ``(x, y, w)`` = :func:`read_seen` of ``seen`` at its UV; the colour is
@@ -140,6 +142,12 @@ def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Te
         seams: optional :class:`SeamSmoothing`: the image is softened at its coordinate seams
             (:func:`retarget.ops.smooth_seams`, ``wall`` pixels kept out), fully where the pixel reads the photo
             and ``seams.texture_strength`` of the way where it reads the colour texture (lerp by ``w``).
+        despeckle: where a pixel and its 8 neighbours all read the photo (``w > 0.5``), its ``(x, y)`` becomes
+            the per-channel median of theirs (:func:`~retarget.ops.filters.median3`) before the photo is
+            read. A coordinate field that is affine over the 3 × 3 window is unchanged (the median of values
+            symmetric around the centre) and so is a straight step (a part border, a fold); a pixel whose
+            DensePose UV jitters against its neighbours' (reading a place a few pixels off: speckle on a fine
+            pattern) reads where they say.
 
     Returns:
         ``(image, target_xy, wall)``: ``(N, 3, Ho, Wo)`` and ``(N, 2, Ho, Wo)``, both 0 on the background
@@ -159,6 +167,13 @@ def render_from_photo(photo: torch.Tensor, seen: torch.Tensor, texture: torch.Te
         flagged = read_flags_at(leak, grid)
         weight = torch.where(~rim & flagged, torch.zeros_like(weight), weight)
         wall = rim & flagged & (weight > 0.5)
+    if despeckle:
+        inner = ~dilate(weight <= 0.5, 1)  # all 9 pixels read the photo (background UVs read weight 0)
+        box = bounding_box(inner, 1)
+        if box is not None:
+            sub = xy[(..., *box)]
+            xy = xy.clone()
+            xy[(..., *box)] = torch.where(inner[(..., *box)], median3(sub), sub)
     direct = F.grid_sample(photo.expand(n, -1, -1, -1), xy.permute(0, 2, 3, 1), mode="bilinear",
                            padding_mode="border", align_corners=True)
     image, target_xy = torch.lerp(colour_xy[:, :3], direct, weight), torch.where(weight > 0.5, xy, colour_xy[:, 3:])

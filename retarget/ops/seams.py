@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from retarget.ops.filters import dilate, gaussian_kernel, masked_gaussian_blur
+from retarget.ops.filters import bounding_box, dilate, gaussian_kernel, masked_gaussian_blur
 
 
 def coordinate_seams(xy: torch.Tensor, mask: torch.Tensor, photo_hw: tuple[int, int], jump_px: float,
@@ -74,13 +74,10 @@ def smooth_seams(image: torch.Tensor, xy: torch.Tensor, mask: torch.Tensor, phot
     if keep_out is not None:
         person = person & ~keep_out
     seam = coordinate_seams(xy, person.to(xy.dtype), photo_hw, jump_px, grow)
-    rows, cols = seam.any(dim=3).any(dim=1).any(dim=0), seam.any(dim=2).any(dim=1).any(dim=0)
-    if not bool(rows.any()):
+    # only the box around every seam (and the blur's reach) is filtered
+    box = bounding_box(seam, len(gaussian_kernel(sigma)) // 2)
+    if box is None:
         return image
-    # only the box around every seam (and the blur's reach) is filtered: the person is a part of the crop
-    reach = len(gaussian_kernel(sigma)) // 2
-    (r0, r1), (c0, c1) = [(int(i.min()), int(i.max())) for i in (rows.nonzero()[:, 0], cols.nonzero()[:, 0])]
-    box = (slice(max(r0 - reach, 0), r1 + reach + 1), slice(max(c0 - reach, 0), c1 + reach + 1))
     sub = image[(..., *box)]
     blurred = masked_gaussian_blur(sub, person[(..., *box)].to(image.dtype), sigma)
     move = seam[(..., *box)].to(image.dtype)

@@ -519,14 +519,16 @@ def _render_from_photo(state: SourceState, uv: torch.Tensor, mask: torch.Tensor
     Texels seen only through background DensePose took in are read from the photo by target pixels near the
     target's silhouette only (:func:`retarget.ops.near_silhouette`), elsewhere from the colour texture; the
     third output marks those rim pixels (``(N, 1, H, W)`` bool; None without leak flags): they show background,
-    and :func:`render_targets` leaves them out of the person's ``alpha``. The image is softened at its coordinate
-    seams (:data:`SEAMS`).
+    and :func:`render_targets` leaves them out of the person's ``alpha``. The photo is read at source coordinates
+    despeckled by a 3 × 3 median (``despeckle`` of :func:`retarget.ops.render_from_photo`: DensePose's per-pixel
+    UV jitter would otherwise read a fine pattern a few pixels off here and there), and the image is softened
+    at its coordinate seams (:data:`SEAMS`).
     """
     textures = torch.cat([state.pred_textures, state.completed_xy], dim=1)
     rim = ops.near_silhouette(mask) if state.seen_leak is not None else None
     return ops.render_from_photo(state.photo, state.seen, textures, uv,
                                  SEEN_FOLD_PX * 2.0 / (max(state.image.shape[-2:]) - 1), leak=state.seen_leak, rim=rim,
-                                 seams=SEAMS)
+                                 seams=SEAMS, despeckle=True)
 
 
 @dataclass
