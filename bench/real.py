@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/real.py [FOLDER ...] [--root ../shared/real] [--max-targets N] [--sources first,middle,last]
                                    [--variants body,nearest,silhouette] [--pictures DIR] [--no-temporal]
-                                   [--regions] [--speed]
+                                   [--regions] [--speed] [--identity-every-frame]
 
 Clips: every folder under ``--root`` (searched recursively) with ``rgb/`` and ``iuv/`` subfolders, plus every
 FOLDER given. Frames are paired by the last number in their file names (``frame146.png`` ↔
@@ -33,6 +33,10 @@ Protocol, per clip and per source frame (first, middle and last):
   (:func:`densepose_adapter.temporal.filter_sequence`, default settings, guided by the real frames), and
   with ``--steady`` after the filter (:class:`retarget.pipeline.steady.OutputSteadier`, driver crops = the real
   crops): what ``retarget video`` outputs by default; ΔE and SSIM are reported for that output too.
+
+With ``--identity-every-frame``: the identity PSNR of ``body`` with *every* frame of every clip as the source
+(min, the frame that gives it, 10th percentile, mean, frames below 28 dB): the floor of the issue, checked beyond
+the three sources.
 
 With ``--regions``: the ΔE of every region, and on the target's head (parts 23, 24; targets with ≥ 30 head
 pixels) PSNR, grey-level SSIM and detail (mean absolute Laplacian, render ÷ real frame; :func:`head_scores`).
@@ -385,6 +389,20 @@ def _person_tile(image: np.ndarray, mask: np.ndarray, height: int) -> np.ndarray
     return cv2.resize(cut, (width, height), interpolation=cv2.INTER_AREA if cut.shape[0] > height else cv2.INTER_CUBIC)
 
 
+def identity_every_frame(clip: Clip) -> None:
+    """Print the ``body`` identity PSNR over the clip with every frame as the source."""
+    values = []
+    for rgb, iuv in zip(clip.rgb, clip.iuv):
+        renderer = Renderer(rgb, iuv, ["body"])
+        src = renderer.source
+        mask = ~np.isnan(src.uv).all(axis=2)
+        out = renderer.render("body", src.uv[None], [src.image])[0]
+        values.append(psnr(out[mask], src.image.astype(np.float32)[mask] / 255.0))
+    v = np.array(values)
+    print(f"  {clip.name:28s} {len(v):3d} frames  min {v.min():6.2f} dB (frame {clip.numbers[int(v.argmin())]})  "
+          f"p10 {np.percentile(v, 10):6.2f}  mean {v.mean():6.2f}  below 28 dB: {int((v < 28).sum())}", flush=True)
+
+
 def save_picture(folder: Path, name: str, tiles: list[tuple[np.ndarray, np.ndarray]], height: int = 200) -> None:
     """One PNG: ``(image, mask)`` tiles cut to the person and put side by side with a 4 px white gap."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -514,6 +532,8 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true", help="also time source work and per-frame rendering")
     parser.add_argument("--regions", action="store_true",
                         help="also print the ΔE of every body region, and the head's PSNR / SSIM / detail")
+    parser.add_argument("--identity-every-frame", action="store_true",
+                        help="also the body identity PSNR with every frame of every clip as the source")
     parser.add_argument("--steady", type=float, default=0.8,
                         help="`retarget video --steady` applied after the filter (warp error, dE, SSIM); 0: skip")
     args = parser.parse_args()
@@ -528,18 +548,23 @@ def main() -> None:
     if not folders:
         raise SystemExit(f"error: no clip folders (rgb/ + iuv/) under {args.root} and none given")
     tick = time.perf_counter()
-    rows = []
+    rows, clips = [], []
     for folder in folders:
         if not ((folder / "rgb").is_dir() and (folder / "iuv").is_dir()):
             raise SystemExit(f"error: {folder}: needs rgb/ and iuv/ subfolders")
-        rows += run_clip(load_clip(folder, args.root), variants, sources, args.max_targets,
-                         0 if args.no_temporal else args.temporal_radius,
-                         args.pictures, 0.0 if args.no_temporal else args.steady, heads=args.regions)
+        clips.append(load_clip(folder, args.root))
+        temporal = 0 if args.no_temporal else args.temporal_radius
+        rows += run_clip(clips[-1], variants, sources, args.max_targets, temporal, args.pictures,
+                         0.0 if args.no_temporal else args.steady, heads=args.regions)
     summary(rows, variants)
     if args.regions:
         region_table(rows, variants)
+    if args.identity_every_frame:
+        print("\nidentity (body), every frame as the source:")
+        for clip in clips:
+            identity_every_frame(clip)
     if args.speed:
-        speed(load_clip(folders[0], args.root))
+        speed(clips[0])
     prep = [r["prepare_s"] for r in rows if r["variant"] == "body"]
     if prep:
         print(f"  prepare_source (body): mean {np.mean(prep):.2f} s, max {max(prep):.2f} s per photo")

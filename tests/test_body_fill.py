@@ -589,6 +589,24 @@ def test_real_bench_head_scores_see_speckle_and_need_a_head():
     assert bench.head_scores(real, real, small) is None
 
 
+def test_real_bench_identity_every_frame_reads_every_frame_as_the_source(capsys):
+    """bench/real.py --identity-every-frame: one identity PSNR per frame, the worst frame named; a frame whose
+    IUV cannot tell its pixels apart (every pixel of a part at one U, V: all read one place of the photo) is
+    counted below 28 dB."""
+    from retarget.io.image import read_image_rgb
+    from retarget.io.iuv import read_iuv_png
+    from tests.conftest import EXAMPLE_IUV, EXAMPLE_PHOTO
+
+    bench = _quality_bench("real")
+    rgb, iuv = read_image_rgb(EXAMPLE_PHOTO), read_iuv_png(EXAMPLE_IUV)
+    flat = iuv.copy()
+    flat[iuv[..., 0] > 0, 1:] = 128
+    clip = bench.Clip(name="example", rgb=[rgb] * 3, iuv=[iuv, flat, iuv], numbers=[4, 7, 9])
+    bench.identity_every_frame(clip)
+    line = capsys.readouterr().out
+    assert "3 frames" in line and "(frame 7)" in line and "below 28 dB: 1" in line, line
+
+
 def test_a_larger_crop_completes_the_same_body():
     """The fill's texel counts and windows are stated at 256² and scaled with the texture (``texture_scale``): the
     example photo prepared at 512² gives, part by part, the colours it gives at 256² (measured: largest mean-colour
