@@ -1,6 +1,6 @@
 """Quality of the weight-free texture completion on held-out limbs of real photos, measured in one run.
 
-    .venv/bin/python bench/quality.py [--split tuning|held-out|all] [--samples DIR] [--real DIR]
+    .venv/bin/python bench/quality.py [--split tuning|held-out|all] [--samples DIR] [--real DIR] [--table clean]
                                       [--fills nearest body] [--min-pixels 400] [--keep DIR]
                                       [--save FILE] [--against FILE]
 
@@ -108,8 +108,9 @@ def person_crop(image: np.ndarray, iuv: np.ndarray, side: int = CROP_SIDE, margi
     return crops[0], crops[1]
 
 
-def real_cases(real: Path, split: str, folder: Path, min_pixels: int):
-    """:func:`photo_cases` of the real photos of ``split`` (:data:`REAL_PHOTOS`), written to ``folder``."""
+def real_cases(real: Path, split: str, folder: Path, min_pixels: int, table: str = "clean"):
+    """:func:`photo_cases` of the real photos of ``split`` (:data:`REAL_PHOTOS`), written to ``folder``, their UV
+    from the IUV with ``table`` (``clean``: what ``--table auto`` gives on the weight-free path)."""
     import cv2
 
     from retarget.io.iuv import read_iuv_png
@@ -123,15 +124,15 @@ def real_cases(real: Path, split: str, folder: Path, min_pixels: int):
         image, iuv = person_crop(image, iuv)
         photo_path, uv_path = folder / f"{name}.png", folder / f"{name}.npy"
         cv2.imwrite(str(photo_path), image)
-        np.save(uv_path, iuv_to_uv(iuv))
+        np.save(uv_path, iuv_to_uv(iuv, table=table))
         yield from photo_cases(name, photo_path, iuv[..., 0], uv_path, min_pixels)
 
 
-def split_cases(split: str, samples: Path, real: Path, folder: Path, min_pixels: int):
+def split_cases(split: str, samples: Path, real: Path, folder: Path, min_pixels: int, table: str = "clean"):
     """Every held-out case of ``split`` (see the module docstring)."""
     if split == "tuning" and (samples / "source_img").is_dir():
         yield from held_out_cases(samples, min_pixels)
-    yield from real_cases(real, split, folder, min_pixels)
+    yield from real_cases(real, split, folder, min_pixels, table)
 
 
 def delta_e(output: np.ndarray, photo: np.ndarray, held: np.ndarray) -> float:
@@ -330,6 +331,9 @@ def main() -> None:
     parser.add_argument("--split", choices=[*SPLITS, "all"], default="all")
     parser.add_argument("--fills", nargs="+", default=["nearest", "body"])
     parser.add_argument("--min-pixels", type=int, default=400)
+    parser.add_argument("--table", default="clean", choices=("training", "released", "clean"),
+                        help="IUV→UV table of the real photos (default clean: what the weight-free path uses; the "
+                             "shipped samples come with their UV maps)")
     parser.add_argument("--keep", type=Path,
                         help="also keep every rendered image (and the real photos' crops) in this folder")
     parser.add_argument("--save", type=Path, help="write every limb's scores here (JSON), for a later --against")
@@ -354,7 +358,7 @@ def main() -> None:
     means, gains, per_photo, every = {}, {}, {}, {}
     with tempfile.TemporaryDirectory() as folder:
         for split in (SPLITS if args.split == "all" else (args.split,)):
-            cases = split_cases(split, args.samples, args.real, args.keep or Path(folder), args.min_pixels)
+            cases = split_cases(split, args.samples, args.real, args.keep or Path(folder), args.min_pixels, args.table)
             scores = run(args.samples, args.fills, args.min_pixels, args.keep, cases=cases)
             every[split] = scores
             for fill, rows in scores.items():

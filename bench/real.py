@@ -2,12 +2,13 @@
 
     .venv/bin/python bench/real.py [FOLDER ...] [--root ../shared/real] [--max-targets N] [--sources first,middle,last]
                                    [--variants body,nearest,silhouette] [--pictures DIR] [--no-temporal]
-                                   [--regions] [--speed] [--identity-every-frame]
+                                   [--regions] [--speed] [--identity-every-frame] [--table clean]
 
 Clips: every folder under ``--root`` (searched recursively) with ``rgb/`` and ``iuv/`` subfolders, plus every
 FOLDER given. Frames are paired by the last number in their file names (``frame146.png`` ↔
 ``frame146_IUV.png``), sorted numerically. IUV files are read in DensePose's order (cv2 B = I, G = U, R = V);
 a file whose blue channel is not a part index (> 24) but whose red channel is, is read in PIL order (R = I).
+IUV → UV with ``--table`` (default ``clean``, what ``--table auto`` gives on the weight-free path).
 
 Protocol, per clip and per source frame (first, middle and last):
 
@@ -71,6 +72,8 @@ REGIONS = {
 MIN_REGION_PIXELS = 20
 SIZE = 256
 VARIANTS = ("body", "texture", "nearest", "silhouette")
+#: IUV→UV table of sources and targets (``--table``): what ``--table auto`` gives on the weight-free path.
+TABLE = "clean"
 
 
 def find_clips(root: Path) -> list[Path]:
@@ -231,7 +234,7 @@ def target_uvs(iuvs: list[np.ndarray], crop) -> tuple[np.ndarray, np.ndarray]:
     from retarget.uvmap import iuv_to_uv
 
     cut = np.stack([crop_image(i, crop, SIZE, nearest=True) for i in iuvs])
-    return iuv_to_uv(cut).astype(np.float32), cut[..., 0]
+    return iuv_to_uv(cut, table=TABLE).astype(np.float32), cut[..., 0]
 
 
 class Renderer:
@@ -240,7 +243,7 @@ class Renderer:
     def __init__(self, rgb: np.ndarray, iuv: np.ndarray, variants: list[str]):
         from retarget.pipeline.source import frame_source, prepare_source_crop
 
-        self.source = frame_source(rgb, iuv=iuv, size=SIZE)
+        self.source = frame_source(rgb, iuv=iuv, size=SIZE, table=TABLE)
         self.states, self.seconds = {}, {}
         for fill in {"nearest" if v == "nearest" else "body" for v in variants if v != "silhouette"}:
             tick = time.perf_counter()
@@ -491,7 +494,7 @@ def speed(clip: Clip, repeats: int = 5, batch: int = 16) -> None:
     from retarget.uvmap.layout import texture_layout
 
     texture_layout(SIZE, SIZE)  # once per process, not per photo
-    source = frame_source(clip.rgb[0], iuv=clip.iuv[0], size=SIZE)
+    source = frame_source(clip.rgb[0], iuv=clip.iuv[0], size=SIZE, table=TABLE)
     uv, _ = target_uvs(clip.iuv[:batch] * (batch // len(clip.iuv[:batch]) + 1), clip_crop(clip))
     target = torch.from_numpy(np.ascontiguousarray(uv[:batch])).permute(0, 3, 1, 2)
 
@@ -519,6 +522,7 @@ def speed(clip: Clip, repeats: int = 5, batch: int = 16) -> None:
 
 
 def main() -> None:
+    global TABLE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folders", nargs="*", type=Path)
     parser.add_argument("--root", type=Path, default=REPO.parent / "shared" / "real")
@@ -532,11 +536,14 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true", help="also time source work and per-frame rendering")
     parser.add_argument("--regions", action="store_true",
                         help="also print the ΔE of every body region, and the head's PSNR / SSIM / detail")
+    parser.add_argument("--table", default=TABLE, choices=("training", "released", "clean"),
+                        help="IUV→UV table (default clean: what the weight-free path uses)")
     parser.add_argument("--identity-every-frame", action="store_true",
                         help="also the body identity PSNR with every frame of every clip as the source")
     parser.add_argument("--steady", type=float, default=0.8,
                         help="`retarget video --steady` applied after the filter (warp error, dE, SSIM); 0: skip")
     args = parser.parse_args()
+    TABLE = args.table
     variants = [v for v in args.variants.split(",") if v]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:

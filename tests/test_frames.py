@@ -67,6 +67,7 @@ def test_frames_writes_source_stages_frame_stages_and_index(inspected):
     written = {str(p.relative_to(out)) for p in out.rglob("*.png")}
     assert set(srcs) == written  # every image is shown, every shown image exists
     assert "no person in this frame: last pose held" in page  # frame 4 has no person: the pose is held
+    assert "weight-free path" in page and "table clean" in page  # --table auto on the weight-free path
 
 
 def _chromium() -> str | None:

@@ -296,3 +296,66 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["convert-iuv", str(tmp_path)]) == 1  # empty folder
     assert main(["convert-iuv", "--help"]) == 0
     assert "retarget convert-iuv" in capsys.readouterr().out
+
+
+# --- the clean table --------------------------------------------------------------------------------
+
+def _stray_fraction(lookup: np.ndarray, part: int, side: int = 512) -> float:
+    """Fraction of ``part``'s chart points whose value lands on a texel that another part's points hold."""
+    from retarget.uvmap.tables import texel_parts
+
+    texel_part = texel_parts(get_lookup("training"), side, side)[0].reshape(side, side)
+    values = lookup[part][~np.isnan(lookup[part][..., 0])]
+    row = np.clip(np.rint(((values[:, 1] + 1) * side - 1) / 2), 0, side - 1).astype(int)
+    col = np.clip(np.rint(((values[:, 0] + 1) * side - 1) / 2), 0, side - 1).astype(int)
+    return float((texel_part[row, col] != part).mean())
+
+
+def test_clean_table_moves_stray_points_home_and_keeps_the_rest():
+    """``training`` rasterises atlas faces that cross a cut of the texture: some of a foot's chart points land
+    on an arm's or a thigh's island. ``clean`` moves exactly those to the nearest point of the foot's own."""
+    training, clean = get_lookup("training"), get_lookup("clean")
+    assert _stray_fraction(training, 5) > 0.05 and _stray_fraction(training, 6) > 0.05
+    for part in range(1, 25):
+        assert _stray_fraction(clean, part) == 0.0, part
+    np.testing.assert_array_equal(np.isnan(clean), np.isnan(training))  # no point gained or lost
+    moved = np.abs(np.nan_to_num(clean) - np.nan_to_num(training)).max(axis=-1) > 0
+    valid = ~np.isnan(training[..., 0])
+    assert 0.01 < moved[valid].mean() < 0.1  # a few per cent of the points, the rest as they were
+
+
+def test_clean_table_on_the_example_iuv_reads_each_part_from_its_own_island():
+    from retarget.uvmap.layout import texture_layout
+
+    iuv = read_iuv_png(EXAMPLE_IUV)
+    part = texture_layout(256, 256).part
+
+    def elsewhere(table: str) -> float:
+        uv = iuv_to_uv(iuv, table)
+        on = ~np.isnan(uv[..., 0])
+        row = np.clip(np.rint(((uv[..., 1][on] + 1) * 256 - 1) / 2), 0, 255).astype(int)
+        col = np.clip(np.rint(((uv[..., 0][on] + 1) * 256 - 1) / 2), 0, 255).astype(int)
+        return float((part[row, col] != iuv[..., 0][on]).mean())
+
+    assert elsewhere("training") > 0.008 and elsewhere("clean") < 0.5 * elsewhere("training")
+
+
+def test_table_auto_resolves_by_path_and_image_uses_it(tmp_path):
+    from retarget.uvmap import resolve_table
+
+    assert resolve_table("auto", weight_free=True) == "clean" and resolve_table("auto", weight_free=False) == "training"
+    assert resolve_table("released", weight_free=True) == "released"
+    with pytest.raises(ValueError, match="unknown table"):
+        resolve_table("nope", weight_free=True)
+    from conftest import EXAMPLE_PHOTO
+
+    outputs = {}
+    for table in ("auto", "clean", "training"):
+        out = tmp_path / f"{table}.png"
+        assert main(["image", "--source", str(EXAMPLE_PHOTO), "--source-iuv", str(EXAMPLE_IUV), "--target-iuv",
+                     str(EXAMPLE_IUV), "--weight-free", "--table", table, "-o", str(out)]) == 0
+        outputs[table] = cv2.imread(str(out))
+    np.testing.assert_array_equal(outputs["auto"], outputs["clean"])
+    assert (outputs["clean"] != outputs["training"]).any()
+    assert main(["image", "--source", str(EXAMPLE_PHOTO), "--source-iuv", str(EXAMPLE_IUV), "--target-iuv",
+                 str(EXAMPLE_IUV), "--table", "nope", "-o", str(tmp_path / "x.png")]) == 2

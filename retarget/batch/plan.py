@@ -146,8 +146,10 @@ def check_settings(settings: dict[str, Any], where: str | None) -> None:
                          f"{', '.join(GARMENT_REGIONS)}")
     if settings.get("garment_iuv") and not settings.get("garment"):
         raise UsageError(f"{prefix}garment_iuv is the DensePose of the garment photo; give garment too")
-    if settings["table"] not in ("training", "released"):
-        raise UsageError(f"{prefix}table {settings['table']!r}: expected training or released")
+    from retarget.uvmap import TABLE_CHOICES
+
+    if settings["table"] not in TABLE_CHOICES:
+        raise UsageError(f"{prefix}table {settings['table']!r}: expected one of {', '.join(TABLE_CHOICES)}")
     if settings["densepose_backend"] not in DENSEPOSE_BACKENDS:
         raise UsageError(f"{prefix}densepose backend {settings['densepose_backend']!r}: expected one of "
                          f"{', '.join(DENSEPOSE_BACKENDS)}")

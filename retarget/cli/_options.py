@@ -33,7 +33,8 @@ Background = Annotated[str, typer.Option("--background", help="scene, source or 
 OutputMode = Annotated[str, typer.Option("--output-mode", help="frame (pasted back) or crop.")]
 OnMissing = Annotated[str, typer.Option(
     "--on-missing", help="Frames without a person: hold (last pose ≤0.5 s), background, skip.")]
-Table = Annotated[str, typer.Option("--table", help="IUV→UV table: training or released.")]
+Table = Annotated[str, typer.Option("--table", help="IUV→UV table: auto (clean without weights, training with "
+                                                      "them), training, released or clean.")]
 SideBySide = Annotated[bool, typer.Option("--side-by-side", help="Write driver | result side by side.")]
 Precision = Annotated[str, typer.Option(
     "--precision", help="Per-frame refiner arithmetic: auto (video and batch default: with --engine auto on the "

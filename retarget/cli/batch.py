@@ -72,7 +72,7 @@ def batch_command(
     background: opt.Background = "scene",
     output_mode: opt.OutputMode = "frame",
     on_missing: opt.OnMissing = "hold",
-    table: opt.Table = "training",
+    table: opt.Table = "auto",
     side_by_side: opt.SideBySide = False,
     precision: opt.Precision = "auto",
     fill: opt.Fill = "body",

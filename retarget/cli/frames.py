@@ -69,7 +69,7 @@ def frames_command(
     background: str = typer.Option("scene", "--background", help="scene, source or #RRGGBB."),
     output_mode: str = typer.Option("frame", "--output-mode", help="frame (pasted back) or crop."),
     on_missing: str = typer.Option("hold", "--on-missing", help="hold, background or skip."),
-    table: str = typer.Option("training", "--table", help="IUV→UV table: training or released."),
+    table: opt.Table = "auto",
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out folder."),
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept a source photo above 50 megapixels."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),

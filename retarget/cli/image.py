@@ -44,7 +44,8 @@ def image_command(
                                               help="DensePose IUV PNG of the source (instead of --source-uv)."),
     target_iuv: Optional[Path] = typer.Option(None, "--target-iuv",
                                               help="DensePose IUV PNG of the target (instead of --target-uv)."),
-    table: str = typer.Option("training", "--table", help="IUV→UV table for IUV inputs: training or released."),
+    table: str = typer.Option("auto", "--table", help="IUV→UV table for IUV inputs: auto (clean without weights, "
+                                                       "training with them), training, released or clean."),
     out: Path = typer.Option(..., "--out", "-o", help="Output image (.png/.jpg)."),
     checkpoint_dir: Optional[Path] = typer.Option(None, "--checkpoint-dir",
                                                   help="Folder with inpainter.pth and refiner.pth."),
@@ -66,12 +67,16 @@ def image_command(
     from retarget.io.atomic import atomic_output
     from retarget.io.guard import PathPlan
     from retarget.io.image import read_image_rgb, to_uint8, write_image_rgb
-    from retarget.io.iuv import read_uv_npy
+    from retarget.io.iuv import read_iuv_png, read_uv_npy
     from retarget.pipeline import run_pair, stage_arrays
     from retarget.pipeline.pair import FILLS, MIN_SIDE
 
+    from retarget.uvmap import TABLE_CHOICES, iuv_to_uv, resolve_table
+
     if fill not in FILLS:
         raise UsageError(f"--fill {fill!r}: expected one of {', '.join(FILLS)}")
+    if table not in TABLE_CHOICES:
+        raise UsageError(f"--table {table!r}: expected one of {', '.join(TABLE_CHOICES)}")
     if (source_uv is None) == (source_iuv is None):
         raise UsageError(f"give exactly one of --source-uv or --source-iuv{_MAKE_IUV.format(what='the source photo')}"
                          if source_uv is None else "give only one of --source-uv or --source-iuv")
@@ -107,13 +112,14 @@ def image_command(
 
     image = read_image_rgb(source, allow_large=allow_large)
     wh = (image.shape[1], image.shape[0])
-    suv = read_uv_npy(source_uv) if source_uv is not None else _iuv_to_uv(source_iuv, table, wh, "the photo")
-    tuv = read_uv_npy(target_uv) if target_uv is not None else _iuv_to_uv(target_iuv, table, wh, "the photo")
+    # UV maps (H, W, 2) as given, IUV (H, W, 3) converted once the path (and so the table) is known
+    suv = read_uv_npy(source_uv) if source_uv is not None else read_iuv_png(source_iuv, size=wh, size_of="the photo")
+    tuv = read_uv_npy(target_uv) if target_uv is not None else read_iuv_png(target_iuv, size=wh, size_of="the photo")
     source_uv, target_uv = source_uv or source_iuv, target_uv or target_iuv
     if suv.shape[:2] != image.shape[:2]:
         raise InputError(f"{source_uv}: UV map is {suv.shape[1]}x{suv.shape[0]} but the photo is "
                          f"{image.shape[1]}x{image.shape[0]}; they must come from the same image")
-    if tuv.shape != suv.shape:
+    if tuv.shape[:2] != suv.shape[:2]:
         raise InputError(f"{target_uv}: target UV is {tuv.shape[1]}x{tuv.shape[0]}, source UV is "
                          f"{suv.shape[1]}x{suv.shape[0]}; use maps of the same size")
     if image.shape[0] % 4 or image.shape[1] % 4 or min(image.shape[:2]) < MIN_SIDE:
@@ -133,6 +139,8 @@ def image_command(
 
     check_engine(engine)
     models = None if weight_free else resolve_models(checkpoint_dir, torch_device)
+    table = resolve_table(table, models is None)
+    suv, tuv = (iuv_to_uv(m, table=table) if m.shape[-1] == 3 else m for m in (suv, tuv))
     if engine == "openvino":
         models = wrap_models(models, engine, torch_device, "fp32", 1, image.shape[:2])
     if texture is None and garment is None:
@@ -157,8 +165,9 @@ def _edited_pair(image, suv, tuv, models, device, fill, *, texture, garment, gar
     import torch
 
     from retarget.io.image import read_image_rgb
-    from retarget.io.iuv import read_uv_npy
+    from retarget.io.iuv import read_iuv_png, read_uv_npy
     from retarget.pipeline import PairResult, prepare_source, render_targets
+    from retarget.uvmap import iuv_to_uv
     from retarget.pipeline.source import frame_source
     from retarget.pipeline.texture import with_garment, with_texture
 
@@ -171,8 +180,8 @@ def _edited_pair(image, suv, tuv, models, device, fill, *, texture, garment, gar
         state = with_texture(state, texture, models)
     else:
         photo = read_image_rgb(garment, allow_large=allow_large)
-        guv = read_uv_npy(garment_iuv) if garment_iuv.suffix == ".npy" else _iuv_to_uv(
-            garment_iuv, table, (photo.shape[1], photo.shape[0]), "the garment photo")
+        guv = read_uv_npy(garment_iuv) if garment_iuv.suffix == ".npy" else iuv_to_uv(read_iuv_png(
+            garment_iuv, size=(photo.shape[1], photo.shape[0]), size_of="the garment photo"), table=table)
         if guv.shape[:2] != photo.shape[:2]:
             raise InputError(f"{garment_iuv}: DensePose map is {guv.shape[1]}x{guv.shape[0]} but the garment photo "
                              f"is {photo.shape[1]}x{photo.shape[0]}; it must be computed on the same image")
@@ -185,13 +194,3 @@ def _edited_pair(image, suv, tuv, models, device, fill, *, texture, garment, gar
         state = with_garment(state, worn, region, models, garment)
     target = torch.from_numpy(np.ascontiguousarray(tuv[None], dtype=np.float32)).permute(0, 3, 1, 2).to(device)
     return PairResult(state, render_targets(state, target, models))
-
-
-def _iuv_to_uv(path: Path, table: str, size: tuple[int, int] | None = None, size_of: str = "the image"
-               ) -> np.ndarray:
-    from retarget.io.iuv import read_iuv_png
-    from retarget.uvmap import TABLES, iuv_to_uv
-
-    if table not in TABLES:
-        raise UsageError(f"--table {table!r}: expected one of {', '.join(TABLES)}")
-    return iuv_to_uv(read_iuv_png(path, size=size, size_of=size_of), table=table)

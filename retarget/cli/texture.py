@@ -46,7 +46,7 @@ def texture_command(
     densepose_weights: opt.DensePoseWeights = None,
     densepose_size: opt.DensePoseSize = 800,
     densepose_config: opt.DensePoseConfig = None,
-    table: opt.Table = "training",
+    table: opt.Table = "auto",
     device: opt.Device = "cpu",
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept a photo above 50 megapixels."),
@@ -59,17 +59,23 @@ def texture_command(
     from retarget.io.guard import PathPlan
     from retarget.io.image import encode_image
     from retarget.pipeline.bounds import check_bounds
-    from retarget.pipeline.job import VideoJob, check_densepose_weights, load_source, source_iuv_sidecar
+    from retarget.pipeline.job import (
+        VideoJob,
+        check_densepose_weights,
+        load_source,
+        source_iuv_sidecar,
+        with_resolved_table,
+    )
     from retarget.pipeline.pair import FILLS
     from retarget.pipeline.source import prepare_source_crop
     from retarget.pipeline.texture import export_texture, texture_legend
     from retarget.pipeline.video import VideoOptions
-    from retarget.uvmap import TABLES
+    from retarget.uvmap import TABLE_CHOICES
 
     if fill not in FILLS:
         raise UsageError(f"--fill {fill!r}: expected one of {', '.join(FILLS)}")
-    if table not in TABLES:
-        raise UsageError(f"--table {table!r}: expected one of {', '.join(TABLES)}")
+    if table not in TABLE_CHOICES:
+        raise UsageError(f"--table {table!r}: expected one of {', '.join(TABLE_CHOICES)}")
     check_bounds("size", size)
     check_bounds("densepose_size", densepose_size)
     output = Path(output) if output is not None else source.with_name(f"{source.stem}_texture.png")
@@ -91,6 +97,7 @@ def texture_command(
     if source_iuv is None and source_iuv_sidecar(source) is None:
         check_densepose_weights(job, [("source", source)])
     models = None if weight_free else resolve_models(checkpoint_dir, device)
+    job = with_resolved_table(job, models)
     crop = load_source(job)
     exported = export_texture(prepare_source_crop(crop, models, device, fill=fill))
 

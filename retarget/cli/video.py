@@ -55,7 +55,7 @@ def video_command(
     background: opt.Background = "scene",
     output_mode: opt.OutputMode = "frame",
     on_missing: opt.OnMissing = "hold",
-    table: opt.Table = "training",
+    table: opt.Table = "auto",
     precision: opt.Precision = "auto",
     side_by_side: opt.SideBySide = False,
     engine: opt.Engine = "auto",

@@ -283,9 +283,11 @@ def extract_frames(job, out_dir: Path, selection: FrameSelection, models=None, m
         model_backend: DensePose model backend to use instead of opening one.
     """
     from retarget.io.video import probe_video
+    from retarget.pipeline.job import with_resolved_table
     from retarget.pipeline.video import engine_models
 
     start = time.perf_counter()
+    job = with_resolved_table(job, models)
     options = dataclasses.replace(job.options, side_by_side=False)
     options.validate()
     probe_video(job.driver)  # a bad driver fails before the source work
@@ -398,8 +400,9 @@ def extract_densepose_frames(job, out_dir: Path, selection: FrameSelection, mode
 def _extract_densepose_frames(job, selection, model_backend, write, start) -> FramesResult:
     from retarget.io.video import iter_frames, probe_video
     from retarget.pipeline.job import driver_densepose
-    from retarget.uvmap import iuv_to_uv
+    from retarget.uvmap import iuv_to_uv, resolve_table
 
+    table = resolve_table(job.options.table, weight_free=True)  # no render here: auto shows the weight-free table
     out_dir = write.root
     info = probe_video(job.driver)
     densepose = driver_densepose(job, model_backend)
@@ -423,8 +426,8 @@ def _extract_densepose_frames(job, selection, model_backend, write, start) -> Fr
         write(f"{folder}/overlay.png", visual.draw_boxes(shown, people.boxes, None, numbers_from_left(people)),
               f"IUV over the frame ({len(people)} {'person' if len(people) == 1 else 'people'}, "
               "numbered from the left)", figures)
-        write(f"{folder}/driver_uv.png", visual.coords_to_rgb(iuv_to_uv(dp.iuv, table=job.options.table)),
-              "SMPL-UV", figures)
+        write(f"{folder}/driver_uv.png", visual.coords_to_rgb(iuv_to_uv(dp.iuv, table=table)),
+              f"SMPL-UV (table {table})", figures)
         tiles = [(f.caption, _read(write.root / f.path)) for f in figures]
         note = "" if dp.has_person else "no person found"
         title = f"{job.driver.name} frame {frame.index} ({frame.time:.2f} s)" + (f" - {note}" if note else "")

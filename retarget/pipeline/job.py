@@ -188,9 +188,11 @@ def _model_backend(job: VideoJob, role: str, track: bool | None = None):
 
 def load_source(job: VideoJob, model_backend=None, role: str = "source"):
     """Read and frame the source photo (IUV from ``--source-iuv``, its sidecar or the DensePose model);
-    with ``role="garment"`` the garment photo (``--garment``, ``--garment-iuv``)."""
+    with ``role="garment"`` the garment photo (``--garment``, ``--garment-iuv``). The IUV → UV table is the job's;
+    ``auto`` still unresolved (no :func:`with_resolved_table` before) is read as the weight-free path's."""
     from retarget.io.image import MIN_SIDE, read_image_rgb
     from retarget.pipeline.source import frame_source
+    from retarget.uvmap import resolve_table
 
     if role == "garment":
         job = dataclasses.replace(job, source=job.garment, source_iuv=job.garment_iuv)
@@ -225,7 +227,8 @@ def load_source(job: VideoJob, model_backend=None, role: str = "source"):
             largest = pick_person(np.asarray(result.boxes).reshape(-1, 4), None)
             iuv = iuv * person_mask(iuv, np.asarray(result.boxes[largest]))[..., None]
     try:
-        return frame_source(photo, iuv=iuv, uv=uv, size=job.size, table=job.options.table)
+        table = resolve_table(job.options.table, weight_free=True)  # a resolved table stays as it is
+        return frame_source(photo, iuv=iuv, uv=uv, size=job.size, table=table)
     except ValueError as exc:
         if role == "garment" and "no person" in str(exc):
             raise InputError(f"{job.source}: no person found in the garment photo; the garment must be worn by a "
@@ -239,6 +242,7 @@ def edit_source(job: VideoJob, state, models: Models | None, model_backend=None)
     from retarget.pipeline.source import prepare_source_crop
     from retarget.pipeline.texture import read_texture, size_hint, with_garment, with_texture
 
+    job = with_resolved_table(job, models)  # the garment photo's IUV → UV, as the path's
     if job.texture is not None:
         th, tw = state.pred_textures.shape[-2:]
         return with_texture(state, read_texture(job.texture, (th, tw), size_hint(tw, job.options.command)), models)
@@ -316,6 +320,16 @@ def job_paths(job: VideoJob, plan=None):
     return plan
 
 
+def with_resolved_table(job: VideoJob, models: Models | None) -> VideoJob:
+    """``job`` with ``--table auto`` resolved for its path (:func:`retarget.uvmap.resolve_table`: ``clean``
+    weight-free, ``models=None``; ``training`` with the learned networks)."""
+    from retarget.uvmap import resolve_table
+
+    table = resolve_table(job.options.table, models is None)
+    return job if table == job.options.table else dataclasses.replace(
+        job, options=dataclasses.replace(job.options, table=table))
+
+
 def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_frame=None,
                   on_source=None) -> VideoSummary:
     """Run one job end to end; ``models=None`` is the weight-free path. ``on_frame(index, rgb)`` is called
@@ -327,6 +341,7 @@ def run_video_job(job: VideoJob, models: Models | None, model_backend=None, on_f
     from retarget.pipeline.texture import check_source_edits
 
     check_job_options(job)
+    job = with_resolved_table(job, models)
     output = job.output_spec()
     job_paths(job)
     info = probe_video(job.driver)  # fail fast on a bad driver, before any model work

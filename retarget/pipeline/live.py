@@ -311,6 +311,9 @@ class Retargeter:
         if size % 4 or size < 64:
             raise UsageError(f"--size must be a multiple of 4 and at least 64, got {size}")
         models = self._models(self.settings.models, opts.device)
+        from retarget.uvmap import resolve_table
+
+        opts = dataclasses.replace(opts, table=resolve_table(opts.table, models is None))
         if models is not None:
             from retarget.pipeline.precision import resolve_precision
 

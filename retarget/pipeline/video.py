@@ -79,7 +79,7 @@ class VideoOptions:
     output_mode: str = "frame"  # frame | crop
     on_missing: str = "hold"  # hold | background | skip
     hold_seconds: float = 0.5
-    table: str = "training"
+    table: str = "auto"  # IUV→UV table; auto: clean weight-free, training with the networks (uvmap.resolve_table)
     smooth_sigma_seconds: float = 0.08
     feather_px: float = 1.5  # at crop resolution
     side_by_side: bool = False
@@ -118,6 +118,10 @@ class VideoOptions:
             raise UsageError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if self.fill not in FILLS:
             raise UsageError(f"--fill {self.fill!r}: expected one of {', '.join(FILLS)}")
+        from retarget.uvmap import TABLE_CHOICES
+
+        if self.table not in TABLE_CHOICES:
+            raise UsageError(f"--table {self.table!r}: expected one of {', '.join(TABLE_CHOICES)}")
         if not 0 <= self.temporal_radius <= MAX_TEMPORAL_RADIUS:
             raise UsageError(f"--temporal-strength must be 1..{MAX_TEMPORAL_RADIUS}, got {self.temporal_radius}")
         if self.precision == "fp16" and not str(self.device).startswith("cuda"):
@@ -343,13 +347,25 @@ class RenderPlan:
         return (2 * width if self.options.side_by_side else width), height
 
 
+def options_for_path(options: VideoOptions, models: Models | None) -> VideoOptions:
+    """``options`` checked (:meth:`VideoOptions.validate`) and resolved for the path: ``--table auto``
+    (:func:`retarget.uvmap.resolve_table`: ``clean`` weight-free, ``training`` with the networks) and, with
+    models, ``--precision`` (bf16 on a CPU without native bf16 runs fp32, one warning line)."""
+    from retarget.uvmap import resolve_table
+
+    options.validate()
+    options = dataclasses.replace(options, table=resolve_table(options.table, models is None))
+    if models is not None:
+        options = dataclasses.replace(options, precision=resolve_precision(options.precision, options.device))
+    return options
+
+
 def plan_render(source: SourceCrop, state: SourceState, driver: Path, densepose: FrameDensePose,
                 models: Models | None, options: VideoOptions, ahead: Callable | None = None,
                 info: VideoInfo | None = None) -> RenderPlan:
-    """Check ``options``, run pass 1 (:func:`analyse_driver`, with ``ahead``) and choose the output background."""
-    options.validate()
-    if models is not None:  # bf16 on a CPU without native bf16 runs fp32 (one warning line)
-        options = dataclasses.replace(options, precision=resolve_precision(options.precision, options.device))
+    """Check and resolve ``options`` (:func:`options_for_path`), run pass 1 (:func:`analyse_driver`, with
+    ``ahead``) and choose the output background."""
+    options = options_for_path(options, models)
     start = time.perf_counter()
     track = analyse_driver(driver, densepose, options, info or probe_video(driver), ahead)
     analysis_s = time.perf_counter() - start
@@ -562,9 +578,7 @@ def render_video(source: SourceCrop, state: SourceState, driver: Path, output: P
     from retarget.engine.threads import applied, plan_threads
 
     start = time.perf_counter()
-    options.validate()
-    if models is not None:  # bf16 on a CPU without native bf16 runs fp32 (one warning line)
-        options = dataclasses.replace(options, precision=resolve_precision(options.precision, options.device))
+    options = options_for_path(options, models)
     size = state.image.shape[-1]
     models = engine_models(models, options, size)  # --engine: the per-frame refiner on torch or OpenVINO
     info = probe_video(driver)

@@ -18,7 +18,7 @@ import numpy as np
 from retarget import paths
 from retarget.io.atomic import write_bytes_atomic
 from retarget.uvmap.data import data_hash, default_data_dir, load_atlas
-from retarget.uvmap.tables import GRID, TABLES, build_lookup
+from retarget.uvmap.tables import GRID, TABLES, build_lookup, without_strays
 
 # Bump when the build rule changes so that stale cached tables are not reused.
 TABLE_FORMAT_VERSION = "1"
@@ -76,6 +76,7 @@ def get_lookup(table: str = "training", data_dir: Path | None = None) -> np.ndar
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    training = get_lookup("training", data_dir) if table == "clean" else None  # derived from it, not rebuilt
     key = (table, str(data_dir.resolve()))
     with _lock:
         lookup = _memory.get(key)
@@ -84,7 +85,7 @@ def get_lookup(table: str = "training", data_dir: Path | None = None) -> np.ndar
         path = table_cache_path(table, data_dir)
         lookup = _read_cached(path)
         if lookup is None:
-            lookup = build_lookup(load_atlas(data_dir), table)
+            lookup = without_strays(training) if training is not None else build_lookup(load_atlas(data_dir), table)
             _write_cached(path, lookup)
         lookup.setflags(write=False)
         _memory[key] = lookup

@@ -40,7 +40,7 @@ from retarget.uvmap.symmetry import (
     limb_axes,
     limb_neighbours,
 )
-from retarget.uvmap.tables import GRID
+from retarget.uvmap.tables import GRID, texel_parts
 
 #: DensePose body part names by index I (1..24); 0 is background.
 PART_NAMES = (
@@ -146,21 +146,8 @@ def build_layout(height: int, width: int, lookup: np.ndarray, atlas, light_keepi
         raise ValueError(f"texture must be at least 2x2, got {height}x{width}")
     # 1. part and chart of every texel: the part most table points fall on (faces that cross a texture
     #    seam scatter a few stray points over other islands; the vote ignores them), its mean chart point.
-    part_idx, i_idx, j_idx = np.nonzero(~np.isnan(lookup[..., 0]))
-    row, col = texel_coords(lookup[part_idx, i_idx, j_idx], height, width)
-    row, col = np.rint(row).astype(np.int64), np.rint(col).astype(np.int64)
-    inside = (row >= 0) & (row < height) & (col >= 0) & (col < width)
+    part, chart, hit = texel_parts(lookup, height, width)
     n_texels = height * width
-    key = ((row * width + col) * (N_PARTS + 1) + part_idx)[inside]
-    size = n_texels * (N_PARTS + 1)
-    counts = np.bincount(key, minlength=size).reshape(n_texels, N_PARTS + 1)
-    sum_i = np.bincount(key, weights=i_idx[inside], minlength=size).reshape(n_texels, N_PARTS + 1)
-    sum_j = np.bincount(key, weights=j_idx[inside], minlength=size).reshape(n_texels, N_PARTS + 1)
-    part = np.argmax(counts, axis=1)
-    hit = counts.sum(axis=1) > 0
-    best = counts[np.arange(n_texels), part].clip(min=1)
-    chart = np.stack([sum_i[np.arange(n_texels), part], sum_j[np.arange(n_texels), part]], axis=1) / best[:, None]
-    chart = (chart / (GRID - 1)).astype(np.float32)
     # texels between table points (stretched charts) take their nearest hit texel's part, within 1.5 texels
     distance, (ri, ci) = ndimage.distance_transform_edt(~hit.reshape(height, width), return_indices=True)
     source = (ri * width + ci).ravel()

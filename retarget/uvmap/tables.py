@@ -9,6 +9,13 @@ per-part grid of DensePose chart points with SMPL-UV:
 - ``released``: per part, linear (Delaunay) interpolation of SMPL-UV over the part's atlas vertices at
   ``(i/256, j/256)``; points outside the convex hull take the nearest vertex's value. This reproduces the
   released ``smpltexmap.npy``; it is never NaN for a foreground part.
+- ``clean``: ``training`` without its stray points (:func:`without_strays`). An atlas face that crosses a
+  cut of the SMPL-UV texture has corners on two islands, and its rasterised chart points are interpolated
+  across the texture between them: they land on another part's island. Real DensePose hits them (a fifth
+  of the foot pixels of the catwalk and tai-chi clips of ``../shared/real``), and a renderer then reads the
+  other part there (an arm's or the dress's texture on the feet). Here every such point takes the value of
+  the nearest chart point of its part that lands on the part's own island. What the weight-free path
+  uses by default (``--table auto``); the official networks were trained on ``training``, kept with them.
 
 Everything here is pure numpy/scipy on in-memory arrays; caching lives in :mod:`retarget.uvmap.cache`.
 """
@@ -21,10 +28,14 @@ import numpy as np
 
 from retarget.uvmap.data import DensePoseAtlas
 
-TABLES = ("training", "released")
+TABLES = ("training", "released", "clean")
+#: What ``--table`` accepts: a table, or ``auto`` (:func:`resolve_table`).
+TABLE_CHOICES = ("auto", *TABLES)
 GRID = 256  # DensePose U, V are stored as 0..255
 # Chart coordinate of DensePose value k is k / CHART_DENOMINATOR[table].
-CHART_DENOMINATOR = {"training": 255.0, "released": 256.0}
+CHART_DENOMINATOR = {"training": 255.0, "released": 256.0, "clean": 255.0}
+#: Texture side (texels) of the vote that tells which part's island a table point lands on (:func:`texel_parts`).
+STRAY_VOTE_SIDE = 512
 
 # All (copy of corner 0, copy of corner 1, copy of corner 2) combinations, seam vertices have <= 4 copies.
 _COMBOS = np.array(list(itertools.product(range(4), repeat=3)), dtype=np.int64)  # (64, 3), lexicographic
@@ -143,12 +154,78 @@ def released_part_table(atlas: DensePoseAtlas, vertex_uv: np.ndarray) -> np.ndar
     return table.reshape(24, GRID, GRID, 2)
 
 
+def resolve_table(table: str, weight_free: bool) -> str:
+    """``auto`` → ``clean`` on the weight-free path, ``training`` with the learned networks (what they were
+    trained on); any other table as given.
+
+    Raises:
+        ValueError: ``table`` is not one of :data:`TABLE_CHOICES`.
+    """
+    if table not in TABLE_CHOICES:
+        raise ValueError(f"unknown table {table!r}; choose one of {', '.join(TABLE_CHOICES)}")
+    if table != "auto":
+        return table
+    return "clean" if weight_free else "training"
+
+
+def texel_parts(lookup: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which part every texel of an ``(height, width)`` texture shows: the part most points of ``lookup``
+    (``(25, 256, 256, 2)``, output convention) fall on, with their mean chart point.
+
+    Returns:
+        ``(part, chart, hit)``: ``(height·width,)`` int64 part (argmax of the counts; 0 where no point
+        falls), ``(height·width, 2)`` mean chart point ``(U, V)`` in [0, 1] of that part's points, and
+        ``(height·width,)`` bool, whether any point falls in the texel.
+    """
+    part_idx, i_idx, j_idx = np.nonzero(~np.isnan(lookup[..., 0]))
+    uv = lookup[part_idx, i_idx, j_idx]
+    row = np.rint(((uv[:, 1] + 1.0) * height - 1.0) / 2.0).astype(np.int64)
+    col = np.rint(((uv[:, 0] + 1.0) * width - 1.0) / 2.0).astype(np.int64)
+    inside = (row >= 0) & (row < height) & (col >= 0) & (col < width)
+    n_texels, n_parts = height * width, lookup.shape[0]
+    key = ((row * width + col) * n_parts + part_idx)[inside]
+    size = n_texels * n_parts
+    counts = np.bincount(key, minlength=size).reshape(n_texels, n_parts)
+    sum_i = np.bincount(key, weights=i_idx[inside], minlength=size).reshape(n_texels, n_parts)
+    sum_j = np.bincount(key, weights=j_idx[inside], minlength=size).reshape(n_texels, n_parts)
+    part = np.argmax(counts, axis=1)
+    hit = counts.sum(axis=1) > 0
+    best = counts[np.arange(n_texels), part].clip(min=1)
+    chart = np.stack([sum_i[np.arange(n_texels), part], sum_j[np.arange(n_texels), part]], axis=1) / best[:, None]
+    return part, (chart / (GRID - 1)).astype(np.float32), hit
+
+
+def without_strays(lookup: np.ndarray, side: int = STRAY_VOTE_SIDE) -> np.ndarray:
+    """``lookup`` (``(25, 256, 256, 2)``) with every stray point moved home: a chart point of part ``p`` whose
+    value lands on a texel that another part's points hold (:func:`texel_parts` at ``side``², the vote
+    :func:`retarget.uvmap.layout.build_layout` labels texels with) takes the value of the nearest chart point
+    (in the part's 256 × 256 chart grid) of ``p`` that lands on ``p``'s own texels. NaN points stay NaN;
+    a new array."""
+    from scipy import ndimage
+
+    texel_part = texel_parts(lookup, side, side)[0].reshape(side, side)
+    out = lookup.copy()
+    for p in range(1, lookup.shape[0]):
+        values = lookup[p]
+        valid = ~np.isnan(values[..., 0])
+        row = np.clip(np.rint(((values[..., 1] + 1.0) * side - 1.0) / 2.0), 0, side - 1)
+        col = np.clip(np.rint(((values[..., 0] + 1.0) * side - 1.0) / 2.0), 0, side - 1)
+        home = np.zeros_like(valid)
+        home[valid] = texel_part[row[valid].astype(np.int64), col[valid].astype(np.int64)] == p
+        stray = valid & ~home
+        if not stray.any() or not home.any():
+            continue
+        _, (ri, ci) = ndimage.distance_transform_edt(~home, return_indices=True)
+        out[p][stray] = values[ri[stray], ci[stray]]
+    return out
+
+
 def build_lookup(atlas: DensePoseAtlas, table: str = "training") -> np.ndarray:
     """The full conversion table in output convention, ready for one gather per pixel.
 
     Args:
         atlas: the loaded atlas data.
-        table: ``"training"`` or ``"released"``.
+        table: ``"training"``, ``"released"`` or ``"clean"``.
 
     Returns:
         ``(25, 256, 256, 2) float32`` indexed ``[I, U, V]`` (DensePose part and 0..255 values); channel 0
@@ -157,6 +234,8 @@ def build_lookup(atlas: DensePoseAtlas, table: str = "training") -> np.ndarray:
     """
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
+    if table == "clean":
+        return without_strays(build_lookup(atlas, "training"))
     vertex_uv = smpl_vertex_uv(atlas)
     parts = training_part_table(atlas, vertex_uv) if table == "training" else released_part_table(
         atlas, vertex_uv)
