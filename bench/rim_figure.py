@@ -49,7 +49,7 @@ def main() -> None:
                      interpolation=cv2.INTER_NEAREST)
     rgb = photo[..., ::-1].astype(np.float32) / 255.0
     image = np.where((iuv[..., :1] > 0), rgb, WALL)
-    as_uv = lambda i: torch.from_numpy(iuv_to_uv(i)).permute(2, 0, 1)[None]  # noqa: E731
+    as_uv = lambda i: torch.from_numpy(iuv_to_uv(i, table="clean")).permute(2, 0, 1)[None]  # noqa: E731  (the weight-free table)
     state = prepare_source(torch.from_numpy(image).permute(2, 0, 1)[None], as_uv(grown(iuv, 2)), None)
     batch = render_targets(state, as_uv(grown(iuv, 3)))
     out = batch.output[0].permute(1, 2, 0).numpy()

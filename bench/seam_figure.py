@@ -45,7 +45,7 @@ def main() -> None:
     if target is None:
         raise SystemExit(f"no driver IUV for frame {args.frame} in examples/driver.iuv")
     _, target = person_crop(np.zeros_like(target), target, SIZE)
-    as_uv = lambda i: torch.from_numpy(iuv_to_uv(i)).permute(2, 0, 1)[None]  # noqa: E731
+    as_uv = lambda i: torch.from_numpy(iuv_to_uv(i, table="clean")).permute(2, 0, 1)[None]  # noqa: E731  (the weight-free table)
     image = torch.from_numpy(photo[..., ::-1].astype(np.float32) / 255.0).permute(2, 0, 1)[None]
     state = prepare_source(image, as_uv(iuv), None)
     shipped = render_targets(state, as_uv(target))
