@@ -70,7 +70,6 @@ def image_command(
     from retarget.io.iuv import read_iuv_png, read_uv_npy
     from retarget.pipeline import run_pair, stage_arrays
     from retarget.pipeline.pair import FILLS, MIN_SIDE
-
     from retarget.uvmap import TABLE_CHOICES, iuv_to_uv, resolve_table
 
     if fill not in FILLS:
@@ -167,9 +166,9 @@ def _edited_pair(image, suv, tuv, models, device, fill, *, texture, garment, gar
     from retarget.io.image import read_image_rgb
     from retarget.io.iuv import read_iuv_png, read_uv_npy
     from retarget.pipeline import PairResult, prepare_source, render_targets
-    from retarget.uvmap import iuv_to_uv
     from retarget.pipeline.source import frame_source
     from retarget.pipeline.texture import with_garment, with_texture
+    from retarget.uvmap import iuv_to_uv
 
     def tensor(array):
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None].to(device)

@@ -40,7 +40,7 @@ from retarget.uvmap.symmetry import (
     limb_axes,
     limb_neighbours,
 )
-from retarget.uvmap.tables import GRID, texel_parts
+from retarget.uvmap.tables import GRID, texel_coords, texel_parts
 
 #: DensePose body part names by index I (1..24); 0 is background.
 PART_NAMES = (
@@ -108,13 +108,6 @@ def _filled_lookup(lookup: np.ndarray) -> np.ndarray:
         i, j = ndimage.distance_transform_edt(invalid, return_distances=False, return_indices=True)
         out[part] = out[part][i, j]
     return out
-
-
-def texel_coords(uv: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fractional (row, col) of UV points ``(..., 2)`` in texel units (texel centres at integers)."""
-    col = ((uv[..., 0] + 1.0) * width - 1.0) / 2.0
-    row = ((uv[..., 1] + 1.0) * height - 1.0) / 2.0
-    return row, col
 
 
 def _bilinear_taps(row: np.ndarray, col: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:

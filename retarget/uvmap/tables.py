@@ -168,6 +168,13 @@ def resolve_table(table: str, weight_free: bool) -> str:
     return "clean" if weight_free else "training"
 
 
+def texel_coords(uv: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional (row, col) of UV points ``(..., 2)`` in texel units (texel centres at integers)."""
+    col = ((uv[..., 0] + 1.0) * width - 1.0) / 2.0
+    row = ((uv[..., 1] + 1.0) * height - 1.0) / 2.0
+    return row, col
+
+
 def texel_parts(lookup: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which part every texel of an ``(height, width)`` texture shows: the part most points of ``lookup``
     (``(25, 256, 256, 2)``, output convention) fall on, with their mean chart point.
@@ -178,9 +185,8 @@ def texel_parts(lookup: np.ndarray, height: int, width: int) -> tuple[np.ndarray
         ``(height·width,)`` bool, whether any point falls in the texel.
     """
     part_idx, i_idx, j_idx = np.nonzero(~np.isnan(lookup[..., 0]))
-    uv = lookup[part_idx, i_idx, j_idx]
-    row = np.rint(((uv[:, 1] + 1.0) * height - 1.0) / 2.0).astype(np.int64)
-    col = np.rint(((uv[:, 0] + 1.0) * width - 1.0) / 2.0).astype(np.int64)
+    row, col = texel_coords(lookup[part_idx, i_idx, j_idx], height, width)
+    row, col = np.rint(row).astype(np.int64), np.rint(col).astype(np.int64)
     inside = (row >= 0) & (row < height) & (col >= 0) & (col < width)
     n_texels, n_parts = height * width, lookup.shape[0]
     key = ((row * width + col) * n_parts + part_idx)[inside]
@@ -208,10 +214,9 @@ def without_strays(lookup: np.ndarray, side: int = STRAY_VOTE_SIDE) -> np.ndarra
     for p in range(1, lookup.shape[0]):
         values = lookup[p]
         valid = ~np.isnan(values[..., 0])
-        row = np.clip(np.rint(((values[..., 1] + 1.0) * side - 1.0) / 2.0), 0, side - 1)
-        col = np.clip(np.rint(((values[..., 0] + 1.0) * side - 1.0) / 2.0), 0, side - 1)
+        row, col = (np.clip(np.rint(c[valid]), 0, side - 1).astype(np.int64) for c in texel_coords(values, side, side))
         home = np.zeros_like(valid)
-        home[valid] = texel_part[row[valid].astype(np.int64), col[valid].astype(np.int64)] == p
+        home[valid] = texel_part[row, col] == p
         stray = valid & ~home
         if not stray.any() or not home.any():
             continue
