@@ -359,3 +359,21 @@ def test_table_auto_resolves_by_path_and_image_uses_it(tmp_path):
     assert (outputs["clean"] != outputs["training"]).any()
     assert main(["image", "--source", str(EXAMPLE_PHOTO), "--source-iuv", str(EXAMPLE_IUV), "--target-iuv",
                  str(EXAMPLE_IUV), "--table", "nope", "-o", str(tmp_path / "x.png")]) == 2
+
+
+def test_table_auto_is_training_on_the_learned_path(tmp_path):
+    """With the networks (tiny random weights in the official format) `--table auto` converts IUV with the table
+    they were trained on, ``training``."""
+    from conftest import EXAMPLE_PHOTO
+
+    from tests.assets import coordinpaint_dir
+
+    ckpt = coordinpaint_dir()
+    outputs = {}
+    for table in ("auto", "training", "clean"):
+        out = tmp_path / f"{table}.png"
+        assert main(["image", "--source", str(EXAMPLE_PHOTO), "--source-iuv", str(EXAMPLE_IUV), "--target-iuv",
+                     str(EXAMPLE_IUV), "--checkpoint-dir", str(ckpt), "--table", table, "-o", str(out)]) == 0
+        outputs[table] = cv2.imread(str(out))
+    np.testing.assert_array_equal(outputs["auto"], outputs["training"])
+    assert (outputs["training"] != outputs["clean"]).any()
