@@ -331,7 +331,9 @@ def main() -> None:
     parser.add_argument("--split", choices=[*SPLITS, "all"], default="all")
     parser.add_argument("--fills", nargs="+", default=["nearest", "body"])
     parser.add_argument("--min-pixels", type=int, default=400)
-    parser.add_argument("--table", default="clean", choices=("training", "released", "clean"),
+    from retarget.uvmap import TABLES
+
+    parser.add_argument("--table", default="clean", choices=TABLES,
                         help="IUV→UV table of the real photos (default clean: what the weight-free path uses; the "
                              "shipped samples come with their UV maps)")
     parser.add_argument("--keep", type=Path,

@@ -252,6 +252,13 @@ class Renderer:
         person = ~np.isnan(self.source.uv).all(axis=2)
         self.mean_colour = (self.source.image[person].astype(np.float32) / 255.0).mean(axis=0)
 
+    def identity(self, variant: str) -> tuple[np.ndarray, float]:
+        """The source rendered onto its own UV (pasted on its own image) and its PSNR over the person mask."""
+        src = self.source
+        mask = ~np.isnan(src.uv).all(axis=2)
+        out = self.render(variant, src.uv[None], [src.image])[0]
+        return out, psnr(out[mask], src.image.astype(np.float32)[mask] / 255.0)
+
     def render(self, variant: str, uv: np.ndarray, backgrounds: list[np.ndarray] | None = None) -> np.ndarray:
         """``(N, S, S, 3)`` float renders of the ``(N, S, S, 2)`` target UVs; with ``backgrounds`` (``(S, S, 3)``
         uint8 frames, one per target) each is pasted on its frame with the renderer's ``paste_alpha``, as
@@ -321,15 +328,13 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
         renderer = Renderer(clip.rgb[s], clip.iuv[s], variants)
         src = renderer.source
         src_mask = ~np.isnan(src.uv).all(axis=2)
-        src_img = src.image.astype(np.float32) / 255.0
         targets = subsample([t for t in range(n) if t != s], max_targets)
         pairs = [t for t in range(1, n) if s not in (t, t - 1)]  # every consecutive pair of targets
         real_warp = warp_error(real, masks, flow, pairs) if pairs else float("nan")
         shown = {}
         for variant in variants:
-            identity = renderer.render(variant, src.uv[None], [src.image])[0]
-            row = {"clip": clip.name, "source": clip.numbers[s], "variant": variant,
-                   "identity": psnr(identity[src_mask], src_img[src_mask])}
+            identity, identity_psnr = renderer.identity(variant)
+            row = {"clip": clip.name, "source": clip.numbers[s], "variant": variant, "identity": identity_psnr}
             # every frame is rendered (the warp error uses all consecutive targets); metrics use ``targets``
             out = renderer.render(variant, uv_raw, real)
             de, ss, ps, by_region, head = [], [], [], {}, []
@@ -394,14 +399,7 @@ def _person_tile(image: np.ndarray, mask: np.ndarray, height: int) -> np.ndarray
 
 def identity_every_frame(clip: Clip) -> None:
     """Print the ``body`` identity PSNR over the clip with every frame as the source."""
-    values = []
-    for rgb, iuv in zip(clip.rgb, clip.iuv):
-        renderer = Renderer(rgb, iuv, ["body"])
-        src = renderer.source
-        mask = ~np.isnan(src.uv).all(axis=2)
-        out = renderer.render("body", src.uv[None], [src.image])[0]
-        values.append(psnr(out[mask], src.image.astype(np.float32)[mask] / 255.0))
-    v = np.array(values)
+    v = np.array([Renderer(rgb, iuv, ["body"]).identity("body")[1] for rgb, iuv in zip(clip.rgb, clip.iuv)])
     print(f"  {clip.name:28s} {len(v):3d} frames  min {v.min():6.2f} dB (frame {clip.numbers[int(v.argmin())]})  "
           f"p10 {np.percentile(v, 10):6.2f}  mean {v.mean():6.2f}  below 28 dB: {int((v < 28).sum())}", flush=True)
 
@@ -536,7 +534,9 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true", help="also time source work and per-frame rendering")
     parser.add_argument("--regions", action="store_true",
                         help="also print the ΔE of every body region, and the head's PSNR / SSIM / detail")
-    parser.add_argument("--table", default=TABLE, choices=("training", "released", "clean"),
+    from retarget.uvmap import TABLES
+
+    parser.add_argument("--table", default=TABLE, choices=TABLES,
                         help="IUV→UV table (default clean: what the weight-free path uses)")
     parser.add_argument("--identity-every-frame", action="store_true",
                         help="also the body identity PSNR with every frame of every clip as the source")

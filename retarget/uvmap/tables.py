@@ -33,7 +33,7 @@ TABLES = ("training", "released", "clean")
 TABLE_CHOICES = ("auto", *TABLES)
 GRID = 256  # DensePose U, V are stored as 0..255
 # Chart coordinate of DensePose value k is k / CHART_DENOMINATOR[table].
-CHART_DENOMINATOR = {"training": 255.0, "released": 256.0, "clean": 255.0}
+CHART_DENOMINATOR = {"training": 255.0, "released": 256.0}  # clean: derived from training, k / 255
 #: Texture side (texels) of the vote that tells which part's island a table point lands on (:func:`texel_parts`).
 STRAY_VOTE_SIDE = 512
 
