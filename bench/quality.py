@@ -15,7 +15,12 @@ Protocol (issue 13): for every photo in ``DIR/source_img`` that has a DensePose 
 3. compare the held-out pixels of the output with the photo: PSNR over the held-out pixels (data range
    1), and SSIM (``skimage.metrics.structural_similarity`` with its defaults: 7×7 uniform window, sample
    covariance; data range 1; the per-pixel map averaged over the colour channels) over the region's
-   bounding box, averaged over the held-out pixels.
+   bounding box, averaged over the held-out pixels, with the output pasted onto the photo outside the
+   person (the target UV's person pixels; as a transfer is pasted into its driver frame: issue 31, fifth
+   session). ``ssim_flat`` is the same on the output as written, the person on the constant colour
+   ``retarget image`` puts around it (the figure of the earlier sessions): there a held-out pixel's 7×7
+   window near the silhouette compares the fill's contrast against that colour with the truth's contrast
+   against the real scene, which the fill does not control.
 
 4. also the colour error of the region: ΔE (CIE76) between the mean CIELAB colour of the held-out pixels
    in the output and in the photo.
@@ -161,10 +166,21 @@ def detail_ratio(output: np.ndarray, photo: np.ndarray, held: np.ndarray) -> flo
     return energy(output) / truth if truth > 1e-6 else float("nan")
 
 
-def region_scores(output: np.ndarray, photo: np.ndarray, held: np.ndarray) -> tuple[float, float]:
-    """(PSNR dB, SSIM) of ``output`` vs ``photo`` (float RGB in [0, 1]) over the held-out mask."""
+def region_scores(output: np.ndarray, photo: np.ndarray, held: np.ndarray,
+                  person: np.ndarray | None = None) -> tuple[float, float]:
+    """(PSNR dB, SSIM) of ``output`` vs ``photo`` (float RGB in [0, 1], ``(H, W, 3)``) over the held-out mask
+    ``held`` (``(H, W)`` bool).
+
+    ``person`` (``(H, W)`` bool, the target pose's person pixels): the output is first pasted onto the photo
+    there (outside it, the photo's own pixels), as a transfer is pasted into its driver frame; the SSIM
+    windows of held-out pixels near the silhouette then compare the fill against the real scene, not against
+    the constant colour ``retarget image`` puts around the person. PSNR (held-out pixels only) is the same
+    either way.
+    """
     from skimage.metrics import structural_similarity
 
+    if person is not None:
+        output = np.where(person[..., None], output, photo)
     mse = float(((output[held] - photo[held]) ** 2).mean())
     psnr = 10.0 * np.log10(1.0 / max(mse, 1e-12))
     rows, cols = np.nonzero(held)
@@ -216,9 +232,14 @@ def held_out_cases(samples: Path, min_pixels: int):
 
 
 def run(samples: Path, fills: list[str], min_pixels: int, keep: Path | None = None, cases=None) -> dict[str, list]:
-    """Scores ``{fill: [(sid, group, n_pixels, psnr, ssim, delta_e, detail), ...]}`` over every held-out case
-    (``cases``: an iterable like :func:`held_out_cases`, default: those of ``samples``)."""
+    """Scores ``{fill: [(sid, group, n_pixels, psnr, ssim, delta_e, detail, ssim_flat), ...]}`` over every
+    held-out case (``cases``: an iterable like :func:`held_out_cases`, default: those of ``samples``).
+
+    ``ssim``: the output pasted onto the photo outside the person (:func:`region_scores` with ``person``, the
+    figure the targets use since the fifth session of issue 31); ``ssim_flat``: the output as written, on its
+    constant background (the figure of the earlier sessions)."""
     from retarget.io.image import read_image_rgb
+    from retarget.io.iuv import read_uv_npy
 
     scores: dict[str, list] = {fill: [] for fill in fills}
     with tempfile.TemporaryDirectory() as tmp:
@@ -227,12 +248,13 @@ def run(samples: Path, fills: list[str], min_pixels: int, keep: Path | None = No
             held_path = tmp / "held.npy"
             np.save(held_path, held_uv.astype(np.float32))
             photo = read_image_rgb(photo_path).astype(np.float64) / 255.0
+            person = ~np.isnan(read_uv_npy(uv_path)).all(axis=2)
             for fill in fills:
                 out = (keep or tmp) / f"{sid}_{group[0]}_{group[1]}_{fill}.png"
                 output = render_image(photo_path, held_path, uv_path, fill, out)
-                psnr, ssim = region_scores(output, photo, held)
+                psnr, ssim = region_scores(output, photo, held, person)
                 scores[fill].append((sid, group, int(held.sum()), psnr, ssim, delta_e(output, photo, held),
-                                     detail_ratio(output, photo, held)))
+                                     detail_ratio(output, photo, held), region_scores(output, photo, held)[1]))
     return scores
 
 
@@ -318,9 +340,10 @@ def save_scores(path: Path, scores: dict[str, dict[str, list]]) -> None:
     os.replace(tmp, path)
 
 
-def summary(scores: dict[str, list]) -> dict[str, tuple[float, float, float, float]]:
-    """Mean (PSNR, SSIM, ΔE, detail) per fill (detail: over the limbs that have one)."""
-    return {fill: tuple(float(np.nanmean([r[k] for r in rows])) for k in (3, 4, 5, 6))
+def summary(scores: dict[str, list]) -> dict[str, tuple[float, float, float, float, float]]:
+    """Mean (PSNR, SSIM, ΔE, detail, SSIM on the flat background) per fill (detail: over the limbs that have
+    one)."""
+    return {fill: tuple(float(np.nanmean([r[k] for r in rows])) for k in (3, 4, 5, 6, 7))
             for fill, rows in scores.items() if rows}
 
 
@@ -364,30 +387,32 @@ def main() -> None:
             scores = run(args.samples, args.fills, args.min_pixels, args.keep, cases=cases)
             every[split] = scores
             for fill, rows in scores.items():
-                for sid, group, n, psnr, ssim, de, detail in rows:
+                for sid, group, n, psnr, ssim, de, detail, flat in rows:
                     print(f"split={split} fill={fill:8s} sample={sid} parts={group[0]},{group[1]} pixels={n:5d} "
-                          f"psnr={psnr:6.2f} ssim={ssim:.3f} dE={de:5.1f} detail={detail:.2f}")
+                          f"psnr={psnr:6.2f} ssim={ssim:.3f} dE={de:5.1f} detail={detail:.2f} ssim_flat={flat:.3f}")
             means[split] = summary(scores)
-            for fill, (psnr, ssim, de, detail) in means[split].items():
+            for fill, (psnr, ssim, de, detail, flat) in means[split].items():
                 print(f"mean split={split} fill={fill} limbs={len(scores[fill])} photos="
                       f"{len({r[0] for r in scores[fill]})} psnr={psnr:.2f} ssim={ssim:.3f} dE={de:.2f} "
-                      f"detail={detail:.2f}")
+                      f"detail={detail:.2f} ssim_flat={flat:.3f}")
             if "nearest" in means[split]:
                 base = means[split]["nearest"]
-                for fill, (psnr, ssim, de, detail) in means[split].items():
+                for fill, (psnr, ssim, de, detail, flat) in means[split].items():
                     if fill != "nearest":
                         gains[split, fill] = (psnr - base[0], ssim - base[1])
                         per_photo[split, fill] = limb_gains(scores, fill)
                         (lo_db, lo_ss), (hi_db, hi_ss) = gain_interval(per_photo[split, fill])
                         print(f"gain split={split} {fill}-nearest psnr={psnr - base[0]:+.2f} dB "
                               f"[{lo_db:+.2f}, {hi_db:+.2f}] ssim={ssim - base[1]:+.3f} [{lo_ss:+.3f}, {hi_ss:+.3f}] "
-                              f"dE ratio={de / base[2]:.2f} detail {detail:.2f} (nearest {base[3]:.2f})")
+                              f"dE ratio={de / base[2]:.2f} detail {detail:.2f} (nearest {base[3]:.2f}) "
+                              f"ssim_flat={flat - base[4]:+.3f}")
     for fill in args.fills:
         if ("tuning", fill) in gains and ("held-out", fill) in gains:
             tune, held = gains["tuning", fill], gains["held-out", fill]
             (lo_db, lo_ss), (hi_db, hi_ss) = gain_interval(per_photo["tuning", fill], per_photo["held-out", fill])
+            flat = [means[split][fill][4] - means[split]["nearest"][4] for split in SPLITS]
             print(f"gap tuning-held-out {fill}: psnr={tune[0] - held[0]:+.2f} dB [{lo_db:+.2f}, {hi_db:+.2f}] "
-                  f"ssim={tune[1] - held[1]:+.3f} [{lo_ss:+.3f}, {hi_ss:+.3f}]")
+                  f"ssim={tune[1] - held[1]:+.3f} [{lo_ss:+.3f}, {hi_ss:+.3f}] ssim_flat={flat[0] - flat[1]:+.3f}")
     if saved is not None:
         for (split, fill), (mean, (lo, hi), n) in changes(every, saved).items():
             print(f"change split={split} fill={fill} vs {args.against.name} ({n} limbs): "

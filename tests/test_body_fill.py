@@ -292,6 +292,27 @@ def test_quality_detail_ratio_tells_blur_and_clutter_from_the_truth():
     assert np.isnan(bench.detail_ratio(photo, photo, thin))
 
 
+def test_quality_ssim_pastes_the_output_onto_the_photo_outside_the_person():
+    """The bench's SSIM compares the held-out limb in the scene it sits in: outside the target's person the
+    photo's own pixels replace the constant colour ``retarget image`` writes there, so an output right on the
+    person scores 1 whatever that colour; without ``person`` (the earlier ``ssim_flat``) the colour counts in
+    the windows near the silhouette. PSNR is over the held-out pixels only either way."""
+    bench = _quality_bench()
+    rng = np.random.default_rng(1)
+    photo = rng.uniform(0.2, 0.8, (48, 48, 3))
+    rows, cols = np.mgrid[0:48, 0:48]
+    person = (rows >= 4) & (rows < 44) & (np.abs(cols - 8 - rows // 2) < 7)  # a slanted limb
+    held = person & (rows >= 8) & (rows < 40)  # its box holds background beside it
+    output = np.where(person[..., None], photo, np.array([0.4, 0.38, 0.28]))
+    psnr, ssim = bench.region_scores(output, photo, held, person)
+    psnr_flat, ssim_flat = bench.region_scores(output, photo, held)
+    assert ssim == pytest.approx(1.0) and ssim_flat < 0.95
+    assert psnr == psnr_flat
+    wrong = output.copy()
+    wrong[held] = 0.5  # a flat fill: the pasted SSIM falls, and is still compared in the scene
+    assert bench.region_scores(wrong, photo, held, person)[1] < 0.5
+
+
 def test_copyable_texels_leave_out_part_borders(layout):
     from retarget.pipeline.pair import copyable_texels
 
