@@ -109,6 +109,16 @@ class Clip:
     numbers: list[int] = field(default_factory=list)
 
 
+#: Fewest person pixels (IUV part > 0, at the frame's own size) a frame needs to be a source or a target: real
+#: DensePose misses the person in some frames (motion blur, occlusion, the person leaving the frame).
+MIN_PERSON_PIXELS = 64
+
+
+def has_person(iuv: np.ndarray) -> bool:
+    """Whether an ``(H, W, 3)`` IUV frame shows at least :data:`MIN_PERSON_PIXELS` person pixels."""
+    return int((iuv[..., 0] > 0).sum()) >= MIN_PERSON_PIXELS
+
+
 def load_clip(folder: Path, root: Path) -> Clip:
     images = {_number(p): p for p in (folder / "rgb").iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")}
     maps = {_number(p): p for p in (folder / "iuv").iterdir() if p.suffix.lower() == ".png"}
@@ -120,6 +130,13 @@ def load_clip(folder: Path, root: Path) -> Clip:
     for k, a, b in zip(numbers, rgb, iuv):
         if a.shape[:2] != b.shape[:2]:
             raise SystemExit(f"error: {folder}: frame {k}: rgb and iuv sizes differ")
+    empty = [k for k, i in zip(numbers, iuv) if not has_person(i)]
+    if len(numbers) - len(empty) < 2:
+        raise SystemExit(f"error: {folder}: fewer than 2 frames whose IUV shows a person")
+    if empty:
+        print(f"note: {folder.name}: {len(empty)} of {len(numbers)} frames without a person in their IUV "
+              f"(frames {', '.join(map(str, empty[:8]))}{' …' if len(empty) > 8 else ''}): kept in the sequence "
+              f"(temporal filter, warp error), never a source or a target", flush=True)
     try:
         name = str(folder.resolve().relative_to(root.resolve()))
     except ValueError:
@@ -218,6 +235,12 @@ def warp_error(frames: list[np.ndarray], masks: list[np.ndarray], flow: list, pa
     return total / max(count, 1)
 
 
+def relative(error: float, real: float) -> float:
+    """``error / real`` (a render's warp error over the real video's); NaN where the real video does not move
+    (a still clip has no flicker to compare with)."""
+    return error / real if real > 0 else float("nan")
+
+
 # ---------------------------------------------------------------------------------------------- renders
 
 def clip_crop(clip: Clip):
@@ -295,8 +318,11 @@ class Renderer:
 
 # ---------------------------------------------------------------------------------------------- protocol
 
-def source_indices(n: int, which: list[str]) -> list[int]:
-    named = {"first": 0, "middle": n // 2, "last": n - 1}
+def source_indices(n: int, which: list[str], usable: list[int] | None = None) -> list[int]:
+    """Frame indices of the ``first``, ``middle`` and ``last`` source named in ``which``, among the ``usable``
+    frames (default: all ``n``; see :func:`has_person`)."""
+    usable = list(range(n)) if usable is None else usable
+    named = {"first": usable[0], "middle": usable[len(usable) // 2], "last": usable[-1]}
     return sorted({named[w] for w in which})
 
 
@@ -324,11 +350,12 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
         filtered = filter_sequence(clip.iuv, [guide_from_rgb(f) for f in clip.rgb], TemporalSettings(radius=temporal))
         uv_filtered, _ = target_uvs(filtered, crop)
     rows = []
-    for s in source_indices(n, sources):
+    usable = [t for t in range(n) if has_person(clip.iuv[t]) and masks[t].any()]
+    for s in source_indices(n, sources, usable):
         renderer = Renderer(clip.rgb[s], clip.iuv[s], variants)
         src = renderer.source
         src_mask = ~np.isnan(src.uv).all(axis=2)
-        targets = subsample([t for t in range(n) if t != s], max_targets)
+        targets = subsample([t for t in usable if t != s], max_targets)
         pairs = [t for t in range(1, n) if s not in (t, t - 1)]  # every consecutive pair of targets
         real_warp = warp_error(real, masks, flow, pairs) if pairs else float("nan")
         shown = {}
@@ -354,20 +381,20 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
                        head=[h for h in head if h is not None])
             if pairs:
                 frames = [np.clip(o * 255.0, 0, 255) for o in out]
-                row["warp_raw"] = warp_error(frames, masks, flow, pairs) / real_warp
+                row["warp_raw"] = relative(warp_error(frames, masks, flow, pairs), real_warp)
                 if uv_filtered is not None and variant != "silhouette":
                     fout = renderer.render(variant, uv_filtered, real)
                     fmask = [~np.isnan(u).all(axis=2) & m for u, m in zip(uv_filtered, masks)]
                     frames = [np.clip(o * 255.0, 0, 255) for o in fout]
                     real_f = warp_error(real, fmask, flow, pairs)
-                    row["warp_filtered"] = warp_error(frames, fmask, flow, pairs) / real_f
+                    row["warp_filtered"] = relative(warp_error(frames, fmask, flow, pairs), real_f)
                     if steady > 0:  # what `retarget video` outputs: filtered IUV, then --steady
                         from retarget.pipeline.steady import OutputSteadier
 
                         steadier = OutputSteadier(steady)
                         sout = [steadier(real[t], fout[t], fmask[t]) for t in range(n)]
                         frames = [np.clip(o * 255.0, 0, 255) for o in sout]
-                        row["warp_steady"] = warp_error(frames, fmask, flow, pairs) / real_f
+                        row["warp_steady"] = relative(warp_error(frames, fmask, flow, pairs), real_f)
                         gts = [(real[t].astype(np.float32) / 255.0, t) for t in targets]
                         des = [region_delta_e(sout[t], g, parts[t]) for g, t in gts]
                         row["delta_e_steady"] = float(np.nanmean(des))
@@ -399,8 +426,10 @@ def _person_tile(image: np.ndarray, mask: np.ndarray, height: int) -> np.ndarray
 
 def identity_every_frame(clip: Clip) -> None:
     """Print the ``body`` identity PSNR over the clip with every frame as the source."""
-    v = np.array([Renderer(rgb, iuv, ["body"]).identity("body")[1] for rgb, iuv in zip(clip.rgb, clip.iuv)])
-    print(f"  {clip.name:28s} {len(v):3d} frames  min {v.min():6.2f} dB (frame {clip.numbers[int(v.argmin())]})  "
+    usable = [t for t, iuv in enumerate(clip.iuv) if has_person(iuv)]
+    v = np.array([Renderer(clip.rgb[t], clip.iuv[t], ["body"]).identity("body")[1] for t in usable])
+    worst = clip.numbers[usable[int(v.argmin())]]
+    print(f"  {clip.name:28s} {len(v):3d} frames  min {v.min():6.2f} dB (frame {worst})  "
           f"p10 {np.percentile(v, 10):6.2f}  mean {v.mean():6.2f}  below 28 dB: {int((v < 28).sum())}", flush=True)
 
 
@@ -492,7 +521,8 @@ def speed(clip: Clip, repeats: int = 5, batch: int = 16) -> None:
     from retarget.uvmap.layout import texture_layout
 
     texture_layout(SIZE, SIZE)  # once per process, not per photo
-    source = frame_source(clip.rgb[0], iuv=clip.iuv[0], size=SIZE, table=TABLE)
+    first = next(t for t, iuv in enumerate(clip.iuv) if has_person(iuv))
+    source = frame_source(clip.rgb[first], iuv=clip.iuv[first], size=SIZE, table=TABLE)
     uv, _ = target_uvs(clip.iuv[:batch] * (batch // len(clip.iuv[:batch]) + 1), clip_crop(clip))
     target = torch.from_numpy(np.ascontiguousarray(uv[:batch])).permute(0, 3, 1, 2)
 

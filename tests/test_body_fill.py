@@ -628,6 +628,28 @@ def test_real_bench_identity_every_frame_reads_every_frame_as_the_source(capsys)
     assert "3 frames" in line and "(frame 7)" in line and "below 28 dB: 1" in line, line
 
 
+def test_real_bench_skips_frames_without_a_person(capsys):
+    """bench/real.py on a clip where DensePose missed the person in some frames (real footage does): those frames
+    stay in the sequence but are never a source or a target (before: a crash on the empty target box)."""
+    from retarget.io.image import read_image_rgb
+    from retarget.io.iuv import read_iuv_png
+    from tests.conftest import EXAMPLE_IUV, EXAMPLE_PHOTO
+
+    bench = _quality_bench("real")
+    rgb, iuv = read_image_rgb(EXAMPLE_PHOTO), read_iuv_png(EXAMPLE_IUV)
+    empty = np.zeros_like(iuv)
+    speck = empty.copy()
+    speck[10:13, 10:13, 0] = 2  # 9 pixels: below MIN_PERSON_PIXELS
+    assert bench.has_person(iuv) and not bench.has_person(empty) and not bench.has_person(speck)
+    clip = bench.Clip(name="gaps", rgb=[rgb] * 5, iuv=[empty, iuv, speck, iuv, iuv], numbers=[1, 2, 3, 4, 5])
+    assert bench.source_indices(5, ["first", "middle", "last"], [1, 3, 4]) == [1, 3, 4]
+    rows = bench.run_clip(clip, ["body"], ["first", "last"], None, 0, None)
+    assert [r["source"] for r in rows] == [2, 5]
+    assert all(np.isfinite(r["delta_e"]) and np.isfinite(r["ssim"]) and r["identity"] > 28 for r in rows), rows
+    bench.identity_every_frame(clip)
+    assert "3 frames" in capsys.readouterr().out
+
+
 def test_a_larger_crop_completes_the_same_body():
     """The fill's texel counts and windows are stated at 256² and scaled with the texture (``texture_scale``): the
     example photo prepared at 512² gives, part by part, the colours it gives at 256² (measured: largest mean-colour
