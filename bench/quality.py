@@ -236,7 +236,7 @@ def run(samples: Path, fills: list[str], min_pixels: int, keep: Path | None = No
     held-out case (``cases``: an iterable like :func:`held_out_cases`, default: those of ``samples``).
 
     ``ssim``: the output pasted onto the photo outside the person (:func:`region_scores` with ``person``, the
-    figure the targets use since the fifth session of issue 31); ``ssim_flat``: the output as written, on its
+    figure the targets use since the ninth session of issue 31); ``ssim_flat``: the output as written, on its
     constant background (the figure of the earlier sessions)."""
     from retarget.io.image import read_image_rgb
     from retarget.io.iuv import read_uv_npy

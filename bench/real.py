@@ -558,8 +558,10 @@ def main() -> None:
     parser.add_argument("--sources", default="first,middle,last")
     parser.add_argument("--max-targets", type=int, default=None, help="evenly spaced subset of targets per source")
     parser.add_argument("--no-temporal", action="store_true", help="skip the temporal-filter warp error")
-    parser.add_argument("--temporal-radius", type=int, default=2,
-                        help="the filter's radius (frames each side; `retarget video --temporal-strength`, default 2)")
+    from retarget.pipeline.video import VideoOptions
+
+    parser.add_argument("--temporal-radius", type=int, default=VideoOptions.temporal_radius,
+                        help="the filter's radius (frames each side; `retarget video --temporal-strength`, default 3)")
     parser.add_argument("--pictures", type=Path, default=None, help="write source/identity/render/real strips here")
     parser.add_argument("--speed", action="store_true", help="also time source work and per-frame rendering")
     parser.add_argument("--regions", action="store_true",

@@ -117,7 +117,7 @@ BOUNDED = ("size", "batch_size", "densepose_size")
 DEFAULT_OPTIONS: dict[str, Any] = {
     "size": 256, "background": "scene", "output_mode": "frame", "on_missing": "hold", "table": "auto",
     "batch_size": 4, "side_by_side": False, "precision": "auto", "fill": "body", "engine": "auto",
-    "temporal_filter": True, "temporal_strength": 2,
+    "temporal_filter": True, "temporal_strength": 3,
     "densepose_backend": "auto", "densepose_size": 800,
     "densepose_track": True,
     "person": "largest",
@@ -477,4 +477,6 @@ def fingerprint(payload: dict[str, Any]) -> str:
 def temporal_radius(settings: dict[str, Any]) -> int:
     """The temporal filter window of a job's settings (``temporal_strength``; 0 when ``temporal_filter``
     is off)."""
-    return int(settings.get("temporal_strength", 2)) if settings.get("temporal_filter", True) else 0
+    if not settings.get("temporal_filter", True):
+        return 0
+    return int(settings.get("temporal_strength", DEFAULT_OPTIONS["temporal_strength"]))
