@@ -57,7 +57,7 @@ class TemporalSettings:
             person pixels keep their label under the flow are a scene cut.
     """
 
-    radius: int = 3
+    radius: int = 2
     uv_tau: float = 12.0
     cut_histogram: float = 0.6
     cut_agreement: float = 0.25

@@ -69,7 +69,7 @@ def test_video_job_filters_by_default_and_not_with_radius_zero(tmp_path):
     source = REPO / "examples" / "source.jpg"
     on = driver_densepose(VideoJob(source=source, driver=DRIVER))
     off = driver_densepose(VideoJob(source=source, driver=DRIVER, options=VideoOptions(temporal_radius=0)))
-    assert isinstance(on, FilteredDensePose) and on.settings.radius == 3
+    assert isinstance(on, FilteredDensePose) and on.settings.radius == 2
     assert isinstance(off, FrameDensePose)
     strong = driver_densepose(VideoJob(source=source, driver=DRIVER, options=VideoOptions(temporal_radius=4)))
     assert strong.cache.folder != on.cache.folder  # the settings are part of the cache key
@@ -93,7 +93,7 @@ def test_video_cli_options(tmp_path):
 
 def test_every_entry_point_has_the_same_default_filter_window():
     """`retarget video`, `frames`, `batch`, `densepose --temporal-filter`, batch job files, VideoOptions and
-    TemporalSettings agree on the window (3 frames each side since issue 31's ninth session, docs/temporal.md)."""
+    TemporalSettings agree on the window (2 frames each side; docs/temporal.md, "The window")."""
     import typer
 
     from retarget.batch.jobs import DEFAULT_OPTIONS, temporal_radius
@@ -103,7 +103,7 @@ def test_every_entry_point_has_the_same_default_filter_window():
     cli = {name: {p.name: p.default for p in commands[name].params}["temporal_strength"]
            for name in ("video", "frames", "batch", "densepose")}
     expected = VideoOptions().temporal_radius
-    assert expected == TemporalSettings().radius == 3
+    assert expected == TemporalSettings().radius == 2
     assert cli == dict.fromkeys(cli, expected), cli
     assert DEFAULT_OPTIONS["temporal_strength"] == temporal_radius({}) == expected
     assert temporal_radius({"temporal_filter": False}) == 0 and temporal_radius({"temporal_strength": 5}) == 5

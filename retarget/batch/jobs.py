@@ -117,7 +117,7 @@ BOUNDED = ("size", "batch_size", "densepose_size")
 DEFAULT_OPTIONS: dict[str, Any] = {
     "size": 256, "background": "scene", "output_mode": "frame", "on_missing": "hold", "table": "auto",
     "batch_size": 4, "side_by_side": False, "precision": "auto", "fill": "body", "engine": "auto",
-    "temporal_filter": True, "temporal_strength": 3,
+    "temporal_filter": True, "temporal_strength": 2,
     "densepose_backend": "auto", "densepose_size": 800,
     "densepose_track": True,
     "person": "largest",

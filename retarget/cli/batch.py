@@ -78,7 +78,7 @@ def batch_command(
     fill: opt.Fill = "body",
     engine: opt.Engine = "auto",
     temporal_filter: opt.TemporalFilter = True,
-    temporal_strength: opt.TemporalStrength = 3,
+    temporal_strength: opt.TemporalStrength = 2,
     codec: opt.Codec = None,
     crf: opt.Crf = None,
     densepose_every: opt.DensePoseEvery = "1",

@@ -67,7 +67,7 @@ def densepose_command(
     temporal_filter: Annotated[bool, typer.Option(
         "--temporal-filter/--no-temporal-filter", help="Videos: stabilise the IUV over time.")] = False,
     temporal_strength: Annotated[int, typer.Option(
-        "--temporal-strength", min=1, max=8, help="Temporal filter window: frames on each side.")] = 3,
+        "--temporal-strength", min=1, max=8, help="Temporal filter window: frames on each side.")] = 2,
     render: Annotated[str | None, typer.Option(
         "--render", help="Videos: segm or iuv, written as an H.264 video to --out FILE.mp4.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Videos: frames per model call.")] = 1,

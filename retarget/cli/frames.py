@@ -46,7 +46,7 @@ def frames_command(
     fill: opt.Fill = "body",
     engine: opt.Engine = "auto",
     temporal_filter: opt.TemporalFilter = True,
-    temporal_strength: opt.TemporalStrength = 3,
+    temporal_strength: opt.TemporalStrength = 2,
     densepose_every: opt.DensePoseEvery = "1",
     texture: opt.Texture = None,
     garment: opt.Garment = None,

@@ -60,7 +60,7 @@ def video_command(
     side_by_side: opt.SideBySide = False,
     engine: opt.Engine = "auto",
     temporal_filter: opt.TemporalFilter = True,
-    temporal_strength: opt.TemporalStrength = 3,
+    temporal_strength: opt.TemporalStrength = 2,
     densepose_every: opt.DensePoseEvery = "1",
     steady: opt.Steady = 0.8,
     texture: opt.Texture = None,

@@ -89,7 +89,7 @@ class VideoOptions:
     # (auto: with --engine auto, engine and precision from a measured probe, retarget.engine.auto; the CLI's default)
     fill: str = "body"  # weight-free texture completion: body | nearest
     command: str = "video"  # the command running: the options messages name are that command's
-    temporal_radius: int = 3  # driver IUV temporal filter: frames each side (look-ahead); 0 = off
+    temporal_radius: int = 2  # driver IUV temporal filter: frames each side (look-ahead); 0 = off
     person: str = "largest"  # driver person to replace: largest | center | left | right | N (from the left, 1-based)
     engine: str = "auto"  # per-frame refiner engine: auto | torch | openvino (retarget.engine)
     codec: str | None = None  # output: h264 | ffv1 | prores | png; None: from the output path (retarget.io.output)
