@@ -16,7 +16,7 @@ Protocol (issue 13): for every photo in ``DIR/source_img`` that has a DensePose 
    1), and SSIM (``skimage.metrics.structural_similarity`` with its defaults: 7×7 uniform window, sample
    covariance; data range 1; the per-pixel map averaged over the colour channels) over the region's
    bounding box, averaged over the held-out pixels, with the output pasted onto the photo outside the
-   person (the target UV's person pixels; as a transfer is pasted into its driver frame: issue 31, fifth
+   person (the target UV's person pixels; as a transfer is pasted into its driver frame: issue 31, ninth
    session). ``ssim_flat`` is the same on the output as written, the person on the constant colour
    ``retarget image`` puts around it (the figure of the earlier sessions): there a held-out pixel's 7×7
    window near the silhouette compares the fill's contrast against that colour with the truth's contrast
