@@ -1,6 +1,7 @@
 """Quality of the weight-free texture completion on held-out limbs of real photos, measured in one run.
 
-    .venv/bin/python bench/quality.py [--split tuning|held-out|all] [--samples DIR] [--real DIR] [--table clean]
+    .venv/bin/python bench/quality.py [--split tuning|held-out|extra|all] [--samples DIR] [--real DIR]
+                                      [--photos DIR ...] [--per-clip 2] [--table clean]
                                       [--fills nearest body] [--min-pixels 400] [--keep DIR]
                                       [--save FILE] [--against FILE]
 
@@ -26,7 +27,9 @@ Protocol (issue 13): for every photo in ``DIR/source_img`` that has a DensePose 
    in the output and in the photo.
 
 Photos and splits (``--split``, fixed, written here and in docs/weight_free.md): the fill was tuned on the
-**tuning** split only; the **held-out** split holds photos (and clips) never looked at while tuning.
+**tuning** split only; the **held-out** split holds photos (and clips) never looked at while tuning; the
+**extra** split is whatever ``--photos`` names (folders of photos with ``<stem>_IUV.png`` beside them, or clip
+folders with ``rgb/`` + ``iuv/``, ``--per-clip`` frames each): other photos, checked the same way.
 
 - tuning: the shipped samples (``--samples``, default ``../shared/samples``: the photos with IUV and UV),
   ``real/dwnet-taichi/clip1`` frames 0000263 and 0000278, ``real/pose-with-style`` blouse (front);
@@ -49,6 +52,7 @@ the reading for deciding whether a change helps.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 from pathlib import Path
@@ -113,19 +117,23 @@ def person_crop(image: np.ndarray, iuv: np.ndarray, side: int = CROP_SIDE, margi
     return crops[0], crops[1]
 
 
-def real_cases(real: Path, split: str, folder: Path, min_pixels: int, table: str = "clean"):
-    """:func:`photo_cases` of the real photos of ``split`` (:data:`REAL_PHOTOS`), written to ``folder``, their UV
-    from the IUV with ``table`` (``clean``: what ``--table auto`` gives on the weight-free path)."""
+def cropped_cases(photos, folder: Path, min_pixels: int, table: str = "clean"):
+    """:func:`photo_cases` of ``photos`` (``(name, photo path, IUV path)``): each cut to a square around its
+    person (:func:`person_crop`), written to ``folder``, its UV from the IUV with ``table`` (``clean``: what
+    ``--table auto`` gives on the weight-free path)."""
     import cv2
 
     from retarget.io.iuv import read_iuv_png
     from retarget.uvmap import iuv_to_uv
 
-    for photo_split, name, photo_rel, iuv_rel in REAL_PHOTOS:
-        if photo_split != split or not (real / photo_rel).is_file() or not (real / iuv_rel).is_file():
-            continue
-        image = cv2.imread(str(real / photo_rel), cv2.IMREAD_COLOR)
-        iuv = read_iuv_png(real / iuv_rel)
+    for name, photo, iuv_path in photos:
+        image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SystemExit(f"error: {photo}: not a readable image")
+        iuv = read_iuv_png(iuv_path)
+        if iuv.shape[:2] != image.shape[:2]:
+            raise SystemExit(f"error: {iuv_path}: {iuv.shape[1]}x{iuv.shape[0]}, its photo is "
+                             f"{image.shape[1]}x{image.shape[0]}")
         image, iuv = person_crop(image, iuv)
         photo_path, uv_path = folder / f"{name}.png", folder / f"{name}.npy"
         cv2.imwrite(str(photo_path), image)
@@ -133,8 +141,60 @@ def real_cases(real: Path, split: str, folder: Path, min_pixels: int, table: str
         yield from photo_cases(name, photo_path, iuv[..., 0], uv_path, min_pixels)
 
 
-def split_cases(split: str, samples: Path, real: Path, folder: Path, min_pixels: int, table: str = "clean"):
-    """Every held-out case of ``split`` (see the module docstring)."""
+def real_cases(real: Path, split: str, folder: Path, min_pixels: int, table: str = "clean"):
+    """:func:`cropped_cases` of the real photos of ``split`` (:data:`REAL_PHOTOS`) that ``real`` holds."""
+    photos = [(name, real / photo, real / iuv) for photo_split, name, photo, iuv in REAL_PHOTOS
+              if photo_split == split and (real / photo).is_file() and (real / iuv).is_file()]
+    yield from cropped_cases(photos, folder, min_pixels, table)
+
+
+#: Image files ``--photos`` reads as photos (an IUV PNG beside one is not a photo).
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: The fewest person pixels of an IUV frame ``--photos`` takes from a clip.
+MIN_PERSON_PIXELS = 400
+
+
+def _iuv_beside(photo: Path, folder: Path) -> Path | None:
+    """The IUV PNG of ``photo`` in ``folder``: ``<stem>_IUV.png``, ``<stem>_iuv.png`` or ``<stem>.png``."""
+    for name in (f"{photo.stem}_IUV.png", f"{photo.stem}_iuv.png", f"{photo.stem}.png"):
+        if (folder / name).is_file() and (folder / name) != photo:
+            return folder / name
+    return None
+
+
+def extra_photos(folders: list[Path], per_clip: int) -> list[tuple[str, Path, Path]]:
+    """``(name, photo, IUV)`` of ``--photos``: a clip folder (``rgb/`` + ``iuv/``, the layout of ``bench/real.py``)
+    gives ``per_clip`` frames whose IUV shows a person, evenly spaced; any other folder gives every photo with
+    an IUV PNG beside it (``<stem>_IUV.png`` or ``<stem>_iuv.png``). Names are ``<folder>-<file stem>``."""
+    from retarget.io.iuv import read_iuv_png
+
+    out = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise SystemExit(f"error: --photos {folder}: not a folder")
+        clip = (folder / "rgb").is_dir() and (folder / "iuv").is_dir()
+        images = sorted(p for p in (folder / "rgb" if clip else folder).iterdir()
+                        if p.suffix.lower() in PHOTO_SUFFIXES and not p.stem.lower().endswith("_iuv"))
+        found = [(p, _iuv_beside(p, folder / "iuv" if clip else folder)) for p in images]
+        found = [(p, i) for p, i in found if i is not None]
+        if clip:
+            found = [(p, i) for p, i in found if int((read_iuv_png(i)[..., 0] > 0).sum()) >= MIN_PERSON_PIXELS]
+            if len(found) > per_clip:
+                found = [found[k] for k in np.unique(np.round(np.linspace(0, len(found) - 1, per_clip)).astype(int))]
+        if not found:
+            raise SystemExit(f"error: --photos {folder}: no photo with an IUV PNG beside it (<stem>_IUV.png) "
+                             f"and no rgb/ + iuv/ clip with a person")
+        out += [(f"{folder.name}-{p.stem}", p, i) for p, i in found]
+    return out
+
+
+def split_cases(split: str, samples: Path, real: Path, folder: Path, min_pixels: int, table: str = "clean",
+                photos: list[tuple[str, Path, Path]] | None = None):
+    """Every held-out case of ``split`` (see the module docstring); ``photos`` (:func:`extra_photos`) are the
+    split ``extra``."""
+    if split == "extra":
+        yield from cropped_cases(photos or [], folder, min_pixels, table)
+        return
     if split == "tuning" and (samples / "source_img").is_dir():
         yield from held_out_cases(samples, min_pixels)
     yield from real_cases(real, split, folder, min_pixels, table)
@@ -351,7 +411,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=Path, default=REPO.parent / "shared" / "samples")
     parser.add_argument("--real", type=Path, default=REPO.parent / "shared" / "real")
-    parser.add_argument("--split", choices=[*SPLITS, "all"], default="all")
+    parser.add_argument("--split", choices=[*SPLITS, "extra", "all"], default="all",
+                        help="all: tuning, held-out and (with --photos) extra")
+    parser.add_argument("--photos", type=Path, nargs="+", default=[],
+                        help="more photos, the split 'extra': folders of photos with <stem>_IUV.png beside them, or "
+                             "clip folders (rgb/ + iuv/, as bench/real.py reads them)")
+    parser.add_argument("--per-clip", type=int, default=2, help="photos taken from each clip folder of --photos")
     parser.add_argument("--fills", nargs="+", default=["nearest", "body"])
     parser.add_argument("--min-pixels", type=int, default=400)
     from retarget.uvmap import TABLES
@@ -376,14 +441,20 @@ def main() -> None:
     same = args.save and args.against and args.save.resolve() == args.against.resolve()
     if args.save and (not args.save.parent.is_dir() or same):
         raise SystemExit(f"error: --save {args.save}: its folder must exist and it must not be the --against file")
-    if not (args.samples / "source_img").is_dir() and not args.real.is_dir():
+    if args.per_clip < 1:
+        raise SystemExit(f"error: --per-clip must be at least 1, got {args.per_clip}")
+    photos = extra_photos(args.photos, args.per_clip)
+    if args.split == "extra" and not photos:
+        raise SystemExit("error: --split extra needs --photos")
+    if not (args.samples / "source_img").is_dir() and not args.real.is_dir() and not photos:
         raise SystemExit(f"no samples at {args.samples} and no real photos at {args.real}")
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     means, gains, per_photo, every = {}, {}, {}, {}
     with tempfile.TemporaryDirectory() as folder:
-        for split in (SPLITS if args.split == "all" else (args.split,)):
-            cases = split_cases(split, args.samples, args.real, args.keep or Path(folder), args.min_pixels, args.table)
+        for split in ((*SPLITS, *(("extra",) if photos else ())) if args.split == "all" else (args.split,)):
+            cases = split_cases(split, args.samples, args.real, args.keep or Path(folder), args.min_pixels, args.table,
+                                photos)
             scores = run(args.samples, args.fills, args.min_pixels, args.keep, cases=cases)
             every[split] = scores
             for fill, rows in scores.items():
@@ -406,12 +477,12 @@ def main() -> None:
                               f"[{lo_db:+.2f}, {hi_db:+.2f}] ssim={ssim - base[1]:+.3f} [{lo_ss:+.3f}, {hi_ss:+.3f}] "
                               f"dE ratio={de / base[2]:.2f} detail {detail:.2f} (nearest {base[3]:.2f}) "
                               f"ssim_flat={flat - base[4]:+.3f}")
-    for fill in args.fills:
-        if ("tuning", fill) in gains and ("held-out", fill) in gains:
-            tune, held = gains["tuning", fill], gains["held-out", fill]
-            (lo_db, lo_ss), (hi_db, hi_ss) = gain_interval(per_photo["tuning", fill], per_photo["held-out", fill])
-            flat = [means[split][fill][4] - means[split]["nearest"][4] for split in SPLITS]
-            print(f"gap tuning-held-out {fill}: psnr={tune[0] - held[0]:+.2f} dB [{lo_db:+.2f}, {hi_db:+.2f}] "
+    for fill, other in itertools.product(args.fills, ("held-out", "extra")):
+        if ("tuning", fill) in gains and (other, fill) in gains:
+            tune, held = gains["tuning", fill], gains[other, fill]
+            (lo_db, lo_ss), (hi_db, hi_ss) = gain_interval(per_photo["tuning", fill], per_photo[other, fill])
+            flat = [means[split][fill][4] - means[split]["nearest"][4] for split in ("tuning", other)]
+            print(f"gap tuning-{other} {fill}: psnr={tune[0] - held[0]:+.2f} dB [{lo_db:+.2f}, {hi_db:+.2f}] "
                   f"ssim={tune[1] - held[1]:+.3f} [{lo_ss:+.3f}, {hi_ss:+.3f}] ssim_flat={flat[0] - flat[1]:+.3f}")
     if saved is not None:
         for (split, fill), (mean, (lo, hi), n) in changes(every, saved).items():

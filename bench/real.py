@@ -561,7 +561,8 @@ def main() -> None:
     from retarget.pipeline.video import VideoOptions
 
     parser.add_argument("--temporal-radius", type=int, default=VideoOptions.temporal_radius,
-                        help="the filter's radius (frames each side; `retarget video --temporal-strength`, default %(default)s)")
+                        help="the filter's radius (frames each side; `retarget video --temporal-strength`, "
+                             "default %(default)s)")
     parser.add_argument("--pictures", type=Path, default=None, help="write source/identity/render/real strips here")
     parser.add_argument("--speed", action="store_true", help="also time source work and per-frame rendering")
     parser.add_argument("--regions", action="store_true",

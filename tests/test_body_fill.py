@@ -313,6 +313,44 @@ def test_quality_ssim_pastes_the_output_onto_the_photo_outside_the_person():
     assert bench.region_scores(wrong, photo, held, person)[1] < 0.5
 
 
+def test_quality_photos_reads_photo_folders_and_clip_folders(tmp_path):
+    """bench/quality.py --photos: a folder of photos with <stem>_IUV.png beside them, and a clip folder (rgb/ +
+    iuv/, as bench/real.py reads it) of which --per-clip frames with a person are taken, become the split
+    'extra', checked by the same protocol; a folder with neither is a one-line error."""
+    import shutil
+
+    import cv2
+    from conftest import REPO
+
+    from retarget.io.iuv import read_iuv_png
+
+    bench = _quality_bench()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(REPO / "examples" / "source.jpg", photos / "a.jpg")
+    shutil.copy(REPO / "examples" / "source_IUV.png", photos / "a_IUV.png")
+    shutil.copy(REPO / "examples" / "source.jpg", photos / "no_iuv.jpg")  # no IUV beside it: not a photo here
+    clip = tmp_path / "clip"
+    (clip / "rgb").mkdir(parents=True)
+    (clip / "iuv").mkdir()
+    empty = np.zeros_like(read_iuv_png(REPO / "examples" / "source_IUV.png"))
+    for k in range(4):
+        shutil.copy(REPO / "examples" / "source.jpg", clip / "rgb" / f"{k:04d}.jpg")
+        if k == 0:  # DensePose found nobody in the first frame
+            cv2.imwrite(str(clip / "iuv" / f"{k:04d}_IUV.png"), empty)
+        else:
+            shutil.copy(REPO / "examples" / "source_IUV.png", clip / "iuv" / f"{k:04d}_IUV.png")
+    found = bench.extra_photos([photos, clip], per_clip=2)
+    assert [name for name, _, _ in found] == ["photos-a", "clip-0001", "clip-0003"]
+    cases = list(bench.split_cases("extra", tmp_path, tmp_path, tmp_path, 400, photos=found[:1]))
+    assert len(cases) >= 4 and {c[0] for c in cases} == {"photos-a"}
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(SystemExit, match="no photo with an IUV PNG"):
+        bench.extra_photos([tmp_path / "nothing"], per_clip=2)
+    with pytest.raises(SystemExit, match="not a folder"):
+        bench.extra_photos([tmp_path / "missing"], per_clip=2)
+
+
 def test_copyable_texels_leave_out_part_borders(layout):
     from retarget.pipeline.pair import copyable_texels
 
