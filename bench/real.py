@@ -31,7 +31,7 @@ Protocol, per clip and per source frame (first, middle and last):
   warped by that flow, over pixels that are person in both (the flow-mapped previous mask); real video vs
   renders of the same consecutive targets from one source (pairs that skip the source frame are left out).
   The render is measured on the raw IUV and with the temporal IUV filter ``retarget video`` runs by default
-  (:func:`densepose_adapter.temporal.filter_sequence`, default settings, guided by the real frames), and
+  (:func:`densepose_adapter.temporal.filter_stream`, default settings, guided by the real frames), and
   with ``--steady`` after the filter (:class:`retarget.pipeline.steady.OutputSteadier`, driver crops = the real
   crops): what ``retarget video`` outputs by default; ΔE and SSIM are reported for that output too.
 
@@ -56,6 +56,7 @@ import dataclasses
 import re
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,7 +252,7 @@ def clip_crop(clip: Clip):
     return SquareCrop.around(*box_to_crop_params(union))
 
 
-def target_uvs(iuvs: list[np.ndarray], crop) -> tuple[np.ndarray, np.ndarray]:
+def target_uvs(iuvs: Iterable[np.ndarray], crop) -> tuple[np.ndarray, np.ndarray]:
     """``(N, S, S, 2)`` UV and ``(N, S, S)`` part labels of IUV frames cut with ``crop``."""
     from retarget.pipeline.framing import crop_image
     from retarget.uvmap import iuv_to_uv
@@ -345,10 +346,14 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
     flow = flows(real)
     uv_filtered = None
     if temporal:
-        from densepose_adapter.temporal import TemporalSettings, filter_sequence, guide_from_rgb
+        from densepose_adapter.temporal import TemporalSettings, filter_stream, guide_from_rgb
 
-        filtered = filter_sequence(clip.iuv, [guide_from_rgb(f) for f in clip.rgb], TemporalSettings(radius=temporal))
-        uv_filtered, _ = target_uvs(filtered, crop)
+        # the streaming form (what `retarget video` runs; identical output): flat memory whatever the clip's
+        # length (the offline form holds every frame's flows, ≈ 60 MB a 1920×1080 frame); each filtered
+        # frame is cut to the crop as it comes
+        stream = filter_stream(((i, guide_from_rgb(f)) for i, f in zip(clip.iuv, clip.rgb)),
+                               TemporalSettings(radius=temporal))
+        uv_filtered, _ = target_uvs((iuv for _, iuv in stream), crop)
     rows = []
     usable = [t for t in range(n) if has_person(clip.iuv[t]) and masks[t].any()]
     for s in source_indices(n, sources, usable):

@@ -241,7 +241,8 @@ def real_clips(extra: list[Path]) -> None:
         if len(frames) < 3:
             continue
         greys, raw = [g for g, _ in frames], [i for _, i in frames]
-        filtered = temporal.filter_sequence(raw, greys, settings)
+        # streaming (identical output, flat memory: a long full-HD clip's flows would not fit otherwise)
+        filtered = [iuv for _, iuv in temporal.filter_stream(zip(raw, greys), settings)]
         before, after = real_label_flicker(raw, greys), real_label_flicker(filtered, greys)
         band, inner, outline = boundary_error(filtered, raw)
         ratios.append(after / before)
