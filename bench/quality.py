@@ -123,14 +123,13 @@ def cropped_cases(photos, folder: Path, min_pixels: int, table: str = "clean"):
     ``--table auto`` gives on the weight-free path)."""
     import cv2
 
-    from retarget.io.iuv import read_iuv_png
     from retarget.uvmap import iuv_to_uv
 
     for name, photo, iuv_path in photos:
         image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
         if image is None:
             raise SystemExit(f"error: {photo}: not a readable image")
-        iuv = read_iuv_png(iuv_path)
+        iuv = _read_iuv(iuv_path)
         if iuv.shape[:2] != image.shape[:2]:
             raise SystemExit(f"error: {iuv_path}: {iuv.shape[1]}x{iuv.shape[0]}, its photo is "
                              f"{image.shape[1]}x{image.shape[0]}")
@@ -162,12 +161,22 @@ def _iuv_beside(photo: Path, folder: Path) -> Path | None:
     return None
 
 
+def _read_iuv(path: Path) -> np.ndarray:
+    """A DensePose IUV PNG (either channel order, as ``retarget`` reads it); a bad file is a one-line error."""
+    from densepose_adapter.errors import InputError
+    from retarget.io.iuv import read_iuv_png
+
+    try:
+        return read_iuv_png(path)
+    except InputError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 def extra_photos(folders: list[Path], per_clip: int) -> list[tuple[str, Path, Path]]:
     """``(name, photo, IUV)`` of ``--photos``: a clip folder (``rgb/`` + ``iuv/``, the layout of ``bench/real.py``)
     gives ``per_clip`` frames whose IUV shows a person, evenly spaced; any other folder gives every photo with
-    an IUV PNG beside it (``<stem>_IUV.png`` or ``<stem>_iuv.png``). Names are ``<folder>-<file stem>``."""
-    from retarget.io.iuv import read_iuv_png
-
+    an IUV PNG beside it (``<stem>_IUV.png`` or ``<stem>_iuv.png``) that shows a person. Names are
+    ``<folder>-<file stem>``."""
     out = []
     for folder in folders:
         if not folder.is_dir():
@@ -177,13 +186,17 @@ def extra_photos(folders: list[Path], per_clip: int) -> list[tuple[str, Path, Pa
                         if p.suffix.lower() in PHOTO_SUFFIXES and not p.stem.lower().endswith("_iuv"))
         found = [(p, _iuv_beside(p, folder / "iuv" if clip else folder)) for p in images]
         found = [(p, i) for p, i in found if i is not None]
+        with_person = [(p, i) for p, i in found if int((_read_iuv(i)[..., 0] > 0).sum()) >= MIN_PERSON_PIXELS]
+        if len(with_person) < len(found) and not clip:
+            print(f"note: --photos {folder}: {len(found) - len(with_person)} photo(s) whose IUV shows no person "
+                  f"(fewer than {MIN_PERSON_PIXELS} pixels) left out", flush=True)
+        found = with_person
         if clip:
-            found = [(p, i) for p, i in found if int((read_iuv_png(i)[..., 0] > 0).sum()) >= MIN_PERSON_PIXELS]
             if len(found) > per_clip:
                 found = [found[k] for k in np.unique(np.round(np.linspace(0, len(found) - 1, per_clip)).astype(int))]
         if not found:
             raise SystemExit(f"error: --photos {folder}: no photo with an IUV PNG beside it (<stem>_IUV.png) "
-                             f"and no rgb/ + iuv/ clip with a person")
+                             f"showing a person, and no rgb/ + iuv/ clip with a person")
         out += [(f"{folder.name}-{p.stem}", p, i) for p, i in found]
     return out
 

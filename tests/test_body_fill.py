@@ -330,6 +330,7 @@ def test_quality_photos_reads_photo_folders_and_clip_folders(tmp_path):
     shutil.copy(REPO / "examples" / "source.jpg", photos / "a.jpg")
     shutil.copy(REPO / "examples" / "source_IUV.png", photos / "a_IUV.png")
     shutil.copy(REPO / "examples" / "source.jpg", photos / "no_iuv.jpg")  # no IUV beside it: not a photo here
+    shutil.copy(REPO / "examples" / "source.jpg", photos / "nobody.jpg")  # DensePose found nobody: left out
     clip = tmp_path / "clip"
     (clip / "rgb").mkdir(parents=True)
     (clip / "iuv").mkdir()
@@ -340,6 +341,7 @@ def test_quality_photos_reads_photo_folders_and_clip_folders(tmp_path):
             cv2.imwrite(str(clip / "iuv" / f"{k:04d}_IUV.png"), empty)
         else:
             shutil.copy(REPO / "examples" / "source_IUV.png", clip / "iuv" / f"{k:04d}_IUV.png")
+    cv2.imwrite(str(photos / "nobody_IUV.png"), empty)
     found = bench.extra_photos([photos, clip], per_clip=2)
     assert [name for name, _, _ in found] == ["photos-a", "clip-0001", "clip-0003"]
     cases = list(bench.split_cases("extra", tmp_path, tmp_path, tmp_path, 400, photos=found[:1]))
