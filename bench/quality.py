@@ -149,8 +149,6 @@ def real_cases(real: Path, split: str, folder: Path, min_pixels: int, table: str
 
 #: Image files ``--photos`` reads as photos (an IUV PNG beside one is not a photo).
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
-#: The fewest person pixels of an IUV frame ``--photos`` takes from a clip.
-MIN_PERSON_PIXELS = 400
 
 
 def _iuv_beside(photo: Path, folder: Path) -> Path | None:
@@ -172,10 +170,11 @@ def _read_iuv(path: Path) -> np.ndarray:
         raise SystemExit(f"error: {exc}") from None
 
 
-def extra_photos(folders: list[Path], per_clip: int) -> list[tuple[str, Path, Path]]:
+def extra_photos(folders: list[Path], per_clip: int, min_pixels: int) -> list[tuple[str, Path, Path]]:
     """``(name, photo, IUV)`` of ``--photos``: a clip folder (``rgb/`` + ``iuv/``, the layout of ``bench/real.py``)
     gives ``per_clip`` frames whose IUV shows a person, evenly spaced; any other folder gives every photo with
-    an IUV PNG beside it (``<stem>_IUV.png`` or ``<stem>_iuv.png``) that shows a person. Names are
+    an IUV PNG beside it (``<stem>_IUV.png`` or ``<stem>_iuv.png``) that shows a person. A person: at least
+    ``min_pixels`` person pixels (``--min-pixels``: fewer cannot hold a limb the protocol holds out). Names are
     ``<folder>-<file stem>``."""
     out = []
     for folder in folders:
@@ -186,10 +185,10 @@ def extra_photos(folders: list[Path], per_clip: int) -> list[tuple[str, Path, Pa
                         if p.suffix.lower() in PHOTO_SUFFIXES and not p.stem.lower().endswith("_iuv"))
         found = [(p, _iuv_beside(p, folder / "iuv" if clip else folder)) for p in images]
         found = [(p, i) for p, i in found if i is not None]
-        with_person = [(p, i) for p, i in found if int((_read_iuv(i)[..., 0] > 0).sum()) >= MIN_PERSON_PIXELS]
+        with_person = [(p, i) for p, i in found if int((_read_iuv(i)[..., 0] > 0).sum()) >= min_pixels]
         if len(with_person) < len(found) and not clip:
             print(f"note: --photos {folder}: {len(found) - len(with_person)} photo(s) whose IUV shows no person "
-                  f"(fewer than {MIN_PERSON_PIXELS} pixels) left out", flush=True)
+                  f"(fewer than {min_pixels} pixels) left out", flush=True)
         found = with_person
         if clip:
             if len(found) > per_clip:
@@ -456,7 +455,7 @@ def main() -> None:
         raise SystemExit(f"error: --save {args.save}: its folder must exist and it must not be the --against file")
     if args.per_clip < 1:
         raise SystemExit(f"error: --per-clip must be at least 1, got {args.per_clip}")
-    photos = extra_photos(args.photos, args.per_clip)
+    photos = extra_photos(args.photos, args.per_clip, args.min_pixels)
     if args.split == "extra" and not photos:
         raise SystemExit("error: --split extra needs --photos")
     if not (args.samples / "source_img").is_dir() and not args.real.is_dir() and not photos:

@@ -109,6 +109,10 @@ class Clip:
     iuv: list[np.ndarray]
     numbers: list[int] = field(default_factory=list)
 
+    def with_person(self) -> list[int]:
+        """Indices of the frames whose IUV shows a person (:func:`has_person`): the only sources and targets."""
+        return [t for t, iuv in enumerate(self.iuv) if has_person(iuv)]
+
 
 #: Fewest person pixels (IUV part > 0, at the frame's own size) a frame needs to be a source or a target: real
 #: DensePose misses the person in some frames (motion blur, occlusion, the person leaving the frame).
@@ -131,18 +135,20 @@ def load_clip(folder: Path, root: Path) -> Clip:
     for k, a, b in zip(numbers, rgb, iuv):
         if a.shape[:2] != b.shape[:2]:
             raise SystemExit(f"error: {folder}: frame {k}: rgb and iuv sizes differ")
-    empty = [k for k, i in zip(numbers, iuv) if not has_person(i)]
-    if len(numbers) - len(empty) < 2:
-        raise SystemExit(f"error: {folder}: fewer than 2 frames whose IUV shows a person")
-    if empty:
-        print(f"note: {folder.name}: {len(empty)} of {len(numbers)} frames without a person in their IUV "
-              f"(frames {', '.join(map(str, empty[:8]))}{' …' if len(empty) > 8 else ''}): kept in the sequence "
-              f"(temporal filter, warp error), never a source or a target", flush=True)
     try:
         name = str(folder.resolve().relative_to(root.resolve()))
     except ValueError:
         name = folder.name
-    return Clip(name=name, rgb=rgb, iuv=iuv, numbers=numbers)
+    clip = Clip(name=name, rgb=rgb, iuv=iuv, numbers=numbers)
+    people = set(clip.with_person())
+    if len(people) < 2:
+        raise SystemExit(f"error: {folder}: fewer than 2 frames whose IUV shows a person")
+    empty = [k for t, k in enumerate(numbers) if t not in people]
+    if empty:
+        print(f"note: {folder.name}: {len(empty)} of {len(numbers)} frames without a person in their IUV "
+              f"(frames {', '.join(map(str, empty[:8]))}{' …' if len(empty) > 8 else ''}): kept in the sequence "
+              f"(temporal filter, warp error), never a source or a target", flush=True)
+    return clip
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -355,7 +361,7 @@ def run_clip(clip: Clip, variants: list[str], sources: list[str], max_targets: i
                                TemporalSettings(radius=temporal))
         uv_filtered, _ = target_uvs((iuv for _, iuv in stream), crop)
     rows = []
-    usable = [t for t in range(n) if has_person(clip.iuv[t]) and masks[t].any()]
+    usable = [t for t in clip.with_person() if masks[t].any()]  # and still a person once cut to the crop
     for s in source_indices(n, sources, usable):
         renderer = Renderer(clip.rgb[s], clip.iuv[s], variants)
         src = renderer.source
@@ -431,7 +437,7 @@ def _person_tile(image: np.ndarray, mask: np.ndarray, height: int) -> np.ndarray
 
 def identity_every_frame(clip: Clip) -> None:
     """Print the ``body`` identity PSNR over the clip with every frame as the source."""
-    usable = [t for t, iuv in enumerate(clip.iuv) if has_person(iuv)]
+    usable = clip.with_person()
     v = np.array([Renderer(clip.rgb[t], clip.iuv[t], ["body"]).identity("body")[1] for t in usable])
     worst = clip.numbers[usable[int(v.argmin())]]
     print(f"  {clip.name:28s} {len(v):3d} frames  min {v.min():6.2f} dB (frame {worst})  "
@@ -526,7 +532,7 @@ def speed(clip: Clip, repeats: int = 5, batch: int = 16) -> None:
     from retarget.uvmap.layout import texture_layout
 
     texture_layout(SIZE, SIZE)  # once per process, not per photo
-    first = next(t for t, iuv in enumerate(clip.iuv) if has_person(iuv))
+    first = clip.with_person()[0]
     source = frame_source(clip.rgb[first], iuv=clip.iuv[first], size=SIZE, table=TABLE)
     uv, _ = target_uvs(clip.iuv[:batch] * (batch // len(clip.iuv[:batch]) + 1), clip_crop(clip))
     target = torch.from_numpy(np.ascontiguousarray(uv[:batch])).permute(0, 3, 1, 2)

@@ -342,15 +342,15 @@ def test_quality_photos_reads_photo_folders_and_clip_folders(tmp_path):
         else:
             shutil.copy(REPO / "examples" / "source_IUV.png", clip / "iuv" / f"{k:04d}_IUV.png")
     cv2.imwrite(str(photos / "nobody_IUV.png"), empty)
-    found = bench.extra_photos([photos, clip], per_clip=2)
+    found = bench.extra_photos([photos, clip], per_clip=2, min_pixels=400)
     assert [name for name, _, _ in found] == ["photos-a", "clip-0001", "clip-0003"]
     cases = list(bench.split_cases("extra", tmp_path, tmp_path, tmp_path, 400, photos=found[:1]))
     assert len(cases) >= 4 and {c[0] for c in cases} == {"photos-a"}
     (tmp_path / "nothing").mkdir()
     with pytest.raises(SystemExit, match="no photo with an IUV PNG"):
-        bench.extra_photos([tmp_path / "nothing"], per_clip=2)
+        bench.extra_photos([tmp_path / "nothing"], per_clip=2, min_pixels=400)
     with pytest.raises(SystemExit, match="not a folder"):
-        bench.extra_photos([tmp_path / "missing"], per_clip=2)
+        bench.extra_photos([tmp_path / "missing"], per_clip=2, min_pixels=400)
 
 
 def test_copyable_texels_leave_out_part_borders(layout):

@@ -54,6 +54,7 @@ from retarget.pipeline.video import (
     VideoOptions,
     WarpRefineStage,
     engine_models,
+    options_for_path,
 )
 
 #: Frames a stream's per-frame state keeps (track entries, results in flight).
@@ -311,13 +312,7 @@ class Retargeter:
         if size % 4 or size < 64:
             raise UsageError(f"--size must be a multiple of 4 and at least 64, got {size}")
         models = self._models(self.settings.models, opts.device)
-        from retarget.uvmap import resolve_table
-
-        opts = dataclasses.replace(opts, table=resolve_table(opts.table, models is None))
-        if models is not None:
-            from retarget.pipeline.precision import resolve_precision
-
-            opts = dataclasses.replace(opts, precision=resolve_precision(opts.precision, opts.device))
+        opts = options_for_path(opts, models)  # --table auto and --precision, as `retarget video` resolves them
         self.options = opts
         self.models = models
         self._model_backend = self.settings.densepose_model
