@@ -63,13 +63,20 @@ def image_command(
                                     "torch or openvino (pip install 'retarget[openvino]')."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     allow_large: bool = typer.Option(False, "--allow-large", help="Accept a source photo above 50 megapixels."),
+    size: Optional[int] = typer.Option(
+        None, "--size", help="Render a person crop of this side (as `video --size`) and paste it back into a frame "
+                             "of the target map's size. Default: the photo's own size when its sides are multiples "
+                             "of 4, at most 1024 px, and the target map has its size; else a 256 crop."),
 ) -> None:
     from retarget.io.atomic import atomic_output
     from retarget.io.guard import PathPlan
     from retarget.io.image import read_image_rgb, to_uint8, write_image_rgb
     from retarget.io.iuv import read_iuv_png, read_uv_npy
+    from retarget.io.image import MIN_SIDE as PHOTO_MIN_SIDE
     from retarget.pipeline import run_pair, stage_arrays
-    from retarget.pipeline.pair import FILLS, MIN_SIDE
+    from retarget.pipeline.bounds import check_bounds
+    from retarget.pipeline.image_pair import FRAMED_SIZE, frame_pair, framing_reason, paste_pair, shows_person
+    from retarget.pipeline.pair import FILLS
     from retarget.uvmap import TABLE_CHOICES, iuv_to_uv, resolve_table
 
     if fill not in FILLS:
@@ -109,45 +116,65 @@ def image_command(
         plan.output(dump_stages, overwrite=overwrite)
     torch_device = resolve_device(device)
 
+    if size is not None:
+        check_bounds("size", size)
     image = read_image_rgb(source, allow_large=allow_large)
     wh = (image.shape[1], image.shape[0])
-    # UV maps (H, W, 2) as given, IUV (H, W, 3) converted once the path (and so the table) is known
+    # UV maps (H, W, 2) as given, IUV (H, W, 3) converted once the path (and so the table) is known. The target
+    # map may have any size when the pair is framed (the output then has its size)
     suv = read_uv_npy(source_uv) if source_uv is not None else read_iuv_png(source_iuv, size=wh, size_of="the photo")
-    tuv = read_uv_npy(target_uv) if target_uv is not None else read_iuv_png(target_iuv, size=wh, size_of="the photo")
+    tuv = read_uv_npy(target_uv) if target_uv is not None else read_iuv_png(target_iuv)
     source_uv, target_uv = source_uv or source_iuv, target_uv or target_iuv
     if suv.shape[:2] != image.shape[:2]:
         raise InputError(f"{source_uv}: UV map is {suv.shape[1]}x{suv.shape[0]} but the photo is "
                          f"{image.shape[1]}x{image.shape[0]}; they must come from the same image")
-    if tuv.shape[:2] != suv.shape[:2]:
-        raise InputError(f"{target_uv}: target UV is {tuv.shape[1]}x{tuv.shape[0]}, source UV is "
-                         f"{suv.shape[1]}x{suv.shape[0]}; use maps of the same size")
-    if image.shape[0] % 4 or image.shape[1] % 4 or min(image.shape[:2]) < MIN_SIDE:
-        raise InputError(f"{source}: width and height must be multiples of 4 and at least {MIN_SIDE}, "
-                         f"got {image.shape[1]}x{image.shape[0]}")
+    reason = None if size is not None else framing_reason(image.shape[:2], tuv.shape[:2])
+    framed = size is not None or reason is not None
+    work = size or FRAMED_SIZE
+    if framed and min(image.shape[:2]) < PHOTO_MIN_SIDE:
+        raise InputError(f"{source}: image is {image.shape[1]}x{image.shape[0]}, smaller than {PHOTO_MIN_SIDE} px "
+                         "on a side; use a larger photo")
 
     edited_texture = None
     if texture is not None:  # a bad texture fails before any work
         from retarget.pipeline.texture import read_texture
 
-        h, w = image.shape[:2]
-        hint = (f"; `retarget image` uses textures of the photo's size: export one with `retarget texture --size N` "
-                f"(N = {w})" if h == w else "; `retarget image` uses textures of the photo's size (non-square here): "
-                "use `retarget video` or a square photo")
+        h, w = (work, work) if framed else image.shape[:2]
+        hint = (f"; `retarget image` uses textures of the size it renders at: export one with `retarget texture "
+                f"--size N` (N = {w})" if h == w else "; `retarget image` uses textures of the photo's size "
+                "(non-square here): pass --size N to render a person crop of N x N with a texture of that size")
         edited_texture = read_texture(texture, (h, w), hint)
     from retarget.engine import check_engine, wrap_models
 
     check_engine(engine)
     models = None if weight_free else resolve_models(checkpoint_dir, torch_device)
     table = resolve_table(table, models is None)
-    suv, tuv = (iuv_to_uv(m, table=table) if m.shape[-1] == 3 else m for m in (suv, tuv))
-    if engine == "openvino":
-        models = wrap_models(models, engine, torch_device, "fp32", 1, image.shape[:2])
-    if texture is None and garment is None:
-        result = run_pair(image, suv, tuv, models, device=torch_device, fill=fill)
+    if not shows_person(suv):
+        raise InputError(f"{source_uv}: no person found in the source photo's DensePose map; use a photo that shows "
+                         "one person clearly, whole body if possible")
+    if not shows_person(tuv):
+        typer.echo(f"note: {target_uv}: the target pose shows no person; the output is the background only", err=True)
+    if framed:  # IUV maps are cut first and converted at the crop's size
+        pair = frame_pair(image, suv, tuv, work, table)
+        if reason is not None:
+            h, w = pair.frame_hw
+            typer.echo(f"note: {reason}: rendering a {work}x{work} crop around each person, pasted back into a "
+                       f"{w}x{h} frame (--size N sets the crop)", err=True)
     else:
-        result = _edited_pair(image, suv, tuv, models, torch_device, fill, texture=edited_texture, garment=garment,
-                              garment_iuv=garment_iuv, region=garment_region, table=table, allow_large=allow_large)
+        pair = None
+        suv, tuv = (iuv_to_uv(m, table=table) if m.shape[-1] == 3 else m for m in (suv, tuv))
+    photo, photo_uv, pose = (pair.image, pair.uv, pair.target_uv) if pair is not None else (image, suv, tuv)
+    if engine == "openvino":
+        models = wrap_models(models, engine, torch_device, "fp32", 1, photo.shape[:2])
+    if texture is None and garment is None:
+        result = run_pair(photo, photo_uv, pose, models, device=torch_device, fill=fill)
+    else:
+        result = _edited_pair(photo, photo_uv, pose, models, torch_device, fill, texture=edited_texture,
+                              garment=garment, garment_iuv=garment_iuv, region=garment_region, table=table,
+                              allow_large=allow_large)
     output = result.target.output[0].permute(1, 2, 0).cpu().numpy()
+    if pair is not None:
+        output = paste_pair(pair, result)
     write_image_rgb(out, to_uint8(output), overwrite=overwrite)
     if dump_stages is not None:
         arrays = stage_arrays(result)
