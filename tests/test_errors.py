@@ -137,6 +137,15 @@ def _truncated_driver(ctx: Ctx) -> Path:
     return bad
 
 
+def _matroska_driver(ctx: Ctx, suffix: str, fraction: float | None) -> Path:
+    """A Matroska / WebM clip (no sample index at the front), cut to ``fraction`` of its bytes (``None``: whole)."""
+    frames, iuvs = badmedia.person_frames(12, 96, 96)
+    codec = "libvpx-vp9" if suffix == ".webm" else "libx264"
+    path = badmedia.write_video(ctx.folder / f"clip{suffix}", frames, codec=codec, pix_fmt="yuv420p")
+    np.savez(ctx.folder / "clip.iuv.npz", iuv=iuvs)
+    return path if fraction is None else badmedia.truncate(path, fraction)
+
+
 def _corrupt_driver(ctx: Ctx, at: int = 6) -> Path:
     """A PNG-coded clip whose frame ``at`` is overwritten: the decoder fails there."""
     frames, iuvs = badmedia.person_frames(10, 96, 96)
@@ -453,6 +462,11 @@ CASES = [
     Case("driver-truncated-keep-partial", lambda c: c.video("--keep-partial", driver=_truncated_driver(c)), 1,
          ("truncated", "kept the 6 frames", "result.partial.mp4"), lambda c: c.folder / "cut.mp4",
          _partial_kept(6), keeps=("out/result.partial.mp4",)),
+    Case("driver-truncated-mkv", lambda c: c.video(driver=_matroska_driver(c, ".mkv", 0.5)), 1,
+         ("truncated", "s it declares", "--keep-partial"), lambda c: c.folder / "clip.mkv"),
+    Case("driver-truncated-webm", lambda c: c.video(driver=_matroska_driver(c, ".webm", 0.8)), 1,
+         ("truncated", "s it declares", "--keep-partial"), lambda c: c.folder / "clip.webm"),
+    Case("driver-mkv-whole", lambda c: c.video(driver=_matroska_driver(c, ".mkv", None)), 0, check=_video_out_ok),
     Case("driver-corrupt", lambda c: c.video(driver=_corrupt_driver(c)), 1,
          ("corrupt after frame 6", "--keep-partial"), lambda c: c.folder / "damaged.mov"),
     Case("driver-corrupt-keep-partial", lambda c: c.video("--keep-partial", driver=_corrupt_driver(c)), 1,

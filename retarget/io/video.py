@@ -113,6 +113,25 @@ def _truncation(container, stream, path: Path) -> tuple[int, int] | None:
     return (complete, listed) if complete < listed else None
 
 
+def _declared_duration(container, stream) -> float | None:
+    """Seconds a Matroska / WebM video stream declares (its ``DURATION`` tag, written with the header), or ``None``.
+
+    Those files keep no sample index at the front (their cues are at the end), so a file cut short is found by
+    comparing where its decoded frames end with what it declares. Other containers: ``None`` (an mp4's index
+    serves, :func:`_truncation`).
+    """
+    if "matroska" not in (getattr(container.format, "name", "") or ""):
+        return None
+    text = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
+    if not text:
+        return None
+    try:
+        hours, minutes, seconds = str(text).strip().split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
+
+
 def _rotation_of(stream, first_frame=None) -> int:
     angle = 0
     if first_frame is not None and getattr(first_frame, "rotation", None) is not None:
@@ -199,12 +218,14 @@ def iter_frames(path: str | Path, rotation: int | None = None, *, on_error: str 
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         truncated = _truncation(container, stream, path)
-        index = 0
+        declared = _declared_duration(container, stream) if truncated is None else None
+        index, end = 0, 0.0
         try:
             for frame in container.decode(stream):
                 rgb = _apply_rotation(frame.to_ndarray(format="rgb24"), rotation)
                 yield VideoFrame(index=index, pts=frame.pts, time=float(frame.time or 0.0), rgb=rgb)
                 index += 1
+                end = max(end, float(frame.time or 0.0))
         except (av.FFmpegError, ValueError) as exc:
             raise VideoDecodeError(f"{path}: video is corrupt after frame {index} ({_reason(exc)}); "
                                    "re-encode or repair it", frames=index) from None
@@ -212,6 +233,12 @@ def iter_frames(path: str | Path, rotation: int | None = None, *, on_error: str 
             raise VideoDecodeError(f"{path}: the file is truncated (an interrupted download or copy?): only "
                                    f"{truncated[0]} of its {truncated[1]} frames are in the file, {index} "
                                    "decoded; get the complete file", frames=index)
+        if declared is not None and index:
+            period = 1.0 / float(stream.average_rate or stream.guessed_rate or 25)
+            if end + period < declared - max(2 * period, 0.1):  # more than two frames short of its declared end
+                raise VideoDecodeError(f"{path}: the file is truncated (an interrupted download or copy?): its "
+                                       f"video ends at {end + period:.2f} s of the {declared:.2f} s it declares, "
+                                       f"{index} frames decoded; get the complete file", frames=index)
 
 
 def _cpu_has_avx512() -> bool:
