@@ -535,3 +535,47 @@ def _kill_batch_mid_run(tmp_path: Path, how: int) -> None:
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["kill-9", "term", "int"])
 def test_workers_die_with_the_main_process_and_the_rerun_completes(tmp_path, how):
     _kill_batch_mid_run(tmp_path, how)
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_with_an_idle_and_a_busy_worker_is_one_line(tmp_path):
+    """Ctrl-C in a terminal reaches every process of the group: the batch says one line and exits 130; an idle
+    worker printed a traceback from the pool's queue read, and the workers' tqdm semaphores were reported
+    leaked by the resource tracker."""
+    import subprocess
+    import sys
+    import time
+
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    shutil.copyfile(EXAMPLE_PHOTO, sources / "anna.jpg")
+    shutil.copyfile(EXAMPLE_IUV, sources / "anna_IUV.png")
+    drivers = tmp_path / "drivers"
+    drivers.mkdir()
+    make_driver(drivers / "a_short.mp4", n=3, width=96, height=80, audio=False)
+    make_driver(drivers / "b_long.mp4", n=400, width=96, height=80, audio=False)
+    out = tmp_path / "out"
+    repo = Path(__file__).resolve().parents[1]
+    args = [sys.executable, "-m", "retarget", "batch", "--sources", str(sources), "--drivers", str(drivers),
+            "--out-dir", str(out), "--size", "64", "--weight-free", "--workers", "2", "--threads", "1", "-q"]
+    proc = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": str(repo)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    report = out / "batch_report.json"
+    deadline_at, statuses = time.monotonic() + 180, []
+    while time.monotonic() < deadline_at and proc.poll() is None:  # one job done (its worker idle), one running
+        time.sleep(0.2)
+        try:
+            statuses = sorted(r["status"] for r in json.loads(report.read_text())["jobs"])
+        except (OSError, ValueError):
+            continue
+        if statuses == ["ok", "running"]:
+            break
+    assert statuses == ["ok", "running"], proc.communicate()
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "leaked" not in err, err
+    assert [line for line in err.splitlines() if line.startswith("error")] == [
+        "error: interrupted; nothing half-written was kept (a rerun resumes from the DensePose cache)"], err
+    assert not list(out.glob("*.tmp*")) and not (out / "b_long_as_anna.mp4").exists()

@@ -276,12 +276,34 @@ def bind_to_parent(parent_pid: int, poll_seconds: float = 0.5) -> None:
     threading.Thread(target=watch, name="retarget-parent-watch", daemon=True).start()
 
 
+_BUSY = False
+
+
+def _on_interrupt(signum, frame) -> None:
+    """SIGINT in a pool process (Ctrl-C reaches the whole process group): a running job stops as in
+    ``retarget video`` (its temporary output removed, the interruption sent back to the batch); an idle process
+    ignores it, as the batch's process stops the pool (before, it died in the pool's queue read with a traceback)."""
+    if _BUSY:
+        raise KeyboardInterrupt()
+
+
 def init_process(config: WorkerConfig, events=None, parent_pid: int | None = None) -> None:
-    """Pool initializer: bind this process to the batch's process (:func:`bind_to_parent`), then load the
-    models once (a failure is reported by every job)."""
+    """Pool initializer: bind this process to the batch's process (:func:`bind_to_parent`), route Ctrl-C
+    (:func:`_on_interrupt`), then load the models once (a failure is reported by every job)."""
+    import signal
+
     global _WORKER, _EVENTS, _INIT_ERROR
     if parent_pid is not None:
         bind_to_parent(parent_pid)
+    signal.signal(signal.SIGINT, _on_interrupt)
+    try:  # tqdm's default lock is a multiprocessing semaphore, which a worker killed on cancel never releases
+        import threading
+
+        from tqdm import tqdm  # (the resource tracker then warned of "leaked semaphore objects" at exit)
+
+        tqdm.set_lock(threading.RLock())
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        pass
     _EVENTS = events
     try:
         _WORKER = BatchWorker(config)
@@ -310,4 +332,9 @@ def run_in_process(task: Task) -> dict[str, Any]:
             events.put_nowait((task.index, 0))
         except Exception:  # noqa: BLE001
             pass
-    return _WORKER.run(task, on_frame)
+    global _BUSY
+    _BUSY = True
+    try:
+        return _WORKER.run(task, on_frame)
+    finally:
+        _BUSY = False
