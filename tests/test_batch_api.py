@@ -89,3 +89,22 @@ def test_an_out_dir_that_is_a_file_is_an_input_error(inputs, tmp_path):
     (tmp_path / "out").write_text("x")
     with pytest.raises(InputError, match="--out-dir is not a folder"):
         run_batch(sources=[str(sources)], drivers=[str(drivers)], out_dir=tmp_path / "out", weight_free=True)
+
+
+def test_sources_and_drivers_sharing_a_name_get_distinct_outputs(inputs, tmp_path):
+    """Two folders' photo.jpg (or clip.mp4) each get an output of their own (before: the second job of each
+    pair failed as writing the first one's output), named by the folders that tell them apart."""
+    from retarget.batch.jobs import distinct_names
+
+    sources, drivers = inputs
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copyfile(EXAMPLE_PHOTO, tmp_path / folder / "anna.jpg")
+        shutil.copyfile(EXAMPLE_IUV, tmp_path / folder / "anna_IUV.png")
+    result = run_batch(sources=[str(tmp_path / "a"), str(tmp_path / "b")], drivers=[str(drivers / "walk.mp4")],
+                       out_dir=tmp_path / "out", weight_free=True, dry_run=True, settings={"size": 64, "codec": "ffv1"},
+                       echo=lambda line: None)
+    assert sorted(p.job.name for p in result.plan.to_run) == ["walk_as_a-anna.mkv", "walk_as_b-anna.mkv"]
+    x, y, z = Path("/d/x/same/p.jpg"), Path("/d/y/same/p.jpg"), Path("/d/y/other.jpg")
+    assert distinct_names([x, y, z]) == {x: "x-same-p", y: "y-same-p", z: "other"}
+    assert distinct_names([Path("p.jpg"), Path("q/p.jpg")]) == {Path("p.jpg"): "p", Path("q/p.jpg"): "q-p"}

@@ -154,6 +154,7 @@ class BatchJob:
     default_output: bool = False  # named by default_output_name (its extension follows the codec setting)
     error: str | None = None
     error_code: int = 1
+    names: tuple[str, str] | None = None  # (source, driver) names of a default output, where not the stems
 
     @property
     def name(self) -> str:
@@ -167,12 +168,15 @@ class BatchJob:
         return merged
 
 
-def default_output_name(source: Path, driver: Path, codec: str | None = None) -> str:
+def default_output_name(source: Path, driver: Path, codec: str | None = None,
+                        names: tuple[str, str] | None = None) -> str:
     """``<driver-stem>_as_<source-stem>.mp4``, as ``retarget video`` names it (``.mkv``/``.mov``/a folder
-    for ``codec`` ffv1/prores/png)."""
+    for ``codec`` ffv1/prores/png); ``names``: ``(source, driver)`` names to use instead of the stems
+    (:func:`distinct_names`)."""
     from retarget.io.output import default_suffix
 
-    return f"{driver.stem}_as_{source.stem}{default_suffix(codec)}"
+    source_name, driver_name = names or (source.stem, driver.stem)
+    return f"{driver_name}_as_{source_name}{default_suffix(codec)}"
 
 
 def _resolve(path: str | Path, base: Path) -> Path:
@@ -429,9 +433,39 @@ def cross_jobs(sources: Iterable[str], drivers: Iterable[str], out_dir: Path,
     if not driver_files:
         raise InputError(f"--drivers {' '.join(drivers)}: no videos found ({', '.join(VIDEO_SUFFIXES)})")
     out_dir = out_dir.absolute()
-    return [BatchJob(source=s, driver=d, output=out_dir / default_output_name(s, d), origin="cross",
-                     default_output=True)
-            for d in driver_files for s in source_files]
+    source_names, driver_names = distinct_names(source_files), distinct_names(driver_files)
+    jobs = []
+    for d in driver_files:
+        for s in source_files:
+            names = (source_names[s], driver_names[d])
+            names = None if names == (s.stem, d.stem) else names
+            jobs.append(BatchJob(source=s, driver=d, output=out_dir / default_output_name(s, d, names=names),
+                                 origin="cross", default_output=True, names=names))
+    return jobs
+
+
+def distinct_names(paths: Iterable[Path]) -> dict[Path, str]:
+    """A name per file for output names: its stem, or, where files of several folders share a stem
+    (``a/photo.jpg``, ``b/photo.jpg``), the stem after as many of its folders' names as tell them apart
+    (``a-photo``, ``b-photo``), else the stem numbered in path order (``photo-1``, ``photo-2``)."""
+    paths = sorted(set(paths))
+    by_stem: dict[str, list[Path]] = {}
+    for path in paths:
+        by_stem.setdefault(path.stem, []).append(path)
+    names = {}
+    for stem, group in by_stem.items():
+        if len(group) == 1:
+            names[group[0]] = stem
+            continue
+        depth = max(len(p.parent.parts) for p in group)
+        for k in range(1, depth + 1):
+            tried = {p: "-".join([*p.parent.parts[-k:], stem]).lstrip("/").replace("/", "-") for p in group}
+            if len(set(tried.values())) == len(group):
+                break
+        else:
+            tried = {p: f"{stem}-{i + 1}" for i, p in enumerate(group)}
+        names.update(tried)
+    return names
 
 
 # -- fingerprints --------------------------------------------------------------------------------

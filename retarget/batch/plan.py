@@ -291,7 +291,8 @@ def make_plan(jobs: list[BatchJob], defaults: dict[str, Any], config: WorkerConf
     all_settings = [job.settings(defaults) for job in jobs]
     for job, settings in zip(jobs, all_settings):
         if job.error is None and job.default_output:  # the extension follows the codec (.mp4, .mkv, .mov, a folder)
-            job.output = job.output.with_name(default_output_name(job.source, job.driver, settings.get("codec")))
+            job.output = job.output.with_name(default_output_name(job.source, job.driver, settings.get("codec"),
+                                                                  names=job.names))
     inputs = InputSet(protected)
     for job, settings in zip(jobs, all_settings):
         if job.error is None:
