@@ -108,3 +108,17 @@ def test_sources_and_drivers_sharing_a_name_get_distinct_outputs(inputs, tmp_pat
     x, y, z = Path("/d/x/same/p.jpg"), Path("/d/y/same/p.jpg"), Path("/d/y/other.jpg")
     assert distinct_names([x, y, z]) == {x: "x-same-p", y: "y-same-p", z: "other"}
     assert distinct_names([Path("p.jpg"), Path("q/p.jpg")]) == {Path("p.jpg"): "p", Path("q/p.jpg"): "q-p"}
+
+
+def test_the_plan_line_of_a_jobs_file_does_not_claim_every_pair(inputs, tmp_path):
+    sources, drivers = inputs
+    shutil.copyfile(EXAMPLE_PHOTO, sources / "bea.jpg")
+    shutil.copyfile(EXAMPLE_IUV, sources / "bea_IUV.png")
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("source,driver\n"
+                    f"{sources / 'anna.jpg'},{drivers / 'walk.mp4'}\n"
+                    f"{sources / 'bea.jpg'},{drivers / 'walk.mp4'}\n"
+                    f"{sources / 'bea.jpg'},{drivers / 'jump.mp4'}\n")
+    lines = []
+    run_batch(jobs, out_dir=tmp_path / "out", weight_free=True, dry_run=True, echo=lines.append)
+    assert lines[0].startswith("plan: 3 jobs (2 sources and 2 drivers)"), lines

@@ -92,8 +92,10 @@ class BatchPlan:
         n_drivers = len({p.job.driver for p in self.jobs if p.job.driver is not None})
         model_groups = [k for k, g in self.groups.items() if g[0].model_densepose]
         to_model = [k for k in model_groups if any(p.action == RUN for p in self.groups[k])]
+        # "×" only where the jobs are every source with every driver; a jobs file pairs them as it likes
+        link = "×" if len(self.jobs) == n_sources * n_drivers else "and"
         lines = [f"plan: {len(self.jobs)} job{'s' * (len(self.jobs) != 1)} ({n_sources} source"
-                 f"{'s' * (n_sources != 1)} × {n_drivers} driver{'s' * (n_drivers != 1)})",
+                 f"{'s' * (n_sources != 1)} {link} {n_drivers} driver{'s' * (n_drivers != 1)})",
                  f"  distinct drivers: {len(self.groups)} ({len(model_groups)} with DensePose from the model, "
                  f"run once per driver and shared through the cache; {len(self.groups) - len(model_groups)} "
                  f"with precomputed IUV); DensePose to run for {len(to_model)}",
