@@ -16,6 +16,7 @@ import pytest
 from retarget.cli import main
 from retarget.errors import UsageError
 from retarget.inspect.frames import parse_selection
+from retarget.io.video import iter_frames
 from retarget.inspect.visual import checkerboard, coords_to_rgb, iuv_to_rgb, legend_image
 from tests.media import make_driver, read_video, sample_source
 
@@ -133,6 +134,18 @@ def test_frames_usage_errors(clip, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not both" in err and "not empty" in err and "not in the video" in err
     assert (busy / "keep.txt").read_text() == "x"
+
+
+def test_frames_beyond_the_video_are_named_not_dropped_silently(clip, tmp_path, capsys):
+    _, driver = clip
+    out = tmp_path / "dp"
+    assert main(["frames", "--driver", str(driver), "--out", str(out), "--only-densepose", "--frames", "3,70",
+                 "-q"]) == 0
+    assert sorted(p.name for p in out.glob("frame_*")) == ["frame_000003"]
+    n = len(list(iter_frames(driver)))
+    assert f"note: {driver}: frame 70 is beyond the video's {n} frames (0..{n - 1}); skipped" in capsys.readouterr().err
+    assert parse_selection("2:40", None, n).beyond(n) == f"frames {n}..39 are beyond the video's {n} frames; skipped"
+    assert parse_selection("2:5", None, n).beyond(n) == parse_selection(None, 2, n).beyond(n) == ""
 
 
 def test_frame_selection_parsing():

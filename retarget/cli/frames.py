@@ -99,6 +99,8 @@ def frames_command(
             with contextlib.suppress(OSError):
                 out.rmdir()  # only when empty: what this run wrote is already removed
         raise
+    if result.note:
+        typer.echo(f"note: {driver}: {result.note}", err=True)
     if not quiet:
         typer.echo(f"{len(result.frames)} frame{'s' * (len(result.frames) != 1)}, {len(result.files)} files in "
                    f"{result.seconds:.1f} s", err=True)

@@ -54,6 +54,19 @@ class FrameSelection:
     def first(self) -> int:
         return min(self.indices) if self.indices is not None else self.start
 
+    def beyond(self, count: int) -> str:
+        """A note naming the selected frames a video of ``count`` frames does not have ("" if none)."""
+        if self.indices is not None:
+            out = [i for i in self.indices if i >= count]
+            if not out:
+                return ""
+            shown = ", ".join(map(str, out[:5])) + (f" and {len(out) - 5} more" if len(out) > 5 else "")
+            return f"frame{'s' * (len(out) > 1)} {shown} {'are' if len(out) > 1 else 'is'} beyond the video's " \
+                   f"{count} frames (0..{count - 1}); skipped"
+        if self.stop is not None and self.stop > max(count, self.start):
+            return f"frames {max(count, self.start)}..{self.stop - 1} are beyond the video's {count} frames; skipped"
+        return ""
+
 
 _RANGE = re.compile(r"^\s*(\d*)\s*:\s*(\d*)\s*(?::\s*(\d+)\s*)?$")
 
@@ -117,6 +130,7 @@ class FramesResult:
     source: list[Figure] = field(default_factory=list)
     frames: list[FrameEntry] = field(default_factory=list)
     seconds: float = 0.0
+    note: str = ""  # e.g. selected frames the video does not have
 
     @property
     def files(self) -> list[Path]:
@@ -324,6 +338,7 @@ def _extract_frames(job, selection, models, model_backend, options, write, start
             result.frames.append(write_frame_stages(job, plan, densepose, frame, frame_job, warp, composite, write))
     if not result.frames:
         raise InputError(f"{job.driver}: the selected frames are not in the video ({plan.track.frame_count} frames)")
+    result.note = selection.beyond(plan.track.frame_count)
     result.seconds = time.perf_counter() - start
     from retarget.inspect.html import write_index
 
@@ -411,7 +426,9 @@ def _extract_densepose_frames(job, selection, model_backend, write, start) -> Fr
     legend = visual.legend_image(None)
     result.source.append(write("legend.png", legend, "colour code legend"))
     last = selection.last()
+    count = 0  # frames of the video (as far as read)
     for frame in iter_frames(job.driver, info.rotation):
+        count = frame.index + 1
         if last is not None and frame.index > last:
             break
         if frame.index not in selection:
@@ -436,6 +453,7 @@ def _extract_densepose_frames(job, selection, model_backend, write, start) -> Fr
         result.frames.append(FrameEntry(frame.index, frame.time, figures, sheet_rel, note))
     if not result.frames:
         raise InputError(f"{job.driver}: the selected frames are not in the video")
+    result.note = selection.beyond(count)
     result.seconds = time.perf_counter() - start
     from retarget.inspect.html import write_index
 
