@@ -375,3 +375,14 @@ def test_output_spec_names(named, codec, shown, sidecar, first, partial_first):
         assert spec.matches(Path(first).name) and not spec.matches("other.png")
     else:
         assert str(spec.partial().path) == partial_first and spec.codec == codec
+
+
+def test_an_odd_sized_driver_to_h264_says_its_frames_lose_a_row_and_column(clip, capsys):
+    photo, driver, _ = clip
+    odd = odd_driver(driver)
+    out = odd.with_name("odd_h264.mp4")
+    assert main(["video", "--source", str(photo), "--driver", str(odd), "--size", "64", "--weight-free",
+                 "-o", str(out)]) == 0
+    assert ("stored at 158x118: H.264 needs even sides, so the 159x119 frames lose their last odd column / row"
+            in capsys.readouterr().err)
+    assert decode(out)[0][0].shape == (118, 158, 3)
