@@ -454,8 +454,9 @@ def open_output(output: OutputSpec | str | Path, width: int, height: int, fps: F
         print(f"note: {spec.display}: {writer.audio_note}", file=sys.stderr)
     stored = (writer.writer.width, writer.writer.height)
     if stored != (width, height) and not quiet:  # H.264 4:2:0 stores even sides only
-        print(f"note: {spec.display}: stored at {stored[0]}x{stored[1]}: H.264 needs even sides, so the {width}x{height} "
-              "frames lose their last odd column / row (--codec ffv1 or prores keeps every pixel)", file=sys.stderr)
+        print(f"note: {spec.display}: stored at {stored[0]}x{stored[1]}: H.264 needs even sides, so the "
+              f"{width}x{height} frames lose their last odd column / row (--codec ffv1 or prores keeps every pixel)",
+              file=sys.stderr)
     return writer
 
 
