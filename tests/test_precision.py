@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from retarget.pipeline import Models, precision
 from retarget.pipeline.job import VideoJob, run_video_job
@@ -70,3 +71,26 @@ def test_bf16_with_native_support_runs_bf16(tmp_path, monkeypatch, capsys):
     diff, err = _render(tmp_path, monkeypatch, native=True, capsys=capsys)
     assert 0 < diff.max() <= 12 and diff.mean() < 0.5  # really bf16, and close to fp32
     assert "warning:" not in err
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["no-native-bf16", "native-bf16"])
+def test_bf16_without_weights_runs_the_weight_free_path_in_fp32_and_says_so(tmp_path, monkeypatch, capsys, native):
+    """The weight-free path has no network to run at bf16; autocast reached its blends and failed ("expected dtype
+    float ... got BFloat16"), on every CPU."""
+    from retarget.cli import main
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    photo, _ = sample_source(tmp_path)
+    driver = tmp_path / "d.mp4"
+    make_driver(driver, n=3, width=96, height=80, audio=False)
+    outs = {}
+    for name in ("fp32", "bf16"):
+        frames: list[np.ndarray] = []
+        job = VideoJob(source=photo, driver=driver, output=tmp_path / f"{name}.mp4", size=64,
+                       options=VideoOptions(precision=name, quiet=True))
+        run_video_job(job, None, on_frame=lambda i, rgb: frames.append(rgb.copy()))
+        outs[name] = np.stack(frames)
+    assert np.array_equal(outs["fp32"], outs["bf16"])
+    assert main(["video", "--source", str(photo), "--driver", str(driver), "--size", "64", "--weight-free",
+                 "--precision", "bf16", "-o", str(tmp_path / "cli.mp4")]) == 0
+    assert "the weight-free path runs in fp32" in capsys.readouterr().err

@@ -357,6 +357,12 @@ def options_for_path(options: VideoOptions, models: Models | None) -> VideoOptio
     options = dataclasses.replace(options, table=resolve_table(options.table, models is None))
     if models is not None:
         options = dataclasses.replace(options, precision=resolve_precision(options.precision, options.device))
+    elif options.precision in ("bf16", "fp16"):  # no network to run at it: the weight-free render stays fp32
+        # (autocast reached its blends, whose float32 / bfloat16 mix failed: "expected dtype float")
+        if not options.quiet:
+            print(f"note: --precision {options.precision} sets the refiner's arithmetic; without its weights "
+                  "the weight-free path runs in fp32", file=sys.stderr)
+        options = dataclasses.replace(options, precision="fp32")
     return options
 
 
