@@ -306,6 +306,10 @@ def test_without_densepose_weights_or_input_iuv_the_error_names_the_fetch_comman
     (["--crf", "52"], "--crf must be 0..51"),
     (["--crf", "-1"], "--crf must be 0..51"),
     (["--crf", "10", "--output", "out.y4m"], "--crf applies to H.264 outputs"),
+    (["--timeout", "nan"], "--timeout must be from more than 0"),  # a NaN wait never ended
+    (["--timeout", "inf"], "--timeout must be from more than 0"),
+    (["--timeout", "0"], "--timeout must be from more than 0"),
+    (["--output", "same.ts", "--stats", "./same.ts"], "the same file as --output"),  # stats replaced the video
 ])
 def test_bad_options_are_usage_errors(clip, tmp_path, monkeypatch, capsys, args, fragment):
     monkeypatch.chdir(tmp_path)

@@ -46,6 +46,10 @@ DROPS = ("late", "none")
 DELAY_ENV = "RETARGET_STREAM_TEST_DELAY_MS"
 
 
+#: Longest --timeout accepted (a day): a wait for a first frame or the next one ends within it.
+MAX_TIMEOUT = 86400.0
+
+
 @dataclass
 class StreamSettings:
     """What ``retarget stream`` does besides rendering (its I/O options)."""
@@ -69,8 +73,8 @@ class StreamSettings:
             raise UsageError(f"--drop {self.drop!r}: expected late or none")
         if self.queue < 1:
             raise UsageError(f"--queue must be at least 1, got {self.queue}")
-        if self.timeout <= 0:
-            raise UsageError(f"--timeout must be positive, got {self.timeout:g}")
+        if not (0 < self.timeout <= MAX_TIMEOUT):  # also NaN and infinity (a NaN wait never ended)
+            raise UsageError(f"--timeout must be from more than 0 to {MAX_TIMEOUT:g} seconds, got {self.timeout:g}")
         if self.realtime and self.input == "-":
             raise UsageError("--realtime paces a file; a pipe comes at its sender's pace")
         if self.max_frames is not None and self.max_frames < 1:
@@ -198,9 +202,15 @@ class StatsLog:
 
 
 def check_outputs(settings: StreamSettings, inputs: list) -> None:
-    """Refuse an existing output file (without ``overwrite``) or one that is an input, before any work."""
+    """Refuse an existing output file (without ``overwrite``), one that is an input, or stats written over the
+    output, before any work."""
+    import os
+
     from retarget.io.atomic import check_output_path
 
+    if (settings.stats is not None and output_kind(settings.output) == "file"
+            and os.path.realpath(settings.stats) == os.path.realpath(settings.output)):
+        raise UsageError(f"--stats {settings.stats}: the same file as --output; give the stats another name")
     existing = [p for p in inputs if p is not None]
     if output_kind(settings.output) == "file":
         check_output_path(Path(settings.output), overwrite=settings.overwrite, inputs=existing)
