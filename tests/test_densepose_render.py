@@ -74,3 +74,6 @@ def test_render_and_iuv_usage_errors(tmp_path, capsys):
                  str(tmp_path / "o.npz")]) == 2
     assert main(["densepose", str(DRIVER), "--iuv", str(tmp_path / "missing"), "--out",
                  str(tmp_path / "o.npz")]) == 1
+    assert main(["densepose", str(DRIVER), "--iuv", str(SIDECAR), "--max-frames", "-1", "--out",
+                 str(tmp_path / "o.npz")]) == 2  # was an internal error from itertools.islice
+    assert "--max-frames must be 0 (every frame) or more, got -1" in capsys.readouterr().err

@@ -86,6 +86,8 @@ def densepose_command(
 
     check_bounds("densepose_size", densepose_size)
     check_bounds("batch_size", batch_size)
+    if max_frames < 0:  # (itertools.islice raised an internal error on it)
+        raise UsageError(f"--max-frames must be 0 (every frame) or more, got {max_frames}")
     plan = PathPlan()  # the input (and --iuv) are regular files; no output is, or lies over, an input
     plan.input(input, noun="an image or video file")
     plan.input(iuv, role="IUV", noun="a folder of IUV PNGs or an .npz", kind="file_or_folder")
