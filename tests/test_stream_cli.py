@@ -222,6 +222,52 @@ def test_sigint_stops_cleanly_and_the_output_decodes(clip, tmp_path, suffix, sig
     assert sum(not r["dropped"] and r["output_s"] is not None for r in records) == len(frames)
 
 
+@pytest.mark.parametrize("kind, sig", [("silent-tcp", signal.SIGINT), ("silent-pipe", signal.SIGTERM)])
+def test_a_signal_while_the_input_opens_ends_the_wait_at_once(clip, tmp_path, kind, sig):
+    """Opening blocks inside FFmpeg, where Python's signal handlers do not run: a silent sender held Ctrl-C off
+    until --timeout ran out (a silent pipe: for ever, then a fatal abort over stdin's lock at exit)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    out = tmp_path / "never.ts"
+    args = [PY, "-m", "retarget", *_stream_args(clip, "--output", str(out), "--timeout", "60")]
+    stdin = None
+    if kind == "silent-tcp":
+        args += ["--input", f"tcp://127.0.0.1:{server.getsockname()[1]}"]
+    else:
+        read_end, write_end = os.pipe()  # a sender that never writes (its end stays open)
+        stdin = read_end
+        args += ["--input", "-"]
+    proc = subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_env(tmp_path / "home"))
+    try:
+        if kind == "silent-tcp":
+            server.settimeout(60)
+            conn, _ = server.accept()  # connected: FFmpeg now waits for data that never comes
+        else:
+            time.sleep(4)  # past start-up: the input is being opened
+        time.sleep(1.0)
+        start = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        server.close()
+        if kind == "silent-pipe":
+            os.close(read_end)
+            os.close(write_end)
+    err = err.decode()
+    assert proc.returncode == 130, err
+    assert elapsed < 5, elapsed
+    assert "Traceback" not in err and "Fatal" not in err
+    assert [line for line in err.splitlines() if line.startswith("error")] == [
+        "error: interrupted; nothing half-written was kept (a rerun resumes from the DensePose cache)"]
+    assert not out.exists() and not list(tmp_path.glob("*never*"))
+
+
 def test_late_frames_are_dropped_and_latency_stays_bounded(clip, tmp_path, monkeypatch, capsys):
     """An artificially slow refiner (150 ms a frame) behind a 20 fps realtime input: with --drop late
     (the default for --realtime) the oldest waiting frames go, latency stays near one frame's work

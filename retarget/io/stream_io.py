@@ -86,6 +86,25 @@ class _CountingReader:
         return data
 
 
+class _FdReader:
+    """Reads a file descriptor with ``os.read``: no buffered-reader lock, which a thread blocked in a read of
+    ``sys.stdin.buffer`` held at interpreter exit (a fatal "could not acquire lock" abort after Ctrl-C)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def read(self, size: int = -1) -> bytes:
+        return os.read(self.fd, size if size and size > 0 else 1 << 20)
+
+
+def _stdin() -> object:
+    """Standard input for PyAV: its file descriptor (:class:`_FdReader`), or ``sys.stdin.buffer`` without one."""
+    try:
+        return _FdReader(sys.stdin.fileno())
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a descriptor
+        return sys.stdin.buffer
+
+
 class InputEnded(Exception):
     """The input stopped delivering frames after some had come (network silence, camera gone)."""
 
@@ -157,7 +176,7 @@ class StreamInput:
             if url_scheme(self.spec) == "udp":
                 options.update({"fifo_size": "1000000", "overrun_nonfatal": "1"})
         else:
-            target = _CountingReader(sys.stdin.buffer)
+            target = _CountingReader(_stdin())
         try:
             self._container = av.open(target, "r", format=fmt, options=options, **kwargs)
         except av.ExitError:

@@ -279,6 +279,35 @@ def keyframes_asynchronous(retargeter: Retargeter, settings: StreamSettings, sou
     return not (source.kind == "file" and not settings.realtime)
 
 
+def open_input(source: StreamInput, stop: threading.Event, poll: float = 0.1) -> StreamInput:
+    """``source.open()`` in a thread of its own, so that ``stop`` (Ctrl-C, SIGTERM) ends the wait at once.
+
+    Opening a network input or a pipe blocks inside FFmpeg, where Python's signal handlers do not run: a silent
+    sender held Ctrl-C off until ``--timeout`` ran out, a silent pipe for ever. No output exists yet, so the
+    blocked thread (a daemon) is left behind.
+
+    Raises:
+        KeyboardInterrupt: ``stop`` was set before the input opened.
+    """
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["input"] = source.open()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="retarget-stream-open", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(poll)
+        if stop.is_set() and thread.is_alive():
+            raise KeyboardInterrupt()
+    if "error" in box:
+        raise box["error"]
+    return box["input"]
+
+
 def run_stream(retargeter: Retargeter, settings: StreamSettings, stop: threading.Event | None = None,
                quiet: bool = False) -> StreamSummary:
     """Stream ``settings.input`` through ``retargeter`` to ``settings.output`` (see the module docstring).
@@ -289,7 +318,7 @@ def run_stream(retargeter: Retargeter, settings: StreamSettings, stop: threading
     settings.validate()
     stop = stop or threading.Event()
     densepose, split_blobs = frame_densepose(retargeter, settings)  # missing weights: before opening anything
-    source = StreamInput(settings.input, settings.input_format, settings.timeout, settings.realtime).open()
+    source = open_input(StreamInput(settings.input, settings.input_format, settings.timeout, settings.realtime), stop)
     given = densepose if isinstance(densepose, SidecarFrames) else None
     if given is not None and (aligned := given.align(source.frame_count)) and not quiet:
         print(f"note: {aligned}", file=sys.stderr)
