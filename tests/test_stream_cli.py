@@ -222,6 +222,27 @@ def test_sigint_stops_cleanly_and_the_output_decodes(clip, tmp_path, suffix, sig
     assert sum(not r["dropped"] and r["output_s"] is not None for r in records) == len(frames)
 
 
+def _wait_until_reading_stdin(pid: int, limit: float = 120.0) -> None:
+    """Until a thread of ``pid`` blocks in ``read(0, ...)`` (Linux ``/proc/PID/task/*/syscall``; elsewhere a
+    fixed 10 s): a signal sent earlier could reach the process before its handlers are set."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():
+        time.sleep(10)
+        return
+    read_calls = {"0", "63"}  # x86-64, arm64
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        for task in list(tasks.iterdir()) if tasks.is_dir() else []:
+            try:
+                fields = (task / "syscall").read_text().split()
+            except OSError:
+                continue
+            if len(fields) > 1 and fields[0] in read_calls and int(fields[1], 16) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError("the stream never started reading its input")
+
+
 @pytest.mark.parametrize("kind, sig", [("silent-tcp", signal.SIGINT), ("silent-pipe", signal.SIGTERM)])
 def test_a_signal_while_the_input_opens_ends_the_wait_at_once(clip, tmp_path, kind, sig):
     """Opening blocks inside FFmpeg, where Python's signal handlers do not run: a silent sender held Ctrl-C off
@@ -245,7 +266,7 @@ def test_a_signal_while_the_input_opens_ends_the_wait_at_once(clip, tmp_path, ki
             server.settimeout(60)
             conn, _ = server.accept()  # connected: FFmpeg now waits for data that never comes
         else:
-            time.sleep(4)  # past start-up: the input is being opened
+            _wait_until_reading_stdin(proc.pid)  # past start-up (its signal handlers set): the input is opening
         time.sleep(1.0)
         start = time.monotonic()
         proc.send_signal(sig)
