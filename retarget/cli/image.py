@@ -70,9 +70,9 @@ def image_command(
 ) -> None:
     from retarget.io.atomic import atomic_output
     from retarget.io.guard import PathPlan
+    from retarget.io.image import MIN_SIDE as PHOTO_MIN_SIDE
     from retarget.io.image import read_image_rgb, to_uint8, write_image_rgb
     from retarget.io.iuv import read_iuv_png, read_uv_npy
-    from retarget.io.image import MIN_SIDE as PHOTO_MIN_SIDE
     from retarget.pipeline import run_pair, stage_arrays
     from retarget.pipeline.bounds import check_bounds
     from retarget.pipeline.image_pair import FRAMED_SIZE, frame_pair, framing_reason, paste_pair, shows_person

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retarget.pipeline.framing import SquareCrop, box_to_crop_params, crop_image, feather, mask_box, paste_crop
-from retarget.pipeline.source import frame_source
+from retarget.pipeline.framing import SquareCrop, box_to_crop_params, feather, mask_box, paste_crop
+from retarget.pipeline.source import cut_dense, frame_source, person_mask
 
 #: Largest side rendered at the photo's own size by default (above it the pair is framed: the networks were
 #: trained at 256², and the weight-free texture of a photo-sized frame grows with its area).
@@ -63,9 +63,8 @@ class FramedPair:
 
 
 def shows_person(dense: np.ndarray) -> bool:
-    """Whether a DensePose map shows anybody: an IUV ``(h, w, 3) uint8`` (part > 0) or a UV ``(h, w, 2)`` map
-    (not NaN)."""
-    return bool((dense[..., 0] > 0).any() if dense.shape[-1] == 3 else (~np.isnan(dense).all(axis=-1)).any())
+    """Whether a DensePose map (IUV or UV, :func:`~retarget.pipeline.source.person_mask`) shows anybody."""
+    return bool(person_mask(dense).any())
 
 
 def frame_pair(photo: np.ndarray, source: np.ndarray, target: np.ndarray, size: int, table: str) -> FramedPair:
@@ -73,29 +72,20 @@ def frame_pair(photo: np.ndarray, source: np.ndarray, target: np.ndarray, size: 
     around their people, at ``size``².
 
     Maps are IUV (``(·, ·, 3) uint8``, converted with ``table`` after the cut, so a large photo's map is never
-    converted whole) or UV (``(·, ·, 2)``, NaN background).
+    converted whole) or UV (``(·, ·, 2)``, NaN background): :func:`~retarget.pipeline.source.cut_dense`.
 
     Raises:
         ValueError: the source map shows no person.
     """
-    from retarget.uvmap import iuv_to_uv
-
     framed = (frame_source(photo, iuv=source, size=size, table=table) if source.shape[-1] == 3
               else frame_source(photo, uv=source, size=size))
-    frame_hw = target.shape[:2]
-    iuv = target.shape[-1] == 3
-    person = target[..., 0] > 0 if iuv else ~np.isnan(target).all(axis=-1)
-    box = mask_box(person)
+    box = mask_box(person_mask(target))
     if box is None:
-        return FramedPair(framed.image, framed.uv, np.full((size, size, 2), np.nan, np.float32), None, frame_hw)
+        return FramedPair(framed.image, framed.uv, np.full((size, size, 2), np.nan, np.float32), None,
+                          target.shape[:2])
     crop = SquareCrop.around(*box_to_crop_params(box))
-    if iuv:
-        cut = iuv_to_uv(crop_image(target, crop, size, nearest=True), table=table).astype(np.float32)
-    else:
-        cut = crop_image(np.nan_to_num(target, nan=-2.0).astype(np.float32), crop, size, nearest=True,
-                         border_value=(-2.0, -2.0))
-        cut = np.where(cut <= -1.5, np.nan, cut).astype(np.float32)
-    return FramedPair(framed.image, framed.uv, cut, crop, frame_hw)
+    cut, _ = cut_dense(target, crop, size, table)
+    return FramedPair(framed.image, framed.uv, cut, crop, target.shape[:2])
 
 
 def paste_pair(pair: FramedPair, result) -> np.ndarray:

@@ -48,7 +48,7 @@ def frame_source(photo: np.ndarray, *, iuv: np.ndarray | None = None, uv: np.nda
     if dense.shape[:2] != photo.shape[:2]:
         raise ValueError(f"DensePose map is {dense.shape[1]}x{dense.shape[0]} but the photo is "
                          f"{photo.shape[1]}x{photo.shape[0]}")
-    person = iuv[..., 0] > 0 if iuv is not None else ~np.isnan(uv).all(axis=2)
+    person = person_mask(dense)
     box = mask_box(person)
     if box is None:
         raise ValueError("no person found in the source photo's DensePose map; use a photo that shows one "
@@ -56,16 +56,29 @@ def frame_source(photo: np.ndarray, *, iuv: np.ndarray | None = None, uv: np.nda
     cx, cy, side = box_to_crop_params(box)
     crop = SquareCrop.around(cx, cy, side)
     image = crop_image(photo, crop, size, replicate=True)
-    if iuv is not None:
+    uv_crop, iuv_crop = cut_dense(dense, crop, size, table)
+    return SourceCrop(photo=photo, person_mask=person, crop=crop, image=image, uv=uv_crop, iuv=iuv_crop)
+
+
+def person_mask(dense: np.ndarray) -> np.ndarray:
+    """``(h, w)`` bool person pixels of a DensePose map: an IUV ``(h, w, 3) uint8`` (part > 0) or a UV
+    ``(h, w, 2)`` map (not NaN)."""
+    return dense[..., 0] > 0 if dense.shape[-1] == 3 else ~np.isnan(dense).all(axis=-1)
+
+
+def cut_dense(dense: np.ndarray, crop: SquareCrop, size: int, table: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(uv, iuv)`` of a DensePose map cut with ``crop`` to ``size``² (nearest; outside the map: background).
+
+    An IUV map is cut, then converted with ``table`` (``iuv`` is the cut IUV); a UV map is cut as it is
+    (``iuv`` is ``None``). ``uv``: ``(size, size, 2) float32``, NaN background.
+    """
+    if dense.shape[-1] == 3:
         from retarget.uvmap import iuv_to_uv
 
-        iuv_crop = crop_image(iuv, crop, size, nearest=True)
-        uv_crop = iuv_to_uv(iuv_crop, table=table)
-    else:
-        iuv_crop = None
-        uv_crop = crop_image(np.nan_to_num(uv, nan=-2.0), crop, size, nearest=True, border_value=(-2.0, -2.0))
-        uv_crop = np.where(uv_crop <= -1.5, np.nan, uv_crop).astype(np.float32)
-    return SourceCrop(photo=photo, person_mask=person, crop=crop, image=image, uv=uv_crop, iuv=iuv_crop)
+        iuv_crop = crop_image(dense, crop, size, nearest=True)
+        return iuv_to_uv(iuv_crop, table=table).astype(np.float32, copy=False), iuv_crop
+    uv_crop = crop_image(np.nan_to_num(dense, nan=-2.0), crop, size, nearest=True, border_value=(-2.0, -2.0))
+    return np.where(uv_crop <= -1.5, np.nan, uv_crop).astype(np.float32), None
 
 
 def prepare_source_crop(source: SourceCrop, models: Models | None, device: str = "cpu",
